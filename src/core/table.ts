@@ -1,0 +1,612 @@
+/**
+ * IpvsTable: the director's whole table, pure and I/O-free. It validates and applies the
+ * operations of ipvsadm's surface (atomically, in batches), schedules new connections with
+ * persistence, keeps the connection table and counters, and runs expiry and the rate
+ * estimator when its owner calls `tick`. The daemon and the data planes drive it.
+ */
+import { familyOf, canonicalAddr, maskAddr, parseIPv4, parseIPv6 } from './addr.js';
+import { ConnTable, CONN_F_ONE_PACKET, CONN_F_NOOUTPUT, type Conn } from './conn.js';
+import { TsvsError } from './errors.js';
+import { RealServer, VirtualService, destId, serviceId, serviceKeyOf, serviceLabel } from './service.js';
+import { ESTIMATOR_INTERVAL_MS, StatsBlock } from './stats.js';
+import { TCP_DEFAULT_TIMEOUTS, UDP_DEFAULT_TIMEOUT, type TcpDir, type TcpFlag } from './tcpstate.js';
+import type {
+  ConnView,
+  DestConfig,
+  DestKey,
+  Op,
+  ServiceConfig,
+  ServiceKey,
+  TableConfig,
+  TableView,
+  Timeouts,
+  TunnelOptions,
+} from './types.js';
+import { getScheduler } from '../schedulers/index.js';
+import type { SchedInput, SchedulerFactory } from '../schedulers/scheduler.js';
+
+/** ipvsadm's MAX_TIMEOUT: 31 days. */
+export const MAX_TIMEOUT = 86400 * 31;
+/** IPVS_SVC_PERSISTENT_TIMEOUT: what `-p` without a value means (the man page's 300 is wrong). */
+export const DEFAULT_PERSISTENT_TIMEOUT = 360;
+/** The version and connection hash size kernel IPVS reports in the listing header. */
+export const IPVS_VERSION = '1.2.1';
+export const IPVS_CONN_TAB_SIZE = 4096;
+
+export type TableEvent =
+  | { type: 'service-added' | 'service-edited' | 'service-deleted'; svc: VirtualService }
+  | { type: 'dest-added' | 'dest-edited' | 'dest-deleted'; svc: VirtualService; dest: RealServer }
+  | { type: 'zeroed'; svc: VirtualService | null }
+  | { type: 'timeouts'; timeouts: Timeouts };
+
+export interface TableListener {
+  /** One change, in the order applied. */
+  change?(ev: TableEvent): void;
+  /** A batch finished applying; `ops` is what was applied. */
+  commit?(ops: readonly Op[]): void;
+  /** A connection entry expired; a data plane closes whatever it still holds for it. */
+  connExpired?(c: Conn): void;
+}
+
+export interface TableOptions {
+  /** Milliseconds, monotonic. Defaults to performance.now(). */
+  now?: () => number;
+  /** Scheduler lookup; defaults to the built-in registry. */
+  schedulers?: (name: string) => SchedulerFactory | undefined;
+  /** Uniform 32-bit random numbers for twos. */
+  randomU32?: () => number;
+  /** sysctl expire_quiescent_template: a template pointing at a weight-0 server is dropped when used. */
+  expireQuiescentTemplate?: boolean;
+}
+
+/** A packet that may start a new connection. */
+export interface NewConnInput {
+  /** The packet's protocol; defaults to the service's (fwmark services carry any). */
+  protocol?: 'tcp' | 'udp' | 'sctp';
+  caddr: string;
+  cport: number;
+  vaddr: string;
+  vport: number;
+}
+
+export class IpvsTable {
+  private readonly services = new Map<string, VirtualService>();
+  private readonly listeners = new Set<TableListener>();
+  readonly conns: ConnTable;
+  /** Totals over every service (/proc/net/ip_vs_stats). */
+  readonly totals = new StatsBlock();
+  readonly now: () => number;
+  private readonly lookupScheduler: (name: string) => SchedulerFactory | undefined;
+  private readonly randomU32: () => number;
+  expireQuiescentTemplate: boolean;
+  private lastEstimate: number;
+
+  constructor(opts: TableOptions = {}) {
+    this.now = opts.now ?? (() => performance.now());
+    this.lookupScheduler = opts.schedulers ?? getScheduler;
+    this.randomU32 = opts.randomU32 ?? (() => Math.floor(Math.random() * 0x1_0000_0000));
+    this.expireQuiescentTemplate = opts.expireQuiescentTemplate ?? false;
+    this.conns = new ConnTable(
+      { expired: (c) => this.emit((l) => l.connExpired?.(c)) },
+      TCP_DEFAULT_TIMEOUTS,
+      UDP_DEFAULT_TIMEOUT,
+    );
+    this.lastEstimate = this.now();
+  }
+
+  subscribe(l: TableListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  private emit(f: (l: TableListener) => void): void {
+    for (const l of this.listeners) f(l);
+  }
+
+  // ------------------------------------------------------------------ queries
+
+  /** Services in creation order. */
+  list(): VirtualService[] {
+    return [...this.services.values()];
+  }
+
+  get(k: ServiceKey): VirtualService | undefined {
+    return this.services.get(serviceId(serviceKeyOf(k)));
+  }
+
+  /** The service a packet to vaddr:vport belongs to, the way ip_vs_service_find looks it up. */
+  lookup(protocol: 'tcp' | 'udp' | 'sctp', vaddr: string, vport: number): VirtualService | undefined {
+    const af = familyOf(vaddr) ?? 4;
+    return (
+      this.services.get(serviceId({ af, protocol, addr: vaddr, port: vport, fwmark: 0 })) ??
+      // A port-zero (persistent) service catches every port of its address.
+      this.services.get(serviceId({ af, protocol, addr: vaddr, port: 0, fwmark: 0 }))
+    );
+  }
+
+  timeouts(): Timeouts {
+    return this.conns.timeouts();
+  }
+
+  config(): TableConfig {
+    return {
+      services: this.list().map((s) => ({ ...s.config(), dests: s.dests.map((d) => d.config()) })),
+      timeouts: this.timeouts(),
+    };
+  }
+
+  view(): TableView {
+    return {
+      version: IPVS_VERSION,
+      size: IPVS_CONN_TAB_SIZE,
+      services: this.list().map((s) => s.view()),
+      timeouts: this.timeouts(),
+      stats: this.totals.snapshot(),
+      rates: this.totals.rates(),
+    };
+  }
+
+  connView(): ConnView[] {
+    return this.conns.view(this.now());
+  }
+
+  // ------------------------------------------------------------------ mutations
+
+  /** Applies one operation; throws TsvsError and changes nothing if it is invalid. */
+  apply(op: Op): void {
+    this.applyAll([op]);
+  }
+
+  /**
+   * Applies operations as one transaction: all are validated against the table as it
+   * would be after the ones before them, and only then applied. Invalid input throws a
+   * TsvsError naming the operation's object, and leaves the table unchanged.
+   */
+  applyAll(ops: readonly Op[]): void {
+    const normalized = this.validate(ops);
+    for (const op of normalized) this.exec(op);
+    this.emit((l) => l.commit?.(normalized));
+  }
+
+  /** Checks and canonicalizes a batch without applying it. */
+  validate(ops: readonly Op[]): Op[] {
+    // A shadow of the table's keys, so a batch can refer to what its earlier ops create.
+    const shadow = new Map<string, Set<string>>();
+    for (const s of this.services.values()) shadow.set(s.id, new Set(s.dests.map((d) => d.id)));
+    const svcAf = new Map<string, 4 | 6>();
+    for (const s of this.services.values()) svcAf.set(s.id, s.af);
+    const out: Op[] = [];
+    for (const raw of ops) {
+      const op = checkOpShape(raw);
+      switch (op.op) {
+        case 'add-service':
+        case 'edit-service': {
+          const cfg = checkServiceConfig(op.service);
+          const id = serviceId(cfg);
+          if (!this.lookupScheduler(cfg.scheduler) || (cfg.pe !== '' && cfg.pe !== 'sip')) {
+            throw new TsvsError('SCHEDULER_NOT_FOUND', `${serviceLabel(cfg)}: scheduler "${cfg.scheduler}"${cfg.pe ? ` or persistence engine "${cfg.pe}"` : ''} not found`);
+          }
+          if (op.op === 'add-service') {
+            if (shadow.has(id)) throw new TsvsError('SERVICE_EXISTS', `${serviceLabel(cfg)}: service already exists`);
+            shadow.set(id, new Set());
+            svcAf.set(id, cfg.af);
+          } else if (!shadow.has(id)) {
+            throw new TsvsError('NO_SERVICE', `${serviceLabel(cfg)}: no such service`);
+          }
+          out.push({ op: op.op, service: cfg });
+          break;
+        }
+        case 'delete-service': {
+          const key = checkServiceKey(op.service);
+          const id = serviceId(key);
+          if (!shadow.delete(id)) throw new TsvsError('NO_SERVICE', `${serviceLabel(key)}: no such service`);
+          out.push({ op: op.op, service: key });
+          break;
+        }
+        case 'flush':
+          shadow.clear();
+          out.push(op);
+          break;
+        case 'add-server':
+        case 'edit-server':
+        case 'delete-server': {
+          const key = checkServiceKey(op.service);
+          const id = serviceId(key);
+          const dests = shadow.get(id);
+          if (!dests) throw new TsvsError('SERVICE_NOT_DEFINED', `${serviceLabel(key)}: service not defined`);
+          if (op.op === 'delete-server') {
+            const dk = checkDestKey(op.dest, `${serviceLabel(key)} real server`);
+            if (!dests.delete(destId(dk))) {
+              throw new TsvsError('NO_DEST', `${serviceLabel(key)}: no such real server ${destId(dk)}`);
+            }
+            out.push({ op: op.op, service: key, dest: dk });
+            break;
+          }
+          const dest = checkDestConfig(op.dest, key, svcAf.get(id) ?? key.af);
+          const did = destId(dest);
+          if (op.op === 'add-server') {
+            if (dests.has(did)) throw new TsvsError('DEST_EXISTS', `${serviceLabel(key)}: real server ${did} already exists`);
+            dests.add(did);
+          } else if (!dests.has(did)) {
+            throw new TsvsError('NO_DEST', `${serviceLabel(key)}: no such real server ${did}`);
+          }
+          out.push({ op: op.op, service: key, dest });
+          break;
+        }
+        case 'zero': {
+          if (op.service) {
+            const key = checkServiceKey(op.service);
+            if (!shadow.has(serviceId(key))) throw new TsvsError('NO_SERVICE', `${serviceLabel(key)}: no such service`);
+            out.push({ op: 'zero', service: key });
+          } else {
+            out.push({ op: 'zero' });
+          }
+          break;
+        }
+        case 'set-timeouts':
+          out.push({ op: op.op, timeouts: checkTimeouts(op.timeouts) });
+          break;
+      }
+    }
+    return out;
+  }
+
+  /** Applies one validated, canonical operation. */
+  private exec(op: Op): void {
+    switch (op.op) {
+      case 'add-service': {
+        const svc = new VirtualService(op.service);
+        svc.sched = this.bindScheduler(svc);
+        this.services.set(svc.id, svc);
+        this.emit((l) => l.change?.({ type: 'service-added', svc }));
+        return;
+      }
+      case 'edit-service': {
+        const svc = this.services.get(serviceId(op.service))!;
+        const c = op.service;
+        const schedChanged = svc.scheduler !== c.scheduler || svc.schedFlags !== c.schedFlags;
+        if (svc.persistent !== c.persistent || svc.netmask !== c.netmask) {
+          // Templates keyed with the old granularity would never match again.
+          for (const t of this.conns.ofService(svc)) if (t.isTemplate) this.conns.retireTemplate(t);
+        }
+        svc.persistent = c.persistent;
+        svc.netmask = c.netmask;
+        svc.ops = c.ops;
+        svc.pe = c.pe;
+        if (schedChanged) {
+          svc.sched.done?.();
+          svc.scheduler = c.scheduler;
+          svc.schedFlags = c.schedFlags;
+          svc.sched = this.bindScheduler(svc);
+        }
+        this.emit((l) => l.change?.({ type: 'service-edited', svc }));
+        return;
+      }
+      case 'delete-service':
+        this.deleteService(this.services.get(serviceId(op.service))!);
+        return;
+      case 'flush':
+        for (const svc of [...this.services.values()]) this.deleteService(svc);
+        return;
+      case 'add-server': {
+        const svc = this.services.get(serviceId(op.service))!;
+        const dest = new RealServer(svc, op.dest);
+        svc.dests.unshift(dest); // kernel list_add_rcu: head insertion
+        svc.sched.addDest?.(dest);
+        this.emit((l) => l.change?.({ type: 'dest-added', svc, dest }));
+        return;
+      }
+      case 'edit-server': {
+        const svc = this.services.get(serviceId(op.service))!;
+        const dest = svc.findDest(op.dest)!;
+        const c = op.dest;
+        // __ip_vs_update_dest: a raised or removed upper threshold clears OVERLOAD at once.
+        if (c.uThreshold === 0 || c.uThreshold > dest.uThreshold) dest.overloaded = false;
+        dest.weight = c.weight;
+        if (c.weight !== 0) dest.lastWeight = c.weight;
+        dest.fwd = c.fwd;
+        dest.uThreshold = c.uThreshold;
+        dest.lThreshold = c.lThreshold;
+        dest.tunnel = c.tunnel;
+        svc.sched.updDest?.(dest);
+        this.emit((l) => l.change?.({ type: 'dest-edited', svc, dest }));
+        return;
+      }
+      case 'delete-server': {
+        const svc = this.services.get(serviceId(op.service))!;
+        const dest = svc.findDest(op.dest)!;
+        this.unlinkDest(svc, dest);
+        return;
+      }
+      case 'zero': {
+        const targets = op.service ? [this.services.get(serviceId(op.service))!] : this.list();
+        for (const svc of targets) {
+          svc.stats.zero();
+          for (const d of svc.dests) d.stats.zero();
+        }
+        if (!op.service) this.totals.zero();
+        this.emit((l) => l.change?.({ type: 'zeroed', svc: op.service ? targets[0]! : null }));
+        return;
+      }
+      case 'set-timeouts':
+        this.conns.setTimeouts(op.timeouts);
+        this.emit((l) => l.change?.({ type: 'timeouts', timeouts: this.timeouts() }));
+        return;
+    }
+  }
+
+  private bindScheduler(svc: VirtualService) {
+    const f = this.lookupScheduler(svc.scheduler)!;
+    return f.create(svc, { randomU32: this.randomU32 });
+  }
+
+  private unlinkDest(svc: VirtualService, dest: RealServer): void {
+    const idx = svc.dests.indexOf(dest);
+    svc.dests.splice(idx, 1);
+    dest.available = false;
+    svc.sched.delDest?.(dest, idx);
+    // Templates pointing at a removed server must not send anyone there again.
+    for (const c of this.conns.ofDest(dest)) if (c.isTemplate) this.conns.retireTemplate(c);
+    this.emit((l) => l.change?.({ type: 'dest-deleted', svc, dest }));
+  }
+
+  private deleteService(svc: VirtualService): void {
+    for (const d of [...svc.dests]) this.unlinkDest(svc, d);
+    svc.sched.done?.();
+    this.services.delete(svc.id);
+    for (const c of this.conns.ofService(svc)) if (c.isTemplate) this.conns.remove(c);
+    this.emit((l) => l.change?.({ type: 'service-deleted', svc }));
+  }
+
+  // ------------------------------------------------------------------ data path
+
+  /**
+   * Schedules a new connection to `svc` (ip_vs_schedule / ip_vs_sched_persist): picks a
+   * real server, honouring a persistence template when the service is persistent, and
+   * creates the connection entry. Returns null when no server can be picked, and the data
+   * plane refuses the connection ("no destination available").
+   */
+  schedule(svc: VirtualService, pkt: NewConnInput): Conn | null {
+    const now = this.now();
+    const input: SchedInput = { caddr: pkt.caddr, cport: pkt.cport, vaddr: pkt.vaddr, vport: pkt.vport, now };
+    let dest: RealServer | null;
+    let tpl: Conn | undefined;
+    if (svc.persistent > 0) {
+      const snet = maskAddr(pkt.caddr, svc.af, svc.netmask);
+      const key = this.conns.templateKey(svc, snet);
+      tpl = this.conns.findTemplate(key);
+      if (tpl && !this.templateUsable(tpl)) {
+        this.conns.retireTemplate(tpl);
+        tpl = undefined;
+      }
+      if (!tpl) {
+        dest = svc.sched.schedule(input);
+        if (!dest) return null;
+        tpl = this.conns.createTemplate(key, svc, snet, dest, now);
+      } else {
+        dest = tpl.dest;
+      }
+    } else {
+      dest = svc.sched.schedule(input);
+    }
+    if (!dest) return null;
+    const oneShot = svc.ops && svc.protocol === 'udp';
+    let flags = oneShot ? CONN_F_ONE_PACKET : 0;
+    if (dest.fwd === 'route' || dest.fwd === 'tunnel') flags |= CONN_F_NOOUTPUT;
+    const protocol = pkt.protocol ?? svc.protocol;
+    const c = this.conns.create(protocol, svc.af, pkt.caddr, pkt.cport, pkt.vaddr, pkt.vport, dest.addr, dest.port || pkt.vport, svc, dest, flags, now);
+    if (tpl) this.conns.control(c, tpl, now);
+    // ip_vs_conn_stats: a scheduled connection counts once, for its server, service and total.
+    dest.stats.conns++;
+    svc.stats.conns++;
+    this.totals.conns++;
+    return c;
+  }
+
+  /** ip_vs_check_template. */
+  private templateUsable(tpl: Conn): boolean {
+    const d = tpl.dest;
+    return !!d && d.available && !(this.expireQuiescentTemplate && d.weight === 0);
+  }
+
+  /** A TCP packet of a connection, for the state machine (and its timer). */
+  tcpEvent(c: Conn, dir: TcpDir, flag: TcpFlag): void {
+    this.conns.tcpEvent(c, dir, flag, this.now());
+  }
+
+  /** A UDP datagram of a connection (re-arms its timer). */
+  datagram(c: Conn): void {
+    this.conns.datagram(c, this.now());
+  }
+
+  /** Counts client→server traffic for the connection's server, service and the total. */
+  countIn(c: Conn, pkts: number, bytes: number): void {
+    c.inPkts += pkts;
+    const d = c.dest;
+    if (d) {
+      d.stats.inpkts += pkts;
+      d.stats.inbytes += bytes;
+    }
+    c.svc.stats.inpkts += pkts;
+    c.svc.stats.inbytes += bytes;
+    this.totals.inpkts += pkts;
+    this.totals.inbytes += bytes;
+  }
+
+  /** Counts server→client traffic. */
+  countOut(c: Conn, pkts: number, bytes: number): void {
+    const d = c.dest;
+    if (d) {
+      d.stats.outpkts += pkts;
+      d.stats.outbytes += bytes;
+    }
+    c.svc.stats.outpkts += pkts;
+    c.svc.stats.outbytes += bytes;
+    this.totals.outpkts += pkts;
+    this.totals.outbytes += bytes;
+  }
+
+  /** Removes an entry at once (e.g. its server was removed and the data plane closed it). */
+  dropConn(c: Conn): void {
+    this.conns.remove(c);
+  }
+
+  /**
+   * Housekeeping; the owner calls it about once a second: expires connections, lets
+   * schedulers age their caches, and runs the estimator every 2 s.
+   */
+  tick(): void {
+    const now = this.now();
+    this.conns.expire(now);
+    for (const svc of this.services.values()) svc.sched.tick?.(now);
+    while (now - this.lastEstimate >= ESTIMATOR_INTERVAL_MS) {
+      this.lastEstimate += ESTIMATOR_INTERVAL_MS;
+      this.totals.estimate();
+      for (const svc of this.services.values()) {
+        svc.stats.estimate();
+        for (const d of svc.dests) d.stats.estimate();
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------ input checks
+
+const PROTOCOLS = new Set(['tcp', 'udp', 'sctp']);
+const FWD = new Set(['masq', 'route', 'tunnel', 'fullnat']);
+
+function isInt(v: unknown, lo: number, hi: number): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
+}
+
+function bad(detail: string): never {
+  throw new TsvsError('BAD_REQUEST', detail, detail);
+}
+
+function checkOpShape(raw: unknown): Op {
+  if (!raw || typeof raw !== 'object') bad('operation must be an object');
+  const op = (raw as { op?: unknown }).op;
+  const known = ['add-service', 'edit-service', 'delete-service', 'flush', 'add-server', 'edit-server', 'delete-server', 'zero', 'set-timeouts'];
+  if (typeof op !== 'string' || !known.includes(op)) bad(`unknown operation ${JSON.stringify(op)}; expected one of ${known.join(', ')}`);
+  return raw as Op;
+}
+
+/** Checks a service key's fields and returns it in canonical form. */
+export function checkServiceKey(raw: unknown): ServiceKey {
+  if (!raw || typeof raw !== 'object') bad('service must be an object');
+  const k = raw as Record<string, unknown>;
+  const fwmark = k.fwmark ?? 0;
+  if (!isInt(fwmark, 0, 0xffffffff)) bad(`service fwmark ${JSON.stringify(k.fwmark)}: must be an integer 0..4294967295`);
+  if (fwmark) {
+    const af = k.af ?? 4;
+    if (af !== 4 && af !== 6) bad(`service FWM ${fwmark}: af must be 4 or 6`);
+    return serviceKeyOf({ af, protocol: 'tcp', addr: '', port: 0, fwmark });
+  }
+  if (typeof k.protocol !== 'string' || !PROTOCOLS.has(k.protocol)) bad(`service protocol ${JSON.stringify(k.protocol)}: must be tcp, udp or sctp`);
+  const addr = typeof k.addr === 'string' ? canonicalAddr(k.addr) : null;
+  if (!addr) bad(`service address ${JSON.stringify(k.addr)}: not an IPv4 or IPv6 address`);
+  const af = familyOf(addr)!;
+  if (k.af !== undefined && k.af !== af) bad(`service ${addr}: af ${String(k.af)} does not match the address`);
+  if (!isInt(k.port, 0, 65535)) bad(`service ${addr}: port ${JSON.stringify(k.port)} must be an integer 0..65535`);
+  return { af, protocol: k.protocol as ServiceKey['protocol'], addr, port: k.port, fwmark: 0 };
+}
+
+function checkServiceConfig(raw: ServiceConfig): ServiceConfig {
+  const key = checkServiceKey(raw);
+  const label = serviceLabel(key);
+  const r = raw as unknown as Record<string, unknown>;
+  const scheduler = r.scheduler ?? 'wlc';
+  if (typeof scheduler !== 'string' || !/^[a-z0-9]{1,15}$/.test(scheduler)) bad(`${label}: scheduler ${JSON.stringify(r.scheduler)} is not a scheduler name`);
+  const schedFlags = r.schedFlags ?? 0;
+  if (!isInt(schedFlags, 0, 7)) bad(`${label}: schedFlags must be an integer 0..7`);
+  const persistent = r.persistent ?? 0;
+  if (!isInt(persistent, 0, MAX_TIMEOUT)) bad(`${label}: persistent timeout ${JSON.stringify(r.persistent)} must be 0..${MAX_TIMEOUT} seconds`);
+  const netmask = r.netmask ?? (key.af === 4 ? 0xffffffff : 128);
+  if (key.af === 4 ? !isInt(netmask, 0, 0xffffffff) : !isInt(netmask, 1, 128)) {
+    throw new TsvsError('INVALID', `${label}: persistence netmask ${JSON.stringify(r.netmask)} is out of range`);
+  }
+  const ops = r.ops ?? false;
+  if (typeof ops !== 'boolean') bad(`${label}: ops must be true or false`);
+  if (ops && !key.fwmark && key.protocol !== 'udp') {
+    throw new TsvsError('INVALID', `${label}: one-packet scheduling is only for UDP virtual services`);
+  }
+  const pe = r.pe ?? '';
+  if (typeof pe !== 'string') bad(`${label}: pe must be a string`);
+  if (!key.fwmark && key.port === 0 && persistent === 0) {
+    throw new TsvsError('INVALID', `${label}: port zero is only supported in persistent services`);
+  }
+  return { ...key, scheduler, schedFlags: schedFlags as number, persistent: persistent as number, netmask: netmask as number, ops, pe };
+}
+
+function checkDestKey(raw: unknown, what: string): DestKey {
+  if (!raw || typeof raw !== 'object') bad(`${what} must be an object`);
+  const k = raw as Record<string, unknown>;
+  const addr = typeof k.addr === 'string' ? canonicalAddr(k.addr) : null;
+  if (!addr) bad(`${what} address ${JSON.stringify(k.addr)}: not an IPv4 or IPv6 address`);
+  if (!isInt(k.port, 0, 65535)) bad(`${what} ${addr}: port ${JSON.stringify(k.port)} must be an integer 0..65535`);
+  return { af: familyOf(addr)!, addr, port: k.port };
+}
+
+function isUnicast(addr: string): boolean {
+  const v4 = parseIPv4(addr);
+  if (v4 !== null) return v4 !== 0 && v4 !== 0xffffffff && (v4 >>> 28) !== 0xe;
+  const g = parseIPv6(addr)!;
+  return !g.every((x) => x === 0) && (g[0]! >>> 8) !== 0xff;
+}
+
+function checkDestConfig(raw: DestConfig, svc: ServiceKey, svcAf: 4 | 6): DestConfig {
+  const label = `${serviceLabel(svc)} real server`;
+  const k = checkDestKey(raw, label);
+  const id = `${label} ${destId(k)}`;
+  const r = raw as unknown as Record<string, unknown>;
+  const weight = r.weight ?? 1;
+  if (typeof weight !== 'number' || !Number.isInteger(weight)) bad(`${id}: weight must be an integer`);
+  if (weight < 0 || weight > 65535) throw new TsvsError('OUT_OF_RANGE', `${id}: weight ${weight} is outside 0..65535`);
+  const fwd = r.fwd ?? 'route';
+  if (typeof fwd !== 'string' || !FWD.has(fwd)) bad(`${id}: forwarding method ${JSON.stringify(r.fwd)} must be masq, route, tunnel or fullnat`);
+  const u = r.uThreshold ?? 0;
+  const l = r.lThreshold ?? 0;
+  if (!isInt(u, 0, 0x7fffffff)) bad(`${id}: upper threshold must be an integer 0..2147483647`);
+  if (!isInt(l, 0, 0x7fffffff)) bad(`${id}: lower threshold must be an integer 0..2147483647`);
+  if (l > u) throw new TsvsError('OUT_OF_RANGE', `${id}: lower threshold ${l} is above upper threshold ${u}`);
+  if (k.af !== svcAf && fwd !== 'tunnel') {
+    throw new TsvsError('AF_NOT_SUPPORTED', `${id}: an IPv${k.af} real server in an IPv${svcAf} service needs tunnelling`);
+  }
+  if (!isUnicast(k.addr)) throw new TsvsError('INVALID', `${id}: address is not unicast`);
+  const out: DestConfig = { ...k, weight, fwd: fwd as DestConfig['fwd'], uThreshold: u, lThreshold: l };
+  if (fwd === 'tunnel') out.tunnel = checkTunnel(r.tunnel, id);
+  else if (r.tunnel !== undefined) bad(`${id}: tunnel options conflict with forwarding method ${String(fwd)}`);
+  return out;
+}
+
+function checkTunnel(raw: unknown, id: string): TunnelOptions {
+  if (raw === undefined) return { type: 'ipip' };
+  if (!raw || typeof raw !== 'object') bad(`${id}: tunnel must be an object`);
+  const t = raw as Record<string, unknown>;
+  const type = t.type ?? 'ipip';
+  if (type !== 'ipip' && type !== 'gue' && type !== 'gre') bad(`${id}: tunnel type ${JSON.stringify(t.type)} must be ipip, gue or gre`);
+  const out: TunnelOptions = { type };
+  if (type === 'gue') {
+    if (!isInt(t.port, 1, 65535)) bad(`${id}: a gue tunnel needs a port 1..65535`);
+    out.port = t.port as number;
+  } else if (t.port !== undefined) {
+    bad(`${id}: a ${type} tunnel takes no port`);
+  }
+  if (t.csum !== undefined) {
+    const ok = type === 'gue' ? ['nocsum', 'csum', 'remcsum'] : type === 'gre' ? ['nocsum', 'csum'] : [];
+    if (typeof t.csum !== 'string' || !ok.includes(t.csum)) bad(`${id}: checksum option ${JSON.stringify(t.csum)} is not valid for ${type}`);
+    out.csum = t.csum as TunnelOptions['csum'];
+  } else if (type !== 'ipip') {
+    out.csum = 'nocsum';
+  }
+  return out;
+}
+
+function checkTimeouts(raw: unknown): Timeouts {
+  if (!raw || typeof raw !== 'object') bad('timeouts must be an object with tcp, tcpfin and udp');
+  const t = raw as Record<string, unknown>;
+  for (const f of ['tcp', 'tcpfin', 'udp'] as const) {
+    if (!isInt(t[f], 0, MAX_TIMEOUT)) bad(`timeout ${f} ${JSON.stringify(t[f])} must be an integer 0..${MAX_TIMEOUT} seconds`);
+  }
+  return { tcp: t.tcp as number, tcpfin: t.tcpfin as number, udp: t.udp as number };
+}
