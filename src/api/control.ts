@@ -1,0 +1,31 @@
+/**
+ * The control API as its clients see it. tsvsadm, `tsvs top` and the dashboard all talk
+ * to tsvsd through this one interface; `src/api/client.ts` implements it over HTTP on the
+ * control socket.
+ */
+import type { ConnView, Op, TableView } from '../core/types.js';
+
+/** Sync daemon state as `ipvsadm -L --daemon` lists it. */
+export interface SyncDaemonView {
+  state: 'master' | 'backup';
+  mcastIfn: string;
+  syncid: number;
+  maxlen?: number;
+  group?: string;
+  port?: number;
+  ttl?: number;
+}
+
+export interface ControlApi {
+  /** The whole table with counters and rates; services and servers in kernel order. */
+  getTable(): Promise<TableView>;
+  /** The connection table, persistence templates included. */
+  getConnections(): Promise<ConnView[]>;
+  /**
+   * Applies the operations as one transaction: either all take effect or none do.
+   * Rejects with a TsvsError carrying the failing operation's code and ipvsadm message.
+   */
+  apply(ops: Op[]): Promise<void>;
+  /** Connection sync daemons; empty when none run. */
+  getSyncDaemons(): Promise<SyncDaemonView[]>;
+}

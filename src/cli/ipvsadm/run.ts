@@ -1,0 +1,410 @@
+/**
+ * tsvsadm: ipvsadm 1.31's command line over the tsvs control API. parse.ts turns argv into
+ * a Command, this file carries it out through a ControlApi and writes what ipvsadm would
+ * write, and format.ts lays out the listings. All I/O goes through IpvsadmIO so that the
+ * whole program runs in tests without a daemon, a terminal or a network.
+ *
+ * Decisions where ipvsadm gives no answer:
+ * - The program name in "Try `%s -h' ..." and in the usage text is `io.progName`
+ *   (ipvsadm prints its argv[0]; bin/ passes the name it was invoked as), 'tsvsadm' if unset.
+ * - -v keeps ipvsadm's first two words, `ipvsadm v1.31`, so scripts that parse them keep
+ *   working, and says what it really is inside the parentheses:
+ *   `ipvsadm v1.31 2019/12/24 (tsvsadm 0.1.0, compatible with IPVS v1.2.1)`.
+ *   -h starts with the same line; the rest of the usage text is ipvsadm's.
+ * - --start-daemon / --stop-daemon are parsed and checked like ipvsadm, then refused on
+ *   stderr with exit 255 (ipvsadm's status for a refusal by the kernel): connection sync
+ *   is configured in tsvsd. -L --daemon lists what the daemon reports.
+ * - -R parses every line before applying anything and then applies all of them in one
+ *   atomic api.apply call. That is stricter than ipvsadm, which applies line by line and
+ *   stops at the first failure with the earlier lines in effect.
+ * - --json (tsvs extension) prints any listing as JSON of the same data, sorted the same
+ *   way; addresses are never resolved in it.
+ */
+import { lookup, lookupService } from 'node:dns/promises';
+import { readFile } from 'node:fs/promises';
+
+import type { ControlApi } from '../../api/control.js';
+import type { Op, ServiceKey, ServiceView, TableView } from '../../core/types.js';
+import { canonicalAddr } from '../../core/addr.js';
+import {
+  addressesOf,
+  formatConnections,
+  formatDaemons,
+  formatRules,
+  formatService,
+  formatTable,
+  formatTimeouts,
+  jsonConnections,
+  jsonDaemons,
+  jsonOneService,
+  jsonRules,
+  jsonTable,
+  jsonTimeouts,
+  ntop,
+  type Names,
+} from './format.js';
+import {
+  builtinServices,
+  parseCommand,
+  parseServices,
+  tryHelpText,
+  type Command,
+  type ListOptions,
+  type ParseEnv,
+  type ServicesDb,
+} from './parse.js';
+
+/** tsvsadm's own version, shown by -v and -h. */
+export const TSVSADM_VERSION = '0.1.0';
+
+/** Name lookups, injectable so that tests never touch DNS or /etc. */
+export interface NameResolver {
+  /** gethostbyname: a host name to an IPv4 address, or null. */
+  lookupHost(name: string): Promise<string | null>;
+  /** gethostbyaddr: the name of an address, or null to print it numerically. */
+  lookupAddr(addr: string): Promise<string | null>;
+  /** /etc/services. */
+  services: ServicesDb;
+}
+
+/** Everything tsvsadm does to the outside world besides the control API. */
+export interface IpvsadmIO {
+  stdout(s: string): void;
+  stderr(s: string): void;
+  /** All of standard input (for -R). */
+  readStdin(): Promise<string>;
+  /** Overrides for name resolution; missing parts use the system (dns, /etc/services). */
+  resolve?: Partial<NameResolver>;
+  /** Program name for messages and usage, as ipvsadm uses argv[0]. Default 'tsvsadm'. */
+  progName?: string;
+}
+
+/** The -v line. */
+export function versionLine(): string {
+  return `ipvsadm v1.31 2019/12/24 (tsvsadm ${TSVSADM_VERSION}, compatible with IPVS v1.2.1)\n`;
+}
+
+/** The -h text: ipvsadm 1.31's usage, after our version line. */
+export function usageText(p: string): string {
+  return (
+    versionLine() +
+    'Usage:\n' +
+    `  ${p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--pe persistence_engine] [-b sched-flags]\n` +
+    `  ${p} -D virtual-service\n` +
+    `  ${p} -C\n` +
+    `  ${p} -R\n` +
+    `  ${p} -S [-n]\n` +
+    `  ${p} -a|e virtual-service -r server-address [options]\n` +
+    `  ${p} -d virtual-service -r server-address\n` +
+    `  ${p} -L|l [virtual-service] [options]\n` +
+    `  ${p} -Z [virtual-service]\n` +
+    `  ${p} --set tcp tcpfin udp\n` +
+    `  ${p} --start-daemon {master|backup} [daemon-options]\n` +
+    `  ${p} --stop-daemon {master|backup}\n` +
+    `  ${p} -h\n\n` +
+    'Commands:\n' +
+    'Either long or short options are allowed.\n' +
+    '  --add-service     -A        add virtual service with options\n' +
+    '  --edit-service    -E        edit virtual service with options\n' +
+    '  --delete-service  -D        delete virtual service\n' +
+    '  --clear           -C        clear the whole table\n' +
+    '  --restore         -R        restore rules from stdin\n' +
+    '  --save            -S        save rules to stdout\n' +
+    '  --add-server      -a        add real server with options\n' +
+    '  --edit-server     -e        edit real server with options\n' +
+    '  --delete-server   -d        delete real server\n' +
+    '  --list            -L|-l     list the table\n' +
+    '  --zero            -Z        zero counters in a service or all services\n' +
+    '  --set tcp tcpfin udp        set connection timeout values\n' +
+    '  --start-daemon              start connection sync daemon\n' +
+    '  --stop-daemon               stop connection sync daemon\n' +
+    '  --help            -h        display this help message\n\n' +
+    'virtual-service:\n' +
+    '  --tcp-service|-t  service-address   service-address is host[:port]\n' +
+    '  --udp-service|-u  service-address   service-address is host[:port]\n' +
+    '  --sctp-service    service-address   service-address is host[:port]\n' +
+    '  --fwmark-service|-f fwmark          fwmark is an integer greater than zero\n' +
+    '\n' +
+    'Options:\n' +
+    '  --ipv6         -6                   fwmark entry uses IPv6\n' +
+    '  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh,\n' +
+    '                                      the default scheduler is wlc.\n' +
+    '  --pe            engine              alternate persistence engine may be sip,\n' +
+    '                                      not set by default.\n' +
+    '  --persistent   -p [timeout]         persistent service\n' +
+    '  --netmask      -M netmask           persistent granularity mask\n' +
+    '  --real-server  -r server-address    server-address is host (and port)\n' +
+    '  --gatewaying   -g                   gatewaying (direct routing) (default)\n' +
+    '  --ipip         -i                   ipip encapsulation (tunneling)\n' +
+    '  --masquerading -m                   masquerading (NAT)\n' +
+    '  --tun-type      type                one of ipip|gue|gre,\n' +
+    '                                      the default tunnel type is ipip.\n' +
+    '  --tun-port      port                tunnel destination port\n' +
+    '  --tun-nocsum                        tunnel encapsulation without checksum\n' +
+    '  --tun-csum                          tunnel encapsulation with checksum\n' +
+    '  --tun-remcsum                       tunnel encapsulation with remote checksum\n' +
+    '  --weight       -w weight            capacity of real server\n' +
+    '  --u-threshold  -x uthreshold        upper threshold of connections\n' +
+    '  --l-threshold  -y lthreshold        lower threshold of connections\n' +
+    '  --connection   -c                   output of current IPVS connections\n' +
+    '  --timeout                           output of timeout (tcp tcpfin udp)\n' +
+    '  --daemon                            output of daemon information\n' +
+    '  --stats                             output of statistics information\n' +
+    '  --rate                              output of rate information\n' +
+    '  --exact                             expand numbers (display exact values)\n' +
+    '  --thresholds                        output of thresholds information\n' +
+    '  --persistent-conn                   output of persistent connection info\n' +
+    '  --tun-info                          output of tunnel information\n' +
+    '  --nosort                            disable sorting output of service/server entries\n' +
+    '  --sort                              does nothing, for backwards compatibility\n' +
+    '  --ops          -o                   one-packet scheduling\n' +
+    '  --numeric      -n                   numeric output of addresses and ports\n' +
+    '  --sched-flags  -b flags             scheduler flags (comma-separated)\n' +
+    'Daemon Options:\n' +
+    '  --syncid sid                        syncid for connection sync (default=255)\n' +
+    '  --sync-maxlen length                Max sync message length (default=1472)\n' +
+    '  --mcast-interface interface         multicast interface for connection sync\n' +
+    '  --mcast-group address               IPv4/IPv6 group (default=224.0.0.81)\n' +
+    '  --mcast-port port                   UDP port (default=8848)\n' +
+    '  --mcast-ttl ttl                     Multicast TTL (default=1)\n'
+  );
+}
+
+/** What tsvsadm says to --start-daemon / --stop-daemon. */
+export const SYNC_DAEMON_MESSAGE =
+  'Connection sync daemons are not available in tsvsadm: connection sync is configured in tsvsd (not yet available)\n';
+
+// ---------------------------------------------------------------------------------------
+// The system resolver
+
+/** How long one reverse lookup may take before the address is printed numerically. */
+const REVERSE_TIMEOUT_MS = 1000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(fallback), ms);
+    timer.unref?.();
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(fallback);
+      },
+    );
+  });
+}
+
+async function systemServices(): Promise<ServicesDb> {
+  try {
+    return parseServices(await readFile('/etc/services', 'utf8'));
+  } catch {
+    return builtinServices;
+  }
+}
+
+async function systemLookupHost(name: string): Promise<string | null> {
+  try {
+    const r = await lookup(name, { family: 4 });
+    return r.address;
+  } catch {
+    return null;
+  }
+}
+
+async function systemLookupAddr(addr: string): Promise<string | null> {
+  // getnameinfo (lookupService) reads /etc/hosts as gethostbyaddr does; it answers with
+  // the address itself when there is no name.
+  const r = await withTimeout(
+    lookupService(addr, 0).then((x) => x.hostname),
+    REVERSE_TIMEOUT_MS,
+    null,
+  );
+  return r === null || canonicalAddr(r) !== null ? null : r;
+}
+
+async function makeResolver(over: Partial<NameResolver> | undefined): Promise<NameResolver> {
+  return {
+    lookupHost: over?.lookupHost ?? systemLookupHost,
+    lookupAddr: over?.lookupAddr ?? systemLookupAddr,
+    services: over?.services ?? (await systemServices()),
+  };
+}
+
+/** Resolves every address up front, so that the formatter stays synchronous. */
+async function namesFor(resolver: NameResolver, addrs: string[]): Promise<Names> {
+  const found = new Map<string, string>();
+  await Promise.all(
+    addrs.map(async (a) => {
+      const n = await resolver.lookupAddr(a);
+      if (n) found.set(a, n);
+    }),
+  );
+  return {
+    host: (a) => found.get(a) ?? ntop(a),
+    service: (port, proto) => resolver.services.nameOf(port, proto),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Running a command
+
+const LIST_DEFAULTS: ListOptions = {
+  numeric: false, stats: false, rate: false, thresholds: false, persistentConn: false,
+  tunInfo: false, nosort: false, exact: false, json: false,
+};
+
+function errorText(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.endsWith('\n') ? msg : `${msg}\n`;
+}
+
+function sameService(s: ServiceView, k: ServiceKey): boolean {
+  if (k.fwmark) return s.fwmark === k.fwmark && s.af === k.af;
+  return !s.fwmark && s.af === k.af && s.protocol === k.protocol && s.port === k.port &&
+    canonicalAddr(s.addr) === canonicalAddr(k.addr);
+}
+
+/**
+ * Runs one tsvsadm invocation (argv without the program name) and returns its exit
+ * status: 0 success, 1 a listing failed, 2 a bad command line, 255 the daemon refused a
+ * change or the command was not a command at all (ipvsadm's exit(-1)).
+ */
+export async function runIpvsadm(argv: string[], io: IpvsadmIO, api: ControlApi): Promise<number> {
+  const progName = io.progName ?? 'tsvsadm';
+  const resolver = await makeResolver(io.resolve);
+  const env: ParseEnv = { progName, services: resolver.services, lookupHost: (n) => resolver.lookupHost(n) };
+
+  // ipvsadm with no arguments lists the table, names resolved.
+  const cmd: Command | { cmd: 'error'; text: string; exitCode: number } =
+    argv.length === 0 ? { cmd: 'list', view: 'services', opts: LIST_DEFAULTS } : await parseCommand(argv, env);
+
+  switch (cmd.cmd) {
+    case 'error':
+      io.stderr(cmd.text);
+      return cmd.exitCode;
+    case 'help':
+      io.stdout(usageText(progName));
+      return 0;
+    case 'version':
+      io.stdout(versionLine());
+      return 0;
+    case 'start-daemon':
+    case 'stop-daemon':
+      io.stderr(SYNC_DAEMON_MESSAGE);
+      return 255;
+    case 'apply':
+      return applyOps([cmd.op], io, api);
+    case 'restore':
+      return restore(io, api, env);
+    case 'save':
+    case 'list':
+      return list(cmd, io, api, resolver);
+  }
+}
+
+async function applyOps(ops: Op[], io: IpvsadmIO, api: ControlApi): Promise<number> {
+  try {
+    await api.apply(ops);
+    return 0;
+  } catch (e) {
+    // A TsvsError's message is the text ipvsadm prints for the kernel's errno.
+    io.stderr(errorText(e));
+    return 255;
+  }
+}
+
+async function restore(io: IpvsadmIO, api: ControlApi, env: ParseEnv): Promise<number> {
+  const input = await io.readStdin();
+  const ops: Op[] = [];
+  const lines = input.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    // Split as ipvsadm's config_stream does, dropping the word "ipvsadm" wherever it is.
+    const words = line.split(/[ \t\r]+/).filter((w) => w !== '' && w !== 'ipvsadm');
+    if (words.length === 0) continue;
+    const c = await parseCommand(words, env);
+    switch (c.cmd) {
+      case 'error':
+        io.stderr(c.text);
+        return c.exitCode;
+      case 'apply':
+        ops.push(c.op);
+        break;
+      case 'restore':
+        // A nested -R: ipvsadm refuses it with the "Try" hint.
+        io.stderr(tryHelpText(env.progName));
+        return 255;
+      case 'start-daemon':
+      case 'stop-daemon':
+        io.stderr(SYNC_DAEMON_MESSAGE);
+        return 255;
+      default:
+        io.stderr(`${env.progName}: -R: line ${i + 1}: only commands that change the table can be restored\n`);
+        return 2;
+    }
+  }
+  if (ops.length === 0) return 0;
+  return applyOps(ops, io, api);
+}
+
+async function list(
+  cmd: Extract<Command, { cmd: 'list' | 'save' }>,
+  io: IpvsadmIO,
+  api: ControlApi,
+  resolver: NameResolver,
+): Promise<number> {
+  const o = cmd.opts;
+  const wantNames = !o.numeric && !o.json;
+  try {
+    if (cmd.cmd === 'save') {
+      const table = await api.getTable();
+      const names = wantNames ? await namesFor(resolver, addressesOf(table)) : undefined;
+      io.stdout(o.json ? jsonRules(table, o) : formatRules(table, o, names));
+      return 0;
+    }
+    switch (cmd.view) {
+      case 'connections': {
+        const conns = await api.getConnections();
+        const names = wantNames ? await namesFor(resolver, addressesOf(undefined, conns)) : undefined;
+        io.stdout(o.json ? jsonConnections(conns) : formatConnections(conns, o, names));
+        return 0;
+      }
+      case 'timeout': {
+        const table = await api.getTable();
+        io.stdout(o.json ? jsonTimeouts(table.timeouts) : formatTimeouts(table.timeouts));
+        return 0;
+      }
+      case 'daemon': {
+        const daemons = await api.getSyncDaemons();
+        io.stdout(o.json ? jsonDaemons(daemons) : formatDaemons(daemons));
+        return 0;
+      }
+      case 'services': {
+        const table = await api.getTable();
+        if (cmd.service) {
+          const key = cmd.service;
+          const svc = table.services.find((s) => sameService(s, key));
+          if (!svc) {
+            io.stderr('No such service\n');
+            return 1;
+          }
+          const one: TableView = { ...table, services: [svc] };
+          const names = wantNames ? await namesFor(resolver, addressesOf(one)) : undefined;
+          io.stdout(o.json ? jsonOneService(svc, o) : formatService(svc, o, names));
+          return 0;
+        }
+        const names = wantNames ? await namesFor(resolver, addressesOf(table)) : undefined;
+        io.stdout(o.json ? jsonTable(table, o) : formatTable(table, o, names));
+        return 0;
+      }
+    }
+  } catch (e) {
+    // ipvsadm prints the reason and exits 1 when it cannot read the table.
+    io.stderr(errorText(e));
+    return 1;
+  }
+}
