@@ -1,0 +1,111 @@
+/**
+ * The director: the core table, the data plane that carries it and the state file, wired
+ * so that every change goes through one path. A batch of operations is validated by the
+ * core, offered to the data plane (which may refuse it, e.g. a VIP it cannot bind), applied,
+ * saved, and logged, one batch at a time.
+ */
+import type { Logger } from 'pino';
+import { TsvsError } from '../core/errors.js';
+import { serviceLabel, destId } from '../core/service.js';
+import type { IpvsTable } from '../core/table.js';
+import type { Op } from '../core/types.js';
+import type { DataPlane } from '../dataplane/dataplane.js';
+import type { StateStore } from './state.js';
+
+const FWD_NAMES = { masq: 'Masq (-m)', route: 'Route (-g)', tunnel: 'Tunnel (-i)', fullnat: 'FullNat' } as const;
+
+export class Director {
+  private queue: Promise<unknown> = Promise.resolve();
+  private ticker: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly table: IpvsTable,
+    readonly dataplane: DataPlane,
+    readonly store: StateStore | null,
+    readonly log: Logger,
+  ) {}
+
+  /** Starts the data plane on the table's current contents and the housekeeping tick. */
+  async start(): Promise<void> {
+    await this.dataplane.start(this.table);
+    // Expiry of connection entries and the 2 s rate estimator run from here.
+    this.ticker = setInterval(() => this.table.tick(), 1000);
+    this.ticker.unref();
+  }
+
+  /**
+   * Applies a batch atomically: all operations take effect or none do. Batches are
+   * serialized, so concurrent clients see each other's changes in a definite order.
+   */
+  apply(ops: readonly Op[]): Promise<void> {
+    const run = this.queue.then(() => this.applyNow(ops));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyNow(ops: readonly Op[]): Promise<void> {
+    if (!Array.isArray(ops)) throw new TsvsError('BAD_REQUEST', 'ops must be an array of operations');
+    const checked = this.table.validate(ops);
+    this.checkMethods(checked);
+    await this.dataplane.prepare(checked);
+    try {
+      this.table.applyAll(checked);
+    } catch (e) {
+      this.dataplane.abort(checked);
+      throw e;
+    }
+    for (const op of checked) this.log.info({ op: describeOp(op) }, `applied ${op.op}`);
+    if (this.store) {
+      try {
+        await this.store.save(this.table.config());
+      } catch (e) {
+        // The change is live but not durable: say so loudly rather than pretend.
+        this.log.error({ err: (e as Error).message, path: this.store.path }, 'could not save state file');
+        throw new TsvsError('INTERNAL', `state file ${this.store.path}: ${(e as Error).message}`, `Change applied but not saved: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /** Refuses real servers whose forwarding method this data plane cannot carry. */
+  private checkMethods(ops: readonly Op[]): void {
+    for (const op of ops) {
+      if ((op.op === 'add-server' || op.op === 'edit-server') && !this.dataplane.methods.has(op.dest.fwd)) {
+        const supported = [...this.dataplane.methods].map((m) => FWD_NAMES[m]).join(', ');
+        throw new TsvsError(
+          'NOT_SUPPORTED',
+          `${serviceLabel(op.service)} real server ${destId(op.dest)}: forwarding method ${FWD_NAMES[op.dest.fwd]} is not supported by the ${this.dataplane.name} data plane`,
+          `Forwarding method ${FWD_NAMES[op.dest.fwd]} is not supported by the ${this.dataplane.name} data plane (supported: ${supported})`,
+        );
+      }
+    }
+  }
+
+  /** Stops the tick and drains the data plane. */
+  async stop(drainMs: number): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = null;
+    await this.dataplane.stop(drainMs);
+  }
+}
+
+/** A one-line description of an operation for logs, in ipvsadm's terms. */
+export function describeOp(op: Op): string {
+  switch (op.op) {
+    case 'add-service':
+    case 'edit-service':
+      return `${op.op} ${serviceLabel(op.service)} ${op.service.scheduler}${op.service.persistent ? ` persistent ${op.service.persistent}` : ''}`;
+    case 'delete-service':
+      return `${op.op} ${serviceLabel(op.service)}`;
+    case 'add-server':
+    case 'edit-server':
+      return `${op.op} ${serviceLabel(op.service)} -> ${destId(op.dest)} ${op.dest.fwd} weight ${op.dest.weight}`;
+    case 'delete-server':
+      return `${op.op} ${serviceLabel(op.service)} -> ${destId(op.dest)}`;
+    case 'zero':
+      return op.service ? `zero ${serviceLabel(op.service)}` : 'zero all';
+    case 'set-timeouts':
+      return `set timeouts tcp ${op.timeouts.tcp} tcpfin ${op.timeouts.tcpfin} udp ${op.timeouts.udp}`;
+    case 'flush':
+      return 'flush';
+  }
+}

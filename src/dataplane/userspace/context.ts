@@ -1,0 +1,128 @@
+/**
+ * What the userspace plane's TCP and UDP halves share: the table, a coarse copy of its
+ * clock, the plane's own counters and a rate-limited logger. One instance per plane.
+ */
+import type { IpvsTable } from '../../core/table.js';
+import type { RealServer, VirtualService } from '../../core/service.js';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+/** The plane's logger: a message plus fields that name the objects (service, server, client). */
+export type LogFn = (level: LogLevel, msg: string, fields: Record<string, unknown>) => void;
+
+/** Traffic re-arms a connection's timer at most this often (the kernel does it per packet). */
+export const REARM_MS = 1000;
+/** How often the coarse clock is refreshed from `table.now()`. */
+export const CLOCK_MS = 250;
+/** TCP keepalive on both legs: finds dead peers long before the 15 min ESTABLISHED timeout. */
+export const KEEPALIVE_MS = 60_000;
+/** One log line per key per this many milliseconds; the rest are counted and reported. */
+const LOG_EVERY_MS = 1000;
+
+export class ProxyContext {
+  /**
+   * `table.now()` as of the last refresh (every CLOCK_MS). The data path compares against
+   * it instead of reading the clock per chunk; it is only used to decide *when* to re-arm.
+   */
+  clock = 0;
+  /** UDP timeout in ms, for one-packet flows' idle sockets. */
+  udpTimeoutMs = 300_000;
+  /** Open TCP sessions (client connections not yet fully closed). */
+  openTcp = 0;
+  noDestination = 0;
+  /** Failed connects (refused, timed out, unreachable) per real server `addr:port`. */
+  readonly connectFailures = new Map<string, number>();
+  private drainWaiter: (() => void) | null = null;
+  private readonly lastLog = new Map<string, { at: number; suppressed: number }>();
+
+  constructor(
+    readonly table: IpvsTable,
+    readonly connectTimeoutMs: number,
+    readonly log: LogFn,
+  ) {
+    this.clock = table.now();
+  }
+
+  /** Logs at most once per second per `key`, saying how many similar lines were skipped. */
+  logLimited(level: LogLevel, key: string, msg: string, fields: Record<string, unknown>): void {
+    const now = this.clock;
+    const e = this.lastLog.get(key);
+    if (e && now - e.at < LOG_EVERY_MS) {
+      e.suppressed++;
+      return;
+    }
+    if (this.lastLog.size > 10_000) this.lastLog.clear();
+    const suppressed = e?.suppressed ?? 0;
+    this.lastLog.set(key, { at: now, suppressed: 0 });
+    this.log(level, msg, suppressed ? { ...fields, suppressed } : fields);
+  }
+
+  /** The scheduler found no server: the client was refused ("no destination available"). */
+  refused(svc: VirtualService, caddr: string): void {
+    this.noDestination++;
+    this.logLimited('warn', `nodest ${svc.id}`, `${svc.label}: no destination available, client refused`, {
+      service: svc.label,
+      client: caddr,
+    });
+  }
+
+  /** A connection to a real server could not be made. */
+  connectFailed(svc: VirtualService, dest: RealServer | null, reason: string): void {
+    const id = dest?.id ?? '?';
+    this.connectFailures.set(id, (this.connectFailures.get(id) ?? 0) + 1);
+    this.logLimited('warn', `connfail ${svc.id} ${id}`, `${svc.label}: connect to real server ${id} failed: ${reason}`, {
+      service: svc.label,
+      server: id,
+      reason,
+    });
+  }
+
+  sessionOpened(): void {
+    this.openTcp++;
+  }
+
+  sessionClosed(): void {
+    this.openTcp--;
+    if (this.openTcp === 0 && this.drainWaiter) {
+      const w = this.drainWaiter;
+      this.drainWaiter = null;
+      w();
+    }
+  }
+
+  /** Resolves when no TCP session is open, or after `ms`. */
+  drained(ms: number): Promise<void> {
+    if (this.openTcp === 0 || ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.drainWaiter = null;
+        resolve();
+      }, ms);
+      this.drainWaiter = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+/** Failure text of a socket error, for logs: "ECONNREFUSED". */
+export function errText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException | undefined;
+  return e?.code ?? e?.message ?? String(err);
+}
+
+/** The socket of one virtual service (TCP listener or UDP socket) and what flows through it. */
+export interface ServiceListener {
+  /** The service it carries; null while bound but not (or no longer) attached. */
+  readonly svc: VirtualService | null;
+  /** Starts carrying `svc`'s traffic. */
+  attach(svc: VirtualService): void;
+  /** Stops carrying traffic: closes its connections/flows, keeps the socket bound. */
+  detach(): void;
+  /** A real server was removed: close its connections and drop their entries. */
+  destDeleted(dest: RealServer): void;
+  /** Stops accepting new connections/datagrams (drain); open TCP connections continue. */
+  stopAccepting(): void;
+  /** Closes the socket and everything still open through it. */
+  close(): void;
+}

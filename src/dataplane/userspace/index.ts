@@ -1,0 +1,284 @@
+/**
+ * The userspace data plane: a TCP and UDP proxy in Node that puts the core table into
+ * effect. It is tsvs's default plane and needs no privileges beyond binding the VIP's port.
+ *
+ * Semantics, and where they differ from kernel LVS-NAT:
+ * - Full NAT. The client connection ends at the director and a new one goes to the real
+ *   server, which sees the director's address, not the client's. `masq` (-m) real servers
+ *   are carried this way, as is `fullnat`; `route` (-g) and `tunnel` (-i) need the kernel
+ *   and are refused, as are fwmark, port-zero and SCTP services (a proxy sees no marks and
+ *   cannot bind every port).
+ * - A VIP must be a local address: each service's socket is bound in `prepare`, before the
+ *   table changes, so a batch with a non-local VIP or a taken port is refused whole.
+ * - Connection entries follow the two sockets through the kernel's TCP state machine (see
+ *   tcp.ts), so ActiveConn/InActConn, TIME_WAIT and thresholds read as for kernel NAT.
+ * - Removing a real server (-d) closes its open connections at once and removes their
+ *   entries: the kernel's `expire_nodest_conn=1`. With the kernel default (0) packets of
+ *   such connections are dropped silently and clients hang until their own timeouts; a
+ *   proxy that kept relaying to a removed server would be worse still, since health
+ *   checks remove servers that no longer answer.
+ * - Setting a weight to 0 only stops new connections; open ones continue.
+ * - A real server that refuses or does not answer within `connectTimeoutMs`: the client's
+ *   connection is reset, and the failure is counted per server (`counters()`).
+ * - Packet counters count chunks read (one or more segments) and datagrams; byte counters
+ *   count payload bytes exactly.
+ *
+ * Driving it: `start(table)`, then for each batch `prepare(ops)` → `table.applyAll(ops)`,
+ * or `abort(ops)` if the batch is not applied after all; the owner calls `table.tick()`
+ * about once a second so entries expire; `stop(drainMs)` at the end.
+ */
+import type { Conn } from '../../core/conn.js';
+import { TsvsError } from '../../core/errors.js';
+import { serviceId, type VirtualService } from '../../core/service.js';
+import type { IpvsTable, TableEvent, TableListener } from '../../core/table.js';
+import type { FwdMethod, Op, ServiceKey } from '../../core/types.js';
+import type { DataPlane } from '../dataplane.js';
+import { bindTcp, bindUdp, checkDestSupported, checkServiceSupported } from './bind.js';
+import { CLOCK_MS, ProxyContext, type LogFn, type ServiceListener } from './context.js';
+import { TcpListener, TcpSession } from './tcp.js';
+import { UdpFlow, UdpListener } from './udp.js';
+
+export type { LogFn, LogLevel } from './context.js';
+
+export interface UserspaceOptions {
+  /** Where the plane logs (JSON-line logger of the daemon); silent by default. */
+  log?: LogFn;
+  /** How long to wait for a real server to accept a connection; default 5000 ms. */
+  connectTimeoutMs?: number;
+}
+
+/** What the plane counts beyond the table's counters, for metrics. */
+export interface UserspaceCounters {
+  /** Clients refused because the scheduler found no server (connections and new UDP flows). */
+  noDestination: number;
+  /** Connections to a real server that failed (refused, timed out, unreachable), by server `addr:port`. */
+  connectFailures: Record<string, number>;
+}
+
+/** The userspace proxy plane (`tsvsd --dataplane userspace`); see the file comment. */
+export class UserspaceDataPlane implements DataPlane {
+  readonly name = 'userspace';
+  readonly methods: ReadonlySet<FwdMethod> = new Set<FwdMethod>(['masq', 'fullnat']);
+
+  private readonly log: LogFn;
+  private readonly connectTimeoutMs: number;
+  private ctx: ProxyContext | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private clockTimer: NodeJS.Timeout | null = null;
+  /** Listeners carrying a service now, by service id. */
+  private readonly live = new Map<string, ServiceListener>();
+  /** Bound by `prepare` for a batch not applied yet. */
+  private readonly prepared = new Map<string, ServiceListener>();
+  /**
+   * Detached by a service deletion in the batch being applied; a later add of the same
+   * service in the same batch (`-C` then `-R`) takes the socket over, and the batch's
+   * commit closes the rest.
+   */
+  private readonly parked = new Map<string, ServiceListener>();
+  /** Services added without `prepare` and being bound now. */
+  private readonly late = new Set<string>();
+
+  constructor(opts: UserspaceOptions = {}) {
+    this.log = opts.log ?? (() => {});
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
+  }
+
+  async start(table: IpvsTable): Promise<void> {
+    if (this.ctx) throw new TsvsError('DATAPLANE', 'userspace data plane: already started', 'The userspace data plane is already started.');
+    // Restored state must be carried in full, or the daemon must not start.
+    const services = table.list();
+    for (const svc of services) {
+      checkServiceSupported(svc);
+      for (const d of svc.dests) checkDestSupported(svc, d.config());
+    }
+    const ctx = new ProxyContext(table, this.connectTimeoutMs, this.log);
+    ctx.udpTimeoutMs = table.timeouts().udp * 1000;
+    const bound = await bindAll(ctx, services);
+    this.ctx = ctx;
+    services.forEach((svc, i) => this.attach(svc, bound[i]!));
+    this.unsubscribe = table.subscribe(this.listener);
+    this.clockTimer = setInterval(() => {
+      ctx.clock = table.now();
+    }, CLOCK_MS);
+    this.clockTimer.unref();
+    if (services.length) this.log('info', `userspace data plane carrying ${services.length} service(s)`, { services: services.map((s) => s.label) });
+  }
+
+  async prepare(ops: readonly Op[]): Promise<void> {
+    const ctx = this.requireStarted();
+    // Refuse what cannot be carried before binding anything.
+    for (const op of ops) {
+      if (op.op === 'add-service') checkServiceSupported(op.service);
+      else if (op.op === 'add-server' || op.op === 'edit-server') checkDestSupported(op.service, op.dest);
+    }
+    // Which added services need a new socket: one deleted earlier in the same batch
+    // hands its socket over instead (see `parked`).
+    const exists = new Set(this.live.keys());
+    const freed = new Set<string>();
+    const want: ServiceKey[] = [];
+    for (const op of ops) {
+      if (op.op === 'flush') {
+        for (const id of exists) freed.add(id);
+        exists.clear();
+      } else if (op.op === 'delete-service') {
+        const id = serviceId(op.service);
+        if (exists.delete(id)) freed.add(id);
+      } else if (op.op === 'add-service') {
+        const id = serviceId(op.service);
+        if (freed.delete(id) || this.prepared.has(id) || exists.has(id)) {
+          exists.add(id);
+          continue;
+        }
+        exists.add(id);
+        want.push(op.service);
+      }
+    }
+    if (want.length === 0) return;
+    const bound = await bindAll(ctx, want);
+    want.forEach((k, i) => this.prepared.set(serviceId(k), bound[i]!));
+  }
+
+  abort(ops: readonly Op[]): void {
+    for (const op of ops) {
+      if (op.op !== 'add-service') continue;
+      const id = serviceId(op.service);
+      const l = this.prepared.get(id);
+      if (l) {
+        this.prepared.delete(id);
+        l.close();
+      }
+    }
+  }
+
+  async stop(drainMs: number): Promise<void> {
+    const ctx = this.ctx;
+    if (!ctx) return;
+    const all = [...this.live.values(), ...this.prepared.values(), ...this.parked.values()];
+    for (const l of all) l.stopAccepting();
+    if (ctx.openTcp > 0) this.log('info', `draining ${ctx.openTcp} open connection(s) for up to ${drainMs} ms`, { open: ctx.openTcp, drainMs });
+    await ctx.drained(drainMs);
+    if (ctx.openTcp > 0) this.log('info', `closing ${ctx.openTcp} connection(s) still open after the drain`, { open: ctx.openTcp });
+    for (const l of all) l.close();
+    this.live.clear();
+    this.prepared.clear();
+    this.parked.clear();
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    if (this.clockTimer) clearInterval(this.clockTimer);
+    this.clockTimer = null;
+    this.ctx = null;
+  }
+
+  /** The plane's own counters (refusals, failed connects), for metrics. */
+  counters(): UserspaceCounters {
+    const ctx = this.ctx;
+    return {
+      noDestination: ctx?.noDestination ?? 0,
+      connectFailures: ctx ? Object.fromEntries(ctx.connectFailures) : {},
+    };
+  }
+
+  /** TCP connections currently relayed. */
+  openConnections(): number {
+    return this.ctx?.openTcp ?? 0;
+  }
+
+  // ---------------------------------------------------------------- following the table
+
+  private readonly listener: TableListener = {
+    change: (ev) => this.onChange(ev),
+    commit: () => {
+      for (const l of this.parked.values()) l.close();
+      this.parked.clear();
+    },
+    connExpired: (c) => this.onExpired(c),
+  };
+
+  private onChange(ev: TableEvent): void {
+    switch (ev.type) {
+      case 'service-added': {
+        const id = ev.svc.id;
+        const l = this.prepared.get(id) ?? this.parked.get(id);
+        this.prepared.delete(id);
+        this.parked.delete(id);
+        if (l) this.attach(ev.svc, l);
+        else this.bindLate(ev.svc);
+        return;
+      }
+      case 'service-deleted': {
+        const l = this.live.get(ev.svc.id);
+        if (!l) return;
+        this.live.delete(ev.svc.id);
+        l.detach();
+        this.parked.set(ev.svc.id, l);
+        return;
+      }
+      case 'dest-deleted':
+        this.live.get(ev.svc.id)?.destDeleted(ev.dest);
+        return;
+      case 'timeouts':
+        if (this.ctx) this.ctx.udpTimeoutMs = ev.timeouts.udp * 1000;
+        return;
+      default:
+        // service-edited, dest-added/edited, zeroed: the table decides, nothing to do here.
+        return;
+    }
+  }
+
+  private onExpired(c: Conn): void {
+    const h = c.handle;
+    if (h instanceof TcpSession) h.terminate('expired');
+    else if (h instanceof UdpFlow) h.close();
+  }
+
+  private attach(svc: VirtualService, l: ServiceListener): void {
+    l.attach(svc);
+    this.live.set(svc.id, l);
+  }
+
+  /**
+   * A service reached the table without `prepare` (the table was changed directly): bind
+   * now, and log instead of refusing, since the change is already made.
+   */
+  private bindLate(svc: VirtualService): void {
+    const ctx = this.ctx;
+    if (!ctx || this.late.has(svc.id)) return;
+    try {
+      checkServiceSupported(svc);
+    } catch (e) {
+      this.log('error', (e as Error).message, { service: svc.label });
+      return;
+    }
+    this.late.add(svc.id);
+    bindAll(ctx, [svc]).then(
+      ([l]) => {
+        this.late.delete(svc.id);
+        // Still wanted? The table may have moved on while we were binding.
+        if (this.ctx === ctx && ctx.table.get(svc) === svc && !this.live.has(svc.id)) this.attach(svc, l!);
+        else l!.close();
+      },
+      (e: unknown) => {
+        this.late.delete(svc.id);
+        this.log('error', (e as Error).message, { service: svc.label });
+      },
+    );
+  }
+
+  private requireStarted(): ProxyContext {
+    if (!this.ctx) throw new TsvsError('DATAPLANE', 'userspace data plane: not started', 'The userspace data plane is not started.');
+    return this.ctx;
+  }
+}
+
+/** Binds every service's socket, or none: on a failure the others are released and the first error thrown. */
+async function bindAll(ctx: ProxyContext, keys: readonly ServiceKey[]): Promise<ServiceListener[]> {
+  const results = await Promise.allSettled(
+    keys.map(async (k): Promise<ServiceListener> => (k.protocol === 'udp' ? new UdpListener(ctx, await bindUdp(k)) : new TcpListener(ctx, await bindTcp(k)))),
+  );
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    for (const r of results) if (r.status === 'fulfilled') r.value.close();
+    throw failed.reason;
+  }
+  return results.map((r) => (r as PromiseFulfilledResult<ServiceListener>).value);
+}
