@@ -19,6 +19,15 @@ class WeightedRoundRobin<D extends SchedDest> implements Scheduler<D> {
   /** Decreasing interval: gcd of the positive weights, or 1. */
   private di: number;
 
+  /** The position, for a data plane that runs the sequence elsewhere (nftables). */
+  snapshot(): WrrState {
+    return { cl: this.cl, cw: this.cw, mw: this.mw, di: this.di };
+  }
+
+  restore(s: WrrState): void {
+    ({ cl: this.cl, cw: this.cw, mw: this.mw, di: this.di } = s);
+  }
+
   constructor(private readonly svc: SchedService<D>) {
     this.di = this.gcdWeight();
     this.mw = this.maxWeight() - (this.di - 1);
@@ -117,3 +126,24 @@ export const wrr: SchedulerFactory = {
     return new WeightedRoundRobin(svc);
   },
 };
+
+/** A wrr instance's position: current server, threshold, max and step (see the class). */
+export interface WrrState {
+  cl: number;
+  cw: number;
+  mw: number;
+  di: number;
+}
+
+/**
+ * The position of a wrr instance, or null for another scheduler. The nftables plane uses
+ * it to hand the kernel the sequence this instance would produce from here.
+ */
+export function wrrSnapshot(s: Scheduler<SchedDest>): WrrState | null {
+  return s instanceof WeightedRoundRobin ? s.snapshot() : null;
+}
+
+/** Puts a wrr instance at a position taken with wrrSnapshot (same servers, same order). */
+export function wrrRestore(s: Scheduler<SchedDest>, state: WrrState): void {
+  if (s instanceof WeightedRoundRobin) s.restore(state);
+}

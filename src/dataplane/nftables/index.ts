@@ -1,0 +1,632 @@
+/**
+ * The nftables data plane: kernel LVS-NAT. The table is compiled into tsvs's own nftables
+ * tables (ruleset.ts) and applied as one atomic transaction per batch (nft.ts), before
+ * the batch takes effect in the core table, so that the reply to tsvsadm means "in the
+ * kernel now". Packets never pass through Node: the VIP is DNATed to the chosen real
+ * server on a connection's first packet and conntrack carries the rest, replies included.
+ *
+ * Once a second the plane reads the kernel back into the core table: nft counters become
+ * the conns/packets/bytes counters, and conntrack entries (marked with their real
+ * server) become the connection table, with active/inactive counts, the OVERLOAD flag of
+ * -x/-y thresholds, and `-Lnc`. A threshold crossing recompiles the rules.
+ *
+ * Schedulers: rr, wrr, sh, dh and mh run in the kernel. The connection-count schedulers
+ * need a per-connection decision in userspace (NFQUEUE, not built yet) and are refused
+ * with NOT_SUPPORTED rather than silently run as something else. See docs/nftables.md.
+ */
+import { TsvsError } from '../../core/errors.js';
+import type { Conn } from '../../core/conn.js';
+import { destId, serviceId, serviceLabel, type RealServer, type VirtualService } from '../../core/service.js';
+import type { IpvsTable, TableEvent } from '../../core/table.js';
+import { TCP_STATE_NAMES, tcpStateActive, type TcpState } from '../../core/tcpstate.js';
+import type { FwdMethod, Op, Stats } from '../../core/types.js';
+import { getScheduler } from '../../schedulers/index.js';
+import type { SchedDest, Scheduler } from '../../schedulers/scheduler.js';
+import { wrrRestore, wrrSnapshot, type WrrState } from '../../schedulers/wrr.js';
+import type { DataPlane } from '../dataplane.js';
+import type { LogFn } from '../index.js';
+import { conntrackAvailable, conntrackDeleteMark, conntrackDump, type CtEntry } from './conntrack.js';
+import { makeRunner, type Runner } from './exec.js';
+import { nftApply, nftCounters, nftPersistElements, nftVersion, type CounterValue, type PersistElement } from './nft.js';
+import { compile, connsCounter, inCounter, KERNEL_SCHEDULERS, outCounter, parseSnat, persistSet, removal, transaction, type NftDest, type NftModel, type NftService, type Ruleset } from './ruleset.js';
+import { DIRECTOR_SYSCTLS, readSysctl, writeSysctl } from './sysctl.js';
+
+const CONN_F_INACTIVE = 0x0800;
+
+export interface NftablesOptions {
+  log: LogFn;
+  /** TSVS_NFT_SETUP: "sysctl" lets tsvsd set forwarding and rp_filter itself. */
+  setup?: string;
+  /** TSVS_NFT_SNAT: networks (comma-separated) whose outbound connections the director masquerades. */
+  snat?: string;
+  /** Read-back period in ms (default 1000). */
+  pollMs?: number;
+  /**
+   * Run nft and conntrack in this network namespace (`ip netns exec`), for tests that
+   * drive the plane in their own process while the director is a namespace of theirs.
+   * tsvsd leaves it unset: the plane works in tsvsd's own namespace.
+   */
+  netns?: string;
+}
+
+/** conntrack's TCP states as IPVS names them for a NAT connection. */
+const CT_TO_IPVS: Record<string, string> = {
+  SYN_SENT: 'SYN_RECV', // the client's SYN was forwarded: IPVS INPUT syn -> SYN_RECV
+  SYN_SENT2: 'SYN_RECV',
+  SYN_RECV: 'SYN_RECV',
+  ESTABLISHED: 'ESTABLISHED',
+  FIN_WAIT: 'FIN_WAIT',
+  CLOSE_WAIT: 'CLOSE_WAIT',
+  LAST_ACK: 'LAST_ACK',
+  TIME_WAIT: 'TIME_WAIT',
+  CLOSE: 'CLOSE',
+  NONE: 'NONE',
+};
+
+const ZERO: Stats = { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, outbytes: 0 };
+
+export class NftablesDataPlane implements DataPlane {
+  readonly name = 'nftables';
+  readonly methods: ReadonlySet<FwdMethod> = new Set<FwdMethod>(['masq']);
+  private table: IpvsTable | null = null;
+  private unsubscribe: (() => void) | null = null;
+  /** What is in the kernel now. */
+  private applied: Ruleset | null = null;
+  private appliedJson = '';
+  /** Serializes every nft transaction. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly svcIds = new Map<string, number>();
+  private readonly marks = new Map<string, number>();
+  private nextSvcId = 1;
+  private timer: NodeJS.Timeout | null = null;
+  /** Raw kernel counter values at the last -Z, per mark. */
+  private readonly baseline = new Map<number, Stats>();
+  private readonly lastRaw = new Map<number, Stats>();
+  /** Counters of removed servers, kept in their service's totals (kernel svc stats are cumulative). */
+  private readonly retired = new Map<string, Stats>();
+  /** Mirrored conntrack entries by tuple. */
+  private readonly mirrored = new Map<string, Conn>();
+  /** Mirrored persistence entries. */
+  private readonly templates = new Map<string, Conn>();
+  private conntrackOk = false;
+  private stopped = false;
+  private pollRun: Promise<void> | null = null;
+  private readonly run: Runner;
+
+  private readonly snat: string[];
+
+  constructor(private readonly opts: NftablesOptions) {
+    this.run = makeRunner(opts.netns);
+    try {
+      this.snat = parseSnat(opts.snat ?? '');
+    } catch (e) {
+      throw dataplaneError((e as Error).message);
+    }
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  async start(table: IpvsTable): Promise<void> {
+    await this.checkHost();
+    this.table = table;
+    this.conntrackOk = await conntrackAvailable(this.run);
+    if (!this.conntrackOk) {
+      this.opts.log('warn', 'conntrack (conntrack-tools) not found: connection listings and active/inactive counts stay empty; apt-get install conntrack');
+    }
+    await this.enqueue(() => this.applyModel(this.modelFromTable(), 'start'));
+    this.unsubscribe = table.subscribe({
+      change: (ev) => this.onChange(ev),
+      commit: () => {
+        // Normally a no-op: prepare() already put the batch into the kernel.
+        void this.enqueue(() => this.applyModel(this.modelFromTable(), 'commit')).catch((e) =>
+          this.opts.log('error', 'nftables: could not apply the table; the kernel may be behind the table until the next change', { err: (e as Error).message }),
+        );
+      },
+    });
+    const poll = this.opts.pollMs ?? 1000;
+    // A round still running (a huge conntrack table) is not queued behind.
+    this.timer = setInterval(() => {
+      if (!this.pollRun) void this.poll();
+    }, poll);
+    this.timer.unref();
+    if (this.snat.length) this.opts.log('warn', `masquerading outbound connections from ${this.snat.join(', ')} because TSVS_NFT_SNAT is set`);
+    this.opts.log('info', 'nftables data plane started: rules in tables ip tsvs and ip6 tsvs');
+  }
+
+  async prepare(ops: readonly Op[]): Promise<void> {
+    for (const op of ops) {
+      if (op.op === 'add-service' || op.op === 'edit-service') {
+        const s = op.service;
+        const label = serviceLabel(s);
+        if (s.fwmark) throw notSupported(`${label}: fwmark services are not supported by the nftables data plane yet`);
+        if (s.protocol === 'sctp') throw notSupported(`${label}: SCTP is not supported by the nftables data plane`);
+        if (!KERNEL_SCHEDULERS.has(s.scheduler)) {
+          throw notSupported(
+            `${label}: scheduler ${s.scheduler} needs a per-connection decision in userspace, which the nftables data plane does not have yet (it runs ${[...KERNEL_SCHEDULERS].join(', ')}); use one of those or --dataplane userspace`,
+          );
+        }
+        if (s.ops) throw notSupported(`${label}: one-packet scheduling (-o) is not supported by the nftables data plane`);
+        if (s.pe) throw notSupported(`${label}: persistence engine ${s.pe} is not supported by the nftables data plane`);
+      }
+    }
+    const model = this.simulate(ops);
+    await this.enqueue(() => this.applyModel(model, 'batch'));
+  }
+
+  abort(_ops: readonly Op[]): void {
+    // The table did not change: put its current contents back.
+    void this.enqueue(() => this.applyModel(this.modelFromTable(), 'abort')).catch((e) =>
+      this.opts.log('error', 'nftables: could not restore the rules after an aborted batch', { err: (e as Error).message }),
+    );
+  }
+
+  async stop(_drainMs: number): Promise<void> {
+    // Kernel NAT needs no draining: conntrack keeps carrying open connections after the
+    // rules are gone; new connections to the VIPs are no longer balanced.
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    await this.enqueue(async () => {
+      await nftApply(this.run, removal(), 'remove tables');
+      this.applied = null;
+      this.appliedJson = '';
+    });
+    this.opts.log('info', 'nftables tables ip tsvs and ip6 tsvs removed');
+  }
+
+  // ------------------------------------------------------------------ checks
+
+  private async checkHost(): Promise<void> {
+    if (process.platform !== 'linux') throw dataplaneError('the nftables data plane needs Linux');
+    if (process.getuid?.() !== 0) {
+      throw dataplaneError('the nftables data plane needs root (CAP_NET_ADMIN) to program nftables; run tsvsd as root or use --dataplane userspace');
+    }
+    if (!(await nftVersion(this.run))) throw dataplaneError('the nftables data plane needs the nft command (apt-get install nftables)');
+    const setup = (this.opts.setup ?? '').split(',').map((s) => s.trim());
+    for (const s of DIRECTOR_SYSCTLS) {
+      const v = await readSysctl(this.run, s.key);
+      if (v === null || v === s.value) continue;
+      if (setup.includes('sysctl')) {
+        await writeSysctl(this.run, s.key, s.value);
+        this.opts.log('warn', `set ${s.key}=${s.value} (was ${v}) because TSVS_NFT_SETUP=sysctl: ${s.why}`);
+      } else if (s.required) {
+        throw dataplaneError(
+          `${s.key} is ${v}: ${s.why}, so forwarding must be on. Run sysctl -w ${s.key}=${s.value}, or start tsvsd with TSVS_NFT_SETUP=sysctl to let it set this`,
+        );
+      } else {
+        this.opts.log('warn', `${s.key} is ${v}; a NAT director usually wants ${s.value} (${s.why}); TSVS_NFT_SETUP=sysctl sets it`);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ model
+
+  private svcIdOf(key: string): number {
+    let id = this.svcIds.get(key);
+    if (id === undefined) this.svcIds.set(key, (id = this.nextSvcId++));
+    return id;
+  }
+
+  /**
+   * A server's mark is a hash of its service and address, so that it is the same after a
+   * restart of tsvsd: conntrack entries made before the restart are still counted and
+   * listed under their server. A collision with another live server probes onward.
+   */
+  private markOf(svcKey: string, destKey: string): number {
+    const k = `${svcKey}|${destKey}`;
+    let m = this.marks.get(k);
+    if (m !== undefined) return m;
+    const taken = new Set(this.marks.values());
+    m = markHash(k);
+    while (taken.has(m)) m = m >= 0x7fffffff ? 1 : m + 1;
+    this.marks.set(k, m);
+    return m;
+  }
+
+  private modelFromTable(): NftModel {
+    const t = this.table!;
+    return {
+      snat: this.snat,
+      services: t.list().map((s) => ({
+        id: this.svcIdOf(s.id),
+        af: s.af,
+        protocol: s.protocol as 'tcp' | 'udp',
+        addr: s.addr,
+        port: s.port,
+        scheduler: s.scheduler,
+        schedFlags: s.schedFlags,
+        persistent: s.persistent,
+        netmask: s.netmask,
+        dests: s.dests.map((d) => ({ addr: d.addr, port: d.port, weight: d.weight, lastWeight: d.lastWeight, overloaded: d.overloaded, mark: this.markOf(s.id, d.id) })),
+        wrr: wrrSnapshot(s.sched),
+      })),
+    };
+  }
+
+  /** The model as it will be once `ops` are applied (ops are validated and canonical). */
+  private simulate(ops: readonly Op[]): NftModel {
+    const model = this.modelFromTable();
+    const byKey = new Map<string, NftService>();
+    this.table!.list().forEach((s, i) => byKey.set(s.id, model.services[i]!));
+    // wrr keeps state across changes: replay the batch on a copy, hook by hook, as the core will.
+    const replay = new Map<NftService, WrrReplay>();
+    const wrrOf = (svc: NftService, fresh = false): WrrReplay | null => {
+      if (svc.scheduler !== 'wrr') return null;
+      let r = replay.get(svc);
+      if (!r || fresh) {
+        r = new WrrReplay(svc, fresh ? null : svc.wrr ?? null);
+        replay.set(svc, r);
+      }
+      return r;
+    };
+    for (const op of ops) {
+      switch (op.op) {
+        case 'add-service': {
+          const s = op.service;
+          const id = serviceId(s);
+          const svc: NftService = { id: this.svcIdOf(id), af: s.af, protocol: s.protocol as 'tcp' | 'udp', addr: s.addr, port: s.port, scheduler: s.scheduler, schedFlags: s.schedFlags, persistent: s.persistent, netmask: s.netmask, dests: [] };
+          model.services.push(svc);
+          byKey.set(id, svc);
+          wrrOf(svc, true);
+          break;
+        }
+        case 'edit-service': {
+          const svc = byKey.get(serviceId(op.service))!;
+          const rebind = svc.scheduler !== op.service.scheduler || svc.schedFlags !== op.service.schedFlags;
+          Object.assign(svc, { scheduler: op.service.scheduler, schedFlags: op.service.schedFlags, persistent: op.service.persistent, netmask: op.service.netmask });
+          if (rebind) wrrOf(svc, true);
+          break;
+        }
+        case 'delete-service': {
+          const svc = byKey.get(serviceId(op.service))!;
+          model.services.splice(model.services.indexOf(svc), 1);
+          byKey.delete(serviceId(op.service));
+          break;
+        }
+        case 'flush':
+          model.services.length = 0;
+          byKey.clear();
+          break;
+        case 'add-server': {
+          const sid = serviceId(op.service);
+          const d = op.dest;
+          const svc = byKey.get(sid)!;
+          svc.dests.unshift({ addr: d.addr, port: d.port, weight: d.weight, lastWeight: d.weight, overloaded: false, mark: this.markOf(sid, destId(d)) });
+          wrrOf(svc)?.add(svc.dests[0]!);
+          break;
+        }
+        case 'edit-server': {
+          const sid = serviceId(op.service);
+          const mark = this.markOf(sid, destId(op.dest));
+          const d = byKey.get(sid)!.dests.find((x) => x.mark === mark)!;
+          const live = this.table!.get(op.service)?.findDest(op.dest);
+          if (op.dest.uThreshold === 0 || (live && op.dest.uThreshold > live.uThreshold)) d.overloaded = false;
+          d.weight = op.dest.weight;
+          if (op.dest.weight !== 0) d.lastWeight = op.dest.weight;
+          wrrOf(byKey.get(sid)!)?.update(d);
+          break;
+        }
+        case 'delete-server': {
+          const sid = serviceId(op.service);
+          const mark = this.markOf(sid, destId(op.dest));
+          const svc = byKey.get(sid)!;
+          const idx = svc.dests.findIndex((x) => x.mark === mark);
+          svc.dests.splice(idx, 1);
+          wrrOf(svc)?.remove(idx);
+          break;
+        }
+        case 'zero':
+        case 'set-timeouts':
+          break;
+      }
+    }
+    for (const [svc, r] of replay) svc.wrr = r.state();
+    return model;
+  }
+
+  private enqueue<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(f);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyModel(model: NftModel, why: string): Promise<void> {
+    const next = compile(model);
+    const json = JSON.stringify(next);
+    if (this.applied && json === this.appliedJson) return;
+    await nftApply(this.run, transaction(this.applied, next), why);
+    this.applied = next;
+    this.appliedJson = json;
+    this.opts.log('debug', `nftables ruleset applied (${why})`, { services: model.services.length });
+  }
+
+  // ------------------------------------------------------------------ events
+
+  private onChange(ev: TableEvent): void {
+    if (ev.type === 'dest-deleted') {
+      const key = `${ev.svc.id}|${ev.dest.id}`;
+      const mark = this.marks.get(key);
+      if (mark === undefined) return;
+      this.marks.delete(key);
+      // Keep the server's counted traffic in its service's totals.
+      const raw = this.lastRaw.get(mark);
+      if (raw) {
+        const base = this.baseline.get(mark) ?? ZERO;
+        const r = this.retired.get(ev.svc.id) ?? { ...ZERO };
+        for (const k of Object.keys(ZERO) as (keyof Stats)[]) r[k] += raw[k] - base[k];
+        this.retired.set(ev.svc.id, r);
+      }
+      this.lastRaw.delete(mark);
+      this.baseline.delete(mark);
+      // expire_nodest_conn: the removed server's connections end now (after the rules no
+      // longer send anyone there), instead of hanging on a server that is gone.
+      if (this.conntrackOk) {
+        void this.enqueue(async () => {
+          const n = await conntrackDeleteMark(this.run, mark);
+          if (n) this.opts.log('info', `${ev.svc.label} real server ${ev.dest.id} removed: ${n} conntrack entries deleted`);
+        });
+      }
+    } else if (ev.type === 'service-deleted') {
+      this.retired.delete(ev.svc.id);
+      this.svcIds.delete(ev.svc.id);
+    } else if (ev.type === 'zeroed') {
+      const svcs = ev.svc ? [ev.svc] : this.table!.list();
+      for (const s of svcs) {
+        this.retired.delete(s.id);
+        for (const d of s.dests) {
+          const mark = this.marks.get(`${s.id}|${d.id}`);
+          if (mark !== undefined) this.baseline.set(mark, this.lastRaw.get(mark) ?? { ...ZERO });
+        }
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ read-back
+
+  /**
+   * One read-back round: counters, conntrack entries, persistence entries. Resolves when
+   * the table reflects the kernel as of this call (a round already running is followed by
+   * a new one), so tests and `view()` callers can wait for current numbers.
+   */
+  refresh(): Promise<void> {
+    return this.poll();
+  }
+
+  poll(): Promise<void> {
+    const next = (this.pollRun ?? Promise.resolve()).then(() => this.pollOnce());
+    this.pollRun = next.finally(() => {
+      if (this.pollRun === tail) this.pollRun = null;
+    });
+    const tail = this.pollRun;
+    return next;
+  }
+
+  private async pollOnce(): Promise<void> {
+    if (this.stopped || !this.table) return;
+    try {
+      const counters = await nftCounters(this.run);
+      if (this.stopped) return;
+      this.applyCounters(counters);
+      const persist = await this.readPersistence();
+      if (this.stopped) return;
+      this.applyPersistence(persist);
+      if (this.conntrackOk) {
+        const entries = await conntrackDump(this.run);
+        if (this.stopped) return;
+        if (this.applyConntrack(entries)) {
+          // A threshold was crossed: the rules must skip (or take back) that server.
+          await this.enqueue(() => this.applyModel(this.modelFromTable(), 'threshold'));
+        }
+      }
+    } catch (e) {
+      this.opts.log('warn', 'nftables read-back failed', { err: (e as Error).message });
+    }
+  }
+
+  /** The persistence sets' elements, with the service and server each belongs to. */
+  private async readPersistence(): Promise<Array<PersistElement & { svc: VirtualService; dest: RealServer }>> {
+    const owners = new Map<string, { svc: VirtualService; dest: RealServer; family: 'ip' | 'ip6' }>();
+    for (const svc of this.table!.list()) {
+      if (!svc.persistent) continue;
+      for (const dest of svc.dests) {
+        const mark = this.marks.get(`${svc.id}|${dest.id}`);
+        if (mark !== undefined) owners.set(persistSet(mark, svc), { svc, dest, family: svc.af === 6 ? 'ip6' : 'ip' });
+      }
+    }
+    const out: Array<PersistElement & { svc: VirtualService; dest: RealServer }> = [];
+    for (const family of ['ip', 'ip6'] as const) {
+      const sets = [...owners].filter(([, o]) => o.family === family).map(([name]) => name);
+      if (!sets.length) continue;
+      for (const e of await nftPersistElements(this.run, family, sets)) {
+        const o = owners.get(e.set);
+        if (o) out.push({ ...e, svc: o.svc, dest: o.dest });
+      }
+    }
+    return out;
+  }
+
+  /** Mirrors persistence entries as the core's templates (-Lnc, PersistConn). */
+  private applyPersistence(elems: Array<PersistElement & { svc: VirtualService; dest: RealServer }>): void {
+    const t = this.table!;
+    const now = t.now();
+    const seen = new Set<string>();
+    for (const e of elems) {
+      const key = `tpl|${e.svc.id}|${e.dest.id}|${e.addr}`;
+      seen.add(key);
+      let c = this.templates.get(key);
+      if (c?.dead) c = undefined;
+      if (!c) {
+        c = t.conns.createTemplate(t.conns.templateKey(e.svc, e.addr), e.svc, e.addr, e.dest, now);
+        this.templates.set(key, c);
+      }
+      c.expires = now + e.expires * 1000;
+    }
+    for (const [key, c] of this.templates) {
+      if (!seen.has(key)) {
+        if (!c.dead) t.dropConn(c);
+        this.templates.delete(key);
+      }
+    }
+  }
+
+  private destsByMark(): Map<number, { svc: VirtualService; dest: RealServer }> {
+    const out = new Map<number, { svc: VirtualService; dest: RealServer }>();
+    for (const svc of this.table!.list()) {
+      for (const dest of svc.dests) {
+        const m = this.marks.get(`${svc.id}|${dest.id}`);
+        if (m !== undefined) out.set(m, { svc, dest });
+      }
+    }
+    return out;
+  }
+
+  private applyCounters(counters: Map<string, CounterValue>): void {
+    const t = this.table!;
+    const total = { ...ZERO };
+    for (const svc of t.list()) {
+      const fam = svc.af === 6 ? 'ip6' : 'ip';
+      const sum = { ...(this.retired.get(svc.id) ?? ZERO) };
+      for (const dest of svc.dests) {
+        const mark = this.marks.get(`${svc.id}|${dest.id}`);
+        if (mark === undefined) continue;
+        const c = counters.get(`${fam}/${connsCounter(mark)}`);
+        const i = counters.get(`${fam}/${inCounter(mark)}`);
+        const o = counters.get(`${fam}/${outCounter(mark)}`);
+        if (!c || !i || !o) continue;
+        const raw: Stats = { conns: c.packets, inpkts: i.packets, inbytes: i.bytes, outpkts: o.packets, outbytes: o.bytes };
+        this.lastRaw.set(mark, raw);
+        const base = this.baseline.get(mark) ?? ZERO;
+        const s: Stats = { conns: raw.conns - base.conns, inpkts: raw.inpkts - base.inpkts, inbytes: raw.inbytes - base.inbytes, outpkts: raw.outpkts - base.outpkts, outbytes: raw.outbytes - base.outbytes };
+        dest.stats.set(s);
+        for (const k of Object.keys(ZERO) as (keyof Stats)[]) sum[k] += s[k];
+      }
+      svc.stats.set(sum);
+      for (const k of Object.keys(ZERO) as (keyof Stats)[]) total[k] += sum[k];
+    }
+    t.totals.set(total);
+  }
+
+  /** Mirrors conntrack into the core's connection table; returns true when an OVERLOAD flag changed. */
+  private applyConntrack(entries: CtEntry[]): boolean {
+    const t = this.table!;
+    const now = t.now();
+    const byMark = this.destsByMark();
+    const before = new Map<RealServer, boolean>();
+    for (const { dest } of byMark.values()) before.set(dest, dest.overloaded);
+    const seen = new Set<string>();
+    for (const e of entries) {
+      const owner = byMark.get(e.mark);
+      if (!owner) continue;
+      const key = `${e.af}|${e.protocol}|${e.caddr}|${e.cport}|${e.vaddr}|${e.vport}`;
+      seen.add(key);
+      let c = this.mirrored.get(key);
+      if (c && (c.dead || c.dest !== owner.dest)) {
+        if (!c.dead) t.dropConn(c);
+        c = undefined;
+      }
+      if (!c) {
+        c = t.conns.create(e.protocol, e.af, e.caddr, e.cport, e.vaddr, e.vport, e.daddr, e.dport, owner.svc, owner.dest, 0, now);
+        this.mirrored.set(key, c);
+      }
+      if (e.protocol === 'tcp') setTcpState(c, CT_TO_IPVS[e.state] ?? 'NONE');
+      // conntrack owns the lifetime; the core's own expiry only acts if the read-back stops.
+      c.timeoutMs = e.timeout * 1000;
+      c.expires = now + c.timeoutMs;
+    }
+    for (const [key, c] of this.mirrored) {
+      if (!seen.has(key)) {
+        if (!c.dead) t.dropConn(c);
+        this.mirrored.delete(key);
+      }
+    }
+    for (const [dest, was] of before) if (dest.overloaded !== was) return true;
+    return false;
+  }
+}
+
+/**
+ * A wrr instance over stand-ins for a service's servers, moved through a batch's changes
+ * with the same hooks in the same order as the core applies them, so that its final
+ * position is the one the live scheduler will have.
+ */
+class WrrReplay {
+  private readonly dests: Array<SchedDest & { weight: number; lastWeight: number; overloaded: boolean }>;
+  private readonly sched: Scheduler<SchedDest>;
+
+  constructor(svc: NftService, from: WrrState | null) {
+    this.dests = svc.dests.map((d) => this.standIn(svc, d));
+    this.sched = getScheduler('wrr')!.create({ af: svc.af, schedFlags: svc.schedFlags, dests: this.dests }, { randomU32: () => 0 });
+    if (from) wrrRestore(this.sched, from);
+    this.af = svc.af;
+  }
+
+  private readonly af: 4 | 6;
+
+  private standIn(svc: { af: 4 | 6 }, d: NftDest) {
+    return { af: svc.af, addr: d.addr, port: d.port, weight: d.weight, lastWeight: d.lastWeight, overloaded: d.overloaded, activeconns: 0, inactconns: 0, available: true };
+  }
+
+  add(d: NftDest): void {
+    const x = this.standIn({ af: this.af }, d);
+    this.dests.unshift(x);
+    this.sched.addDest?.(x);
+  }
+
+  update(d: NftDest): void {
+    const x = this.dests.find((y) => y.addr === d.addr && y.port === d.port);
+    if (!x) return;
+    x.weight = d.weight;
+    x.lastWeight = d.lastWeight;
+    x.overloaded = d.overloaded;
+    this.sched.updDest?.(x);
+  }
+
+  remove(idx: number): void {
+    const [x] = this.dests.splice(idx, 1);
+    if (x) this.sched.delDest?.(x, idx);
+  }
+
+  state(): WrrState | null {
+    return wrrSnapshot(this.sched);
+  }
+}
+
+/** Moves an entry to an IPVS TCP state with the active/inactive accounting of set_tcp_state. */
+function setTcpState(c: Conn, name: string): void {
+  const next = Math.max(0, TCP_STATE_NAMES.indexOf(name as (typeof TCP_STATE_NAMES)[number])) as TcpState;
+  if (next === c.state) return;
+  const dest = c.dest;
+  if (dest) {
+    const inactive = (c.flags & CONN_F_INACTIVE) !== 0;
+    if (!inactive && !tcpStateActive(next)) {
+      dest.activeconns--;
+      dest.inactconns++;
+      c.flags |= CONN_F_INACTIVE;
+    } else if (inactive && tcpStateActive(next)) {
+      dest.activeconns++;
+      dest.inactconns--;
+      c.flags &= ~CONN_F_INACTIVE;
+    }
+  }
+  c.state = next;
+}
+
+/** FNV-1a of the key, folded into 1..2^31-1 (0 means "no mark" to conntrack users). */
+export function markHash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h & 0x7fffffff || 1;
+}
+
+function notSupported(detail: string): TsvsError {
+  return new TsvsError('NOT_SUPPORTED', detail, detail);
+}
+
+function dataplaneError(detail: string): TsvsError {
+  return new TsvsError('DATAPLANE', detail, detail);
+}
