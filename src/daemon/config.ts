@@ -1,0 +1,127 @@
+/**
+ * `tsvsd --config FILE`. Three formats, detected from the file (src/config/detect.ts):
+ *   - YAML, the tsvs format (docs/config.md): services, real servers, health checks;
+ *   - keepalived.conf: its LVS part (and vrrp_instance, kept for the HA work);
+ *   - ipvsadm rules (`ipvsadm -S` / `ipvsadm-save` output, the file an LVS director
+ *     restores at boot): each line parsed exactly as `tsvsadm -R` parses it.
+ * All three become the same model (TsvsConfig); rules files have no health checks.
+ */
+import { promises as fsp, readFileSync } from 'node:fs';
+import { lookup } from 'node:dns/promises';
+import { TsvsError } from '../core/errors.js';
+import { serviceId } from '../core/service.js';
+import type { Op } from '../core/types.js';
+import { builtinServices, parseCommand, parseServices, type ServicesDb } from '../cli/ipvsadm/parse.js';
+import { detectFormat, type ConfigFormat } from '../config/detect.js';
+import { ConfigError } from '../config/errors.js';
+import { parseKeepalivedConfig } from '../config/keepalived.js';
+import type { TsvsConfig, VirtualServiceConfig } from '../config/model.js';
+import { validateServices } from '../config/validate.js';
+import { parseYamlConfig } from '../config/yaml.js';
+
+function loadServicesDb(): ServicesDb {
+  try {
+    return parseServices(readFileSync('/etc/services', 'utf8'));
+  } catch {
+    return builtinServices;
+  }
+}
+
+/** Parses ipvsadm rules into operations; an error names the file and line. */
+export async function parseRules(text: string, file: string): Promise<Op[]> {
+  return (await parseRulesWithLines(text, file)).map((r) => r.op);
+}
+
+async function parseRulesWithLines(text: string, file: string): Promise<Array<{ op: Op; line: number }>> {
+  const env = {
+    progName: 'tsvsd',
+    services: loadServicesDb(),
+    lookupHost: async (name: string) => {
+      try {
+        return (await lookup(name, { family: 4 })).address;
+      } catch {
+        return null;
+      }
+    },
+  };
+  const ops: Array<{ op: Op; line: number }> = [];
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (!line || line.startsWith('#')) continue;
+    const argv = line.split(/\s+/).filter((w) => w !== 'ipvsadm');
+    const cmd = await parseCommand(argv, env);
+    if (cmd.cmd === 'error') {
+      throw new TsvsError('BAD_REQUEST', `${file}:${i + 1}: ${cmd.text.trim()}`, `${file}:${i + 1}: ${cmd.text.trim()}`);
+    }
+    if (cmd.cmd !== 'apply') {
+      throw new TsvsError('BAD_REQUEST', `${file}:${i + 1}: only rule lines (-A, -a, -C, --set, ...) belong in a rules file`);
+    }
+    ops.push({ op: cmd.op, line: i + 1 });
+  }
+  return ops;
+}
+
+/** A loaded config file: the model, and for rules files the exact operations too. */
+export interface LoadedConfig {
+  format: ConfigFormat;
+  config: TsvsConfig;
+  /** ipvsadm rules only: the operations as written (what start applies, as before). */
+  ops?: Op[];
+}
+
+async function readText(path: string): Promise<string> {
+  try {
+    return await fsp.readFile(path, 'utf8');
+  } catch (e) {
+    throw new TsvsError('BAD_REQUEST', `config ${path}: ${(e as Error).message}`, `Cannot read config ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Reads and validates a config file of any of the three formats. Throws ConfigError/TsvsError naming file:line. */
+export async function loadConfig(path: string): Promise<LoadedConfig> {
+  const text = await readText(path);
+  const format = detectFormat(text, path);
+  if (format === 'yaml') return { format, config: parseYamlConfig(text, path) };
+  if (format === 'keepalived') return { format, config: parseKeepalivedConfig(text, path) };
+  const withLines = await parseRulesWithLines(text, path);
+  return { format, config: rulesToConfig(withLines, path), ops: withLines.map((r) => r.op) };
+}
+
+/** Turns rule lines (-A, -a, --set) into the model, so reload can diff a rules file too. */
+function rulesToConfig(rules: Array<{ op: Op; line: number }>, file: string): TsvsConfig {
+  const cfg: TsvsConfig = { format: 'ipvsadm', file, services: [], vrrp: [], unsupported: [] };
+  const byId = new Map<string, VirtualServiceConfig>();
+  for (const { op, line } of rules) {
+    const origin = { file, line, column: 1 };
+    switch (op.op) {
+      case 'add-service': {
+        const svc: VirtualServiceConfig = { ...op.service, realServers: [], quorum: 1, hysteresis: 0, omega: false, origin };
+        if (!byId.has(serviceId(op.service))) byId.set(serviceId(op.service), svc);
+        cfg.services.push(svc);
+        break;
+      }
+      case 'add-server': {
+        const svc = byId.get(serviceId(op.service));
+        if (!svc) throw new ConfigError([{ ...origin, message: `real server for a service not added above (${serviceId(op.service)})` }]);
+        svc.realServers.push({ ...op.dest, inhibitOnFailure: false, checkers: [], origin });
+        break;
+      }
+      case 'set-timeouts':
+        cfg.timeouts = op.timeouts;
+        break;
+      case 'flush':
+        break;
+      default:
+        throw new ConfigError([{ ...origin, message: `"${op.op}" does not belong in a config file: only -A, -a, -C and --set describe a table` }]);
+    }
+  }
+  const diags = validateServices(cfg.services, file);
+  if (diags.length) throw new ConfigError(diags);
+  return cfg;
+}
+
+/** The rule-format start path, unchanged: the operations of an ipvsadm rules file. */
+export async function loadConfigFile(path: string): Promise<Op[]> {
+  return parseRules(await readText(path), path);
+}
