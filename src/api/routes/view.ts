@@ -1,0 +1,190 @@
+/**
+ * The status view that the REST routes, the event stream, /metrics, the dashboard and
+ * `tsvs top` all read: the table's listing plus what the table itself does not know
+ * (health, data plane errors, VRRP), with the stable ids the API's URLs use.
+ */
+import { destId, serviceId, serviceLabel } from '../../core/service.js';
+import type { ConnView, DestView, Rates, ServiceView, Stats, Timeouts } from '../../core/types.js';
+import type { Director } from '../../daemon/director.js';
+import { dataPlaneCounters, NO_VRRP, UNCHECKED, type DataPlaneCounters, type HealthSource, type ServerHealth, type VrrpSource, type VrrpStatus } from '../health.js';
+
+/** A real server as the API shows it. */
+export interface ServerStatus extends DestView {
+  /** "addr:port" ("[v6]:port"): the `:server` part of its URL. */
+  id: string;
+  health: ServerHealth;
+  /** Failed connects from the data plane to this server (0 when the plane does not count them). */
+  connectFailures: number;
+  /** The weight it had before a drain, while drained through the API. */
+  drainedFrom?: number;
+}
+
+/** A virtual service as the API shows it. */
+export interface ServiceStatus extends Omit<ServiceView, 'dests'> {
+  /** "tcp:addr:port", "udp:...", "fwm:N": the `:service` part of its URL. */
+  id: string;
+  /** ipvsadm's name for it: "TCP 10.0.0.1:80". */
+  label: string;
+  dests: ServerStatus[];
+  /** Real servers health checking removed from the table, with their health (see HealthSource.removed). */
+  removed: Array<{ id: string; health: ServerHealth }>;
+}
+
+export interface StatusView {
+  /** ISO 8601 time of the snapshot. */
+  at: string;
+  dataplane: string;
+  services: ServiceStatus[];
+  stats: Stats;
+  rates: Rates;
+  timeouts: Timeouts;
+  /** Entries in the connection table (templates included). */
+  connections: number;
+  dataplaneCounters: DataPlaneCounters | null;
+  vrrp: VrrpStatus;
+}
+
+/** Connection states that are over: the entry only lingers so that late packets match it. */
+const FINISHED_STATES = new Set(['TIME_WAIT', 'CLOSE']);
+
+/**
+ * Connections a drain still waits for: entries (not persistence templates) to the real
+ * server that have not finished. TIME_WAIT entries count as InActConn for two minutes but
+ * carry nothing, so a drain does not wait for them.
+ */
+export function openConnections(conns: readonly ConnView[]): number {
+  return conns.filter((c) => !c.template && !FINISHED_STATES.has(c.state)).length;
+}
+
+/** Counters at one moment: what /v1/history returns, so charts start full. */
+export interface CounterSample {
+  at: string;
+  stats: Stats;
+  services: Record<string, { stats: Stats; dests: Record<string, Stats> }>;
+}
+
+/** Samples kept for /v1/history: two minutes at one per second. */
+export const HISTORY_SAMPLES = 120;
+const HISTORY_EVERY_MS = 1000;
+
+/** What every route handler shares. */
+export interface ApiContext {
+  director: Director;
+  health: HealthSource;
+  vrrp: VrrpSource;
+  /** Weights before a drain, by "serviceId serverId", so that restore can put them back. */
+  drained: Map<string, number>;
+  /** Recent counter samples, oldest first; filled once the API is asked for them. */
+  history: CounterSample[];
+  sampler: NodeJS.Timeout | null;
+  /** The daemon's configuration reload, when it has one. */
+  reload?: () => Promise<ReloadOutcome>;
+  /** Reloads run through `runReload`, by result, for /metrics. */
+  reloads: { success: number; failure: number };
+}
+
+/** What a configuration reload reports (the daemon's ReloadResult). */
+export interface ReloadOutcome {
+  ok: boolean;
+  changes: string[];
+  error?: string;
+}
+
+/**
+ * Runs the reload and counts it. The daemon's SIGHUP handler may call this too, so that
+ * tsvs_config_reloads_total counts every reload.
+ */
+export async function runReload(ctx: ApiContext): Promise<ReloadOutcome> {
+  if (!ctx.reload) return { ok: false, changes: [], error: 'no reload function' };
+  const r = await ctx.reload();
+  ctx.reloads[r.ok ? 'success' : 'failure']++;
+  return r;
+}
+
+function sample(ctx: ApiContext): CounterSample {
+  const t = ctx.director.table;
+  const services: CounterSample['services'] = {};
+  for (const s of t.list()) {
+    const dests: Record<string, Stats> = {};
+    for (const d of s.dests) dests[d.id] = d.stats.snapshot();
+    services[s.id] = { stats: s.stats.snapshot(), dests };
+  }
+  return { at: new Date().toISOString(), stats: t.totals.snapshot(), services };
+}
+
+/**
+ * The recent counter history. Sampling starts with the first request for it (a dashboard
+ * being opened) and then runs for the life of the process, once a second.
+ */
+export function counterHistory(ctx: ApiContext): CounterSample[] {
+  if (!ctx.sampler) {
+    ctx.history.push(sample(ctx));
+    ctx.sampler = setInterval(() => {
+      ctx.history.push(sample(ctx));
+      if (ctx.history.length > HISTORY_SAMPLES) ctx.history.shift();
+    }, HISTORY_EVERY_MS);
+    ctx.sampler.unref();
+  }
+  return ctx.history;
+}
+
+const contexts = new WeakMap<Director, ApiContext>();
+
+/**
+ * One context per director, shared by its socket and TCP listeners, so that a drain
+ * started on one can be restored on the other.
+ */
+export function apiContext(director: Director, health?: HealthSource, vrrp?: VrrpSource): ApiContext {
+  let ctx = contexts.get(director);
+  if (!ctx) {
+    ctx = { director, health: health ?? UNCHECKED, vrrp: vrrp ?? NO_VRRP, drained: new Map(), history: [], sampler: null, reloads: { success: 0, failure: 0 } };
+    contexts.set(director, ctx);
+  } else {
+    if (health) ctx.health = health;
+    if (vrrp) ctx.vrrp = vrrp;
+  }
+  return ctx;
+}
+
+export function drainKey(svcId: string, rsId: string): string {
+  return `${svcId} ${rsId}`;
+}
+
+export function serviceStatus(ctx: ApiContext, s: ServiceView, counters: DataPlaneCounters | null): ServiceStatus {
+  const id = serviceId(s);
+  return {
+    ...s,
+    id,
+    label: serviceLabel(s),
+    dests: s.dests.map((d) => {
+      const rid = destId(d);
+      const out: ServerStatus = {
+        ...d,
+        id: rid,
+        health: ctx.health.get(s, rid),
+        connectFailures: counters?.connectFailures[rid] ?? 0,
+      };
+      const from = ctx.drained.get(drainKey(id, rid));
+      if (from !== undefined) out.drainedFrom = from;
+      return out;
+    }),
+    removed: (ctx.health.removed?.(s) ?? []).filter((r) => !s.dests.some((d) => destId(d) === r.id)),
+  };
+}
+
+export function statusView(ctx: ApiContext): StatusView {
+  const { director } = ctx;
+  const t = director.table.view();
+  const counters = dataPlaneCounters(director.dataplane);
+  return {
+    at: new Date().toISOString(),
+    dataplane: director.dataplane.name,
+    services: t.services.map((s) => serviceStatus(ctx, s, counters)),
+    stats: t.stats,
+    rates: t.rates,
+    timeouts: t.timeouts,
+    connections: director.table.conns.size,
+    dataplaneCounters: counters,
+    vrrp: ctx.vrrp.status(),
+  };
+}

@@ -1,0 +1,231 @@
+/**
+ * The control API over HTTP/JSON. The same app serves the Unix control socket (full
+ * access, protected by the socket's file mode) and, with `--api HOST:PORT`, TCP, where
+ * every call that changes state needs the bearer token. It also serves /metrics, the
+ * OpenAPI document, the live event stream and the dashboard: tsvsadm, `tsvs top`,
+ * `tsvs drain` and the dashboard are all clients of these routes.
+ *
+ * Errors are JSON `{ error: { code, message, detail } }`: `message` is what ipvsadm would
+ * print, `detail` names the object, and the HTTP status comes from the code.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { formatAddrPort } from '../core/addr.js';
+import { isTsvsError, TsvsError } from '../core/errors.js';
+import type { Op } from '../core/types.js';
+import type { Director } from '../daemon/director.js';
+import type { HealthSource, VrrpSource } from './health.js';
+import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
+import { openApiDocument } from './openapi.js';
+import { dashboardRoutes } from './routes/dashboard.js';
+import { serviceRoutes } from './routes/services.js';
+import { apiContext, counterHistory, runReload, statusView, type ReloadOutcome } from './routes/view.js';
+
+export type { ReloadOutcome };
+
+/**
+ * Runs the director's reload (the one given to createControlApp) and counts it in
+ * tsvs_config_reloads_total; for the daemon's SIGHUP handler, so that every reload counts.
+ */
+export function reloadCounted(director: Director): Promise<ReloadOutcome> {
+  return runReload(apiContext(director));
+}
+
+export interface ApiOptions {
+  /** Bearer token required for state-changing calls; when undefined, changes are allowed (Unix socket). */
+  token?: string | undefined;
+  /** Refuse state-changing calls altogether (TCP listener without a token). */
+  readOnly?: boolean;
+  /** Require the token for reads as well (only meaningful with a token). */
+  protectReads?: boolean;
+  /** Health state of real servers; "unchecked" for all when not given. */
+  health?: HealthSource;
+  /** VRRP state; "not configured" when not given. */
+  vrrp?: VrrpSource;
+  /**
+   * Re-reads the configuration and applies the difference (the daemon's reload, also run on
+   * SIGHUP). Without it, POST /v1/reload answers 501.
+   */
+  reload?: () => Promise<ReloadOutcome>;
+  /** Milliseconds between /v1/events frames (default 1000). */
+  eventIntervalMs?: number;
+}
+
+function errorResponse(c: Context, e: unknown) {
+  const err = isTsvsError(e) ? e : new TsvsError('INTERNAL', (e as Error)?.message ?? String(e));
+  return c.json({ error: err.toJSON() }, err.status as 400);
+}
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  if (!header?.startsWith('Bearer ')) return false;
+  const given = Buffer.from(header.slice(7));
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+function intParam(c: Context, name: string): number | undefined {
+  const v = c.req.query(name);
+  if (v === undefined) return undefined;
+  if (!/^\d{1,9}$/.test(v)) throw new TsvsError('BAD_REQUEST', `query parameter ${name}=${JSON.stringify(v)}: must be an integer >= 0`);
+  return Number(v);
+}
+
+export function createControlApp(director: Director, opts: ApiOptions = {}): Hono {
+  const app = new Hono();
+  const { table } = director;
+  const ctx = apiContext(director, opts.health, opts.vrrp);
+  if (opts.reload) ctx.reload = opts.reload;
+
+  const unauthorized = (c: Context) =>
+    errorResponse(c, new TsvsError('UNAUTHORIZED', 'missing or wrong bearer token', 'Unauthorized: send "Authorization: Bearer TOKEN"'));
+
+  // Guard for calls that change state.
+  const mutating: MiddlewareHandler = async (c, next) => {
+    if (opts.readOnly && opts.token === undefined) {
+      return errorResponse(c, new TsvsError('UNAUTHORIZED', 'this API listener is read-only: configure a token to allow changes', 'Read-only API: configure a token to allow changes'));
+    }
+    if (opts.token !== undefined && !tokenMatches(c.req.header('authorization'), opts.token)) return unauthorized(c);
+    await next();
+    return undefined;
+  };
+
+  if (opts.protectReads && opts.token !== undefined) {
+    const token = opts.token;
+    // The dashboard's page itself carries no data; it asks for the token.
+    app.use('/v1/*', async (c, next) => {
+      if (c.req.path === '/v1/openapi.json' || tokenMatches(c.req.header('authorization'), token)) return next();
+      return unauthorized(c);
+    });
+    app.use('/metrics', async (c, next) => (tokenMatches(c.req.header('authorization'), token) ? next() : unauthorized(c)));
+  }
+
+  app.get('/v1/info', (c) =>
+    c.json({
+      name: 'tsvsd',
+      version: process.env.npm_package_version ?? '0.1.0',
+      pid: process.pid,
+      dataplane: director.dataplane.name,
+      ipvsVersion: table.view().version,
+      // What a client may do here: the dashboard shows its buttons only when changes are possible.
+      changes: opts.readOnly && opts.token === undefined ? 'disabled' : opts.token !== undefined ? 'token' : 'open',
+    }),
+  );
+  // Listings first catch up with a polling data plane, so they show the traffic just sent.
+  const fresh = async () => {
+    await director.dataplane.refresh?.();
+  };
+  app.get('/v1/table', async (c) => {
+    await fresh();
+    return c.json(table.view());
+  });
+
+  // The connection table, optionally filtered and paged; the total is in X-Total-Count.
+  app.get('/v1/connections', async (c) => {
+    await fresh();
+    const offset = intParam(c, 'offset') ?? 0;
+    const limit = intParam(c, 'limit');
+    const service = c.req.query('service');
+    const server = c.req.query('server');
+    let conns = table.connView();
+    if (service !== undefined) conns = conns.filter((x) => `${x.protocol.toLowerCase()}:${formatAddrPort(x.vaddr, x.vport)}` === service);
+    if (server !== undefined) conns = conns.filter((x) => formatAddrPort(x.daddr, x.dport) === server);
+    c.header('X-Total-Count', String(conns.length));
+    return c.json(conns.slice(offset, limit === undefined ? undefined : offset + limit));
+  });
+  app.get('/v1/sync', (c) => c.json([]));
+
+  app.post('/v1/ops', mutating, async (c) => {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return errorResponse(c, new TsvsError('BAD_REQUEST', 'request body is not valid JSON', 'Request body is not valid JSON'));
+    }
+    const ops = (body as { ops?: unknown } | null)?.ops;
+    if (!Array.isArray(ops)) {
+      return errorResponse(c, new TsvsError('BAD_REQUEST', 'body must be {"ops": [...]}', 'Body must be {"ops": [...]}'));
+    }
+    await director.apply(ops as Op[]);
+    return c.json({ ok: true, applied: ops.length });
+  });
+
+  serviceRoutes(app, ctx, mutating);
+
+  app.get('/v1/stats', (c) => {
+    const v = statusView(ctx);
+    return c.json({
+      at: v.at,
+      stats: v.stats,
+      rates: v.rates,
+      connections: v.connections,
+      dataplaneCounters: v.dataplaneCounters,
+      services: v.services.map((s) => ({
+        id: s.id,
+        stats: s.stats,
+        rates: s.rates,
+        servers: s.dests.map((d) => ({ id: d.id, activeconns: d.activeconns, inactconns: d.inactconns, stats: d.stats, rates: d.rates, connectFailures: d.connectFailures })),
+      })),
+    });
+  });
+
+  app.get('/v1/history', (c) => c.json(counterHistory(ctx)));
+
+  app.get('/v1/health', (c) =>
+    c.json(
+      statusView(ctx).services.flatMap((s) => [
+        ...s.dests.map((d) => ({ service: s.id, server: d.id, inTable: true, ...d.health })),
+        ...s.removed.map((r) => ({ service: s.id, server: r.id, inTable: false, ...r.health })),
+      ]),
+    ),
+  );
+  app.get('/v1/vrrp', (c) => {
+    const v = ctx.vrrp.status();
+    return c.json({ ...v, state: v.configured ? undefined : 'not configured' });
+  });
+
+  app.post('/v1/reload', mutating, async (c) => {
+    if (!ctx.reload) {
+      return c.json(
+        {
+          error: {
+            code: 'NOT_IMPLEMENTED',
+            message: 'Configuration reload is not available',
+            detail: 'there is no configuration to reload (tsvsd was started without --config); change the table with the API or tsvsadm',
+          },
+        },
+        501,
+      );
+    }
+    const r = await runReload(ctx);
+    if (r.ok) return c.json({ ok: true, changes: r.changes });
+    return c.json({ error: { code: 'RELOAD_REFUSED', message: 'Configuration refused; the running table is unchanged', detail: r.error ?? 'reload failed' } }, 422);
+  });
+
+  // Server-sent events: one "status" frame now and then every interval.
+  app.get('/v1/events', (c) =>
+    streamSSE(c, async (stream) => {
+      let open = true;
+      stream.onAbort(() => {
+        open = false;
+      });
+      let id = 0;
+      while (open) {
+        await stream.writeSSE({ event: 'status', id: String(id++), data: JSON.stringify(statusView(ctx)) });
+        await stream.sleep(opts.eventIntervalMs ?? 1000);
+      }
+    }),
+  );
+
+  app.get('/v1/openapi.json', (c) => c.json(openApiDocument()));
+  app.get('/metrics', async (c) => {
+    await fresh();
+    return c.body(renderMetrics(statusView(ctx), { reloads: ctx.reloads }), 200, { 'content-type': METRICS_CONTENT_TYPE });
+  });
+
+  dashboardRoutes(app);
+
+  app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: 'Not found', detail: `${c.req.method} ${c.req.path}: no such route` } }, 404));
+  app.onError((e, c) => errorResponse(c, e));
+  return app;
+}
