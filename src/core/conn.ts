@@ -164,26 +164,33 @@ export class ConnTable {
   /** Feeds a TCP packet's flag into the state machine (set_tcp_state). */
   tcpEvent(c: Conn, dir: TcpDir, flag: TcpFlag, now: number): void {
     if (c.dead) return;
-    const next = tcpNextState(c.state as TcpState, dir, flag);
-    if (next !== c.state) {
-      const dest = c.dest;
-      if (dest) {
-        const inactive = (c.flags & CONN_F_INACTIVE) !== 0;
-        if (!inactive && !tcpStateActive(next)) {
-          dest.activeconns--;
-          dest.inactconns++;
-          c.flags |= CONN_F_INACTIVE;
-        } else if (inactive && tcpStateActive(next)) {
-          dest.activeconns++;
-          dest.inactconns--;
-          c.flags &= ~CONN_F_INACTIVE;
-        }
-      }
-      if (next === TcpState.ESTABLISHED && c.control) c.control.state = 1; // ip_vs_control_assure
-      c.state = next;
-    }
+    this.setTcpState(c, tcpNextState(c.state as TcpState, dir, flag));
     c.timeoutMs = this.tcpTimeoutsMs[c.state] ?? 2000;
     c.expires = now + c.timeoutMs;
+  }
+
+  /**
+   * Moves a TCP entry to a state, moving it between its server's active and inactive
+   * counts as set_tcp_state does. For a data plane that learns states from elsewhere
+   * (conntrack); it leaves the timer alone.
+   */
+  setTcpState(c: Conn, next: TcpState): void {
+    if (c.dead || next === c.state) return;
+    const dest = c.dest;
+    if (dest) {
+      const inactive = (c.flags & CONN_F_INACTIVE) !== 0;
+      if (!inactive && !tcpStateActive(next)) {
+        dest.activeconns--;
+        dest.inactconns++;
+        c.flags |= CONN_F_INACTIVE;
+      } else if (inactive && tcpStateActive(next)) {
+        dest.activeconns++;
+        dest.inactconns--;
+        c.flags &= ~CONN_F_INACTIVE;
+      }
+    }
+    if (next === TcpState.ESTABLISHED && c.control) c.control.state = 1; // ip_vs_control_assure
+    c.state = next;
   }
 
   /** A UDP (or SCTP) datagram: the entry's state never changes, the timer is re-armed. */

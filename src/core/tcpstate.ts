@@ -32,6 +32,11 @@ export const TCP_STATE_NAMES = [
   'SYNACK',
 ] as const;
 
+/** The state of a kernel state name ("ESTABLISHED", ...); NONE for a name it does not know. */
+export function tcpStateByName(name: string): TcpState {
+  return Math.max(0, (TCP_STATE_NAMES as readonly string[]).indexOf(name)) as TcpState;
+}
+
 /** Default timeouts per state in seconds (`tcp_timeouts[]`). */
 export const TCP_DEFAULT_TIMEOUTS: readonly number[] = [
   2, // NONE

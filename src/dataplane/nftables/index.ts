@@ -18,7 +18,7 @@ import { TsvsError } from '../../core/errors.js';
 import type { Conn } from '../../core/conn.js';
 import { destId, serviceId, serviceLabel, type RealServer, type VirtualService } from '../../core/service.js';
 import type { IpvsTable, TableEvent } from '../../core/table.js';
-import { TCP_STATE_NAMES, tcpStateActive, type TcpState } from '../../core/tcpstate.js';
+import { tcpStateByName } from '../../core/tcpstate.js';
 import type { FwdMethod, Op, Stats } from '../../core/types.js';
 import { getScheduler } from '../../schedulers/index.js';
 import type { SchedDest, Scheduler } from '../../schedulers/scheduler.js';
@@ -30,8 +30,6 @@ import { makeRunner, type Runner } from './exec.js';
 import { nftApply, nftCounters, nftPersistElements, nftVersion, type CounterValue, type PersistElement } from './nft.js';
 import { compile, connsCounter, inCounter, KERNEL_SCHEDULERS, outCounter, parseSnat, persistSet, removal, transaction, type NftDest, type NftModel, type NftService, type Ruleset } from './ruleset.js';
 import { DIRECTOR_SYSCTLS, readSysctl, writeSysctl } from './sysctl.js';
-
-const CONN_F_INACTIVE = 0x0800;
 
 export interface NftablesOptions {
   log: LogFn;
@@ -530,7 +528,7 @@ export class NftablesDataPlane implements DataPlane {
         c = t.conns.create(e.protocol, e.af, e.caddr, e.cport, e.vaddr, e.vport, e.daddr, e.dport, owner.svc, owner.dest, 0, now);
         this.mirrored.set(key, c);
       }
-      if (e.protocol === 'tcp') setTcpState(c, CT_TO_IPVS[e.state] ?? 'NONE');
+      if (e.protocol === 'tcp') t.conns.setTcpState(c, tcpStateByName(CT_TO_IPVS[e.state] ?? 'NONE'));
       // conntrack owns the lifetime; the core's own expiry only acts if the read-back stops.
       c.timeoutMs = e.timeout * 1000;
       c.expires = now + c.timeoutMs;
@@ -591,26 +589,6 @@ class WrrReplay {
   state(): WrrState | null {
     return wrrSnapshot(this.sched);
   }
-}
-
-/** Moves an entry to an IPVS TCP state with the active/inactive accounting of set_tcp_state. */
-function setTcpState(c: Conn, name: string): void {
-  const next = Math.max(0, TCP_STATE_NAMES.indexOf(name as (typeof TCP_STATE_NAMES)[number])) as TcpState;
-  if (next === c.state) return;
-  const dest = c.dest;
-  if (dest) {
-    const inactive = (c.flags & CONN_F_INACTIVE) !== 0;
-    if (!inactive && !tcpStateActive(next)) {
-      dest.activeconns--;
-      dest.inactconns++;
-      c.flags |= CONN_F_INACTIVE;
-    } else if (inactive && tcpStateActive(next)) {
-      dest.activeconns++;
-      dest.inactconns--;
-      c.flags &= ~CONN_F_INACTIVE;
-    }
-  }
-  c.state = next;
 }
 
 /** FNV-1a of the key, folded into 1..2^31-1 (0 means "no mark" to conntrack users). */
