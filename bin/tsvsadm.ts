@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+// tsvsadm: ipvsadm's command line against tsvsd's control socket ($TSVS_SOCKET).
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { ConnectError, HttpControlClient } from '../src/api/client.js';
+import type { ControlApi } from '../src/api/control.js';
+import { defaultSocketPath } from '../src/api/socket.js';
+import { runIpvsadm } from '../src/cli/ipvsadm/run.js';
+
+process.setSourceMapsEnabled(true);
+
+const client = new HttpControlClient({ socketPath: defaultSocketPath() });
+
+/**
+ * ipvsadm fails with exit 2 when it cannot reach IPVS at all ("Can't initialize ipvs");
+ * not reaching tsvsd is the same situation, so it gets the same exit code.
+ */
+function unreachable(e: unknown): never {
+  if (e instanceof ConnectError) {
+    process.stderr.write(
+      `Can't initialize ipvs: ${e.message}\nIs tsvsd running? Set TSVS_SOCKET to its control socket (see tsvsd --socket).\n`,
+    );
+    process.exit(2);
+  }
+  throw e;
+}
+
+const api: ControlApi = {
+  getTable: () => client.getTable().catch(unreachable),
+  getConnections: () => client.getConnections().catch(unreachable),
+  apply: (ops) => client.apply(ops).catch(unreachable),
+  getSyncDaemons: () => client.getSyncDaemons().catch(unreachable),
+};
+
+const code = await runIpvsadm(
+  process.argv.slice(2),
+  {
+    stdout: (s) => process.stdout.write(s),
+    stderr: (s) => process.stderr.write(s),
+    readStdin: async () => readFileSync(0, 'utf8'),
+    progName: basename(process.argv[1] ?? 'tsvsadm'),
+  },
+  api,
+);
+process.exitCode = code;

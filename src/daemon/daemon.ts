@@ -1,0 +1,329 @@
+/**
+ * Starting and stopping a director process: logger, table, data plane, restored state,
+ * the control socket and the optional TCP API. `bin/tsvsd.ts` calls `runDaemon` with
+ * process.argv; `tsvs demo` and tests call `startDaemon` directly.
+ */
+import { mkdirSync, promises as fsp, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { getRequestListener } from '@hono/node-server';
+import { pino, type Logger } from 'pino';
+import { createControlApp, reloadCounted } from '../api/server.js';
+import { defaultSocketPath } from '../api/socket.js';
+import { isTsvsError } from '../core/errors.js';
+import { IpvsTable } from '../core/table.js';
+import type { Op } from '../core/types.js';
+import { createDataPlane, DATAPLANE_NAMES, type DataPlaneName } from '../dataplane/index.js';
+import { loadConfig, type LoadedConfig } from './config.js';
+import { Director } from './director.js';
+import { ConfigManager, type ReloadResult } from './reload.js';
+import { configToOps, StateStore } from './state.js';
+
+export const VERSION = '0.1.0';
+
+export interface DaemonOptions {
+  config?: string | undefined;
+  state?: string | undefined;
+  socket: string;
+  dataplane: DataPlaneName;
+  api?: string | undefined;
+  apiToken?: string | undefined;
+  /** With a token: let reads through without it (the token still guards changes). */
+  apiPublicRead?: boolean | undefined;
+  logLevel: string;
+  drainMs: number;
+  /** Where logs go; defaults to stdout. */
+  logStream?: NodeJS.WritableStream;
+}
+
+export interface DaemonHandle {
+  director: Director;
+  table: IpvsTable;
+  log: Logger;
+  socketPath: string;
+  /** "host:port" the TCP API listens on, when enabled. */
+  apiAddress: string | null;
+  /** The --config file as running, with its health engine; null without --config. */
+  config: ConfigManager | null;
+  /** Re-reads --config and applies the difference (SIGHUP does this). */
+  reload(): Promise<ReloadResult>;
+  /** Drains and stops everything; resolves when done. */
+  stop(): Promise<void>;
+}
+
+const USAGE = `Usage: tsvsd [options]
+
+The tsvs director daemon: holds the LVS table, carries traffic through a data plane,
+and serves the control API that tsvsadm, tsvs and the dashboard use.
+
+Options:
+  --config FILE         the configuration: tsvs YAML or keepalived.conf (services,
+                        real servers, health checks; SIGHUP reloads it as a diff),
+                        or ipvsadm rules (ipvsadm -S format, loaded when there is
+                        no saved state); the format is detected from the file
+  --state FILE          the live table, saved atomically after every change and
+                        restored at start
+  --socket PATH         control socket (default: $TSVS_SOCKET, else
+                        /run/tsvs/tsvsd.sock as root, else $XDG_RUNTIME_DIR or
+                        $TMPDIR/tsvs-UID/tsvsd.sock)
+  --dataplane NAME      userspace (default) or nftables
+  --api HOST:PORT       also serve the HTTP API on TCP
+  --api-token-file FILE bearer token for the TCP API (also $TSVS_API_TOKEN); it is
+                        required for every call, reads included; without one the
+                        TCP API is read-only and open
+  --api-public-read     with a token, let reads (GET routes, /metrics, the
+                        dashboard) through without it; changes still need it
+  --drain-timeout SECS  on SIGTERM, wait this long for open connections (default 10)
+  --log-level LEVEL     trace, debug, info (default), warn, error
+  -h, --help            this text
+  -v, --version         print the version
+`;
+
+function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { version: true } {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string' },
+      state: { type: 'string' },
+      socket: { type: 'string' },
+      dataplane: { type: 'string' },
+      api: { type: 'string' },
+      'api-token-file': { type: 'string' },
+      'api-public-read': { type: 'boolean' },
+      'drain-timeout': { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
+    },
+  });
+  if (values.help) return { help: true };
+  if (values.version) return { version: true };
+  if (positionals.length) throw new Error(`unexpected argument "${positionals[0]}"`);
+  const dataplane = (values.dataplane ?? 'userspace') as DataPlaneName;
+  if (!DATAPLANE_NAMES.includes(dataplane)) {
+    throw new Error(`--dataplane "${dataplane}": must be ${DATAPLANE_NAMES.join(' or ')}`);
+  }
+  const level = values['log-level'] ?? 'info';
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) {
+    throw new Error(`--log-level "${level}": must be trace, debug, info, warn or error`);
+  }
+  const drain = values['drain-timeout'] === undefined ? 10 : Number(values['drain-timeout']);
+  if (!Number.isFinite(drain) || drain < 0) throw new Error(`--drain-timeout "${values['drain-timeout']}": must be a number of seconds >= 0`);
+  if (values.api !== undefined) parseHostPort(values.api);
+  let apiToken = process.env.TSVS_API_TOKEN || undefined;
+  if (values['api-token-file']) {
+    apiToken = readFileSync(values['api-token-file'], 'utf8').trim();
+    if (!apiToken) throw new Error(`--api-token-file ${values['api-token-file']}: file is empty`);
+  }
+  return {
+    config: values.config,
+    state: values.state,
+    socket: values.socket ?? defaultSocketPath(),
+    dataplane,
+    api: values.api,
+    apiToken,
+    apiPublicRead: values['api-public-read'],
+    logLevel: level,
+    drainMs: drain * 1000,
+  };
+}
+
+function parseHostPort(s: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(s);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 0 || port > 65535) throw new Error(`--api "${s}": expected HOST:PORT, e.g. 127.0.0.1:9180 or [::1]:9180`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+/** Binds the control socket, refusing to take over one that a live tsvsd still answers on. */
+async function listenControlSocket(server: Server, path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const alive = await new Promise<boolean>((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+  if (alive) throw new Error(`control socket ${path} is in use: another tsvsd is running there (stop it, or pass --socket)`);
+  await fsp.rm(path, { force: true });
+  // The socket is created 0600: only its owner (root on a director) may change the table.
+  const old = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(old);
+  }
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
+  const log = pino({ level: opts.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, opts.logStream as never);
+  const table = new IpvsTable();
+  const dataplane = await createDataPlane(opts.dataplane, {
+    log: (level, msg, fields) => log[level]({ ...fields, component: opts.dataplane }, msg),
+  });
+  const store = opts.state ? new StateStore(opts.state) : null;
+  const director = new Director(table, dataplane, store, log);
+  await director.start();
+
+  // A rules file (ipvsadm -S): the saved table wins, as it holds every change made since.
+  // YAML / keepalived.conf: the saved table is restored, then the config applied over it
+  // as a reload would (authoritative for what it declares; see src/config/diff.ts).
+  let loaded: LoadedConfig | null = null;
+  if (opts.config) {
+    try {
+      loaded = await loadConfig(opts.config);
+    } catch (e) {
+      await director.stop(0);
+      // Every error of the file, one "file:line:column: message" per line.
+      throw new Error(isTsvsError(e) ? `invalid configuration:\n${e.detail}` : (e as Error).message);
+    }
+  }
+  let initial: Op[] = [];
+  let source = '';
+  const saved = store ? await store.load() : null;
+  if (saved) {
+    initial = configToOps(saved);
+    source = `state file ${opts.state}`;
+  } else if (loaded?.ops) {
+    initial = loaded.ops;
+    source = `config ${opts.config}`;
+  }
+  if (initial.length) {
+    try {
+      await director.apply(initial);
+    } catch (e) {
+      await director.stop(0);
+      const why = isTsvsError(e) ? `${e.detail} (${e.message})` : (e as Error).message;
+      throw new Error(`cannot restore the table from ${source}: ${why}`);
+    }
+    log.info({ services: table.list().length, source }, 'table restored');
+  }
+  const manager = loaded && opts.config ? new ConfigManager(director, log, opts.config) : null;
+  if (manager && loaded) {
+    try {
+      await manager.start(loaded);
+    } catch (e) {
+      await manager.stop();
+      await director.stop(0);
+      const why = isTsvsError(e) ? `${e.detail} (${e.message})` : (e as Error).message;
+      throw new Error(`cannot apply config ${opts.config}: ${why}`);
+    }
+  }
+
+  const reload = async (): Promise<ReloadResult> => {
+    if (!manager) {
+      log.warn('reload: tsvsd was started without --config; nothing to reload, the table is unchanged');
+      return { ok: false, changes: [], error: 'tsvsd was started without --config' };
+    }
+    return manager.reload();
+  };
+  // Health and reload for the API (POST /v1/reload), when there is a config to follow.
+  const configApi = manager ? { health: manager.engine, reload } : {};
+  const app = createControlApp(director, configApi);
+  const control = createServer(getRequestListener(app.fetch));
+  try {
+    await listenControlSocket(control, opts.socket);
+  } catch (e) {
+    await manager?.stop();
+    await director.stop(0);
+    throw e;
+  }
+
+  let apiServer: Server | null = null;
+  let apiAddress: string | null = null;
+  if (opts.api) {
+    const { host, port } = parseHostPort(opts.api);
+    const tcpApp = createControlApp(director, { token: opts.apiToken, readOnly: true, protectReads: !opts.apiPublicRead, ...configApi });
+    apiServer = createServer(getRequestListener(tcpApp.fetch));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        apiServer!.once('error', reject);
+        apiServer!.listen(port, host, () => resolve());
+      });
+    } catch (e) {
+      // Leave nothing behind, so that the caller may retry (tsvs demo falls back to a free port).
+      control.close();
+      await manager?.stop();
+      await director.stop(0);
+      await fsp.rm(opts.socket, { force: true });
+      throw new Error(`--api ${opts.api}: ${(e as Error).message}`);
+    }
+    const a = apiServer.address();
+    apiAddress = a && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : null;
+  }
+  log.info({ socket: opts.socket, api: apiAddress, dataplane: dataplane.name, state: opts.state ?? null }, 'tsvsd started');
+
+  let stopping: Promise<void> | null = null;
+  const stop = () =>
+    (stopping ??= (async () => {
+      log.info({ drainMs: opts.drainMs }, 'draining');
+      control.close();
+      apiServer?.close();
+      await manager?.stop();
+      await director.stop(opts.drainMs);
+      control.closeAllConnections();
+      apiServer?.closeAllConnections();
+      await fsp.rm(opts.socket, { force: true });
+      log.info('stopped');
+    })());
+
+  return { director, table, log, socketPath: opts.socket, apiAddress, config: manager, reload, stop };
+}
+
+/** The tsvsd command line. Resolves with the exit code once the daemon has stopped. */
+export async function runDaemon(argv: string[]): Promise<number> {
+  let opts: ReturnType<typeof parseDaemonArgs>;
+  try {
+    opts = parseDaemonArgs(argv);
+  } catch (e) {
+    process.stderr.write(`tsvsd: ${(e as Error).message}\nTry 'tsvsd --help' for more information.\n`);
+    return 2;
+  }
+  if ('help' in opts) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if ('version' in opts) {
+    process.stdout.write(`tsvsd ${VERSION}\n`);
+    return 0;
+  }
+  let handle: DaemonHandle;
+  try {
+    handle = await startDaemon(opts);
+  } catch (e) {
+    const msg = isTsvsError(e) ? `${e.message} (${e.detail})` : (e as Error).message;
+    process.stderr.write(`tsvsd: ${msg}\n`);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    const shutdown = (signal: string) => {
+      handle.log.info({ signal }, 'shutting down');
+      handle.stop().then(
+        () => resolve(0),
+        (e) => {
+          handle.log.error({ err: (e as Error).message }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+    process.on('SIGHUP', () => {
+      handle.log.info({ signal: 'SIGHUP' }, 'reloading configuration');
+      // Through the API's runner when there is a config, so /metrics counts SIGHUP reloads too.
+      void (handle.config ? reloadCounted(handle.director) : handle.reload());
+    });
+  });
+}
