@@ -17,7 +17,7 @@
  * in the director before every run so new-connection runs start from the same table.
  * Writes a section of bench/RESULTS.md with the ratios to direct and to haproxy.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +26,7 @@ import { HttpControlClient } from '../src/api/client.js';
 import type { Op, ServiceConfig } from '../src/core/types.js';
 import { labDown, labUp, nsRun, REAL_ADDRS, toolCommand, VIP_ADDR, type LabNames } from '../src/lab/lab.js';
 import { writeSection } from './results.js';
+import { median, need as needCmd, wrk as runWrk } from './wrk.js';
 
 const { values } = parseArgs({
   options: {
@@ -40,27 +41,9 @@ const DURATION = Number(values.duration);
 const ROUNDS = Number(values.rounds);
 const CONNS = Number(values.conns);
 
-function need(cmd: string): void {
-  if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0) {
-    throw new Error(`${cmd} is not installed (apt-get install wrk haproxy nginx-light libnginx-mod-stream conntrack)`);
-  }
-}
-
-function wrk(lab: LabNames, url: string, close: boolean): { rps: number; errors: number } {
-  const args = ['-t2', `-c${CONNS}`, `-d${DURATION}s`, '--timeout', '5s'];
-  if (close) args.push('-H', 'Connection: close');
-  args.push(url);
-  const r = spawnSync('ip', ['netns', 'exec', lab.client, 'wrk', ...args], { encoding: 'utf8', timeout: (DURATION + 30) * 1000 });
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN);
-  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(r.stdout);
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(r.stdout)?.[1] ?? 0);
-  // With Connection: close, wrk counts the server's normal close as a read error.
-  const errors = (sock ? Number(sock[1]) + Number(sock[3]) + Number(sock[4]) + (close ? 0 : Number(sock[2])) : 0) + non2xx;
-  if (!Number.isFinite(rps)) throw new Error(`wrk failed: ${r.stderr}${r.stdout}`);
-  return { rps, errors };
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const need = (cmd: string) => needCmd(cmd, 'wrk haproxy nginx-light libnginx-mod-stream conntrack');
+const wrk = (lab: LabNames, url: string, close: boolean) =>
+  runWrk({ url, close, conns: CONNS, durationS: DURATION, netns: lab.client });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function rrService(port: number): ServiceConfig {
