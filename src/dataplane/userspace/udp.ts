@@ -117,6 +117,14 @@ export class UdpListener implements ServiceListener {
   }
 }
 
+/**
+ * How long a one-packet (-o) exchange waits for more replies after the last one. Every
+ * datagram of such a service gets its own upstream socket; holding each for the whole UDP
+ * timeout (300 s) would pin thousands of sockets on a busy DNS-style service, while its
+ * replies come within milliseconds.
+ */
+const ONE_PACKET_HOLD_MS = 10_000;
+
 /** One client address:port and its socket towards the real server. */
 export class UdpFlow {
   private readonly upstream: dgram.Socket;
@@ -124,7 +132,7 @@ export class UdpFlow {
   private pending: Buffer[] | null = [];
   /** Coarse-clock time after which the next datagram re-arms the entry. */
   private armAt = 0;
-  /** One-packet flows: closes the socket after the UDP timeout without replies. */
+  /** One-packet flows: closes the socket after ONE_PACKET_HOLD_MS (or the UDP timeout) without replies. */
   private idle: NodeJS.Timeout | null = null;
   private closed = false;
 
@@ -142,7 +150,7 @@ export class UdpFlow {
     up.on('error', this.onError);
     up.connect(conn.dport, conn.daddr, this.onConnected);
     if (oneShot) {
-      this.idle = setTimeout(() => this.close(), listener.ctx.udpTimeoutMs);
+      this.idle = setTimeout(() => this.close(), Math.min(listener.ctx.udpTimeoutMs, ONE_PACKET_HOLD_MS));
       this.idle.unref();
     }
   }
