@@ -2,6 +2,8 @@
  * What every checker file exports: one attempt against one target, resolving (never
  * rejecting) with the outcome. The engine (engine.ts) owns timing, retries and state.
  */
+import { createSocket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
 import type { CheckerConfig } from '../config/model.js';
 
 export interface CheckResult {
@@ -31,4 +33,47 @@ export function since(t0: number): number {
 export function errText(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   return err?.code ? `${err.code}${err.message && !err.message.includes(err.code) ? ` ${err.message}` : ''}` : String(err?.message ?? e);
+}
+
+/** A verdict on one probe: up or down, and why. */
+export interface Verdict {
+  ok: boolean;
+  reason: string;
+}
+
+/**
+ * One UDP exchange for a checker: sends `payload` from a socket connected to the target
+ * (bound to `cfg.bindto` when set) and settles on the first reply, which `judge` rules on,
+ * on an ICMP error (ECONNREFUSED: down), or on the timeout, where `silence` is the verdict.
+ * The socket is always closed.
+ */
+export function udpExchange(
+  cfg: Pick<CheckerConfig, 'timeout' | 'bindto'>,
+  t: CheckTarget,
+  payload: Buffer,
+  judge: (reply: Buffer) => Verdict,
+  silence: Verdict,
+): Promise<CheckResult> {
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const sock = createSocket(isIPv6(t.host) ? 'udp6' : 'udp4');
+    let settled = false;
+    const done = ({ ok, reason }: Verdict) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      try {
+        sock.close();
+      } catch {
+        /* already closed */
+      }
+      resolve({ ok, reason, latencyMs: since(t0) });
+    };
+    const timer = setTimeout(() => done(silence), cfg.timeout * 1000);
+    sock.once('error', (e) => done({ ok: false, reason: errText(e) }));
+    sock.on('message', (msg) => done(judge(msg)));
+    const go = () => sock.connect(t.port, t.host, () => sock.send(payload, (e) => e && done({ ok: false, reason: errText(e) })));
+    if (cfg.bindto) sock.bind(0, cfg.bindto, go);
+    else go();
+  });
 }

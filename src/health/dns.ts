@@ -4,10 +4,8 @@
  * record arrives within connect_timeout.
  */
 import { randomInt } from 'node:crypto';
-import { createSocket } from 'node:dgram';
-import { isIPv6 } from 'node:net';
 import type { CheckerConfig } from '../config/model.js';
-import { errText, since, type CheckResult, type CheckTarget } from './checker.js';
+import { udpExchange, type CheckResult, type CheckTarget } from './checker.js';
 
 /** Query types keepalived's DNS_CHECK accepts. */
 export const DNS_TYPES: Record<string, number> = { A: 1, NS: 2, CNAME: 5, SOA: 6, MX: 15, TXT: 16, AAAA: 28 };
@@ -49,36 +47,22 @@ export function checkDnsReply(msg: Buffer, id: number): string | null {
 }
 
 export function dnsCheck(cfg: CheckerConfig, t: CheckTarget): Promise<CheckResult> {
-  const t0 = performance.now();
   const id = randomInt(0, 0x10000);
   const o = cfg.dns ?? { type: 'SOA', name: '.' };
-  return new Promise((resolve) => {
-    let settled = false;
-    const sock = createSocket(isIPv6(t.host) ? 'udp6' : 'udp4');
-    const done = (ok: boolean, reason: string) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      try {
-        sock.close();
-      } catch {
-        /* closed */
-      }
-      resolve({ ok, reason, latencyMs: since(t0) });
-    };
-    const timer = setTimeout(() => done(false, `no DNS reply within ${cfg.timeout}s`), cfg.timeout * 1000);
-    let query: Buffer;
-    try {
-      query = buildDnsQuery(id, o.name, o.type);
-    } catch (e) {
-      done(false, (e as Error).message);
-      return;
-    }
-    sock.once('error', (e) => done(false, errText(e)));
-    sock.on('message', (msg) => {
+  let query: Buffer;
+  try {
+    query = buildDnsQuery(id, o.name, o.type);
+  } catch (e) {
+    return Promise.resolve({ ok: false, reason: (e as Error).message, latencyMs: 0 });
+  }
+  return udpExchange(
+    cfg,
+    t,
+    query,
+    (msg) => {
       const why = checkDnsReply(msg, id);
-      done(why === null, why ?? `${o.type} ${o.name} answered`);
-    });
-    sock.connect(t.port, t.host, () => sock.send(query, (e) => e && done(false, errText(e))));
-  });
+      return { ok: why === null, reason: why ?? `${o.type} ${o.name} answered` };
+    },
+    { ok: false, reason: `no DNS reply within ${cfg.timeout}s` },
+  );
 }
