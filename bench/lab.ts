@@ -26,7 +26,7 @@ import { HttpControlClient } from '../src/api/client.js';
 import type { Op, ServiceConfig } from '../src/core/types.js';
 import { labDown, labUp, nsRun, REAL_ADDRS, toolCommand, VIP_ADDR, type LabNames } from '../src/lab/lab.js';
 import { writeSection } from './results.js';
-import { median, need as needCmd, wrk as runWrk } from './wrk.js';
+import { measure, need as needCmd, wrk as runWrk } from './wrk.js';
 
 const { values } = parseArgs({
   options: {
@@ -130,33 +130,19 @@ backend rs
       ['haproxy (tcp, 1 thread)', `http://${VIP_ADDR}:8081/bench.html`],
       ['nginx stream (1 worker)', `http://${VIP_ADDR}:8082/bench.html`],
     ];
-    const results = new Map<string, { ka: number[]; close: number[]; errors: number }>();
-    for (const [name] of variants) results.set(name, { ka: [], close: [], errors: 0 });
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, url] of variants) {
-        for (const close of [false, true]) {
+    const table = measure(
+      variants.map(([name, url]) => ({
+        name,
+        run: (close: boolean) => {
+          // Every run starts from an empty connection table.
           nsRun(lab.director, 'conntrack', ['-F'], { allowFail: true });
-          const r = wrk(lab, url, close);
-          const slot = results.get(name)!;
-          (close ? slot.close : slot.ka).push(r.rps);
-          slot.errors += r.errors;
-          process.stderr.write(`round ${round + 1} ${name} ${close ? 'close' : 'keep-alive'}: ${r.rps.toFixed(0)} req/s${r.errors ? `, ${r.errors} errors` : ''}\n`);
-        }
-      }
-    }
-    const med = (name: string, k: 'ka' | 'close') => median(results.get(name)![k]);
-    const direct = variants[0]![0];
-    const hap = variants.find(([n]) => n.startsWith('haproxy'))![0];
-    const rows = variants.map(([name]) => {
-      const ka = med(name, 'ka');
-      const cl = med(name, 'close');
-      return `| ${name} | ${ka.toFixed(0)} | ${(ka / med(direct, 'ka')).toFixed(2)}x | ${(ka / med(hap, 'ka')).toFixed(2)}x | ${cl.toFixed(0)} | ${(cl / med(direct, 'close')).toFixed(2)}x | ${(cl / med(hap, 'close')).toFixed(2)}x | ${results.get(name)!.errors} |`;
-    });
-    const table = [
-      '| variant | keep-alive req/s | vs direct | vs haproxy | `Connection: close` req/s | vs direct | vs haproxy | errors |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|',
-      ...rows,
-    ].join('\n');
+          return wrk(lab, url, close);
+        },
+      })),
+      ROUNDS,
+      variants[0]![0],
+      'haproxy (tcp, 1 thread)',
+    );
     const body = `Command: \`node --import tsx bench/lab.ts --duration ${DURATION} --rounds ${ROUNDS} --conns ${CONNS}\` (root)
 (${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} cores shared by wrk, the director and the real servers).
 The netns lab (\`tsvs lab\`): wrk -t2 -c${CONNS} -d${DURATION}s from the client namespace, 600-byte page, two nginx real

@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { HttpControlClient } from '../src/api/client.js';
 import type { ServiceConfig } from '../src/core/types.js';
 import { writeSection } from './results.js';
-import { median, need, wrk } from './wrk.js';
+import { measure, need, wrk } from './wrk.js';
 
 const { values } = parseArgs({
   options: {
@@ -138,32 +138,12 @@ backend rs
       ['haproxy (tcp, 1 thread)', hap],
       ['nginx stream (1 worker)', ngx],
     ];
-    const results = new Map<string, { ka: number[]; close: number[]; errors: number }>();
-    for (const [name] of variants) results.set(name, { ka: [], close: [], errors: 0 });
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, port] of variants) {
-        for (const close of [false, true]) {
-          const r = wrkLocal(port, close);
-          const slot = results.get(name)!;
-          (close ? slot.close : slot.ka).push(r.rps);
-          slot.errors += r.errors;
-          process.stderr.write(`round ${round + 1} ${name} ${close ? 'close' : 'keep-alive'}: ${r.rps.toFixed(0)} req/s${r.errors ? `, ${r.errors} errors` : ''}\n`);
-        }
-      }
-    }
-    const med = (name: string, k: 'ka' | 'close') => median(results.get(name)![k]);
-    const direct = variants[0]![0];
-    const hapName = variants[2]![0];
-    const rows = variants.map(([name]) => {
-      const ka = med(name, 'ka');
-      const cl = med(name, 'close');
-      return `| ${name} | ${ka.toFixed(0)} | ${(ka / med(direct, 'ka')).toFixed(2)}x | ${(ka / med(hapName, 'ka')).toFixed(2)}x | ${cl.toFixed(0)} | ${(cl / med(direct, 'close')).toFixed(2)}x | ${(cl / med(hapName, 'close')).toFixed(2)}x | ${results.get(name)!.errors} |`;
-    });
-    const table = [
-      '| variant | keep-alive req/s | vs direct | vs haproxy | `Connection: close` req/s | vs direct | vs haproxy | errors |',
-      '|---|---:|---:|---:|---:|---:|---:|---:|',
-      ...rows,
-    ].join('\n');
+    const table = measure(
+      variants.map(([name, port]) => ({ name, run: (close: boolean) => wrkLocal(port, close) })),
+      ROUNDS,
+      variants[0]![0],
+      variants[2]![0],
+    );
     const body = `Command: \`node --import tsx bench/proxy.ts --duration ${DURATION} --rounds ${ROUNDS} --conns ${CONNS}\`
 (${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} cores shared by wrk, the balancer and the real servers).
 wrk -t2 -c${CONNS} -d${DURATION}s against a 600-byte page; median of ${ROUNDS} interleaved rounds. Real servers: one nginx

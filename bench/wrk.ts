@@ -40,3 +40,41 @@ export function wrk(run: WrkRun): WrkResult {
 }
 
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** One thing to measure: a name and how to load it once. */
+export interface Variant {
+  name: string;
+  run(close: boolean): WrkResult;
+}
+
+/**
+ * Runs every variant, keep-alive then `Connection: close`, for `rounds` interleaved rounds
+ * (so drift on a shared machine hits all of them alike), logs each run to stderr, and
+ * returns a markdown table of medians with ratios to `direct` and `haproxy` (variant names).
+ */
+export function measure(variants: Variant[], rounds: number, direct: string, haproxy: string): string {
+  const tally = new Map(variants.map((v) => [v.name, { ka: [] as number[], close: [] as number[], errors: 0 }]));
+  for (let round = 0; round < rounds; round++) {
+    for (const v of variants) {
+      for (const close of [false, true]) {
+        const r = v.run(close);
+        const t = tally.get(v.name)!;
+        (close ? t.close : t.ka).push(r.rps);
+        t.errors += r.errors;
+        process.stderr.write(`round ${round + 1} ${v.name} ${close ? 'close' : 'keep-alive'}: ${r.rps.toFixed(0)} req/s${r.errors ? `, ${r.errors} errors` : ''}\n`);
+      }
+    }
+  }
+  const med = (name: string, k: 'ka' | 'close') => median(tally.get(name)![k]);
+  const ratio = (x: number, name: string, k: 'ka' | 'close') => `${(x / med(name, k)).toFixed(2)}x`;
+  const rows = variants.map(({ name }) => {
+    const ka = med(name, 'ka');
+    const cl = med(name, 'close');
+    return `| ${name} | ${ka.toFixed(0)} | ${ratio(ka, direct, 'ka')} | ${ratio(ka, haproxy, 'ka')} | ${cl.toFixed(0)} | ${ratio(cl, direct, 'close')} | ${ratio(cl, haproxy, 'close')} | ${tally.get(name)!.errors} |`;
+  });
+  return [
+    '| variant | keep-alive req/s | vs direct | vs haproxy | `Connection: close` req/s | vs direct | vs haproxy | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows,
+  ].join('\n');
+}
