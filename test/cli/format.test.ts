@@ -161,6 +161,8 @@ describe('helpers', () => {
     assert.equal(ntop('::ffff:a09:909'), '::ffff:10.9.9.9');
     assert.equal(ntop('::1'), '::1');
     assert.equal(ntop('::'), '::');
+    assert.equal(ntop('::10.9.9.9'), '::10.9.9.9'); // IPv4-compatible: glibc dots it too
+    assert.equal(ntop('::a09:909'), '::10.9.9.9');
     assert.equal(ntop('fe80::'), 'fe80::');
     assert.equal(ntop('1:0:2:3:4:5:6:7'), '1:0:2:3:4:5:6:7');
     assert.equal(ntop('10.0.0.1'), '10.0.0.1');

@@ -9,7 +9,7 @@
  * non-transitive cases come out in ipvsadm's order.
  */
 import type { SyncDaemonView } from '../../api/control.js';
-import { parseIPv4, parseIPv6 } from '../../core/addr.js';
+import { formatIPv6, parseIPv4, parseIPv6 } from '../../core/addr.js';
 import {
   SCHED_FLAG_1,
   SCHED_FLAG_2,
@@ -74,42 +74,11 @@ export function printLargenum(i: number, exact = false): string {
 
 /** inet_ntop text of an address, as glibc writes it (IPv4-mapped/compatible tails dotted). */
 export function ntop(addr: string): string {
-  const v4 = parseIPv4(addr);
-  if (v4 !== null) return addr;
-  const g = parseIPv6(addr);
+  const g = parseIPv4(addr) === null ? parseIPv6(addr) : null;
   if (!g) return addr;
-  let bestBase = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestBase = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (bestLen < 2) bestBase = -1;
-  let out = '';
-  for (let i = 0; i < 8; i++) {
-    if (bestBase >= 0 && i >= bestBase && i < bestBase + bestLen) {
-      if (i === bestBase) out += ':';
-      continue;
-    }
-    if (i !== 0) out += ':';
-    // glibc prints the last 32 bits dotted for ::a.b.c.d and ::ffff:a.b.c.d.
-    if (i === 6 && bestBase === 0 && (bestLen === 6 || (bestLen === 5 && g[5] === 0xffff))) {
-      out += `${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}`;
-      break;
-    }
-    out += g[i]!.toString(16);
-  }
-  if (bestBase >= 0 && bestBase + bestLen === 8) out += ':';
-  return out;
+  // glibc also dots IPv4-compatible addresses (::a.b.c.d); RFC 5952 (formatIPv6) does not.
+  if (g.slice(0, 6).every((x) => x === 0) && g[6] !== 0) return `::${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}`;
+  return formatIPv6(g);
 }
 
 function familyOfAddr(addr: string): Family {
