@@ -1,8 +1,8 @@
 /** `tsvs lab up|down|status [--suffix S]`: the seed cluster in network namespaces (root). */
 import { parseArgs } from 'node:util';
-import { labDown, labStatus, labUp, CLIENT_ADDR, VIP_ADDR } from '../lab/lab.js';
+import { labDown, labStatus, labUp, CLIENT_ADDR, DR_VIP_ADDR, REAL_ADDRS, VIP_ADDR, type LabMode } from '../lab/lab.js';
 
-const USAGE = `Usage: tsvs lab up|down|status [--suffix S] [--no-tsvsd]
+const USAGE = `Usage: tsvs lab up|down|status [--suffix S] [--no-tsvsd] [--mode nat|dr]
 
 Builds the seed LVS-NAT cluster in network namespaces (needs root):
   client 198.18.0.10 (ns tsvs-c-S), director 198.18.0.1 / 198.19.0.1 (ns tsvs-d-S,
@@ -16,16 +16,20 @@ Builds the seed LVS-NAT cluster in network namespaces (needs root):
 Options:
   --suffix S   name suffix of this lab (default "lab"), 1-7 letters or digits
   --no-tsvsd   do not start tsvsd in the director
+  --mode dr    direct routing instead: client -> router (ns tsvs-g-S) -> one LAN
+               198.19.0.0/24 with the director (198.19.0.1, VIP ${DR_VIP_ADDR}) and
+               the real servers (VIP on lo, arp_ignore=1, arp_announce=2), whose
+               replies go to the router, not through the director
 `;
 
 export async function runLab(argv: string[]): Promise<number> {
-  let values: { suffix?: string; 'no-tsvsd'?: boolean; help?: boolean };
+  let values: { suffix?: string; 'no-tsvsd'?: boolean; help?: boolean; mode?: string };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { suffix: { type: 'string' }, 'no-tsvsd': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: { suffix: { type: 'string' }, 'no-tsvsd': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, mode: { type: 'string' } },
     }));
   } catch (e) {
     process.stderr.write(`tsvs lab: ${(e as Error).message}\n${USAGE}`);
@@ -40,7 +44,23 @@ export async function runLab(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'up': {
-        const n = await labUp({ suffix, tsvsd: !values['no-tsvsd'], log: (m) => process.stdout.write(`${m}\n`) });
+        const mode = (values.mode ?? 'nat') as LabMode;
+        if (mode !== 'nat' && mode !== 'dr') {
+          process.stderr.write(`tsvs lab: --mode "${values.mode}": use nat or dr\n`);
+          return 2;
+        }
+        const n = await labUp({ suffix, mode, tsvsd: !values['no-tsvsd'], log: (m) => process.stdout.write(`${m}\n`) });
+        if (mode === 'dr') {
+          process.stdout.write(
+            `lab ${n.suffix} (direct routing) is up. Try:\n` +
+              `  export TSVS_SOCKET=${n.socket}\n` +
+              `  tsvsadm -A -t ${DR_VIP_ADDR}:80 -s rr\n` +
+              REAL_ADDRS.map((r) => `  tsvsadm -a -t ${DR_VIP_ADDR}:80 -r ${r}:80 -g\n`).join('') +
+              `  ip netns exec ${n.client} curl -s http://${DR_VIP_ADDR}/name   # from ${CLIENT_ADDR}\n` +
+              `  tsvs lab down --suffix ${n.suffix}\n`,
+          );
+          return 0;
+        }
         process.stdout.write(
           `lab ${n.suffix} is up. Try:\n` +
             `  export TSVS_SOCKET=${n.socket}\n` +

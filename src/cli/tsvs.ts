@@ -3,6 +3,7 @@ import { runConfig } from './config.js';
 import { runDemo } from './demo.js';
 import { runDrain } from './drain.js';
 import { runLab } from './lab.js';
+import { runRealserver } from './realserver.js';
 import { runTop } from './top.js';
 import { VERSION } from '../daemon/daemon.js';
 
@@ -11,7 +12,10 @@ const USAGE = `Usage: tsvs COMMAND [options]
 Commands:
   demo       run a small LVS-NAT cluster on loopback: two real servers and a
              director with VIP 127.0.0.1:8080 (what \`npm start\` runs)
-  lab        up|down|status: the seed cluster in network namespaces (root)
+  lab        up|down|status [--mode nat|dr]: the seed cluster in network
+             namespaces (root); --mode dr builds a direct-routing cluster
+  realserver setup --mode dr|tun VIP [--apply]: print (or apply) what a real
+             server needs for direct routing or tunnelling
   top        live rates and connections per service and real server
   drain      RIP[:PORT] [--service VIP]: weight 0, then wait for its
              connections to finish
@@ -33,6 +37,8 @@ export async function runTsvs(argv: string[]): Promise<number> {
       return runLab(rest);
     case 'top':
       return runTop(rest);
+    case 'realserver':
+      return runRealserver(rest);
     case 'drain':
       return runDrain(rest);
     case 'version':

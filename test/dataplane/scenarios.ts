@@ -11,7 +11,7 @@
  *
  * - userspace: everything on loopback in this process. vip 127.0.0.1, real servers on
  *   127.0.0.1:<port 0>, clients from 127.0.0.2 / 127.0.0.3 for the netmask case.
- * - nftables (later): the director and the real servers in network namespaces; the test
+ * - nftables (test/nftables/scenarios.test.ts): the director and the real servers in network namespaces; the test
  *   process reaches `vip` through a veth (it is the client), `clientAddrs` are addresses
  *   on the test side of that veth, and `makeRealServers` starts the same kinds of server
  *   (test/helper.ts) inside the real-server namespaces and returns their namespace
@@ -85,6 +85,7 @@ export type ScenarioId =
   | 'weight-zero'
   | 'threshold'
   | 'udp'
+  | 'udp-lc'
   | 'server-down'
   | 'counters'
   | 'half-close';
@@ -92,6 +93,11 @@ export type ScenarioId =
 export interface ScenarioOptions {
   /** Scenarios the plane cannot pass, each with the reason. */
   skip?: Partial<Record<ScenarioId, string>>;
+  /**
+   * The plane refuses one-packet scheduling (-o), for this reason: the udp scenario then
+   * checks the refusal (NOT_SUPPORTED, the flows untouched) instead of the alternation.
+   */
+  oneShotRefused?: string;
   /** Per-scenario limit, so a hang fails instead of stalling the run (default 30 s). */
   timeoutMs?: number;
 }
@@ -310,12 +316,38 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
       const sv = await serviceView(h, 'udp');
       assert.equal(sv.stats.conns, 3, 'one entry per flow');
 
+      if (opts.oneShotRefused) {
+        t.diagnostic(`-o: ${opts.oneShotRefused}`);
+        await assert.rejects(h.apply([{ op: 'edit-service', service: { ...svc, ops: true } }]), (e: Error & { code?: string }) => e.code === 'NOT_SUPPORTED' && /one-packet/.test(e.message));
+        assert.equal((await c1.ask('c1 again')).server, r1[0]!.server, 'the refused change left the flows alone');
+        return;
+      }
       await h.apply([{ op: 'edit-service', service: { ...svc, ops: true } }]);
       const r4: string[] = [];
       for (let i = 0; i < 4; i++) r4.push((await c4.ask(`c4 #${i}`)).server);
       for (let i = 1; i < r4.length; i++) assert.notEqual(r4[i], r4[i - 1], `one-packet scheduling alternates: ${r4}`);
       // A flow that existed before -o keeps its entry and its server, as in the kernel.
       assert.equal((await c1.ask('c1 again')).server, r1[0]!.server);
+    });
+
+    scenario('udp-lc', 'lc over UDP flows: new flows go to the server with fewer entries', async (h, t) => {
+      const [a, b] = await h.makeRealServers('udp', ['rs-a', 'rs-b']);
+      const svc = serviceOf(h, { protocol: 'udp', scheduler: 'lc' });
+      await h.apply([{ op: 'add-service', service: svc }, ...addServers(h, svc, [a!, b!], [{ weight: 0 }, {}])]);
+      const clients = await Promise.all([0, 1, 2, 3].map(() => udpClient(h.vip, h.vport)));
+      t.after(() => clients.forEach((c) => c.close()));
+      // Two flows while rs-a is quiesced: both on rs-b.
+      assert.equal((await clients[0]!.ask('c0')).server, 'rs-b');
+      assert.equal((await clients[1]!.ask('c1')).server, 'rs-b');
+      await h.apply([{ op: 'edit-server', service: svc, dest: destOf(h, a!) }]);
+      // rs-a has no entry, rs-b two: the next two flows both go to rs-a (round robin would alternate).
+      assert.equal((await clients[2]!.ask('c2')).server, 'rs-a');
+      assert.equal((await clients[3]!.ask('c3')).server, 'rs-a');
+      // Each flow keeps its server.
+      assert.equal((await clients[1]!.ask('c1 again')).server, 'rs-b');
+      assert.equal((await clients[2]!.ask('c2 again')).server, 'rs-a');
+      const sv = await serviceView(h, 'udp');
+      assert.equal(sv.stats.conns, 4, 'one entry per flow');
     });
 
     scenario('server-down', 'a real server with its port closed: the client is closed, the next works', async (h) => {

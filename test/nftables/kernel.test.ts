@@ -10,7 +10,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { compile, parseSnat, transaction } from '../../src/dataplane/nftables/ruleset.js';
+import { installNfqueueRule } from '../../src/dataplane/nftables/netsock.js';
+import { NfQueueReader } from '../../src/dataplane/nftables/nfqueue.js';
+import { compile, parseSnat, transaction, type NftModel } from '../../src/dataplane/nftables/ruleset.js';
 import { toolCommand } from '../../src/lab/lab.js';
 import { privileged } from '../privileged.js';
 
@@ -49,6 +51,54 @@ describe('nftables rulesets in the kernel', privileged(['ip', 'nft']), () => {
     assert.deepEqual(tables.sort(), ['table ip tsvs', 'table ip6 tsvs']);
     inNs('nft', ['delete', 'table', 'ip', 'tsvs']);
     inNs('nft', ['delete', 'table', 'ip6', 'tsvs']);
+  });
+
+  test('the first-packet path: the queue golden loads, the NFQUEUE rule goes into table tsvs over netlink and survives changes', () => {
+    for (const f of ['queue', 'queue-leave']) {
+      const r = inNs('nft', ['-j', '-f', join(FIXTURES, `${f}.json`)]);
+      assert.equal(r.code, 0, `${f}: ${r.err}`);
+    }
+    inNs('nft', ['delete', 'table', 'ip', 'tsvs']);
+    inNs('nft', ['delete', 'table', 'ip6', 'tsvs']);
+    const model = (port: number): NftModel => ({
+      services: [{ id: 1, af: 4, protocol: 'tcp', addr: '198.18.0.1', port, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, dests: [{ addr: '198.19.0.11', port: 80, weight: 1, lastWeight: 1, overloaded: false, mark: 5 }] }],
+    });
+    const load = (doc: unknown) => {
+      const file = join(dir, 'q.json');
+      writeFileSync(file, JSON.stringify(doc));
+      const r = inNs('nft', ['-j', '-f', file]);
+      assert.equal(r.code, 0, r.err);
+    };
+    const a = compile(model(80));
+    load(transaction(null, a));
+    installNfqueueRule(`/run/netns/${ns}`, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true });
+    assert.match(inNs('nft', ['list', 'chain', 'ip', 'tsvs', 'nfq']).out, /queue num 4242 bypass/);
+    // Nothing was added to any other table (no iptables mangle).
+    assert.deepEqual(inNs('nft', ['list', 'tables']).out.trim().split('\n').sort(), ['table ip tsvs', 'table ip6 tsvs']);
+    const b = compile(model(8080));
+    load(transaction(a, b));
+    const list = inNs('nft', ['list', 'table', 'ip', 'tsvs']).out;
+    assert.match(list, /queue num 4242 bypass/, 'an incremental change keeps the NFQUEUE rule');
+    assert.match(list, /198\.18\.0\.1 \. tcp \. 8080 : jump nfq/);
+    // A chain that does not exist is refused with the kernel's reason.
+    assert.throws(() => installNfqueueRule(`/run/netns/${ns}`, 'ip', 'tsvs', 'nope', { queue: 1, total: 1, bypass: true }), /No such file or directory/);
+    inNs('nft', ['delete', 'table', 'ip', 'tsvs']);
+    inNs('nft', ['delete', 'table', 'ip6', 'tsvs']);
+  });
+
+  test('a second reader of the same queue is refused with a clear EBUSY message', async () => {
+    const mk = () => new NfQueueReader({ queue: 4243, nsPath: `/run/netns/${ns}`, timeoutMs: 50, decide: () => [] });
+    const first = mk();
+    await first.start();
+    try {
+      await assert.rejects(mk().start(), /NFQUEUE queue 4243 is already bound by another reader \(EBUSY\/EPERM.*TSVS_NFT_QUEUE/);
+    } finally {
+      await first.stop();
+    }
+    // Stopping unbinds: the queue can be taken again.
+    const again = mk();
+    await again.start();
+    await again.stop();
   });
 
   test('the outbound SNAT rules load in both families', () => {

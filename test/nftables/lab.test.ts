@@ -93,11 +93,14 @@ describe('nftables data plane on the netns lab', privileged(['ip', 'nft', 'nginx
     assert.match(list, new RegExp(`-> ${RS1.replaceAll('.', '\\.')}:80\\s+Masq\\s+1\\s+0\\s+[1-9]`));
   });
 
-  test('connection-count schedulers and non-NAT methods are refused, not degraded', () => {
-    const r = adm(['-A', '-t', `${VIP}:81`, '-s', 'wlc']);
+  test('one-packet scheduling, fwmark services and non-NAT methods are refused, not degraded', () => {
+    const r = adm(['-A', '-u', `${VIP}:81`, '-s', 'wlc', '-o']);
     assert.notEqual(r.code, 0);
-    assert.match(r.err + r.out, /wlc|not supported/i);
-    assert.doesNotMatch(ok(['-Ln']), /:81/);
+    assert.match(r.err + r.out, /one-packet scheduling \(-o\) is not supported/i);
+    const f = adm(['-A', '-f', '7', '-s', 'rr']);
+    assert.notEqual(f.code, 0);
+    assert.match(f.err + f.out, /fwmark services are not supported/);
+    assert.doesNotMatch(ok(['-Ln']), /:81|FWM/);
     const g = adm(['-a', '-t', `${VIP}:80`, '-r', '198.19.0.13:80', '-g']);
     assert.notEqual(g.code, 0);
   });
@@ -118,6 +121,42 @@ describe('nftables data plane on the netns lab', privileged(['ip', 'nft', 'nginx
     assert.match(sets, /198\.18\.0\.10 expires/);
     ok(['-E', '-t', `${VIP}:80`, '-s', 'rr']);
     assert.equal(new Set(Array.from({ length: 4 }, () => curlName())).size, 2);
+  });
+
+  test('wlc on the first-packet path: with long-lived connections held on r1, new ones keep going to r2', async () => {
+    ok(['-A', '-t', `${VIP}:8082`, '-s', 'wlc']);
+    ok(['-a', '-t', `${VIP}:8082`, '-r', `${RS1}:80`, '-m', '-w', '1']);
+    ok(['-a', '-t', `${VIP}:8082`, '-r', `${RS2}:80`, '-m', '-w', '0']);
+    // The NFQUEUE rule is in tsvs's own table, and nowhere else.
+    assert.match(nsRun(lab.director, 'nft', ['list', 'chain', 'ip', 'tsvs', 'nfq']), /queue num \d+ bypass/);
+    assert.deepEqual(nsRun(lab.director, 'nft', ['list', 'tables']).trim().split('\n').filter((l) => !l.includes('netdev')), ['table ip tsvs', 'table ip6 tsvs']);
+    // Three idle keep-alive connections (nginx holds them 60 s), all on r1 while r2 is quiesced.
+    const held = [0, 1, 2].map(() =>
+      spawn('ip', ['netns', 'exec', lab.client, 'bash', '-c', `exec 3<>/dev/tcp/${VIP}/8082; sleep 30`], { stdio: 'ignore' }),
+    );
+    try {
+      await settle();
+      const lnc = ok(['-Lnc']).split('\n').filter((l) => l.includes(':8082') && l.includes('ESTABLISHED'));
+      assert.equal(lnc.length, 3, `three held connections: ${lnc.join('\n')}`);
+      assert.ok(lnc.every((l) => l.includes(`${RS1}:80`)));
+      ok(['-e', '-t', `${VIP}:8082`, '-r', `${RS2}:80`, '-m', '-w', '1']);
+      // wlc: r1 has 3 active (overhead 3*256), r2 only inactive TIME_WAITs: every new
+      // connection goes to r2 (round robin, the fallback, would alternate).
+      assert.deepEqual(Array.from({ length: 6 }, () => curlName(8082)), ['r2', 'r2', 'r2', 'r2', 'r2', 'r2']);
+      const row = ok(['-Ln']).split('\n').find((l) => l.includes(`${RS1}:80`) && l.includes('Masq'));
+      assert.ok(row, 'r1 is listed');
+      // The counts come from the same table the scheduler used: ActiveConn 3 on r1 for :8082.
+      const svcBlock = ok(['-Ln', '-t', `${VIP}:8082`]);
+      assert.match(svcBlock, new RegExp(`-> ${RS1.replaceAll('.', '\\.')}:80\\s+Masq\\s+1\\s+3\\s`));
+      // Persistence through the core's templates: one client, one server.
+      ok(['-E', '-t', `${VIP}:8082`, '-s', 'lc', '-p', '60']);
+      const first = curlName(8082);
+      for (let i = 0; i < 4; i++) assert.equal(curlName(8082), first);
+      assert.match(ok(['-Lnc']), new RegExp(`TCP\\s+\\S+\\s+(NONE|ASSURED)\\s+198\\.18\\.0\\.10:0\\s+198\\.18\\.0\\.1:8082`));
+    } finally {
+      for (const h of held) if (h.pid && h.exitCode === null) process.kill(h.pid, 'SIGKILL');
+      ok(['-D', '-t', `${VIP}:8082`]);
+    }
   });
 
   test('wrr and sh run in the kernel with their kernel semantics', async () => {

@@ -13,6 +13,9 @@ import {
   compile,
   MAX_SEQUENCE,
   mhTargets,
+  NFQ_CHAIN,
+  NO_DEST_MARK,
+  nfqueueRuleNeeded,
   parseSnat,
   rrSequence,
   shTargets,
@@ -100,6 +103,70 @@ describe('nftables ruleset: golden', () => {
     assert.ok(del > lastFlush && del > 0);
     // No table is deleted in an incremental change.
     assert.ok(!lines.some((l) => l.includes('"delete":{"table"')));
+  });
+});
+
+// The first-packet path: connection-count schedulers decided by the core through NFQUEUE.
+function queueModel(): NftModel {
+  nextMark = 30;
+  return {
+    services: [
+      // wlc with persistence: the core keeps the templates, so no persistence sets.
+      svc(7, '198.18.0.1', 80, { scheduler: 'wlc', persistent: 300, dests: [d('198.19.0.12', 80, { weight: 0, lastWeight: 2 }), d('198.19.0.11', 80, { weight: 2 })] }),
+      // A kernel scheduler next to it is untouched by the queue.
+      svc(8, '198.18.0.1', 81, { dests: [d('198.19.0.11', 81)] }),
+      // Port-zero UDP sed: its own queue rule (the vmap is per port).
+      svc(9, '198.18.0.2', 0, { protocol: 'udp', scheduler: 'sed', persistent: 60, dests: [d('198.19.0.12', 0), d('198.19.0.11', 0)] }),
+      // IPv6 lc.
+      svc(10, '2001:db8::1', 80, { scheduler: 'lc', dests: [d('2001:db8:1::11', 80)] }),
+    ],
+  };
+}
+
+describe('nftables ruleset: the first-packet path (NFQUEUE)', () => {
+  test('golden: queue and mark-copy chains, nfq chain, mark dispatch with numgen fallback', () => {
+    golden('queue', transaction(null, compile(queueModel())));
+  });
+
+  test('the service chain: NO_DEST rejects, the mark picks the server, rr over the usable ones is the fallback', () => {
+    const r = compile(queueModel());
+    const chain = r.ip.chains.find((c) => c.name === 'svc7')!;
+    const text = chain.rules.map((x) => JSON.stringify(x));
+    assert.equal(text.length, 4);
+    assert.match(text[0]!, new RegExp(`"right":${NO_DEST_MARK}.*"reject"`));
+    // Every server (weight 0 too: a persistence template may still send its client there).
+    assert.deepEqual((chain.rules[1]![0] as { vmap: { data: { set: unknown[] } } }).vmap.data.set, [[30, { goto: { target: 'rs30' } }], [31, { goto: { target: 'rs31' } }]]);
+    assert.deepEqual(chain.rules[2], [{ goto: { target: 'rs31' } }], 'fallback: only the usable server');
+    assert.ok(!r.ip.sets.some((s) => s.name.startsWith('persist')), 'no persistence sets for a queue-scheduled service');
+    assert.deepEqual(r.ip.sets.find((s) => s.name === 'qmarks')!.elems, [NO_DEST_MARK, 30, 31, 33, 34]);
+    // The kernel-scheduled service does not touch the queue.
+    assert.ok(!JSON.stringify(r.ip.maps.find((m) => m.name === 'qservices')!.elems).includes('81'));
+  });
+
+  test('a table without queue-scheduled services has no queue chains (no per-packet cost)', () => {
+    const r = compile(seedModel());
+    assert.ok(!r.ip.chains.some((c) => ['queue', 'qmark', NFQ_CHAIN].includes(c.name)));
+    assert.deepEqual(nfqueueRuleNeeded(null, r), []);
+  });
+
+  test('incremental changes never flush the nfq chain (its NFQUEUE rule is not the compiler\'s); leaving the queue removes it all', () => {
+    const a = compile(queueModel());
+    const bModel = queueModel();
+    bModel.services[0]!.dests.pop();
+    const b = compile(bModel);
+    const doc = transaction(a, b);
+    const lines = doc.nftables.map((c) => JSON.stringify(c));
+    assert.ok(!lines.some((l) => l.includes(`"name":"${NFQ_CHAIN}"`) || l.includes(`"chain":"${NFQ_CHAIN}"`)), 'nfq untouched');
+    assert.deepEqual(nfqueueRuleNeeded(a, b), []);
+    assert.deepEqual(nfqueueRuleNeeded(null, b), ['ip', 'ip6'], 'a full replace needs the rule again');
+    const c = compile(seedModel());
+    const out = transaction(b, c).nftables.map((x) => JSON.stringify(x));
+    const flush = out.findIndex((l) => l.includes('"flush":{"chain"') && l.includes(`"name":"${NFQ_CHAIN}"`));
+    const del = out.findIndex((l) => l.includes('"delete":{"chain"') && l.includes(`"name":"${NFQ_CHAIN}"`));
+    assert.ok(flush >= 0 && del > flush, 'flushed, then deleted');
+    assert.ok(out.some((l) => l.includes('"delete":{"map"') && l.includes('"qservices"')));
+    assert.ok(out.some((l) => l.includes('"delete":{"set"') && l.includes('"qmarks"')));
+    golden('queue-leave', transaction(b, c));
   });
 });
 

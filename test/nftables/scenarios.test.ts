@@ -17,11 +17,12 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { after, describe } from 'node:test';
+import { strict as assert } from 'node:assert';
+import { after, describe, test } from 'node:test';
 import { IpvsTable } from '../../src/core/table.js';
 import type { Op } from '../../src/core/types.js';
 import { NftablesDataPlane } from '../../src/dataplane/nftables/index.js';
-import type { TestServer, TestServerKind } from '../helper.js';
+import { newEchoConnections, openEcho, waitFor, type TestServer, type TestServerKind } from '../helper.js';
 import { runDataPlaneScenarios, type Harness } from '../dataplane/scenarios.js';
 import { privileged } from '../privileged.js';
 
@@ -124,8 +125,9 @@ function startRealServer(kind: TestServerKind, name: string, addr: string): Prom
 }
 
 let nextPort = 8000;
+const ONE_SHOT = 'refused by the nftables plane: conntrack keeps one NAT binding per UDP flow, so its datagrams cannot go to different servers (docs/nftables.md)';
 
-async function makeNftablesHarness(af: 4 | 6 = 4): Promise<Harness> {
+async function makeNftablesHarness(af: 4 | 6 = 4): Promise<Harness & { plane: NftablesDataPlane }> {
   buildNetwork();
   const table = new IpvsTable();
   const plane = new NftablesDataPlane({ log: () => {}, netns: DIRECTOR });
@@ -138,6 +140,7 @@ async function makeNftablesHarness(af: 4 | 6 = 4): Promise<Harness> {
   const tick = setInterval(() => table.tick(), 1000);
   const servers: TestServer[] = [];
   return {
+    plane,
     vip: af === 4 ? '198.18.0.1' : V6.vip,
     vport: nextPort++,
     fwd: 'masq',
@@ -185,17 +188,96 @@ describe('nftables plane', privileged(['ip', 'nft', 'conntrack']), () => {
   // Whatever a failed scenario left: the namespaces, the host's veth end and its addresses.
   after(() => teardown());
   runDataPlaneScenarios('nftables', () => makeNftablesHarness(4), {
-    skip: {
-      lc: 'the connection-count schedulers need the NFQUEUE first-packet path, which the nftables plane does not have yet; it refuses them with NOT_SUPPORTED (docs/nftables.md)',
-      udp: 'one-packet scheduling (-o) is refused with NOT_SUPPORTED by the nftables plane; UDP flows are covered by test/nftables/lab.test.ts',
-    },
+    oneShotRefused: ONE_SHOT,
   });
   // IPv6: the family-specific parts (ip6 table, addresses, masks, conntrack -f ipv6).
   const sameAsV4 = 'same code path as IPv4 apart from the family; run in the IPv4 suite';
+  // The first-packet path's degradations: what happens to new connections of a wlc
+  // service when tsvsd cannot answer.
+  describe('first-packet path: fallback', () => {
+    async function wlcService() {
+      const h = await makeNftablesHarness(4);
+      const [a, b] = await h.makeRealServers('http', ['rs-a', 'rs-b']);
+      const svc = { af: 4 as const, protocol: 'tcp' as const, addr: h.vip, port: h.vport, fwmark: 0, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
+      const dest = (rs: TestServer) => ({ af: 4 as const, addr: rs.addr, port: rs.port, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 });
+      await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: dest(a!) }, { op: 'add-server', service: svc, dest: dest(b!) }]);
+      return h;
+    }
+    /** curl as a child process: it runs while this thread is blocked. Resolves with "name seconds". */
+    const curl = (h: Harness) =>
+      new Promise<string>((resolve) => {
+        const p = spawn('curl', ['-s', '--max-time', '5', '-w', ' %{time_total}', `http://${h.vip}:${h.vport}/name`], { stdio: ['ignore', 'pipe', 'ignore'] });
+        let out = '';
+        p.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+        // The test server answers with its name first ("rs-a: ..."); time_total comes last.
+        p.on('close', () => resolve(`${/^(rs-[ab])\b/.exec(out)?.[1] ?? out} ${out.trim().split(/\s+/).pop()}`));
+      });
+
+    test('a blocked main loop does not hang new connections: after the bound, the kernel fallback (rr) takes them', { timeout: 60_000 }, async (t) => {
+      const h = await wlcService();
+      t.after(() => h.close());
+      const pending = [0, 1, 2, 3].map(() => curl(h));
+      // Block this thread (where the scheduler runs) for 1.5 s; the reader thread is not blocked.
+      const end = Date.now() + 1500;
+      while (Date.now() < end) {
+        /* a stalled main loop */
+      }
+      const got = (await Promise.all(pending)).map((x) => x.split(' '));
+      for (const [name, secs] of got) {
+        assert.match(name!, /^rs-[ab]$/, `answered: ${got.join(' | ')}`);
+        assert.ok(Number(secs) < 1.0, `completed without waiting for the blocked thread: ${secs} s`);
+      }
+      assert.equal(new Set(got.map((x) => x[0])).size, 2, 'the fallback spreads them round robin');
+    });
+
+    test('wlc with -x on the first-packet path: an overloaded server is skipped at once; removing a server ends its connections', { timeout: 60_000 }, async (t) => {
+      const h = await makeNftablesHarness(4);
+      t.after(() => h.close());
+      const [a, b] = await h.makeRealServers('echo', ['rs-a', 'rs-b']);
+      const svc = { af: 4 as const, protocol: 'tcp' as const, addr: h.vip, port: h.vport, fwmark: 0, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
+      const dest = (rs: TestServer, uThreshold = 0) => ({ af: 4 as const, addr: rs.addr, port: rs.port, weight: 1, fwd: 'masq' as const, uThreshold, lThreshold: 0 });
+      await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: dest(a!, 1) }, { op: 'add-server', service: svc, dest: dest(b!) }]);
+      // wlc with nothing open picks the list head (rs-b, added last), then the idle rs-a.
+      const onB = await openEcho(h.vip, h.vport);
+      t.after(() => onB.destroy());
+      const onA = await openEcho(h.vip, h.vport);
+      t.after(() => onA.destroy());
+      assert.deepEqual([onB.server, onA.server], ['rs-b', 'rs-a']);
+      // rs-a is at its upper threshold (1 connection): OVERLOAD is set by the decision
+      // itself, no read-back needed, so the very next connections go to the busier rs-b.
+      assert.deepEqual(await newEchoConnections(3, h.vip, h.vport), ['rs-b', 'rs-b', 'rs-b']);
+      const view = await h.view();
+      assert.equal(view.services[0]!.dests.find((d) => d.addr === a!.addr && d.port === a!.port)!.overloaded, true);
+      // Its connection closes and its entry goes: rs-a takes connections again.
+      await onA.end();
+      await h.expireClosed();
+      await waitFor(async () => !(await h.view()).services[0]!.dests.find((d) => d.port === a!.port)!.overloaded, 5000, 'rs-a no longer overloaded');
+      assert.deepEqual(await newEchoConnections(1, h.vip, h.vport), ['rs-a']);
+      // Removing rs-b deletes its conntrack entries (expire_nodest_conn): its held
+      // connection ends instead of hanging; new ones go to rs-a.
+      await h.apply([{ op: 'delete-server', service: svc, dest: dest(b!) }]);
+      await waitFor(async () => !(await h.connView()).some((c) => c.daddr === b!.addr && c.dport === b!.port), 5000, 'rs-b entries gone');
+      await assert.rejects(onB.echo('anyone there?'));
+      await h.expireClosed();
+      assert.deepEqual(await newEchoConnections(1, h.vip, h.vport), ['rs-a']);
+      // That one lingers in TIME_WAIT and counts (totalconns 1 >= -x 1): rs-a is overloaded
+      // and the only server left, so the next connection is refused, as ip_vs_leave does.
+      await assert.rejects(openEcho(h.vip, h.vport), /ECONNREFUSED/);
+    });
+
+    test('with no queue reader (tsvsd gone), --queue-bypass lets the fallback schedule every connection', { timeout: 60_000 }, async (t) => {
+      const h = await wlcService();
+      t.after(() => h.close());
+      await (h.plane as unknown as { nfq: { stop(): Promise<void> } }).nfq.stop();
+      const names: string[] = [];
+      for (let i = 0; i < 4; i++) names.push((await curl(h)).split(' ')[0]!);
+      assert.deepEqual(names.slice().sort(), ['rs-a', 'rs-a', 'rs-b', 'rs-b'], `${names}`);
+    });
+  });
+
   runDataPlaneScenarios('nftables IPv6', () => makeNftablesHarness(6), {
+    oneShotRefused: ONE_SHOT,
     skip: {
-      lc: 'the connection-count schedulers need the NFQUEUE first-packet path (not built); refused with NOT_SUPPORTED',
-      udp: 'one-packet scheduling (-o) is refused with NOT_SUPPORTED by the nftables plane',
       keepalive: sameAsV4,
       'remove-server': sameAsV4,
       wrr: sameAsV4,

@@ -11,8 +11,11 @@
  * -x/-y thresholds, and `-Lnc`. A threshold crossing recompiles the rules.
  *
  * Schedulers: rr, wrr, sh, dh and mh run in the kernel. The connection-count schedulers
- * need a per-connection decision in userspace (NFQUEUE, not built yet) and are refused
- * with NOT_SUPPORTED rather than silently run as something else. See docs/nftables.md.
+ * (lc, wlc, sed, nq, lblc, lblcr, fo, ovf, twos) take the first-packet path: the first
+ * packet of each new flow to such a service goes through NFQUEUE to a reader thread
+ * (nfqueue.ts), the core table schedules it here (`decide`, so the scheduler sees the
+ * live counts), and the verdict's mark picks the real server's chain in the kernel; a
+ * numgen rule is the fallback when no answer comes. See docs/nftables.md.
  */
 import { TsvsError } from '../../core/errors.js';
 import type { Conn } from '../../core/conn.js';
@@ -25,11 +28,16 @@ import type { SchedDest, Scheduler } from '../../schedulers/scheduler.js';
 import { wrrRestore, wrrSnapshot, type WrrState } from '../../schedulers/wrr.js';
 import type { DataPlane } from '../dataplane.js';
 import type { LogFn } from '../index.js';
-import { conntrackAvailable, conntrackDeleteMark, conntrackDump, type CtEntry } from './conntrack.js';
+import { CHUNK, conntrackAvailable, conntrackDeleteMark, conntrackDump, conntrackEvents, yieldLoop, type CtEntry, type CtEvent } from './conntrack.js';
 import { makeRunner, type Runner } from './exec.js';
 import { nftApply, nftCounters, nftPersistElements, nftVersion, type CounterValue, type PersistElement } from './nft.js';
 import { compile, connsCounter, inCounter, KERNEL_SCHEDULERS, outCounter, parseSnat, persistSet, removal, transaction, type NftDest, type NftModel, type NftService, type Ruleset } from './ruleset.js';
 import { DIRECTOR_SYSCTLS, readSysctl, writeSysctl } from './sysctl.js';
+import type { QueuedPacket } from './netlink.js';
+import { installNfqueueRule } from './netsock.js';
+import { NfQueueReader } from './nfqueue.js';
+import { NFQ_CHAIN, NO_DEST_MARK, nfqueueRuleNeeded, QUEUE_SCHEDULERS, TABLE } from './ruleset.js';
+import { DrPlanner } from './dr-plane.js';
 
 export interface NftablesOptions {
   log: LogFn;
@@ -45,7 +53,21 @@ export interface NftablesOptions {
    * tsvsd leaves it unset: the plane works in tsvsd's own namespace.
    */
   netns?: string;
+  /** NFQUEUE number of the first-packet path (TSVS_NFT_QUEUE; default 4242). */
+  queue?: number;
+  /** How long a new flow's first packet waits for the scheduler before the kernel fallback takes it (default 200 ms). */
+  queueTimeoutMs?: number;
 }
+
+/**
+ * How long a new flow's first packet waits for the scheduler before it is accepted without
+ * a mark (the kernel's round-robin fallback takes it). Far below TCP's first SYN
+ * retransmission (1 s), and high enough that a loaded director does not miss it often.
+ */
+const QUEUE_TIMEOUT_MS = 200;
+/** How long a connection scheduled through the queue may be missing from conntrack (not confirmed yet) before the read-back drops it. */
+const QUEUED_GRACE_MS = 3000;
+const connKey = (af: number, protocol: string, caddr: string, cport: number, vaddr: string, vport: number) => `${af}|${protocol}|${caddr}|${cport}|${vaddr}|${vport}`;
 
 /** conntrack's TCP states as IPVS names them for a NAT connection. */
 const CT_TO_IPVS: Record<string, string> = {
@@ -65,7 +87,9 @@ const ZERO: Stats = { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, outbytes: 0 }
 
 export class NftablesDataPlane implements DataPlane {
   readonly name = 'nftables';
-  readonly methods: ReadonlySet<FwdMethod> = new Set<FwdMethod>(['masq']);
+  readonly methods: ReadonlySet<FwdMethod> = new Set<FwdMethod>(['masq', 'route', 'tunnel']);
+  /** Direct routing (-g) in `netdev tsvs`, and the refusal of -i (dr-plane.ts). */
+  private readonly dr: DrPlanner;
   private table: IpvsTable | null = null;
   private unsubscribe: (() => void) | null = null;
   /** What is in the kernel now. */
@@ -92,9 +116,25 @@ export class NftablesDataPlane implements DataPlane {
   private readonly run: Runner;
 
   private readonly snat: string[];
+  /** The NFQUEUE reader of the first-packet path, started with the first queue-scheduled service. */
+  private nfq: NfQueueReader | null = null;
+  private readonly queueNo: number;
+  /** Families whose nfq chain still lacks its NFQUEUE rule. */
+  private readonly nfqPending = new Set<'ip' | 'ip6'>();
+  /** Connections scheduled through the queue, by tuple, with when (conntrack shows them once confirmed). */
+  private readonly queuedAt = new Map<string, number>();
+  /**
+   * Keys changed by a decision or a conntrack event since the read-back's dump was taken:
+   * that (older) dump must neither drop them nor bring a destroyed one back.
+   */
+  private readonly touched = new Map<string, { at: number; destroyed: boolean }>();
+  /** `conntrack -E`, followed while the first-packet path runs: closes reach the counts before the next read-back. */
+  private events: { stop(): void } | null = null;
 
   constructor(private readonly opts: NftablesOptions) {
     this.run = makeRunner(opts.netns);
+    this.queueNo = opts.queue ?? NftablesDataPlane.queueFromEnv(process.env.TSVS_NFT_QUEUE) ?? 4242;
+    this.dr = new DrPlanner(this.run);
     try {
       this.snat = parseSnat(opts.snat ?? '');
     } catch (e) {
@@ -138,15 +178,14 @@ export class NftablesDataPlane implements DataPlane {
         const label = serviceLabel(s);
         if (s.fwmark) throw notSupported(`${label}: fwmark services are not supported by the nftables data plane yet`);
         if (s.protocol === 'sctp') throw notSupported(`${label}: SCTP is not supported by the nftables data plane`);
-        if (!KERNEL_SCHEDULERS.has(s.scheduler)) {
-          throw notSupported(
-            `${label}: scheduler ${s.scheduler} needs a per-connection decision in userspace, which the nftables data plane does not have yet (it runs ${[...KERNEL_SCHEDULERS].join(', ')}); use one of those or --dataplane userspace`,
-          );
+        if (!KERNEL_SCHEDULERS.has(s.scheduler) && !QUEUE_SCHEDULERS.has(s.scheduler)) {
+          throw notSupported(`${label}: scheduler ${s.scheduler} is not supported by the nftables data plane (it runs ${[...KERNEL_SCHEDULERS, ...QUEUE_SCHEDULERS].join(', ')})`);
         }
-        if (s.ops) throw notSupported(`${label}: one-packet scheduling (-o) is not supported by the nftables data plane`);
+        if (s.ops) throw notSupported(`${label}: one-packet scheduling (-o) is not supported by the nftables data plane: conntrack keeps one entry (one NAT binding) per UDP flow, so its datagrams cannot go to different servers`);
         if (s.pe) throw notSupported(`${label}: persistence engine ${s.pe} is not supported by the nftables data plane`);
       }
     }
+    this.dr.checkOps(ops);
     const model = this.simulate(ops);
     await this.enqueue(() => this.applyModel(model, 'batch'));
   }
@@ -166,8 +205,11 @@ export class NftablesDataPlane implements DataPlane {
     this.timer = null;
     this.unsubscribe?.();
     this.unsubscribe = null;
+    this.events?.stop();
+    this.events = null;
+    await this.nfq?.stop();
     await this.enqueue(async () => {
-      await nftApply(this.run, removal(), 'remove tables');
+      await nftApply(this.run, { nftables: [...removal().nftables, ...this.dr.removal()] }, 'remove tables');
       this.applied = null;
       this.appliedJson = '';
     });
@@ -237,7 +279,7 @@ export class NftablesDataPlane implements DataPlane {
         schedFlags: s.schedFlags,
         persistent: s.persistent,
         netmask: s.netmask,
-        dests: s.dests.map((d) => ({ addr: d.addr, port: d.port, weight: d.weight, lastWeight: d.lastWeight, overloaded: d.overloaded, mark: this.markOf(s.id, d.id) })),
+        dests: s.dests.map((d) => ({ addr: d.addr, port: d.port, weight: d.weight, lastWeight: d.lastWeight, overloaded: d.overloaded, mark: this.markOf(s.id, d.id), fwd: d.fwd })),
         wrr: wrrSnapshot(s.sched),
       })),
     };
@@ -291,7 +333,7 @@ export class NftablesDataPlane implements DataPlane {
           const sid = serviceId(op.service);
           const d = op.dest;
           const svc = byKey.get(sid)!;
-          svc.dests.unshift({ addr: d.addr, port: d.port, weight: d.weight, lastWeight: d.weight, overloaded: false, mark: this.markOf(sid, destId(d)) });
+          svc.dests.unshift({ addr: d.addr, port: d.port, weight: d.weight, lastWeight: d.weight, overloaded: false, mark: this.markOf(sid, destId(d)), fwd: d.fwd });
           wrrOf(svc)?.add(svc.dests[0]!);
           break;
         }
@@ -302,6 +344,7 @@ export class NftablesDataPlane implements DataPlane {
           const live = this.table!.get(op.service)?.findDest(op.dest);
           if (op.dest.uThreshold === 0 || (live && op.dest.uThreshold > live.uThreshold)) d.overloaded = false;
           d.weight = op.dest.weight;
+          d.fwd = op.dest.fwd;
           if (op.dest.weight !== 0) d.lastWeight = op.dest.weight;
           wrrOf(byKey.get(sid)!)?.update(d);
           break;
@@ -331,13 +374,135 @@ export class NftablesDataPlane implements DataPlane {
   }
 
   private async applyModel(model: NftModel, why: string): Promise<void> {
-    const next = compile(model);
+    const dr = await this.dr.plan(model, this.table);
+    const next = compile(dr.nat);
     const json = JSON.stringify(next);
-    if (this.applied && json === this.appliedJson) return;
-    await nftApply(this.run, transaction(this.applied, next), why);
+    const natSame = !!this.applied && json === this.appliedJson;
+    // (Re)starts the reader when needed: also after its thread died, at the next read-back.
+    if (model.services.some((s) => QUEUE_SCHEDULERS.has(s.scheduler))) await this.startQueue();
+    if (natSame && !dr.commands.length) return this.queueRules(next);
+    for (const f of nfqueueRuleNeeded(natSame ? next : this.applied, next)) this.nfqPending.add(f);
+    await nftApply(this.run, { nftables: [...(natSame ? [] : transaction(this.applied, next).nftables), ...dr.commands] }, why);
+    dr.commit();
     this.applied = next;
     this.appliedJson = json;
     this.opts.log('debug', `nftables ruleset applied (${why})`, { services: model.services.length });
+    this.queueRules(next);
+  }
+
+  // ------------------------------------------------------------------ first-packet path
+
+  /** Puts the NFQUEUE rule into each nfq chain that lacks it (netlink: nft's JSON has no xt targets). */
+  private queueRules(next: Ruleset): void {
+    for (const f of [...this.nfqPending]) {
+      if (!next[f].chains.some((c) => c.name === NFQ_CHAIN)) {
+        this.nfqPending.delete(f);
+        continue;
+      }
+      try {
+        installNfqueueRule(this.nsPath(), f, TABLE, NFQ_CHAIN, { queue: this.queueNum(), total: 1, bypass: true });
+        this.nfqPending.delete(f);
+      } catch (e) {
+        throw dataplaneError(
+          `could not add the NFQUEUE rule to ${f} ${TABLE} ${NFQ_CHAIN}: ${(e as Error).message}; the kernel needs nft_compat and xt_NFQUEUE (modprobe nft_compat xt_NFQUEUE). Until then new connections of lc/wlc/... services are scheduled round robin by the fallback rule`,
+        );
+      }
+    }
+  }
+
+  private nsPath(): string | undefined {
+    return this.opts.netns ? `/run/netns/${this.opts.netns}` : undefined;
+  }
+
+  private queueNum(): number {
+    return this.queueNo;
+  }
+
+  /** TSVS_NFT_QUEUE, checked: an NFQUEUE number. */
+  static queueFromEnv(text: string | undefined): number | undefined {
+    if (text === undefined || text === '') return undefined;
+    if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) throw dataplaneError(`TSVS_NFT_QUEUE: "${text}" is not a queue number (0-65535)`);
+    return Number(text);
+  }
+
+  private async startQueue(): Promise<void> {
+    if (this.nfq?.running) return;
+    this.nfq = new NfQueueReader({
+      queue: this.queueNum(),
+      timeoutMs: this.opts.queueTimeoutMs ?? QUEUE_TIMEOUT_MS,
+      ...(this.nsPath() ? { nsPath: this.nsPath()! } : {}),
+      decide: (pkts) => this.decide(pkts),
+      onStats: (s) => {
+        this.opts.log('debug', 'nftables: first-packet path', { ...s, avgBatch: +(s.packets / (s.batches || 1)).toFixed(1), avgWaitUs: Math.round(s.waitUs / (s.batches || 1)) });
+        if (s.late) this.opts.log('warn', `nftables: ${s.late} of ${s.packets} new connections were not scheduled within ${this.opts.queueTimeoutMs ?? QUEUE_TIMEOUT_MS} ms and went to the round-robin fallback`);
+      },
+      onError: (msg) => this.opts.log('error', `nftables: ${msg}`),
+    });
+    await this.nfq.start();
+    if (this.conntrackOk && !this.events) {
+      this.events = conntrackEvents(this.opts.netns, (e) => this.onConntrackEvent(e), (why) => this.opts.log('warn', `nftables: ${why}; restarting it`));
+    }
+    this.opts.log('info', `nftables: first-packet path on NFQUEUE ${this.queueNum()} (reader thread started)`);
+  }
+
+  /**
+   * A conntrack state change or end of a connection the table holds, applied at once so
+   * that lc/wlc/... see a closed connection as inactive before the next read-back (kernel
+   * IPVS sees every packet). Entries the table does not hold yet wait for the read-back.
+   */
+  private onConntrackEvent(ev: CtEvent): void {
+    const t = this.table;
+    if (!t || this.stopped) return;
+    const e = ev.entry;
+    const key = connKey(e.af, e.protocol, e.caddr, e.cport, e.vaddr, e.vport);
+    const c = this.mirrored.get(key);
+    if (!c || c.dead || !c.dest || this.marks.get(`${c.svc.id}|${c.dest.id}`) !== e.mark) return;
+    this.touched.set(key, { at: t.now(), destroyed: ev.kind === 'destroy' });
+    if (ev.kind === 'destroy') {
+      t.dropConn(c);
+      this.mirrored.delete(key);
+      this.queuedAt.delete(key);
+      return;
+    }
+    if (e.protocol === 'tcp') t.conns.setTcpState(c, tcpStateByName(CT_TO_IPVS[e.state] ?? 'NONE'));
+    c.timeoutMs = e.timeout * 1000;
+    c.expires = t.now() + c.timeoutMs;
+  }
+
+  /**
+   * The core scheduler's choice for each queued first packet: the real server's mark, 0
+   * (not a queue-scheduled service: the kernel goes on as if not queued), or NO_DEST_MARK
+   * (no server available: the service chain rejects). The connection enters the core
+   * table now, so the next decision counts it; the read-back later binds it to its
+   * conntrack entry by tuple.
+   */
+  private decide(pkts: readonly QueuedPacket[]): number[] {
+    const t = this.table;
+    if (!t || this.stopped) return [];
+    return pkts.map((p) => {
+      const svc = t.lookup(p.protocol, p.vaddr, p.vport);
+      if (!svc || svc.af !== p.af || !QUEUE_SCHEDULERS.has(svc.scheduler)) return 0;
+      // Kernel IPVS schedules TCP only on a SYN. A mid-stream segment conntrack picked up
+      // (e.g. after its server was removed) goes on unmarked: the fallback's server answers
+      // it with a reset, and no connection is counted for it.
+      if (!p.syn) return 0;
+      const key = connKey(p.af, p.protocol, p.caddr, p.cport, p.vaddr, p.vport);
+      const old = this.mirrored.get(key);
+      if (old && !old.dead) t.dropConn(old); // the tuple's previous connection (TIME_WAIT reuse)
+      const c = t.schedule(svc, { protocol: p.protocol, caddr: p.caddr, cport: p.cport, vaddr: p.vaddr, vport: p.vport });
+      if (!c || !c.dest) return NO_DEST_MARK;
+      const mark = this.marks.get(`${svc.id}|${c.dest.id}`);
+      if (mark === undefined) {
+        t.dropConn(c);
+        return 0;
+      }
+      if (p.protocol === 'tcp') t.tcpEvent(c, 'input', 'syn');
+      else t.datagram(c);
+      this.mirrored.set(key, c);
+      this.queuedAt.set(key, t.now());
+      this.touched.set(key, { at: t.now(), destroyed: false });
+      return mark;
+    });
   }
 
   // ------------------------------------------------------------------ events
@@ -388,6 +553,29 @@ export class NftablesDataPlane implements DataPlane {
    * the table reflects the kernel as of this call (a round already running is followed by
    * a new one), so tests and `view()` callers can wait for current numbers.
    */
+  /**
+   * State sync (src/sync), backup side: puts persistence entries synced from the master
+   * into the kernel's per-server sets, so that clients keep their server after a failover;
+   * the read-back then lists them as templates.
+   */
+  async importPersistence(entries: ReadonlyArray<{ svc: VirtualService; dest: RealServer; addr: string; timeout: number }>): Promise<void> {
+    const nftables: unknown[] = [];
+    for (const e of entries) {
+      const mark = this.marks.get(`${e.svc.id}|${e.dest.id}`);
+      if (mark === undefined || !e.svc.persistent) continue;
+      if (QUEUE_SCHEDULERS.has(e.svc.scheduler)) {
+        // lc/wlc/...: templates live in the core table, where the first-packet path's decisions use them.
+        const t = this.table!;
+        const key = t.conns.templateKey(e.svc, e.addr);
+        if (!t.conns.findTemplate(key)) t.conns.createTemplate(key, e.svc, e.addr, e.dest, t.now());
+        continue;
+      }
+      const elem = [{ elem: { val: e.addr, timeout: Math.min(e.timeout, e.svc.persistent) } }];
+      nftables.push({ add: { element: { family: e.svc.af === 6 ? 'ip6' : 'ip', table: 'tsvs', name: persistSet(mark, e.svc), elem } } });
+    }
+    if (nftables.length) await this.enqueue(() => nftApply(this.run, { nftables }, 'synced persistence entries'));
+  }
+
   refresh(): Promise<void> {
     return this.poll();
   }
@@ -405,15 +593,20 @@ export class NftablesDataPlane implements DataPlane {
     if (this.stopped || !this.table) return;
     try {
       const counters = await nftCounters(this.run);
+      for (const [k, v] of await this.dr.readBack(this.table, (s, d) => this.marks.get(`${s}|${d}`))) counters.set(k, v);
+      if (this.dr.takeOverloadChange()) await this.enqueue(() => this.applyModel(this.modelFromTable(), 'threshold'));
       if (this.stopped) return;
       this.applyCounters(counters);
       const persist = await this.readPersistence();
       if (this.stopped) return;
       this.applyPersistence(persist);
       if (this.conntrackOk) {
+        const snapshotAt = this.table.now();
         const entries = await conntrackDump(this.run);
         if (this.stopped) return;
-        if (this.applyConntrack(entries)) {
+        const queued = this.table.list().some((s) => QUEUE_SCHEDULERS.has(s.scheduler));
+        // Queue-scheduled connections change OVERLOAD between rounds too: recompile (a no-op when unchanged).
+        if ((await this.applyConntrack(entries, snapshotAt)) || queued) {
           // A threshold was crossed: the rules must skip (or take back) that server.
           await this.enqueue(() => this.applyModel(this.modelFromTable(), 'threshold'));
         }
@@ -427,7 +620,8 @@ export class NftablesDataPlane implements DataPlane {
   private async readPersistence(): Promise<Array<PersistElement & { svc: VirtualService; dest: RealServer }>> {
     const owners = new Map<string, { svc: VirtualService; dest: RealServer; family: 'ip' | 'ip6' }>();
     for (const svc of this.table!.list()) {
-      if (!svc.persistent) continue;
+      // Queue-scheduled services keep their templates in the core table (decide), not in sets.
+      if (!svc.persistent || QUEUE_SCHEDULERS.has(svc.scheduler)) continue;
       for (const dest of svc.dests) {
         const mark = this.marks.get(`${svc.id}|${dest.id}`);
         if (mark !== undefined) owners.set(persistSet(mark, svc), { svc, dest, family: svc.af === 6 ? 'ip6' : 'ip' });
@@ -507,18 +701,27 @@ export class NftablesDataPlane implements DataPlane {
   }
 
   /** Mirrors conntrack into the core's connection table; returns true when an OVERLOAD flag changed. */
-  private applyConntrack(entries: CtEntry[]): boolean {
+  private async applyConntrack(entries: CtEntry[], snapshotAt: number): Promise<boolean> {
     const t = this.table!;
     const now = t.now();
     const byMark = this.destsByMark();
     const before = new Map<RealServer, boolean>();
     for (const { dest } of byMark.values()) before.set(dest, dest.overloaded);
     const seen = new Set<string>();
+    // In chunks: decisions of the first-packet path run in between (a large table takes a while).
+    let n = 0;
     for (const e of entries) {
+      if (++n % CHUNK === 0) await yieldLoop();
       const owner = byMark.get(e.mark);
-      if (!owner) continue;
-      const key = `${e.af}|${e.protocol}|${e.caddr}|${e.cport}|${e.vaddr}|${e.vport}`;
+      if (!owner || !owner.svc.dests.includes(owner.dest)) continue;
+      const key = connKey(e.af, e.protocol, e.caddr, e.cport, e.vaddr, e.vport);
       seen.add(key);
+      this.queuedAt.delete(key);
+      const tch = this.touched.get(key);
+      if (tch && tch.at >= snapshotAt) {
+        // Newer than the dump: an event or a decision already said more (or that it is gone).
+        if (tch.destroyed || this.mirrored.get(key)?.dead === false) continue;
+      }
       let c = this.mirrored.get(key);
       if (c && (c.dead || c.dest !== owner.dest)) {
         if (!c.dead) t.dropConn(c);
@@ -534,11 +737,20 @@ export class NftablesDataPlane implements DataPlane {
       c.expires = now + c.timeoutMs;
     }
     for (const [key, c] of this.mirrored) {
+      if (++n % CHUNK === 0) await yieldLoop();
+      const q = this.queuedAt.get(key);
+      if (q !== undefined) {
+        // Scheduled through the queue and not in conntrack yet: confirmed soon, or never (dropped).
+        if (now - q < QUEUED_GRACE_MS && !c.dead) continue;
+        this.queuedAt.delete(key);
+      }
       if (!seen.has(key)) {
+        if ((this.touched.get(key)?.at ?? -1) >= snapshotAt && !c.dead) continue; // made after the dump
         if (!c.dead) t.dropConn(c);
         this.mirrored.delete(key);
       }
     }
+    for (const [key, tch] of this.touched) if (tch.at < snapshotAt) this.touched.delete(key);
     for (const [dest, was] of before) if (dest.overloaded !== was) return true;
     return false;
   }

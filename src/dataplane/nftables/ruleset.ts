@@ -16,12 +16,17 @@
  *   forward (filter)          ct direction original/reply: counter name ct mark map
  *                             @in_counters / @out_counters
  *
+ * With connection-count services (lc, wlc, ...: QUEUE_SCHEDULERS) the family also gets
+ * the first-packet path (queueRules): `queue` (-150) jumps new flows to `nfq`, whose
+ * NFQUEUE rule is added over netlink (never flushed here), `qmark` (-140) copies the
+ * verdict's mark to the ct mark, and the service chain dispatches on it.
+ *
  * Only the first packet of a connection passes the nat chains; conntrack carries the
  * translation for the rest, so rewriting these chains never disturbs open connections.
  * M is the real server's mark (unique per service+server while it exists), N the
  * service's id.
  */
-import { SCHED_FLAG_1, SCHED_FLAG_2, type Family } from '../../core/types.js';
+import { SCHED_FLAG_1, SCHED_FLAG_2, type Family, type FwdMethod } from '../../core/types.js';
 import { foldAddr, gcd, GOLDEN_PRIME } from '../../schedulers/common.js';
 import { dhBuckets, DH_TAB_SIZE } from '../../schedulers/dh.js';
 import { getScheduler } from '../../schedulers/index.js';
@@ -34,6 +39,16 @@ import { wrrRestore, type WrrState } from '../../schedulers/wrr.js';
 export const TABLE = 'tsvs';
 /** Schedulers this plane runs entirely in the kernel. */
 export const KERNEL_SCHEDULERS: ReadonlySet<string> = new Set(['rr', 'wrr', 'sh', 'dh', 'mh']);
+/**
+ * Schedulers that need the per-connection decision of the core (connection counts,
+ * caches): the first packet of each new flow goes to tsvsd through NFQUEUE (nfqueue.ts),
+ * the verdict's mark names the real server, and a numgen rr rule is the fallback.
+ */
+export const QUEUE_SCHEDULERS: ReadonlySet<string> = new Set(['lc', 'wlc', 'sed', 'nq', 'lblc', 'lblcr', 'fo', 'ovf', 'twos']);
+/** The verdict mark for "no destination available": the service chain rejects. Server marks are below 2^31. */
+export const NO_DEST_MARK = 0x80000000;
+/** The regular chain whose single rule is the xtables NFQUEUE target, added over netlink (netsock.ts). */
+export const NFQ_CHAIN = 'nfq';
 /** Longest rr/wrr sequence handed to numgen; longer wrr cycles are scaled down (docs/nftables.md). */
 export const MAX_SEQUENCE = 4096;
 
@@ -47,6 +62,8 @@ export interface NftDest {
   overloaded: boolean;
   /** Conntrack mark of its connections; names its chain, counters and persistence set. */
   mark: number;
+  /** Forwarding method (absent: masq); route (-g) servers are compiled by dr.ts instead. */
+  fwd?: FwdMethod;
 }
 
 /** A virtual service as the compiler sees it; dests in kernel list order (newest first). */
@@ -86,11 +103,16 @@ interface Chain {
   name: string;
   base?: { type: 'nat' | 'filter'; hook: 'prerouting' | 'forward' | 'postrouting'; prio: number };
   rules: Stmt[][];
+  /** Its rules are not the compiler's (the NFQUEUE rule): never flushed or filled by a transaction. */
+  external?: true;
 }
 interface NamedSet {
   name: string;
   type: string;
-  timeout: number;
+  /** Dynamic set with timeouts (persistence): elements come from the packet path and are never flushed. */
+  timeout?: number;
+  /** Static set: flushed and refilled by every transaction. */
+  elems?: Expr[];
 }
 interface NamedMap {
   name: string;
@@ -136,7 +158,7 @@ function prefixLen(svc: Pick<NftService, 'af' | 'netmask'>): number {
 }
 
 /** The persistence key: the client address under the service's netmask. */
-function maskedSaddr(svc: NftService): Expr {
+export function maskedSaddr(svc: NftService): Expr {
   const f = fam(svc.af);
   const saddr = payload(f, 'saddr');
   if (svc.af === 4) {
@@ -262,8 +284,8 @@ function clientHash(svc: NftService, mod: number): Expr {
   return { jhash: { mod, seed: 0, expr } };
 }
 
-/** The scheduling rule of a service, or null when no server can be picked. */
-function schedulerRule(svc: NftService): Stmt[] | null {
+/** The scheduling rule of a service (gotos to rs<M>), or null when no server can be picked; also used by the DR compiler (dr.ts). */
+export function schedulerRule(svc: NftService): Stmt[] | null {
   switch (svc.scheduler) {
     case 'rr':
     case 'wrr': {
@@ -333,6 +355,64 @@ function emptyFamily(family: 'ip' | 'ip6'): FamilyRuleset {
   };
 }
 
+/**
+ * The first-packet path of a queue-scheduled service (docs/nftables.md):
+ *
+ *   queue (filter, prerouting, -150)  ct state new ct mark 0 daddr . l4proto . dport
+ *                                     vmap @qservices -> jump nfq  (nfq: xt NFQUEUE, bypass)
+ *   qmark (filter, prerouting, -140)  ct state new ct mark 0 meta mark @qmarks
+ *                                     ct mark set meta mark  (a queue verdict ends its chain)
+ *   svc<N>                            ct mark NO_DEST reject; ct mark vmap { M : goto rs<M> };
+ *                                     fallback numgen rr over the usable servers
+ *
+ * Returns the service chain's rules; adds the family's shared queue objects once.
+ */
+function queueRules(fr: FamilyRuleset, svc: NftService): (Stmt[] | null)[] {
+  const f = fr.family;
+  let qservices = fr.maps.find((m) => m.name === 'qservices');
+  let qmarks = fr.sets.find((s) => s.name === 'qmarks');
+  if (!qservices || !qmarks) {
+    qservices = { name: 'qservices', type: [f === 'ip' ? 'ipv4_addr' : 'ipv6_addr', 'inet_proto', 'inet_service'], map: 'verdict', elems: [] };
+    qmarks = { name: 'qmarks', type: 'mark', elems: [NO_DEST_MARK] };
+    fr.maps.push(qservices);
+    fr.sets.push(qmarks);
+    const fresh = [match({ ct: { key: 'state' } }, 'new', 'in'), match({ ct: { key: 'mark' } }, 0)];
+    fr.chains.push(
+      { name: NFQ_CHAIN, rules: [], external: true },
+      {
+        name: 'queue',
+        base: { type: 'filter', hook: 'prerouting', prio: -150 },
+        rules: [[...fresh, { vmap: { key: { concat: [payload(f, 'daddr'), { meta: { key: 'l4proto' } }, payload('th', 'dport')] }, data: '@qservices' } }]],
+      },
+      {
+        name: 'qmark',
+        base: { type: 'filter', hook: 'prerouting', prio: -140 },
+        rules: [[...fresh, match({ meta: { key: 'mark' } }, '@qmarks'), { mangle: { key: { ct: { key: 'mark' } }, value: { meta: { key: 'mark' } } } }]],
+      },
+    );
+  }
+  for (const d of svc.dests) qmarks.elems!.push(d.mark);
+  const jump = { jump: { target: NFQ_CHAIN } };
+  if (svc.port === 0) {
+    fr.chains.find((c) => c.name === 'queue')!.rules.push([
+      match({ ct: { key: 'state' } }, 'new', 'in'),
+      match({ ct: { key: 'mark' } }, 0),
+      match(payload(f, 'daddr'), svc.addr),
+      match({ meta: { key: 'l4proto' } }, svc.protocol),
+      jump as Stmt,
+    ]);
+  } else {
+    qservices.elems.push([{ concat: [svc.addr, svc.protocol, svc.port] }, jump]);
+  }
+  const reject: Stmt = { reject: { type: f === 'ip' ? 'icmp' : 'icmpv6', expr: 'port-unreachable' } };
+  const dispatch: Stmt[] | null = svc.dests.length
+    ? [{ vmap: { key: { ct: { key: 'mark' } }, data: { set: svc.dests.map((d) => [d.mark, goto(rsChain(d.mark))]) } } }]
+    : null;
+  // No verdict in time (or no tsvsd): rr over the usable servers, in the kernel.
+  const fallback = schedulerRule({ ...svc, scheduler: 'rr', wrr: null });
+  return [[match({ ct: { key: 'mark' } }, NO_DEST_MARK), reject], dispatch, fallback];
+}
+
 /** Compiles the model into both families' rulesets. */
 export function compile(model: NftModel): Ruleset {
   const out: Ruleset = { ip: emptyFamily('ip'), ip6: emptyFamily('ip6') };
@@ -342,6 +422,8 @@ export function compile(model: NftModel): Ruleset {
     const [services, inMap, outMap] = fr.maps as [NamedMap, NamedMap, NamedMap];
     const prerouting = fr.chains[0]!;
     const chain: Chain = { name: svcChain(svc.id), rules: [] };
+    // Queue-scheduled: the core decides, persistence included (its templates), so no persistence sets here.
+    const queued = QUEUE_SCHEDULERS.has(svc.scheduler);
     for (const d of svc.dests) {
       fr.counters.push(connsCounter(d.mark), inCounter(d.mark), outCounter(d.mark));
       inMap.elems.push([d.mark, inCounter(d.mark)]);
@@ -351,7 +433,7 @@ export function compile(model: NftModel): Ruleset {
         { counter: connsCounter(d.mark) },
         { mangle: { key: { ct: { key: 'mark' } }, value: d.mark } },
       ];
-      if (svc.persistent > 0) {
+      if (svc.persistent > 0 && !queued) {
         const set = persistSet(d.mark, svc);
         fr.sets.push({ name: set, type: f === 'ip' ? 'ipv4_addr' : 'ipv6_addr', timeout: svc.persistent });
         rule.push({ set: { op: 'update', elem: maskedSaddr(svc), set: `@${set}` } });
@@ -362,8 +444,8 @@ export function compile(model: NftModel): Ruleset {
       rule.push({ dnat: d.port ? { addr: d.addr, port: d.port } : { addr: d.addr } });
       fr.chains.push({ name: rsChain(d.mark), rules: [rule] });
     }
-    const sched = schedulerRule(svc);
-    if (sched) chain.rules.push(sched);
+    const sched = queued ? queueRules(fr, svc) : [schedulerRule(svc)];
+    for (const r of sched) if (r) chain.rules.push(r);
     // ip_vs_leave: "no destination available" answers ICMP port unreachable, TCP or UDP.
     chain.rules.push([{ reject: { type: f === 'ip' ? 'icmp' : 'icmpv6', expr: 'port-unreachable' } }]);
     fr.chains.push(chain);
@@ -424,7 +506,8 @@ export function transaction(prev: Ruleset | null, next: Ruleset): { nftables: un
     const had = (list: string[] | undefined, x: string) => !!list?.includes(x);
     for (const c of n.counters) if (!had(p?.counters, c)) cmds.push({ add: { counter: obj(family, { name: c }) } });
     for (const s of n.sets) {
-      if (!p?.sets.some((x) => x.name === s.name)) cmds.push({ add: { set: obj(family, { name: s.name, type: s.type, flags: ['timeout'], timeout: s.timeout }) } });
+      if (p?.sets.some((x) => x.name === s.name)) continue;
+      cmds.push({ add: { set: obj(family, s.timeout !== undefined ? { name: s.name, type: s.type, flags: ['timeout'], timeout: s.timeout } : { name: s.name, type: s.type }) } });
     }
     for (const m of n.maps) {
       if (!p?.maps.some((x) => x.name === m.name)) cmds.push({ add: { map: obj(family, { name: m.name, type: m.type, map: m.map }) } });
@@ -436,18 +519,31 @@ export function transaction(prev: Ruleset | null, next: Ruleset): { nftables: un
     }
     const nextChains = new Set(n.chains.map((c) => c.name));
     if (p) {
-      for (const c of p.chains) cmds.push({ flush: { chain: obj(family, { name: c.name }) } });
+      // An external chain (the NFQUEUE rule) is flushed only on its way out.
+      for (const c of p.chains) if (!c.external || !nextChains.has(c.name)) cmds.push({ flush: { chain: obj(family, { name: c.name }) } });
       for (const m of p.maps) if (m.elems.length) cmds.push({ flush: { map: obj(family, { name: m.name }) } });
+      for (const s of p.sets) if (s.elems?.length) cmds.push({ flush: { set: obj(family, { name: s.name }) } });
     }
-    for (const c of n.chains) for (const expr of c.rules) cmds.push({ add: { rule: obj(family, { chain: c.name, expr }) } });
+    for (const c of n.chains) if (!c.external) for (const expr of c.rules) cmds.push({ add: { rule: obj(family, { chain: c.name, expr }) } });
     for (const m of n.maps) if (m.elems.length) cmds.push({ add: { element: obj(family, { name: m.name, elem: m.elems }) } });
+    for (const s of n.sets) if (s.elems?.length) cmds.push({ add: { element: obj(family, { name: s.name, elem: s.elems }) } });
     if (p) {
       for (const c of p.chains) if (!nextChains.has(c.name)) cmds.push({ delete: { chain: obj(family, { name: c.name }) } });
+      for (const m of p.maps) if (!n.maps.some((x) => x.name === m.name)) cmds.push({ delete: { map: obj(family, { name: m.name }) } });
       for (const s of p.sets) if (!n.sets.some((x) => x.name === s.name)) cmds.push({ delete: { set: obj(family, { name: s.name }) } });
       for (const c of p.counters) if (!n.counters.includes(c)) cmds.push({ delete: { counter: obj(family, { name: c }) } });
     }
   }
   return { nftables: cmds };
+}
+
+/**
+ * The families whose `nfq` chain is new in `next` (a full replace included), so the
+ * NFQUEUE rule must be added to it after the transaction (netsock.ts).
+ */
+export function nfqueueRuleNeeded(prev: Ruleset | null, next: Ruleset): ('ip' | 'ip6')[] {
+  const has = (r: Ruleset | null, f: 'ip' | 'ip6') => !!r?.[f].chains.some((c) => c.name === NFQ_CHAIN);
+  return (['ip', 'ip6'] as const).filter((f) => has(next, f) && !has(prev, f));
 }
 
 /** Removes tsvs's tables (clean exit). */

@@ -1,0 +1,139 @@
+/**
+ * The thin I/O adapter under netlink.ts: a NETLINK_NETFILTER socket through libc via
+ * koffi (Node has no netlink sockets), optionally created inside another network
+ * namespace (setns on the calling thread only, switched back at once: tests drive a
+ * director that is a namespace of theirs). Calls are synchronous and bounded by
+ * SO_RCVTIMEO; the queue reader uses them from its own worker thread.
+ */
+import { AF_NETLINK, check, EAGAIN, EINTR, ETIMEDOUT, lib, LibcError, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_RCVTIMEO, timeval } from '../../net/libc.js';
+import { errorCode, NETLINK_NETFILTER, NLMSG_DONE, NLMSG_ERROR, nfqueueRuleBatch, parseMessages, type NfqueueTarget } from './netlink.js';
+
+const SO_RCVBUF = 8;
+const SOL_NETLINK = 270;
+const NETLINK_NO_ENOBUFS = 5;
+const CLONE_NEWNET = 0x40000000;
+const O_RDONLY = 0;
+const MSG_DONTWAIT = 0x40;
+
+export { EAGAIN, EINTR };
+/** A failed call or a kernel error (the shared LibcError of src/net/libc.ts). */
+export { LibcError as SysError };
+
+/** Runs `f` with this thread in the network namespace at `nsPath` (e.g. /run/netns/NAME), then switches back. */
+export function inNetns<T>(nsPath: string | undefined, f: () => T): T {
+  if (!nsPath) return f();
+  const c = lib();
+  const own = check('open /proc/thread-self/ns/net', c.open('/proc/thread-self/ns/net', O_RDONLY));
+  let target = -1;
+  try {
+    target = check(`open ${nsPath}`, c.open(nsPath, O_RDONLY));
+    check('setns', c.setns(target, CLONE_NEWNET));
+    try {
+      return f();
+    } finally {
+      check('setns back', c.setns(own, CLONE_NEWNET));
+    }
+  } finally {
+    if (target >= 0) c.close(target);
+    c.close(own);
+  }
+}
+
+/** Enters the namespace for good (the queue worker's own thread). */
+export function enterNetns(nsPath: string): void {
+  const c = lib();
+  const fd = check(`open ${nsPath}`, c.open(nsPath, O_RDONLY));
+  try {
+    check('setns', c.setns(fd, CLONE_NEWNET));
+  } finally {
+    c.close(fd);
+  }
+}
+
+/** A bound NETLINK_NETFILTER socket. */
+export class NetfilterSocket {
+  readonly fd: number;
+  private closed = false;
+
+  constructor(opts: { rcvTimeoutMs?: number; rcvBuf?: number } = {}) {
+    const c = lib();
+    this.fd = check('socket(AF_NETLINK, NETLINK_NETFILTER)', c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER));
+    try {
+      const sa = Buffer.alloc(12);
+      sa.writeUInt16LE(AF_NETLINK, 0);
+      check('bind(netlink)', c.bind(this.fd, sa, sa.length));
+      check('setsockopt(SO_RCVTIMEO)', c.setsockopt(this.fd, SOL_SOCKET, SO_RCVTIMEO, timeval(opts.rcvTimeoutMs ?? 1000), 16));
+      if (opts.rcvBuf) this.setInt(SOL_SOCKET, SO_RCVBUF, opts.rcvBuf);
+      // A burst that overflows the socket must not poison it with ENOBUFS.
+      this.setInt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1);
+    } catch (e) {
+      c.close(this.fd);
+      throw e;
+    }
+  }
+
+  private setInt(level: number, name: number, v: number): void {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(v);
+    check('setsockopt', lib().setsockopt(this.fd, level, name, b, 4));
+  }
+
+  send(buf: Buffer): void {
+    check('send(netlink)', lib().send(this.fd, buf, buf.length, 0));
+  }
+
+  /** Bytes received into `buf`, or 0 on timeout/interrupt (at once when nothing waits, with `noWait`). */
+  recv(buf: Buffer, noWait = false): number {
+    const n = lib().recv(this.fd, buf, buf.length, noWait ? MSG_DONTWAIT : 0);
+    if (n < 0) {
+      const e = lib().errno();
+      if (e === EAGAIN || e === EINTR) return 0;
+      throw new LibcError('recv(netlink)', e);
+    }
+    return n;
+  }
+
+  /**
+   * Sends `msg` and waits for the ACK (or error) of the message with sequence `seq`.
+   * Throws SysError (LibcError) with the kernel's errno.
+   */
+  request(msg: Buffer, seq: number, what: string, timeoutMs = 2000): void {
+    this.send(msg);
+    const buf = Buffer.alloc(65536);
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until) {
+      const n = this.recv(buf);
+      if (!n) continue;
+      for (const m of parseMessages(buf.subarray(0, n))) {
+        if (m.seq !== seq) continue;
+        if (m.type === NLMSG_ERROR) {
+          const e = errorCode(m);
+          if (e) throw new LibcError(what, e);
+          return;
+        }
+        if (m.type === NLMSG_DONE) return;
+      }
+    }
+    throw new LibcError(what, ETIMEDOUT);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    lib().close(this.fd);
+  }
+}
+
+/**
+ * Appends the xtables NFQUEUE target to `family tsvs <chain>` over nf_tables netlink (one
+ * batch, atomic). `nsPath`: the director's namespace when it is not this one.
+ */
+export function installNfqueueRule(nsPath: string | undefined, family: 'ip' | 'ip6', table: string, chain: string, target: NfqueueTarget): void {
+  const sock = inNetns(nsPath, () => new NetfilterSocket({ rcvTimeoutMs: 200 }));
+  try {
+    const seq = (Date.now() & 0x3fffffff) >>> 0;
+    sock.request(nfqueueRuleBatch(family, table, chain, target, seq), seq + 1, `add NFQUEUE rule to ${family} ${table} ${chain}`);
+  } finally {
+    sock.close();
+  }
+}
