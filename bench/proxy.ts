@@ -1,19 +1,22 @@
 /**
  * The userspace data plane against its peers on loopback, in one run: the direct path (no
- * load balancer), HAProxy (mode tcp) and nginx stream, each balancing over the same two
- * nginx real servers. wrk drives keep-alive and `Connection: close` HTTP; we report the
- * median requests/s of several interleaved rounds and the ratios to direct and to haproxy.
+ * load balancer), tsvsd in one thread and with `--workers N` (N threads on SO_REUSEPORT
+ * listeners, one scheduler), HAProxy (mode tcp) and nginx stream, each balancing over the
+ * same two nginx real servers. wrk drives keep-alive and `Connection: close` HTTP; we
+ * report the median requests/s of several interleaved rounds and the ratios to direct and
+ * to haproxy.
  *
- *   node --import tsx bench/proxy.ts [--duration 10] [--rounds 3] [--conns 64]
+ *   node --import tsx bench/proxy.ts [--duration 10] [--rounds 3] [--conns 64] [--workers 2]
  *
- * Every load balancer runs one worker (haproxy nbthread 1, nginx worker_processes 1) so
- * they compete on equal terms with tsvsd's single Node thread; the machine has 2 cores
- * shared by wrk, the balancer and the real servers.
+ * haproxy and nginx run one thread / worker, the same as tsvsd without --workers; the
+ * --workers variant shows what a second core buys the userspace plane. The machine has 2
+ * cores shared by wrk, the balancer and the real servers, so no variant can have a core
+ * to itself. Every run is bounded: wrk -d DURATION, --timeout 5s.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { HttpControlClient } from '../src/api/client.js';
@@ -26,12 +29,15 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '10' },
     rounds: { type: 'string', default: '3' },
     conns: { type: 'string', default: '64' },
+    workers: { type: 'string', default: '2' },
     'no-write': { type: 'boolean', default: false },
   },
 });
 const DURATION = Number(values.duration);
 const ROUNDS = Number(values.rounds);
 const CONNS = Number(values.conns);
+const WORKERS = Number(values.workers);
+if (!Number.isInteger(WORKERS) || WORKERS < 2) throw new Error('--workers: 2 or more (the one-thread variant always runs)');
 const ROOT = join(import.meta.dirname, '..');
 
 async function freePort(): Promise<number> {
@@ -64,7 +70,10 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tsvs-bench-'));
   const procs: ChildProcess[] = [];
   try {
-    const [rs1, rs2, hap, ngx, tsvs] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    const [rs1, rs2, hap, ngx, tsvs, tsvsW, tsvsT] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    // As root, a transparent service too: its connects go through koffi (socket, IP_TRANSPARENT,
+    // bind, non-blocking connect, poll) and `new net.Socket({ fd })` instead of net.connect.
+    const root = process.getuid?.() === 0;
     // nginx's workers run as nobody: the document root must be readable by them.
     chmodSync(dir, 0o755);
     writeFileSync(join(dir, 'index.html'), `<!doctype html><html><body>${'tsvs bench '.repeat(55)}</body></html>\n`);
@@ -113,41 +122,60 @@ backend rs
     start('nginx', ['-c', join(dir, 'rs.conf'), '-p', dir]);
     start('nginx', ['-c', join(dir, 'lb.conf'), '-p', dir]);
     start('haproxy', ['-f', join(dir, 'haproxy.cfg'), '-db']);
-    const sock = join(dir, 'tsvsd.sock');
-    start(join(ROOT, 'node_modules', '.bin', 'tsvsd'), ['--socket', sock, '--log-level', 'warn']);
-    for (const p of [rs1, rs2, hap, ngx]) await waitPort(p);
-    const client = new HttpControlClient({ socketPath: sock });
-    for (let i = 0; ; i++) {
-      try {
-        await client.info();
-        break;
-      } catch (e) {
-        if (i > 200) throw e;
-        await new Promise((r) => setTimeout(r, 50));
+    // Two directors: one thread, and --workers N.
+    for (const [name, port, extra] of [
+      ['tsvsd.sock', tsvs, []],
+      ['tsvsd-w.sock', tsvsW, ['--workers', String(WORKERS)]],
+      ...(root ? ([['tsvsd-t.sock', tsvsT, []]] as const) : []),
+    ] as const) {
+      const sock = join(dir, name);
+      start(join(ROOT, 'node_modules', '.bin', 'tsvsd'), ['--socket', sock, '--log-level', 'warn', ...extra]);
+      const client = new HttpControlClient({ socketPath: sock });
+      for (let i = 0; ; i++) {
+        try {
+          await client.info();
+          break;
+        } catch (e) {
+          if (i > 300) throw e;
+          await new Promise((r) => setTimeout(r, 50));
+        }
       }
+      const svc: ServiceConfig = { af: 4, protocol: 'tcp', addr: '127.0.0.1', port, fwmark: 0, scheduler: 'rr', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
+      // On loopback the client address (127.0.0.1) is local: no reply routing needed.
+      if (port === tsvsT) svc.transparent = true;
+      await client.apply([
+        { op: 'add-service', service: svc },
+        ...[rs1, rs2].map((p) => ({ op: 'add-server' as const, service: svc, dest: { af: 4 as const, addr: '127.0.0.1', port: p, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 } })),
+      ]);
     }
-    const svc: ServiceConfig = { af: 4, protocol: 'tcp', addr: '127.0.0.1', port: tsvs, fwmark: 0, scheduler: 'rr', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
-    await client.apply([
-      { op: 'add-service', service: svc },
-      ...[rs1, rs2].map((port) => ({ op: 'add-server' as const, service: svc, dest: { af: 4 as const, addr: '127.0.0.1', port, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 } })),
-    ]);
+    for (const p of [rs1, rs2, hap, ngx]) await waitPort(p);
 
     const variants: Array<[string, number]> = [
       ['direct (one real server)', rs1],
-      ['tsvs userspace', tsvs],
+      ['tsvs userspace (1 thread)', tsvs],
+      [`tsvs userspace --workers ${WORKERS}`, tsvsW],
+      ...(root ? ([['tsvs userspace transparent (1 thread)', tsvsT]] as Array<[string, number]>) : []),
       ['haproxy (tcp, 1 thread)', hap],
       ['nginx stream (1 worker)', ngx],
     ];
+    // Warm-up, not recorded: a fresh Node process (and each worker thread) runs its first
+    // second unoptimized, which 1-2 s runs would otherwise count.
+    for (const [, port] of variants) for (const close of [false, true]) wrk({ url: `http://127.0.0.1:${port}/`, close, conns: CONNS, durationS: 1 });
     const table = measure(
       variants.map(([name, port]) => ({ name, run: (close: boolean) => wrkLocal(port, close) })),
       ROUNDS,
       variants[0]![0],
-      variants[2]![0],
+      variants.find(([n]) => n.startsWith('haproxy'))![0],
     );
-    const body = `Command: \`node --import tsx bench/proxy.ts --duration ${DURATION} --rounds ${ROUNDS} --conns ${CONNS}\`
+    const body = `Command: \`node --import tsx bench/proxy.ts --duration ${DURATION} --rounds ${ROUNDS} --conns ${CONNS} --workers ${WORKERS}\`
 (${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} cores shared by wrk, the balancer and the real servers).
 wrk -t2 -c${CONNS} -d${DURATION}s against a 600-byte page; median of ${ROUNDS} interleaved rounds. Real servers: one nginx
-(1 worker) with two listeners. Each balancer runs one worker/thread.
+(1 worker) with two listeners. haproxy and nginx run one thread/worker, as tsvsd does without --workers;
+\`--workers ${WORKERS}\` runs ${WORKERS} relay threads on SO_REUSEPORT listeners with one scheduler in the main thread.${root ? `
+"transparent" connects to the real servers from the client's address (IP_TRANSPARENT through koffi, the descriptor handed to Node).` : ''}
+Load average when the run started: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (other work shares these cores; read the same-run ratios).
+A second relay thread can only help when a core is idle: with wrk, the real servers and the balancer already sharing the
+2 cores (and a load average near 10 from other work), compare \`--workers\` with 1 thread in the same run only.
 
 ${table}`;
     process.stdout.write(`${table}\n`);

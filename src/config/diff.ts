@@ -34,6 +34,11 @@ export interface ReloadPlan {
 
 const SVC_FIELDS = ['scheduler', 'schedFlags', 'persistent', 'netmask', 'ops', 'pe'] as const;
 
+/** The userspace options, with "unset" spelled one way ('none', false) on both sides. */
+function sameOptions(a: ServiceConfig, b: ServiceConfig): boolean {
+  return (a.proxyProtocol ?? 'none') === (b.proxyProtocol ?? 'none') && (a.transparent ?? false) === (b.transparent ?? false);
+}
+
 function keyOf(s: ServiceKey): ServiceKey {
   return { af: s.af, protocol: s.protocol, addr: s.addr, port: s.port, fwmark: s.fwmark };
 }
@@ -100,7 +105,7 @@ export function planReload(
       for (const d of dests.values()) if (d) ops.push({ op: 'add-server', service: key, dest: d });
       continue;
     }
-    if (SVC_FIELDS.some((f) => have[f] !== want.service[f])) {
+    if (SVC_FIELDS.some((f) => have[f] !== want.service[f]) || !sameOptions(have, want.service)) {
       ops.push({ op: 'edit-service', service: want.service });
       summary.push(`edit service ${id}`);
     }

@@ -12,6 +12,7 @@ import type {
   Family,
   FwdMethod,
   Protocol,
+  ProxyProtocolVersion,
   ServiceConfig,
   ServiceKey,
   ServiceView,
@@ -127,6 +128,10 @@ export class VirtualService {
   netmask: number;
   ops: boolean;
   pe: string;
+  /** Userspace plane: PROXY protocol toward real servers (see ServiceConfig). */
+  proxyProtocol: ProxyProtocolVersion | undefined;
+  /** Userspace plane: connect from the client's address (see ServiceConfig). */
+  transparent: boolean | undefined;
   /** Kernel list order: a new server is inserted at the head. */
   readonly dests: RealServer[] = [];
   readonly stats = new StatsBlock();
@@ -147,6 +152,8 @@ export class VirtualService {
     this.netmask = cfg.netmask;
     this.ops = cfg.ops;
     this.pe = cfg.pe;
+    this.proxyProtocol = cfg.proxyProtocol === 'none' ? undefined : cfg.proxyProtocol;
+    this.transparent = cfg.transparent || undefined;
   }
 
   get label(): string {
@@ -163,7 +170,7 @@ export class VirtualService {
   }
 
   config(): ServiceConfig {
-    return {
+    const c: ServiceConfig = {
       ...this.key(),
       scheduler: this.scheduler,
       schedFlags: this.schedFlags,
@@ -172,6 +179,9 @@ export class VirtualService {
       ops: this.ops,
       pe: this.pe,
     };
+    if (this.proxyProtocol) c.proxyProtocol = this.proxyProtocol;
+    if (this.transparent) c.transparent = true;
+    return c;
   }
 
   view(): ServiceView {

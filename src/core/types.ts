@@ -65,7 +65,24 @@ export interface ServiceConfig extends ServiceKey {
   ops: boolean;
   /** Persistence engine name (ipvsadm --pe); only "sip" exists. Empty = none. */
   pe: string;
+  /**
+   * Userspace plane only: put a PROXY protocol header (v1 text, v2 binary) in front of what
+   * goes to the real servers, naming the client. ipvsadm has no such option, so it is never
+   * in `-S` output; it lives in the YAML config, the API and the state file. In an edit,
+   * absent means "leave as is" (so `tsvsadm -E`, which knows nothing of it, keeps it) and
+   * 'none' turns it off.
+   */
+  proxyProtocol?: ProxyProtocolVersion | 'none';
+  /**
+   * Userspace plane only, TCP: connect to the real servers from the client's own address
+   * (IP_TRANSPARENT), so they see the client without kernel NAT. Same storage as
+   * proxyProtocol; in an edit, absent leaves it as is and false turns it off.
+   */
+  transparent?: boolean;
 }
+
+/** PROXY protocol versions a service can send (haproxy's proxy-protocol.txt). */
+export type ProxyProtocolVersion = 'v1' | 'v2';
 
 /** Identifies a real server within a service. */
 export interface DestKey {

@@ -12,12 +12,16 @@ export type DataPlaneName = (typeof DATAPLANE_NAMES)[number];
 
 export interface DataPlaneOptions {
   log: LogFn;
+  /** Userspace plane: worker threads carrying TCP (tsvsd --workers); default 1. */
+  workers?: number;
 }
 
 export async function createDataPlane(name: DataPlaneName, opts: DataPlaneOptions): Promise<DataPlane> {
   switch (name) {
     case 'userspace':
-      return new UserspaceDataPlane({ log: opts.log });
+      // TSVS_TRANSPARENT_SETUP=1: install (and remove at exit) the reply routing of
+      // transparent services (nft table inet tsvs, ip rule, local route); docs/userspace.md.
+      return new UserspaceDataPlane({ log: opts.log, workers: opts.workers ?? 1, transparentRouting: process.env.TSVS_TRANSPARENT_SETUP === '1' });
     case 'nftables': {
       // Loaded on demand: only a kernel-NAT director needs it. TSVS_NFT_SETUP=sysctl lets it
       // set forwarding and rp_filter itself, TSVS_NFT_SNAT=NET adds the outbound masquerade

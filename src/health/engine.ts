@@ -133,6 +133,9 @@ export function serviceConfigOf(svc: VirtualServiceConfig): ServiceConfig {
     netmask: svc.netmask,
     ops: svc.ops,
     pe: svc.pe,
+    // Explicit, so that a reload which drops them from the file turns them off.
+    proxyProtocol: svc.proxyProtocol ?? 'none',
+    transparent: svc.transparent ?? false,
   };
 }
 

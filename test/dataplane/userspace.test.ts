@@ -14,7 +14,7 @@ import { formatAddrPort } from '../../src/core/addr.js';
 import { isTsvsError, type TsvsError } from '../../src/core/errors.js';
 import { IpvsTable } from '../../src/core/table.js';
 import type { Op } from '../../src/core/types.js';
-import { UserspaceDataPlane, type LogLevel } from '../../src/dataplane/userspace/index.js';
+import { UserspaceDataPlane } from '../../src/dataplane/userspace/index.js';
 import {
   echoTransfer,
   freePort,
@@ -29,75 +29,9 @@ import {
   udpClient,
   waitFor,
   type TestServer,
-  type TestServerKind,
 } from '../helper.js';
+import { makeUserspaceHarness, type UserspaceHarness } from '../userspace/harness.js';
 import { destOf, runDataPlaneScenarios, serviceOf, type Harness } from './scenarios.js';
-
-interface UserspaceHarness extends Harness {
-  readonly table: IpvsTable;
-  readonly plane: UserspaceDataPlane;
-  readonly logs: Array<{ level: LogLevel; msg: string }>;
-  /** Moves the table's clock forward and runs its housekeeping. */
-  advance(ms: number): void;
-}
-
-/**
- * A director in this process: table (with a clock that `advance` can move), plane, and a
- * 1 s tick as the daemon runs it. `start` false leaves the plane unstarted.
- */
-async function makeUserspaceHarness(opts: { vip?: string; connectTimeoutMs?: number; table?: IpvsTable } = {}): Promise<UserspaceHarness> {
-  const vip = opts.vip ?? '127.0.0.1';
-  let skew = 0;
-  const table = opts.table ?? new IpvsTable({ now: () => performance.now() + skew });
-  const logs: Array<{ level: LogLevel; msg: string }> = [];
-  const plane = new UserspaceDataPlane({ log: (level, msg) => logs.push({ level, msg }), connectTimeoutMs: opts.connectTimeoutMs ?? 5000 });
-  await plane.start(table);
-  const tick = setInterval(() => table.tick(), 1000);
-  const servers: TestServer[] = [];
-  const vport = await freePort(vip);
-  return {
-    vip,
-    vport,
-    fwd: 'masq',
-    clientAddrs: vip === '127.0.0.1' ? ['127.0.0.2', '127.0.0.3'] : [],
-    clientNetmask: vip === '127.0.0.1' ? 0xffffff00 : 120,
-    table,
-    plane,
-    logs,
-    async apply(ops: Op[]) {
-      const norm = table.validate(ops);
-      await plane.prepare(norm);
-      try {
-        table.applyAll(norm);
-      } catch (e) {
-        plane.abort(norm);
-        throw e;
-      }
-    },
-    view: async () => table.view(),
-    connView: async () => table.connView(),
-    async makeRealServers(kind: TestServerKind, names: string[]) {
-      const made = await Promise.all(names.map((n) => startServer(kind, n, { host: vip })));
-      servers.push(...made);
-      return made;
-    },
-    async expireClosed() {
-      // TIME_WAIT (120 s) and CLOSE (10 s) run out; ESTABLISHED (900 s) does not.
-      skew += 121_000;
-      table.tick();
-    },
-    advance(ms: number) {
-      skew += ms;
-      table.tick();
-    },
-    counters: () => plane.counters(),
-    async close() {
-      clearInterval(tick);
-      await plane.stop(0);
-      await Promise.all(servers.map((s) => s.close()));
-    },
-  };
-}
 
 runDataPlaneScenarios('userspace', () => makeUserspaceHarness());
 

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { formatAddrPort } from '../../core/addr.js';
 import { TsvsError } from '../../core/errors.js';
 import { destId, serviceLabel } from '../../core/service.js';
-import type { DestConfig, ServiceKey } from '../../core/types.js';
+import type { DestConfig, ServiceConfig, ServiceKey } from '../../core/types.js';
 import { KEEPALIVE_MS } from './context.js';
 
 const ELSEWHERE = 'or run tsvsd --dataplane nftables';
@@ -34,6 +34,29 @@ export function checkServiceSupported(k: ServiceKey): void {
       'NOT_SUPPORTED',
       `${label}: port-zero services are not supported by the userspace data plane`,
       `Port-zero services (every port of ${k.addr}) are not supported by the userspace data plane: a proxy would have to bind every port. Give the service a port, ${ELSEWHERE}`,
+    );
+  }
+}
+
+/**
+ * Throws NOT_SUPPORTED for userspace options that do not fit the service: PROXY protocol v1
+ * describes TCP only, and transparent connects are TCP-only here (Node's dgram sockets cannot
+ * take a descriptor made through libc).
+ */
+export function checkServiceOptions(c: ServiceConfig): void {
+  const label = serviceLabel(c);
+  if (c.proxyProtocol === 'v1' && c.protocol === 'udp') {
+    throw new TsvsError(
+      'NOT_SUPPORTED',
+      `${label}: PROXY protocol v1 is for TCP only`,
+      `${label}: PROXY protocol v1 describes TCP connections only; use proxy_protocol: v2 for a UDP service (a v2 header goes in front of every datagram).`,
+    );
+  }
+  if (c.transparent && c.protocol === 'udp') {
+    throw new TsvsError(
+      'NOT_SUPPORTED',
+      `${label}: transparent mode is for TCP services only`,
+      `${label}: transparent mode (connecting from the client's address) is supported for TCP services only in the userspace data plane; use the nftables data plane, whose real servers see client addresses, or proxy_protocol: v2.`,
     );
   }
 }

@@ -2,8 +2,11 @@
  * What the userspace plane's TCP and UDP halves share: the table, a coarse copy of its
  * clock, the plane's own counters and a rate-limited logger. One instance per plane.
  */
+import type { Conn } from '../../core/conn.js';
 import type { IpvsTable } from '../../core/table.js';
 import type { RealServer, VirtualService } from '../../core/service.js';
+import type { TcpDir, TcpFlag } from '../../core/tcpstate.js';
+import type { ProxyProtocolVersion } from '../../core/types.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 /** The plane's logger: a message plus fields that name the objects (service, server, client). */
@@ -76,11 +79,45 @@ export class ProxyContext {
     });
   }
 
-  sessionOpened(): void {
+  // ---- TcpEnv (tcp.ts): the table, directly.
+
+  open(svc: ListenerService, caddr: string, cport: number): SessionConn | null {
+    const vs = svc as VirtualService;
+    const conn = this.table.schedule(vs, { protocol: 'tcp', caddr, cport, vaddr: vs.addr, vport: vs.port });
+    if (conn === null) {
+      this.refused(vs, caddr);
+      return null;
+    }
+    this.table.tcpEvent(conn, 'input', 'syn');
+    return conn;
+  }
+
+  tcpEvent(c: SessionConn, dir: TcpDir, flag: TcpFlag): void {
+    this.table.tcpEvent(c as Conn, dir, flag);
+  }
+
+  countIn(c: SessionConn, pkts: number, bytes: number): void {
+    this.table.countIn(c as Conn, pkts, bytes);
+  }
+
+  countOut(c: SessionConn, pkts: number, bytes: number): void {
+    this.table.countOut(c as Conn, pkts, bytes);
+  }
+
+  dropConn(c: SessionConn): void {
+    this.table.dropConn(c as Conn);
+  }
+
+  serverFailed(c: SessionConn, reason: string): void {
+    const conn = c as Conn;
+    this.connectFailed(conn.svc, conn.dest, reason);
+  }
+
+  sessionOpened(_c?: SessionConn): void {
     this.openTcp++;
   }
 
-  sessionClosed(): void {
+  sessionClosed(_c?: SessionConn): void {
     this.openTcp--;
     if (this.openTcp === 0 && this.drainWaiter) {
       const w = this.drainWaiter;
@@ -111,11 +148,40 @@ export function errText(err: unknown): string {
   return e?.code ?? e?.message ?? String(err);
 }
 
+/**
+ * What a listener needs to know of its service. A VirtualService is one; a worker thread
+ * (--workers) gets a copy of these fields from the main thread.
+ */
+export interface ListenerService {
+  readonly id: string;
+  readonly label: string;
+  readonly addr: string;
+  readonly port: number;
+  readonly proxyProtocol?: ProxyProtocolVersion | undefined;
+  readonly transparent?: boolean | undefined;
+}
+
+/**
+ * What a TCP session needs of its connection entry: a core Conn in one process, a
+ * stand-in carrying the main thread's answer in a worker.
+ */
+export interface SessionConn {
+  readonly caddr: string;
+  readonly cport: number;
+  readonly vaddr: string;
+  readonly vport: number;
+  readonly daddr: string;
+  readonly dport: number;
+  readonly dest: unknown;
+  readonly timeoutMs: number;
+  handle: unknown;
+}
+
 /** The socket of one virtual service (TCP listener or UDP socket) and what flows through it. */
 export interface ServiceListener {
   /** The service it carries; null while bound but not (or no longer) attached. */
-  readonly svc: VirtualService | null;
-  /** Starts carrying `svc`'s traffic. */
+  readonly svc: ListenerService | null;
+  /** Starts carrying `svc`'s traffic (again after an edit: its options may have changed). */
   attach(svc: VirtualService): void;
   /** Stops carrying traffic: closes its connections/flows, keeps the socket bound. */
   detach(): void;

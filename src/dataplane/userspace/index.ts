@@ -22,6 +22,11 @@
  *   connection is reset, and the failure is counted per server (`counters()`).
  * - Packet counters count chunks read (one or more segments) and datagrams; byte counters
  *   count payload bytes exactly.
+ * - Per service, `proxyProtocol` puts a PROXY protocol header (v1/v2, src/net/proxyproto.ts)
+ *   in front of what goes to the real server, and `transparent` connects from the client's
+ *   address (IP_TRANSPARENT, src/net/socket.ts; reply routing in transparent.ts).
+ * - `workers: N` relays TCP in N worker threads on SO_REUSEPORT listeners, with the table
+ *   and the one scheduler staying here (workers.ts, worker.ts). See docs/userspace.md.
  *
  * Driving it: `start(table)`, then for each batch `prepare(ops)` → `table.applyAll(ops)`,
  * or `abort(ops)` if the batch is not applied after all; the owner calls `table.tick()`
@@ -29,14 +34,17 @@
  */
 import type { Conn } from '../../core/conn.js';
 import { TsvsError } from '../../core/errors.js';
-import { serviceId, type VirtualService } from '../../core/service.js';
+import { serviceId, serviceLabel, type VirtualService } from '../../core/service.js';
 import type { IpvsTable, TableEvent, TableListener } from '../../core/table.js';
-import type { FwdMethod, Op, ServiceKey } from '../../core/types.js';
+import type { FwdMethod, Op, ServiceConfig, ServiceKey } from '../../core/types.js';
+import { loadSocketLib, transparentProblem } from '../../net/socket.js';
 import type { DataPlane } from '../dataplane.js';
-import { bindTcp, bindUdp, checkDestSupported, checkServiceSupported } from './bind.js';
+import { bindTcp, bindUdp, checkDestSupported, checkServiceOptions, checkServiceSupported } from './bind.js';
 import { CLOCK_MS, ProxyContext, type LogFn, type ServiceListener } from './context.js';
 import { TcpListener, TcpSession } from './tcp.js';
+import { TransparentRouting, type TransparentRoutingOptions } from './transparent.js';
 import { UdpFlow, UdpListener } from './udp.js';
+import { WorkerPool, WorkerSessionRef } from './workers.js';
 
 export type { LogFn, LogLevel } from './context.js';
 
@@ -45,6 +53,18 @@ export interface UserspaceOptions {
   log?: LogFn;
   /** How long to wait for a real server to accept a connection; default 5000 ms. */
   connectTimeoutMs?: number;
+  /**
+   * Worker threads carrying TCP (tsvsd --workers): 1 (the default) relays in the main
+   * thread; N > 1 starts N workers, each with its own SO_REUSEPORT listener per TCP
+   * service, while the main thread keeps the table and the scheduler (workers.ts).
+   */
+  workers?: number;
+  /**
+   * Set up (and remove at stop) the routing that brings real servers' replies to
+   * transparent connections back to this host: nft table `inet tsvs` plus an ip rule and
+   * a local route (transparent.ts). Off by default: the operator asks for it.
+   */
+  transparentRouting?: boolean | TransparentRoutingOptions;
 }
 
 /** What the plane counts beyond the table's counters, for metrics. */
@@ -77,10 +97,26 @@ export class UserspaceDataPlane implements DataPlane {
   private readonly parked = new Map<string, ServiceListener>();
   /** Services added without `prepare` and being bound now. */
   private readonly late = new Set<string>();
+  private readonly workers: number;
+  private pool: WorkerPool | null = null;
+  private readonly routing: TransparentRouting | null;
+  /** The host's answer to "may we make transparent sockets", once asked. */
+  private transparentChecked: Promise<string | null> | null = null;
 
   constructor(opts: UserspaceOptions = {}) {
     this.log = opts.log ?? (() => {});
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
+    this.workers = opts.workers ?? 1;
+    if (!Number.isInteger(this.workers) || this.workers < 1 || this.workers > 256) {
+      throw new TsvsError('INVALID', `userspace data plane: workers ${String(opts.workers)} must be 1..256`, `--workers must be a whole number from 1 to 256, or auto (got ${String(opts.workers)}).`);
+    }
+    const r = opts.transparentRouting;
+    this.routing = r ? new TransparentRouting(this.log, r === true ? {} : r) : null;
+  }
+
+  /** Worker threads carrying TCP (1: the main thread itself). */
+  get workerCount(): number {
+    return this.workers;
   }
 
   async start(table: IpvsTable): Promise<void> {
@@ -89,11 +125,34 @@ export class UserspaceDataPlane implements DataPlane {
     const services = table.list();
     for (const svc of services) {
       checkServiceSupported(svc);
+      checkServiceOptions(svc.config());
       for (const d of svc.dests) checkDestSupported(svc, d.config());
     }
+    await this.checkTransparent(services.map((s) => s.config()));
     const ctx = new ProxyContext(table, this.connectTimeoutMs, this.log);
     ctx.udpTimeoutMs = table.timeouts().udp * 1000;
-    const bound = await bindAll(ctx, services);
+    if (this.routing) await this.routing.setup();
+    if (this.workers > 1) {
+      try {
+        await loadSocketLib();
+        const pool = new WorkerPool(ctx, this.workers);
+        await pool.start();
+        this.pool = pool;
+      } catch (e) {
+        await this.routing?.teardown();
+        throw new TsvsError('DATAPLANE', `userspace data plane: cannot start ${this.workers} workers`, `Cannot start ${this.workers} userspace workers: ${(e as Error).message}`);
+      }
+      this.log('info', `userspace data plane: ${this.workers} worker threads carry TCP (SO_REUSEPORT listeners); UDP stays in the main thread`, { workers: this.workers });
+    }
+    let bound: ServiceListener[];
+    try {
+      bound = await bindAll(ctx, services, this.pool);
+    } catch (e) {
+      await this.pool?.stop();
+      this.pool = null;
+      await this.routing?.teardown();
+      throw e;
+    }
     this.ctx = ctx;
     services.forEach((svc, i) => this.attach(svc, bound[i]!));
     this.unsubscribe = table.subscribe(this.listener);
@@ -107,10 +166,16 @@ export class UserspaceDataPlane implements DataPlane {
   async prepare(ops: readonly Op[]): Promise<void> {
     const ctx = this.requireStarted();
     // Refuse what cannot be carried before binding anything.
+    const configs = [];
     for (const op of ops) {
       if (op.op === 'add-service') checkServiceSupported(op.service);
       else if (op.op === 'add-server' || op.op === 'edit-server') checkDestSupported(op.service, op.dest);
+      if (op.op === 'add-service' || op.op === 'edit-service') {
+        checkServiceOptions(op.service);
+        configs.push(op.service);
+      }
     }
+    await this.checkTransparent(configs);
     // Which added services need a new socket: one deleted earlier in the same batch
     // hands its socket over instead (see `parked`).
     const exists = new Set(this.live.keys());
@@ -134,9 +199,30 @@ export class UserspaceDataPlane implements DataPlane {
       }
     }
     if (want.length === 0) return;
-    const bound = await bindAll(ctx, want);
+    const bound = await bindAll(ctx, want, this.pool);
     want.forEach((k, i) => this.prepared.set(serviceId(k), bound[i]!));
   }
+
+  /**
+   * Refuses transparent services on a host (or user) that cannot make transparent sockets,
+   * and warns once when the reply routing was not asked for.
+   */
+  private async checkTransparent(configs: readonly ServiceConfig[]): Promise<void> {
+    const t = configs.filter((c) => c.transparent);
+    if (t.length === 0) return;
+    this.transparentChecked ??= transparentProblem();
+    const problem = await this.transparentChecked;
+    if (problem) {
+      const label = serviceLabel(t[0]!);
+      throw new TsvsError('DATAPLANE', `${label}: transparent mode unavailable: ${problem}`, `${label}: transparent mode is not available on this host: ${problem}.`);
+    }
+    if (!this.routing && !this.warnedRouting) {
+      this.warnedRouting = true;
+      this.log('warn', 'transparent services: replies from real servers reach this host only with the reply routing (nft socket transparent, ip rule, local route); tsvsd was not asked to set it up (TSVS_TRANSPARENT_SETUP=1), see docs/userspace.md', {});
+    }
+  }
+
+  private warnedRouting = false;
 
   abort(ops: readonly Op[]): void {
     for (const op of ops) {
@@ -162,6 +248,9 @@ export class UserspaceDataPlane implements DataPlane {
     this.live.clear();
     this.prepared.clear();
     this.parked.clear();
+    await this.pool?.stop();
+    this.pool = null;
+    await this.routing?.teardown();
     this.unsubscribe?.();
     this.unsubscribe = null;
     if (this.clockTimer) clearInterval(this.clockTimer);
@@ -176,6 +265,11 @@ export class UserspaceDataPlane implements DataPlane {
       noDestination: ctx?.noDestination ?? 0,
       connectFailures: ctx ? Object.fromEntries(ctx.connectFailures) : {},
     };
+  }
+
+  /** With --workers N: how many clients each worker thread has taken since start (else null). */
+  workerAccepts(): number[] | null {
+    return this.pool ? [...this.pool.accepted] : null;
   }
 
   /** TCP connections currently relayed. */
@@ -216,6 +310,10 @@ export class UserspaceDataPlane implements DataPlane {
       case 'dest-deleted':
         this.live.get(ev.svc.id)?.destDeleted(ev.dest);
         return;
+      case 'service-edited':
+        // Its PROXY protocol / transparent options may have changed: workers need the copy.
+        this.live.get(ev.svc.id)?.attach(ev.svc);
+        return;
       case 'timeouts':
         if (this.ctx) this.ctx.udpTimeoutMs = ev.timeouts.udp * 1000;
         return;
@@ -228,6 +326,7 @@ export class UserspaceDataPlane implements DataPlane {
   private onExpired(c: Conn): void {
     const h = c.handle;
     if (h instanceof TcpSession) h.terminate('expired');
+    else if (h instanceof WorkerSessionRef) h.kill('expired');
     else if (h instanceof UdpFlow) h.close();
   }
 
@@ -250,7 +349,7 @@ export class UserspaceDataPlane implements DataPlane {
       return;
     }
     this.late.add(svc.id);
-    bindAll(ctx, [svc]).then(
+    bindAll(ctx, [svc], this.pool).then(
       ([l]) => {
         this.late.delete(svc.id);
         // Still wanted? The table may have moved on while we were binding.
@@ -271,9 +370,13 @@ export class UserspaceDataPlane implements DataPlane {
 }
 
 /** Binds every service's socket, or none: on a failure the others are released and the first error thrown. */
-async function bindAll(ctx: ProxyContext, keys: readonly ServiceKey[]): Promise<ServiceListener[]> {
+async function bindAll(ctx: ProxyContext, keys: readonly ServiceKey[], pool: WorkerPool | null): Promise<ServiceListener[]> {
   const results = await Promise.allSettled(
-    keys.map(async (k): Promise<ServiceListener> => (k.protocol === 'udp' ? new UdpListener(ctx, await bindUdp(k)) : new TcpListener(ctx, await bindTcp(k)))),
+    keys.map(async (k): Promise<ServiceListener> => {
+      if (k.protocol === 'udp') return new UdpListener(ctx, await bindUdp(k));
+      if (pool) return pool.listen(k, serviceId(k));
+      return new TcpListener(ctx, await bindTcp(k));
+    }),
   );
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {

@@ -18,10 +18,38 @@
  */
 import net from 'node:net';
 import { unmapAddr } from '../../core/addr.js';
-import type { Conn } from '../../core/conn.js';
-import type { RealServer, VirtualService } from '../../core/service.js';
-import type { TcpDir } from '../../core/tcpstate.js';
-import { errText, KEEPALIVE_MS, REARM_MS, type ProxyContext, type ServiceListener } from './context.js';
+import type { RealServer } from '../../core/service.js';
+import type { TcpDir, TcpFlag } from '../../core/tcpstate.js';
+import { encodeProxyHeader } from '../../net/proxyproto.js';
+import { connectTransparent } from '../../net/socket.js';
+import { errText, KEEPALIVE_MS, REARM_MS, type ListenerService, type LogLevel, type ServiceListener, type SessionConn } from './context.js';
+
+/**
+ * What the TCP half needs from the rest of the plane. In one process it is the
+ * ProxyContext, which schedules and records in the table directly; in a worker thread
+ * (--workers) it is a stand-in that asks the main thread, which holds the table.
+ */
+export interface TcpEnv {
+  /** Coarse clock (ms), refreshed every CLOCK_MS. */
+  clock: number;
+  readonly connectTimeoutMs: number;
+  logLimited(level: LogLevel, key: string, msg: string, fields: Record<string, unknown>): void;
+  /**
+   * A new client: the scheduler's pick as a connection entry that has seen the SYN, or null
+   * when the client is refused (the env logs and counts that).
+   */
+  open(svc: ListenerService, caddr: string, cport: number): SessionConn | null | Promise<SessionConn | null>;
+  tcpEvent(c: SessionConn, dir: TcpDir, flag: TcpFlag): void;
+  countIn(c: SessionConn, pkts: number, bytes: number): void;
+  countOut(c: SessionConn, pkts: number, bytes: number): void;
+  /** Removes the entry now (its real server was removed). */
+  dropConn(c: SessionConn): void;
+  /** The connection to the real server failed (refused, timed out, unreachable). */
+  serverFailed(c: SessionConn, reason: string): void;
+  sessionOpened(c: SessionConn): void;
+  /** Both sockets of the session are closed. */
+  sessionClosed(c: SessionConn): void;
+}
 
 /** Tears a socket down with an RST where it is connected (so the peer knows it was cut). */
 function reset(s: net.Socket): void {
@@ -38,12 +66,12 @@ function ignore(): void {}
 
 /** A TCP virtual service's listening socket. */
 export class TcpListener implements ServiceListener {
-  svc: VirtualService | null = null;
+  svc: ListenerService | null = null;
   /** Sessions still holding sockets. */
   readonly sessions = new Set<TcpSession>();
 
   constructor(
-    readonly ctx: ProxyContext,
+    readonly ctx: TcpEnv,
     readonly server: net.Server,
   ) {
     server.on('connection', (s: net.Socket) => this.accept(s));
@@ -51,7 +79,7 @@ export class TcpListener implements ServiceListener {
     server.on('error', (err) => ctx.logLimited('error', `accept ${this.svc?.id}`, `${this.svc?.label ?? 'listener'}: accept failed: ${errText(err)}`, { error: errText(err) }));
   }
 
-  attach(svc: VirtualService): void {
+  attach(svc: ListenerService): void {
     this.svc = svc;
   }
 
@@ -84,16 +112,30 @@ export class TcpListener implements ServiceListener {
       reset(client);
       return;
     }
-    const table = this.ctx.table;
-    const c = unmapAddr(caddr);
-    const conn = table.schedule(svc, { protocol: 'tcp', caddr: c, cport, vaddr: svc.addr, vport: svc.port });
+    const picked = this.ctx.open(svc, unmapAddr(caddr), cport);
+    if (picked instanceof Promise) {
+      picked.then(
+        (conn) => this.start(client, svc, conn),
+        () => reset(client),
+      );
+    } else {
+      this.start(client, svc, picked);
+    }
+  }
+
+  private start(client: net.Socket, svc: ListenerService, conn: SessionConn | null): void {
     if (conn === null) {
       reset(client);
-      this.ctx.refused(svc, c);
       return;
     }
-    table.tcpEvent(conn, 'input', 'syn');
-    new TcpSession(this, client, conn);
+    if (client.destroyed) {
+      // Gone while a worker waited for the main thread's pick.
+      this.ctx.tcpEvent(conn, 'input', 'rst');
+      this.ctx.sessionOpened(conn);
+      this.ctx.sessionClosed(conn);
+      return;
+    }
+    new TcpSession(this, client, conn, svc);
   }
 }
 
@@ -108,7 +150,8 @@ type Termination =
 
 /** One client connection and its connection to the real server. */
 export class TcpSession {
-  readonly server: net.Socket;
+  /** The connection to the real server; null while a transparent connect is under way. */
+  server: net.Socket | null = null;
   private established = false;
   /** Torn down, or both sides finished: no more table events from this session. */
   private done = false;
@@ -123,12 +166,39 @@ export class TcpSession {
   constructor(
     private readonly listener: TcpListener,
     readonly client: net.Socket,
-    readonly conn: Conn,
+    readonly conn: SessionConn,
+    private readonly svc: ListenerService,
   ) {
     const ctx = listener.ctx;
     conn.handle = this;
     listener.sessions.add(this);
-    ctx.sessionOpened();
+    ctx.sessionOpened(conn);
+    client.on('error', this.onClientError);
+    client.on('close', this.onSocketClose);
+    if (svc.transparent) {
+      // From the client's own address (IP_TRANSPARENT): the socket is made through libc and
+      // handed to Node once connected; see src/net/socket.ts.
+      connectTransparent({ srcAddr: conn.caddr, srcPort: 0, dstAddr: conn.daddr, dstPort: conn.dport, timeoutMs: ctx.connectTimeoutMs }).then(
+        (server) => {
+          this.server = server;
+          server.on('error', this.onServerError);
+          server.on('close', this.onSocketClose);
+          if (this.done) {
+            server.destroy();
+            return;
+          }
+          server.setNoDelay(true);
+          server.setKeepAlive(true, KEEPALIVE_MS);
+          this.onConnect();
+        },
+        (err: unknown) => {
+          // No server socket will ever close: account for it here.
+          this.connectFailed(errText(err));
+          this.onSocketClose();
+        },
+      );
+      return;
+    }
     const server = net.connect({
       host: conn.daddr,
       port: conn.dport,
@@ -142,19 +212,23 @@ export class TcpSession {
     server.once('connect', this.onConnect);
     server.on('timeout', this.onConnectTimeout);
     server.on('error', this.onServerError);
-    client.on('error', this.onClientError);
     server.on('close', this.onSocketClose);
-    client.on('close', this.onSocketClose);
   }
 
   private readonly onConnect = (): void => {
     if (this.done) return;
-    const { client, server, conn } = this;
+    const { client, conn } = this;
+    const server = this.server!;
     const ctx = this.listener.ctx;
     this.established = true;
     server.setTimeout(0);
     server.off('timeout', this.onConnectTimeout);
-    ctx.table.tcpEvent(conn, 'input', 'ack');
+    ctx.tcpEvent(conn, 'input', 'ack');
+    const pp = this.svc.proxyProtocol;
+    if (pp) {
+      // The header goes first, before any of the client's bytes (which are still paused).
+      server.write(encodeProxyHeader(pp, { protocol: 'tcp', srcAddr: conn.caddr, srcPort: conn.cport, dstAddr: conn.vaddr, dstPort: conn.vport }));
+    }
     this.armIn = this.armOut = ctx.clock + REARM_MS;
     client.on('data', this.onClientData);
     server.on('data', this.onServerData);
@@ -170,16 +244,16 @@ export class TcpSession {
   // counted one per chunk read (a chunk is often several TCP segments): the kernel counts
   // real packets, so pkts here is a lower bound while bytes are exact payload bytes.
   private readonly onClientData = (chunk: Buffer): void => {
-    if (!this.server.write(chunk)) this.client.pause();
+    if (!this.server!.write(chunk)) this.client.pause();
     const ctx = this.listener.ctx;
-    ctx.table.countIn(this.conn, 1, chunk.length);
+    ctx.countIn(this.conn, 1, chunk.length);
     if (ctx.clock >= this.armIn) this.armIn = this.rearm('input');
   };
 
   private readonly onServerData = (chunk: Buffer): void => {
-    if (!this.client.write(chunk)) this.server.pause();
+    if (!this.client.write(chunk)) this.server!.pause();
     const ctx = this.listener.ctx;
-    ctx.table.countOut(this.conn, 1, chunk.length);
+    ctx.countOut(this.conn, 1, chunk.length);
     if (ctx.clock >= this.armOut) this.armOut = this.rearm('output');
   };
 
@@ -189,22 +263,22 @@ export class TcpSession {
    */
   private rearm(dir: TcpDir): number {
     const ctx = this.listener.ctx;
-    ctx.table.tcpEvent(this.conn, dir, 'ack');
+    ctx.tcpEvent(this.conn, dir, 'ack');
     return ctx.clock + Math.min(REARM_MS, this.conn.timeoutMs >>> 2);
   }
 
   private readonly onClientEnd = (): void => {
     this.clientEnded = true;
-    const table = this.listener.ctx.table;
+    const table = this.listener.ctx;
     table.tcpEvent(this.conn, 'input', 'fin');
-    this.server.end();
+    this.server!.end();
     // Both FINs seen: the server's ACK of the last one (TIME_WAIT re-armed).
     if (this.serverEnded) table.tcpEvent(this.conn, 'output', 'ack');
   };
 
   private readonly onServerEnd = (): void => {
     this.serverEnded = true;
-    const table = this.listener.ctx.table;
+    const table = this.listener.ctx;
     table.tcpEvent(this.conn, 'output', 'fin');
     this.client.end();
     if (this.clientEnded) table.tcpEvent(this.conn, 'input', 'ack');
@@ -229,7 +303,7 @@ export class TcpSession {
       this.done = true;
       this.listener.sessions.delete(this);
       if (this.conn.handle === this) this.conn.handle = null;
-      this.listener.ctx.sessionClosed();
+      this.listener.ctx.sessionClosed(this.conn);
     } else if (!this.done && !(this.clientEnded && this.serverEnded)) {
       // One side went away without a clean close (destroyed under us): cut the other.
       this.abort(this.client.destroyed ? 'input' : 'output');
@@ -241,9 +315,9 @@ export class TcpSession {
     if (this.done) return;
     this.done = true;
     const ctx = this.listener.ctx;
-    ctx.table.tcpEvent(this.conn, 'output', 'rst');
-    ctx.connectFailed(this.conn.svc, this.conn.dest, reason);
-    this.server.destroy();
+    ctx.tcpEvent(this.conn, 'output', 'rst');
+    ctx.serverFailed(this.conn, reason);
+    this.server?.destroy();
     reset(this.client);
   }
 
@@ -251,23 +325,23 @@ export class TcpSession {
   private abort(dir: TcpDir): void {
     if (this.done) return;
     this.done = true;
-    this.listener.ctx.table.tcpEvent(this.conn, dir, 'rst');
+    this.listener.ctx.tcpEvent(this.conn, dir, 'rst');
     reset(this.client);
-    reset(this.server);
+    if (this.server) reset(this.server);
   }
 
   /** Torn down by the plane; see Termination. */
   terminate(how: Termination): void {
     if (!this.done) {
       this.done = true;
-      const table = this.listener.ctx.table;
+      const table = this.listener.ctx;
       if (how === 'drop') table.dropConn(this.conn);
       else if (how === 'rst') table.tcpEvent(this.conn, this.established ? 'input' : 'output', 'rst');
     } else if (how === 'drop') {
       // Already closing (e.g. half-way through a reset): the entry still goes now.
-      this.listener.ctx.table.dropConn(this.conn);
+      this.listener.ctx.dropConn(this.conn);
     }
     reset(this.client);
-    reset(this.server);
+    if (this.server) reset(this.server);
   }
 }

@@ -13,6 +13,7 @@ import dgram from 'node:dgram';
 import { unmapAddr } from '../../core/addr.js';
 import { CONN_F_ONE_PACKET, type Conn } from '../../core/conn.js';
 import type { RealServer, VirtualService } from '../../core/service.js';
+import { encodeProxyHeader } from '../../net/proxyproto.js';
 import { errText, REARM_MS, type ProxyContext, type ServiceListener } from './context.js';
 
 /** Datagrams held per flow while its upstream socket connects (a few microseconds). */
@@ -128,6 +129,8 @@ const ONE_PACKET_HOLD_MS = 10_000;
 /** One client address:port and its socket towards the real server. */
 export class UdpFlow {
   private readonly upstream: dgram.Socket;
+  /** PROXY protocol v2 (DGRAM) header put in front of every datagram, when the service asks for it. */
+  private readonly header: Buffer | null;
   /** Datagrams that arrived before the upstream socket was connected; null once it is. */
   private pending: Buffer[] | null = [];
   /** Coarse-clock time after which the next datagram re-arms the entry. */
@@ -144,6 +147,8 @@ export class UdpFlow {
     readonly cport: number,
     readonly oneShot: boolean,
   ) {
+    const pp = listener.svc?.proxyProtocol;
+    this.header = pp ? encodeProxyHeader(pp, { protocol: 'udp', srcAddr: conn.caddr, srcPort: conn.cport, dstAddr: conn.vaddr, dstPort: conn.vport }) : null;
     const up = dgram.createSocket(conn.af === 6 ? 'udp6' : 'udp4');
     this.upstream = up;
     up.on('message', this.onReply);
@@ -159,12 +164,17 @@ export class UdpFlow {
     const p = this.pending;
     this.pending = null;
     if (this.closed || p === null) return;
-    for (const m of p) this.upstream.send(m);
+    for (const m of p) this.send(m);
   };
+
+  private send(msg: Buffer): void {
+    if (this.header === null) this.upstream.send(msg);
+    else this.upstream.send([this.header, msg]);
+  }
 
   /** A datagram from the client. */
   forward(msg: Buffer): void {
-    if (this.pending === null) this.upstream.send(msg);
+    if (this.pending === null) this.send(msg);
     else if (this.pending.length < MAX_PENDING) this.pending.push(msg);
     const ctx = this.listener.ctx;
     ctx.table.countIn(this.conn, 1, msg.length);
