@@ -30,6 +30,8 @@ const api: ControlApi = {
   getConnections: () => client.getConnections().catch(unreachable),
   apply: (ops) => client.apply(ops).catch(unreachable),
   getSyncDaemons: () => client.getSyncDaemons().catch(unreachable),
+  startSyncDaemon: (d) => client.startSyncDaemon(d).catch(unreachable),
+  stopSyncDaemon: (state) => client.stopSyncDaemon(state).catch(unreachable),
 };
 
 const code = await runIpvsadm(

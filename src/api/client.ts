@@ -98,6 +98,14 @@ export class HttpControlClient implements ControlApi {
     return this.call('GET', '/v1/sync');
   }
 
+  async startSyncDaemon(d: SyncDaemonView): Promise<void> {
+    await this.call('POST', '/v1/sync', d);
+  }
+
+  async stopSyncDaemon(state: 'master' | 'backup'): Promise<void> {
+    await this.call('DELETE', `/v1/sync/${state}`);
+  }
+
   info(): Promise<{ name: string; version: string; pid: number; dataplane: string }> {
     return this.call('GET', '/v1/info');
   }

@@ -14,6 +14,8 @@ export interface SyncDaemonView {
   group?: string;
   port?: number;
   ttl?: number;
+  /** The daemon's message counters (tsvs extension; not printed by -L --daemon). */
+  counters?: unknown;
 }
 
 export interface ControlApi {
@@ -28,4 +30,11 @@ export interface ControlApi {
   apply(ops: Op[]): Promise<void>;
   /** Connection sync daemons; empty when none run. */
   getSyncDaemons(): Promise<SyncDaemonView[]>;
+  /**
+   * --start-daemon: rejects with DAEMON_EXISTS ("Daemon has already run") when that state
+   * runs, NO_DEVICE for a missing interface. Optional: a client without it declines.
+   */
+  startSyncDaemon?(d: SyncDaemonView): Promise<void>;
+  /** --stop-daemon: rejects with NO_DAEMON ("No daemon is running"). */
+  stopSyncDaemon?(state: 'master' | 'backup'): Promise<void>;
 }

@@ -163,6 +163,21 @@ export function renderMetrics(v: StatusView, extra: MetricsExtra = {}): string {
   for (const inst of v.vrrp.instances) {
     for (const st of ['init', 'backup', 'master', 'fault'] as const) vrrp({ instance: inst.name, vrid: String(inst.vrid), state: st }, inst.state === st ? 1 : 0);
   }
+  // VRRP counters from the speaker (src/ha/speaker.ts); drops without an instance carry instance="".
+  const vl = (i: (typeof v.vrrp.instances)[number]) => ({ instance: i.name, vrid: String(i.vrid) });
+  const vprio = e.family('tsvs_vrrp_priority', 'gauge', 'Effective VRRP priority of each instance (configured plus track weights).');
+  const vsent = e.family('tsvs_vrrp_adverts_sent_total', 'counter', 'VRRP advertisements sent.');
+  const vrecv = e.family('tsvs_vrrp_adverts_received_total', 'counter', 'Valid VRRP advertisements received.');
+  const vtrans = e.family('tsvs_vrrp_transitions_total', 'counter', 'VRRP state transitions.');
+  const vdrop = e.family('tsvs_vrrp_dropped_total', 'counter', 'VRRP packets dropped, by reason (ttl, checksum, vrid, version, length, addr-count, ...).');
+  for (const i of v.vrrp.instances) {
+    vprio(vl(i), i.priority);
+    vsent(vl(i), i.advertsSent ?? 0);
+    vrecv(vl(i), i.advertsReceived ?? 0);
+    vtrans(vl(i), i.transitions ?? 0);
+    for (const [reason, n] of Object.entries(i.dropped ?? {})) vdrop({ instance: i.name, reason }, n);
+  }
+  for (const [reason, n] of Object.entries(v.vrrp.dropped ?? {})) vdrop({ instance: '', reason }, n);
   const reloads = e.family('tsvs_config_reloads_total', 'counter', 'Configuration reloads, by result.');
   reloads({ result: 'success' }, extra.reloads?.success ?? 0);
   reloads({ result: 'failure' }, extra.reloads?.failure ?? 0);

@@ -84,6 +84,8 @@ export function openApiDocument(): Record<string, unknown> {
             netmask: { type: 'integer' },
             ops: { type: 'boolean', default: false },
             pe: { type: 'string', default: '' },
+            proxyProtocol: { type: 'string', enum: ['v1', 'v2', 'none'], description: 'Userspace plane: PROXY protocol header toward real servers; in an edit, absent = unchanged, none = off. Not in ipvsadm -S.' },
+            transparent: { type: 'boolean', description: 'Userspace plane, TCP: connect to real servers from the client address (root; docs/userspace.md). In an edit, absent = unchanged.' },
           },
         },
         ServerConfig: {
@@ -200,7 +202,18 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { '200': { ...ok('Connections', { type: 'array', items: ref('Connection') }), headers: { 'X-Total-Count': { schema: { type: 'integer' } } } }, '400': err('Bad offset or limit') },
         },
       },
-      '/v1/sync': { get: { summary: 'Connection sync daemons (ipvsadm --list --daemon)', responses: { '200': ok('Sync daemons', { type: 'array' }) } } },
+      '/v1/sync': {
+        get: { summary: 'Connection sync daemons with their counters (ipvsadm --list --daemon)', responses: { '200': ok('Sync daemons', { type: 'array' }) } },
+        post: {
+          summary: 'Start a sync daemon (ipvsadm --start-daemon): {state, mcastIfn, syncid, maxlen?, group?, port?, ttl?}',
+          security: auth,
+          requestBody: { required: true, content: json({ type: 'object', required: ['state'], properties: { state: { type: 'string', enum: ['master', 'backup'] }, mcastIfn: { type: 'string' }, syncid: { type: 'integer' }, maxlen: { type: 'integer' }, group: { type: 'string' }, port: { type: 'integer' }, ttl: { type: 'integer' } } }) },
+          responses: { '201': ok('Started', { type: 'object' }), ...changeErrors },
+        },
+      },
+      '/v1/sync/{state}': {
+        delete: { summary: 'Stop the master or backup sync daemon (ipvsadm --stop-daemon)', security: auth, responses: { '200': ok('Stopped', { type: 'object' }), ...changeErrors } },
+      },
       '/v1/ops': {
         post: {
           summary: 'Apply a batch of tsvsadm operations atomically',

@@ -15,6 +15,7 @@ import { formatAddrPort } from '../core/addr.js';
 import { isTsvsError, TsvsError } from '../core/errors.js';
 import type { Op } from '../core/types.js';
 import type { Director } from '../daemon/director.js';
+import type { SyncDaemonView } from './control.js';
 import type { HealthSource, VrrpSource } from './health.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
@@ -48,8 +49,17 @@ export interface ApiOptions {
    * SIGHUP). Without it, POST /v1/reload answers 501.
    */
   reload?: () => Promise<ReloadOutcome>;
+  /** Connection sync daemons (src/sync); without it /v1/sync lists none and refuses to start one. */
+  sync?: SyncControl;
   /** Milliseconds between /v1/events frames (default 1000). */
   eventIntervalMs?: number;
+}
+
+/** What the API needs of the sync daemons (src/sync/manager.ts SyncManager). */
+export interface SyncControl {
+  list(): SyncDaemonView[];
+  start(d: SyncDaemonView): Promise<void>;
+  stop(state: 'master' | 'backup'): Promise<void>;
 }
 
 function errorResponse(c: Context, e: unknown) {
@@ -133,7 +143,27 @@ export function createControlApp(director: Director, opts: ApiOptions = {}): Hon
     c.header('X-Total-Count', String(conns.length));
     return c.json(conns.slice(offset, limit === undefined ? undefined : offset + limit));
   });
-  app.get('/v1/sync', (c) => c.json([]));
+  // Connection sync daemons: GET lists them (-L --daemon), POST starts one (--start-daemon),
+  // DELETE /v1/sync/master|backup stops one (--stop-daemon).
+  app.get('/v1/sync', (c) => c.json(opts.sync?.list() ?? []));
+  app.post('/v1/sync', mutating, async (c) => {
+    if (!opts.sync) throw new TsvsError('NOT_SUPPORTED', 'this tsvsd has no connection sync', 'Connection sync is not available in this tsvsd');
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return errorResponse(c, new TsvsError('BAD_REQUEST', 'request body is not valid JSON', 'Request body is not valid JSON'));
+    }
+    await opts.sync.start(body as SyncDaemonView);
+    return c.json({ ok: true }, 201);
+  });
+  app.delete('/v1/sync/:state', mutating, async (c) => {
+    if (!opts.sync) throw new TsvsError('NO_DAEMON', 'this tsvsd has no connection sync');
+    const state = c.req.param('state');
+    if (state !== 'master' && state !== 'backup') throw new TsvsError('BAD_REQUEST', `sync daemon state "${state}": must be master or backup`);
+    await opts.sync.stop(state);
+    return c.json({ ok: true });
+  });
 
   app.post('/v1/ops', mutating, async (c) => {
     let body: unknown;

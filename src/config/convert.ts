@@ -28,10 +28,25 @@ export function toYaml(cfg: TsvsConfig): string {
       if (v.priority !== undefined) o.priority = v.priority;
       if (v.advertInt !== undefined) o.advert_int = v.advertInt;
       if (v.nopreempt) o.nopreempt = true;
+      if (v.preemptDelay !== undefined) o.preempt_delay = v.preemptDelay;
       o.virtual_ipaddress = v.virtualIpaddress;
+      if (v.unicastSrcIp) o.unicast_src_ip = v.unicastSrcIp;
+      if (v.unicastPeer) o.unicast_peer = v.unicastPeer;
+      if (v.trackInterface) o.track_interface = v.trackInterface.map((t) => (t.weight ? { name: t.name, weight: t.weight } : t.name));
+      if (v.trackScript) o.track_script = v.trackScript.map((t) => (t.weight !== undefined ? { name: t.name, weight: t.weight } : t.name));
+      if (v.trackHealth) o.track_health = v.trackHealth;
+      if (v.notifyMaster) o.notify_master = v.notifyMaster;
+      if (v.notifyBackup) o.notify_backup = v.notifyBackup;
+      if (v.notifyFault) o.notify_fault = v.notifyFault;
+      if (v.notifyStop) o.notify_stop = v.notifyStop;
+      if (v.notify) o.notify = v.notify;
       return o;
     });
   }
+  if (cfg.vrrpScripts?.length) {
+    doc.vrrp_scripts = cfg.vrrpScripts.map((s) => ({ name: s.name, script: s.script, interval: s.interval, timeout: s.timeout, weight: s.weight, rise: s.rise, fall: s.fall, ...(s.initFail ? { init_fail: true } : {}) }));
+  }
+  if (cfg.sync) doc.sync = syncSection(cfg.sync);
   const head = [`# Converted by tsvs config convert from ${cfg.file} (${cfg.format}).`];
   if (cfg.unsupported.length) {
     head.push('# Not carried over (unsupported by tsvs):');
@@ -59,6 +74,8 @@ function service(s: VirtualServiceConfig): Record<string, unknown> {
   }
   if (s.ops) o.one_packet = true;
   if (s.pe) o.pe = s.pe;
+  if (s.proxyProtocol && s.proxyProtocol !== 'none') o.proxy_protocol = s.proxyProtocol;
+  if (s.transparent) o.transparent = true;
   if (s.quorum !== 1) o.quorum = s.quorum;
   if (s.hysteresis) o.hysteresis = s.hysteresis;
   if (s.quorumUp) o.quorum_up = s.quorumUp;
@@ -116,6 +133,20 @@ function checker(c: CheckerConfig): Record<string, unknown> {
     o.command = c.misc.path;
     if (c.misc.timeout) o.command_timeout = c.misc.timeout;
     if (c.misc.dynamic) o.dynamic = true;
+  }
+  return o;
+}
+
+/** The `sync:` section (src/sync) in the YAML key names. */
+function syncSection(sync: NonNullable<TsvsConfig['sync']>): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  if (sync.daemon) {
+    const { mcastIfn, ...rest } = sync.daemon;
+    o.daemon = { interface: mcastIfn, ...rest };
+  }
+  if (sync.conntrackd) {
+    const { stateDir, ...rest } = sync.conntrackd;
+    o.conntrackd = { ...rest, ...(stateDir ? { state_dir: stateDir } : {}) };
   }
   return o;
 }

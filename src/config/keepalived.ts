@@ -3,7 +3,9 @@
  * group and virtual_server_group, real_server, sorry_server, quorum/hysteresis, notify
  * scripts, and the TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK and MISC_CHECK
  * checkers with keepalived's defaults and inheritance: virtual server -> real server ->
- * checker). vrrp_instance is read into a structure for the HA work. Every other keepalived
+ * checker), and the VRRP part that src/ha runs: vrrp_instance (state, interface,
+ * virtual_router_id, priority, advert_int, virtual_ipaddress, nopreempt, preempt_delay,
+ * unicast_src_ip, unicast_peer, track_interface, track_script, notify_*) and vrrp_script. Every other keepalived
  * keyword is reported as unsupported with its place, never dropped silently; a word that is
  * not a keepalived keyword at all, or a bad value, is an error.
  */
@@ -25,7 +27,9 @@ import {
   type TsvsConfig,
   type VirtualServiceConfig,
   type VrrpInstanceConfig,
+  type VrrpScriptConfig,
 } from './model.js';
+import { validateVrrp } from './vrrp.js';
 import { SCHED_FLAGS } from './yaml.js';
 import { validateServices } from './validate.js';
 
@@ -40,7 +44,7 @@ const LIST_BLOCKS = new Set([
 ]);
 /** Top-level keywords tsvs does not act on (reported as unsupported). */
 const TOP_LEVEL = new Set([
-  'vrrp_script', 'vrrp_sync_group', 'static_ipaddress', 'static_routes', 'static_rules', 'linkbeat_interfaces', 'bfd_instance',
+  'vrrp_sync_group', 'static_ipaddress', 'static_routes', 'static_rules', 'linkbeat_interfaces', 'bfd_instance',
   'garp_group', 'track_file', 'vrrp_track_process', 'net_namespace', 'net_namespace_ipvs', 'instance', 'use_pid_dir', 'SSL',
   'track_process', 'namespace_with_ipsets',
 ]);
@@ -61,6 +65,10 @@ interface Inherit {
 class Reader {
   readonly errors: Diagnostic[] = [];
   readonly unsupported: Diagnostic[] = [];
+  /** global_defs says vrrp_version 3. */
+  vrrpVersion3 = false;
+  /** vrrp_script blocks dropped for having no script (tracking them is skipped, as keepalived). */
+  readonly removedScripts = new Set<string>();
   constructor(readonly file: string) {}
 
   error(st: Stmt | Origin, msg: string): void {
@@ -136,6 +144,7 @@ export function parseKeepalivedConfig(text: string, file: string, opts: Keepaliv
   const cfg: TsvsConfig = { format: 'keepalived', file, services: [], vrrp: [], unsupported: r.unsupported };
   const groups = new Map<string, { st: Stmt; entries: Array<{ key: Pick<VirtualServiceConfig, 'af' | 'addr' | 'port' | 'fwmark'>; at: Origin }> }>();
   const pending: Stmt[] = [];
+  const vrrpStmts: Stmt[] = [];
   for (const st of stmts) {
     const kw = st.words[0]!;
     switch (kw) {
@@ -149,7 +158,13 @@ export function parseKeepalivedConfig(text: string, file: string, opts: Keepaliv
         if (needBlock(r, st)) pending.push(st);
         break;
       case 'vrrp_instance':
-        if (r.args(st, 1, 1, 'an instance name') && needBlock(r, st)) cfg.vrrp.push(readVrrp(r, st));
+        if (r.args(st, 1, 1, 'an instance name') && needBlock(r, st)) vrrpStmts.push(st);
+        break;
+      case 'vrrp_script':
+        if (r.args(st, 1, 1, 'a script name') && needBlock(r, st)) {
+          const sc = readVrrpScript(r, st);
+          if (sc) (cfg.vrrpScripts ??= []).push(sc);
+        }
         break;
       default:
         if (TOP_LEVEL.has(kw)) r.unsupportedKw(st, 'the top level', st.block ? 'block ignored' : 'ignored');
@@ -158,7 +173,8 @@ export function parseKeepalivedConfig(text: string, file: string, opts: Keepaliv
     }
   }
   for (const st of pending) cfg.services.push(...readVirtualServer(r, st, groups));
-  if (!r.errors.length) r.errors.push(...validateServices(cfg.services, file));
+  for (const st of vrrpStmts) cfg.vrrp.push(readVrrp(r, st));
+  if (!r.errors.length) r.errors.push(...validateServices(cfg.services, file), ...validateVrrp(cfg.vrrp, cfg.vrrpScripts ?? [], file));
   if (r.errors.length) throw new ConfigError(r.errors);
   return cfg;
 }
@@ -183,8 +199,52 @@ function readGlobals(r: Reader, st: Stmt, cfg: TsvsConfig): void {
         if (v !== undefined) t[k] = v;
       }
       cfg.timeouts = t;
+    } else if (s.words[0] === 'vrrp_version' && s.words[1] === '3') {
+      r.vrrpVersion3 = true;
+    } else if (s.words[0] === 'lvs_sync_daemon') {
+      readSyncDaemon(r, s, cfg);
     } else r.other(s, 'global_defs');
   }
+}
+
+/**
+ * `lvs_sync_daemon IF [[inst] INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group ADDR]`:
+ * the IPVS sync daemon (src/sync). With an instance it follows that instance's state;
+ * the syncid defaults to its virtual_router_id.
+ */
+function readSyncDaemon(r: Reader, s: Stmt, cfg: TsvsConfig): void {
+  const w = s.words;
+  if (!r.args(s, 1, 13, 'an interface [[inst] INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group ADDR]')) return;
+  const d: NonNullable<NonNullable<TsvsConfig['sync']>['daemon']> = { mcastIfn: w[1]! };
+  const keys = new Set(['id', 'maxlen', 'port', 'ttl', 'group']);
+  let i = 2;
+  if (w[i] === 'inst') i++;
+  if (w[i] !== undefined && !keys.has(w[i]!)) d.instance = w[i++]!;
+  for (; i < w.length; i += 2) {
+    const k = w[i]!;
+    if (!keys.has(k)) {
+      r.error(s, `lvs_sync_daemon: expected id, maxlen, port, ttl or group, got "${k}"`);
+      return;
+    }
+    if (k === 'group') {
+      const g = r.addr(s, i + 1, 'a multicast address');
+      if (g === undefined) return;
+      if (g.includes(':') ? !g.startsWith('ff') : Number(g.split('.')[0]) >>> 4 !== 0xe) {
+        r.error(s, `lvs_sync_daemon: group "${g}" is not a multicast address`);
+        return;
+      }
+      d.group = g;
+      continue;
+    }
+    const [lo, hi] = k === 'id' ? [0, 255] : k === 'maxlen' ? [1, 65535 - 20 - 8] : k === 'port' ? [1, 65535] : [1, 255];
+    const v = r.int(s, i + 1, lo!, hi!);
+    if (v === undefined) return;
+    if (k === 'id') d.syncid = v;
+    else if (k === 'maxlen') d.maxlen = v;
+    else if (k === 'port') d.port = v;
+    else d.ttl = v;
+  }
+  cfg.sync = { ...cfg.sync, daemon: d };
 }
 
 function readGroup(r: Reader, st: Stmt): Array<{ key: Pick<VirtualServiceConfig, 'af' | 'addr' | 'port' | 'fwmark'>; at: Origin }> {
@@ -703,48 +763,179 @@ function readHttpKeyword(r: Reader, s: Stmt, urls: HttpUrl[], inh: Inherit, wher
   return false;
 }
 
+/** Script keywords of vrrp_instance, to the model's fields. */
+const VRRP_NOTIFY = { notify_master: 'notifyMaster', notify_backup: 'notifyBackup', notify_fault: 'notifyFault', notify_stop: 'notifyStop', notify: 'notify' } as const;
+
+/** "NAME [weight N] [reverse|no_reverse]" of track_interface / track_script. */
+function readTrackLine(r: Reader, s: Stmt, where: string): { name: string; weight?: number } | undefined {
+  const w = s.words;
+  const t: { name: string; weight?: number } = { name: w[0]! };
+  for (let i = 1; i < w.length; i++) {
+    if (w[i] === 'weight') {
+      const v = r.int(s, i + 1, -253, 253);
+      if (v === undefined) return undefined;
+      t.weight = v;
+      i++;
+    } else if (w[i] === 'reverse' || w[i] === 'no_reverse') {
+      r.unsupported.push({ ...s.at, message: `unsupported keyword "${w[i]}" in ${where} (ignored: the weight applies as written)` });
+    } else {
+      r.error(s, `${where}: expected "${w[0]} [weight N]", got "${w.slice(1).join(' ')}"`);
+      return undefined;
+    }
+  }
+  return t;
+}
+
 function readVrrp(r: Reader, st: Stmt): VrrpInstanceConfig {
-  const v: VrrpInstanceConfig = { name: st.words[1]!, virtualIpaddress: [], raw: {}, origin: st.at };
+  const v: VrrpInstanceConfig = { name: st.words[1]!, virtualIpaddress: [], raw: {}, at: {}, origin: st.at };
+  const where = `vrrp_instance ${v.name}`;
+  let version3 = false;
+  const mark = r.errors.length;
   for (const s of st.block ?? []) {
     const k = s.words[0]!;
     if (!KEEPALIVED_KEYWORDS.has(k)) {
-      r.other(s, `vrrp_instance ${v.name}`);
+      r.other(s, where);
       continue;
     }
     v.raw[k] = s.block ? s.block.map((b) => b.words.join(' ')) : s.words.slice(1);
+    v.at![k] = s.at;
     switch (k) {
       case 'state':
         if (s.words[1] === 'MASTER' || s.words[1] === 'BACKUP') v.state = s.words[1];
-        else r.error(s, `state: expected MASTER or BACKUP, got "${s.words[1] ?? ''}"`);
+        else r.error(s, `${where}: state: expected MASTER or BACKUP, got "${s.words[1] ?? ''}"`);
         break;
       case 'interface':
         if (r.args(s, 1, 1, 'an interface name')) v.interface = s.words[1]!;
         break;
       case 'virtual_router_id': {
-        const n = r.int(s, 1, 1, 255);
+        const n = r.args(s, 1, 1, 'a VRID (1-255)') ? r.int(s, 1, 1, 255) : undefined;
         if (n !== undefined) v.virtualRouterId = n;
         break;
       }
       case 'priority': {
-        const n = r.int(s, 1, 1, 255);
+        const n = r.args(s, 1, 1, 'a priority (1-255)') ? r.int(s, 1, 1, 255) : undefined;
         if (n !== undefined) v.priority = n;
         break;
       }
       case 'advert_int': {
-        const n = r.timer(s);
+        const n = r.args(s, 1, 1, 'seconds') ? r.timer(s) : undefined;
         if (n !== undefined) v.advertInt = n;
         break;
       }
       case 'nopreempt':
-        v.nopreempt = true;
+        if (r.flag(s)) v.nopreempt = true;
         break;
+      case 'preempt':
+        if (r.flag(s)) v.nopreempt = false;
+        break;
+      case 'preempt_delay': {
+        const n = r.args(s, 1, 1, 'seconds (0-1000)') ? r.timer(s) : undefined;
+        if (n !== undefined) v.preemptDelay = n;
+        break;
+      }
       case 'virtual_ipaddress':
-        v.virtualIpaddress = (s.block ?? []).map((b) => b.words.join(' '));
+        if (needBlock(r, s)) v.virtualIpaddress = (s.block ?? []).map((b) => b.words.join(' '));
         break;
+      case 'unicast_src_ip': {
+        const a = r.args(s, 1, 1, 'an address') ? r.addr(s, 1) : undefined;
+        if (a) v.unicastSrcIp = a;
+        break;
+      }
+      case 'unicast_peer':
+        if (!needBlock(r, s)) break;
+        v.unicastPeer = [];
+        for (const p of s.block ?? []) {
+          const a = r.addr(p, 0, 'a peer address');
+          if (a) v.unicastPeer.push(a);
+          if (p.words.length > 1) r.unsupported.push({ ...p.at, message: `unsupported keyword "${p.words[1]}" in unicast_peer of ${where} (ignored)` });
+        }
+        break;
+      case 'track_interface':
+      case 'track_script': {
+        if (!needBlock(r, s)) break;
+        const list = (s.block ?? [])
+          .map((b) => {
+            const t = readTrackLine(r, b, `${k} of ${where}`);
+            if (t && k === 'track_script' && r.removedScripts.has(t.name)) {
+              r.unsupported.push({ ...b.at, message: `track_script of ${where}: "${t.name}" has no script; not tracked` });
+              return undefined;
+            }
+            return t;
+          })
+          .filter((x): x is { name: string; weight?: number } => !!x);
+        if (k === 'track_interface') v.trackInterface = list.map((t) => ({ name: t.name, weight: t.weight ?? 0 }));
+        else v.trackScript = list;
+        break;
+      }
+      case 'version':
+        if (s.words[1] === '3') version3 = true;
+        else r.unsupported.push({ ...s.at, message: `unsupported keyword "version" ${s.words[1] ?? ''} in ${where} (tsvs speaks VRRPv3 only)` });
+        break;
+      case 'authentication':
+        r.unsupportedKw(s, where, 'VRRPv3 has no authentication; block ignored');
+        break;
+      default:
+        if (k in VRRP_NOTIFY) {
+          const sc = r.script(s);
+          if (sc) v[VRRP_NOTIFY[k as keyof typeof VRRP_NOTIFY]] = sc;
+        } else r.unsupportedKw(s, where, s.block ? 'block ignored' : 'ignored');
     }
   }
-  r.unsupported.push({ ...st.at, message: `vrrp_instance ${v.name}: read for the HA work; tsvsd does not run VRRP yet` });
+  // Bad values name the instance too.
+  for (const e of r.errors.slice(mark)) if (!e.message.startsWith('vrrp')) e.message = `vrrp instance ${v.name}: ${e.message}`;
+  if (!version3 && !r.vrrpVersion3) {
+    r.unsupported.push({ ...st.at, message: `${where}: tsvs speaks VRRPv3; keepalived defaults to VRRPv2, so keepalived peers need vrrp_version 3 in global_defs` });
+  }
   return v;
+}
+
+function readVrrpScript(r: Reader, st: Stmt): VrrpScriptConfig | undefined {
+  const name = st.words[1]!;
+  const where = `vrrp_script ${name}`;
+  const sc: VrrpScriptConfig = { name, script: '', interval: 1, timeout: 0, weight: 0, rise: 1, fall: 1, initFail: false, origin: st.at };
+  for (const s of st.block ?? []) {
+    const k = s.words[0]!;
+    switch (k) {
+      case 'script':
+        if (r.args(s, 1, 3, 'a command line (quote it when it has arguments)')) {
+          sc.script = s.words[1]!;
+          if (s.words.length > 2) r.unsupported.push({ ...s.at, message: `${k}: running scripts as another user is not supported; runs as tsvsd's user` });
+        }
+        break;
+      case 'interval':
+      case 'timeout': {
+        const n = r.args(s, 1, 1, 'seconds') ? r.timer(s) : undefined;
+        if (n !== undefined) sc[k] = n;
+        break;
+      }
+      case 'weight': {
+        if (!r.args(s, 1, 2, 'a weight (-253..253) [reverse]')) break;
+        const n = r.int(s, 1, -253, 253);
+        if (n !== undefined) sc.weight = n;
+        if (s.words[2]) r.unsupported.push({ ...s.at, message: `unsupported keyword "${s.words[2]}" in ${where} (ignored)` });
+        break;
+      }
+      case 'rise':
+      case 'fall': {
+        const n = r.args(s, 1, 1, 'a count') ? r.int(s, 1, 1, 1000) : undefined;
+        if (n !== undefined) sc[k] = n;
+        break;
+      }
+      case 'init_fail':
+        if (r.flag(s)) sc.initFail = true;
+        break;
+      default:
+        r.other(s, where);
+    }
+  }
+  if (!sc.timeout) sc.timeout = sc.interval;
+  if (!sc.script) {
+    // keepalived removes it with a warning (e.g. every "script" line was for another config id).
+    r.unsupported.push({ ...st.at, message: `vrrp_script "${name}" has no script set: removed, as keepalived does` });
+    r.removedScripts.add(name);
+    return undefined;
+  }
+  return sc;
 }
 
 /** The unsupported-keyword report, one "file:line:col: message" per line. */

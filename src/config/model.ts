@@ -1,10 +1,11 @@
 /**
  * The declarative configuration model that both file formats (YAML, keepalived.conf) are
  * read into: virtual services with their real servers and health checkers, the sorry
- * server, quorum, and the VRRP instances kept for the HA work. Plain data; times are in
+ * server, quorum, and the VRRP instances and scripts (src/ha). Plain data; times are in
  * seconds as in keepalived.conf, converted to milliseconds only where timers are set.
  */
 import type { DestConfig, FwdMethod, ServiceConfig, Timeouts } from '../core/types.js';
+import type { SyncSettings } from '../sync/ha.js';
 
 export type CheckerType = 'tcp' | 'http' | 'https' | 'udp' | 'dns' | 'misc';
 
@@ -83,17 +84,63 @@ export interface VirtualServiceConfig extends ServiceConfig {
   origin?: Origin;
 }
 
+/** A tracked interface: down means FAULT (weight 0) or the weight added to the priority. */
+export interface VrrpTrackInterface {
+  name: string;
+  weight: number;
+}
+
+/** A tracked vrrp_script, with the instance's weight override when given. */
+export interface VrrpTrackScript {
+  name: string;
+  weight?: number;
+}
+
+/** keepalived `vrrp_script NAME { ... }` / YAML `vrrp_scripts:`. Times in seconds. */
+export interface VrrpScriptConfig {
+  name: string;
+  /** The command line (split like a shell, run without one). */
+  script: string;
+  interval: number;
+  timeout: number;
+  /** 0: failure puts the tracking instances in FAULT; > 0 added while up; < 0 added while down. */
+  weight: number;
+  rise: number;
+  fall: number;
+  /** Start as failed until `rise` successes (keepalived init_fail). */
+  initFail: boolean;
+  origin?: Origin;
+}
+
 export interface VrrpInstanceConfig {
   name: string;
   state?: 'MASTER' | 'BACKUP';
   interface?: string;
   virtualRouterId?: number;
   priority?: number;
+  /** Seconds, fractions allowed (sent in centiseconds). */
   advertInt?: number;
   nopreempt?: boolean;
+  /** Seconds (keepalived preempt_delay, 0..1000). */
+  preemptDelay?: number;
+  /** Each as written: "ADDR[/LEN] [dev IF] [label L] [brd B] [scope S]". */
   virtualIpaddress: string[];
-  /** Every keyword as written, for the HA work to pick up. */
+  unicastSrcIp?: string;
+  unicastPeer?: string[];
+  trackInterface?: VrrpTrackInterface[];
+  trackScript?: VrrpTrackScript[];
+  /** tsvs's own health: while a service has no real server up, add this weight (negative). */
+  trackHealth?: { weight: number };
+  notifyMaster?: string;
+  notifyBackup?: string;
+  notifyFault?: string;
+  notifyStop?: string;
+  /** keepalived `notify`: called on every transition with GROUP|INSTANCE, name, state, priority appended. */
+  notify?: string;
+  /** Every keyword as written. */
   raw: Record<string, string[]>;
+  /** Where each key was written, for messages that name the key. */
+  at?: Record<string, Origin>;
   origin?: Origin;
 }
 
@@ -120,6 +167,10 @@ export interface TsvsConfig {
   dataplane?: string;
   api?: { listen?: string };
   vrrp: VrrpInstanceConfig[];
+  /** vrrp_script blocks, by name (tracked by vrrp instances). */
+  vrrpScripts?: VrrpScriptConfig[];
+  /** State sync between directors (src/sync): YAML `sync:`, keepalived lvs_sync_daemon. */
+  sync?: SyncSettings;
   /** Keywords parsed but not acted on (keepalived.conf), each with its place. */
   unsupported: Diagnostic[];
 }

@@ -21,8 +21,11 @@ import {
   type TsvsConfig,
   type VirtualServiceConfig,
   type VrrpInstanceConfig,
+  type VrrpScriptConfig,
 } from './model.js';
 import { validateServices } from './validate.js';
+import { validateVrrp } from './vrrp.js';
+import type { SyncSettings } from '../sync/ha.js';
 
 export const METHODS: Record<string, FwdMethod> = { nat: 'masq', masq: 'masq', dr: 'route', route: 'route', tun: 'tunnel', tunnel: 'tunnel', fullnat: 'fullnat' };
 export const SCHED_FLAGS: Record<string, number> = {
@@ -243,8 +246,12 @@ export function parseYamlConfig(text: string, file: string): TsvsConfig {
   }
   cfg.services = top.list('services', (n, path) => readService(ctx, n, path)) ?? [];
   cfg.vrrp = top.list('vrrp', (n, path) => readVrrp(ctx, n, path)) ?? [];
-  top.done(['timeouts', 'dataplane', 'api', 'services', 'vrrp']);
-  if (!ctx.diags.length) ctx.diags.push(...validateServices(cfg.services, file));
+  const scripts = top.list('vrrp_scripts', (n, path) => readVrrpScript(ctx, n, path));
+  if (scripts) cfg.vrrpScripts = scripts;
+  const sync = readSync(ctx, top);
+  if (sync) cfg.sync = sync;
+  top.done(['timeouts', 'dataplane', 'api', 'services', 'vrrp', 'vrrp_scripts', 'sync']);
+  if (!ctx.diags.length) ctx.diags.push(...validateServices(cfg.services, file), ...validateVrrp(cfg.vrrp, cfg.vrrpScripts ?? [], file));
   if (ctx.diags.length) throw new ConfigError(ctx.diags);
   return cfg;
 }
@@ -252,7 +259,7 @@ export function parseYamlConfig(text: string, file: string): TsvsConfig {
 const SERVICE_KEYS = [
   'name', 'address', 'port', 'fwmark', 'family', 'protocol', 'scheduler', 'sched_flags', 'persistence', 'one_packet', 'pe',
   'method', 'quorum', 'hysteresis', 'quorum_up', 'quorum_down', 'omega', 'alpha', 'inhibit_on_failure', 'check_defaults',
-  'sorry_server', 'real_servers', 'virtualhost',
+  'sorry_server', 'real_servers', 'virtualhost', 'proxy_protocol', 'transparent',
 ];
 
 /** Checker settings a service can give its real servers' checkers (keepalived: "the virtual server setting is the default"). */
@@ -328,6 +335,10 @@ function readService(ctx: Ctx, n: Node, path: string): VirtualServiceConfig | un
     origin: ctx.pos(n),
   };
   m.str('name');
+  // Userspace-plane options (docs/userspace.md); not expressible in ipvsadm -S rules.
+  const pp = m.oneOf('proxy_protocol', ['v1', 'v2'] as const);
+  if (pp) svc.proxyProtocol = pp;
+  if (m.bool('transparent')) svc.transparent = true;
   const qu = m.str('quorum_up');
   const qd = m.str('quorum_down');
   if (qu) svc.quorumUp = qu;
@@ -503,13 +514,32 @@ function readUrl(ctx: Ctx, m: MapReader, own: boolean): HttpUrl | undefined {
   return url;
 }
 
-const VRRP_KEYS = ['name', 'state', 'interface', 'virtual_router_id', 'priority', 'advert_int', 'nopreempt', 'virtual_ipaddress', 'unicast_peer', 'authentication'];
+const VRRP_KEYS = [
+  'name', 'state', 'interface', 'virtual_router_id', 'priority', 'advert_int', 'nopreempt', 'preempt_delay', 'virtual_ipaddress',
+  'unicast_src_ip', 'unicast_peer', 'track_interface', 'track_script', 'track_health', 'notify_master', 'notify_backup',
+  'notify_fault', 'notify_stop', 'notify', 'authentication',
+];
+
+/** A track list item: "name" or { name, weight }. */
+function readTrack(ctx: Ctx, item: Node, path: string): { name: string; weight?: number } | undefined {
+  if (isScalar(item) && typeof item.value === 'string') return { name: item.value };
+  const t = asMap(ctx, item, path);
+  if (!t) return undefined;
+  t.require('name');
+  const name = t.str('name');
+  const weight = t.int('weight', -253, 253);
+  t.done(['name', 'weight']);
+  if (!name) return undefined;
+  return weight === undefined ? { name } : { name, weight };
+}
 
 function readVrrp(ctx: Ctx, n: Node, path: string): VrrpInstanceConfig | undefined {
   const m = asMap(ctx, n, path);
   if (!m) return undefined;
+  const mark = ctx.diags.length;
   m.require('name');
-  const v: VrrpInstanceConfig = { name: m.str('name') ?? '', virtualIpaddress: [], raw: {}, origin: ctx.pos(n) };
+  const v: VrrpInstanceConfig = { name: m.str('name') ?? '', virtualIpaddress: [], raw: {}, at: {}, origin: ctx.pos(n) };
+  for (const k of VRRP_KEYS) if (m.keyNode(k)) v.at![k] = ctx.pos(m.keyNode(k));
   const state = m.oneOf('state', ['MASTER', 'BACKUP'] as const);
   if (state) v.state = state;
   const ifc = m.str('interface');
@@ -522,9 +552,32 @@ function readVrrp(ctx: Ctx, n: Node, path: string): VrrpInstanceConfig | undefin
   if (adv !== undefined) v.advertInt = adv;
   const np = m.bool('nopreempt');
   if (np !== undefined) v.nopreempt = np;
+  const pd = m.seconds('preempt_delay', 0);
+  if (pd !== undefined) v.preemptDelay = pd;
   v.virtualIpaddress = m.list('virtual_ipaddress', (it, p) => (isScalar(it) && typeof it.value === 'string' ? it.value : (ctx.error(it, p, 'expected an address like 198.18.0.1/24'), undefined))) ?? [];
-  const peers = m.list('unicast_peer', (it) => (isScalar(it) ? String(it.value) : undefined));
-  if (peers) v.raw.unicast_peer = peers;
+  const src = m.addr('unicast_src_ip');
+  if (src) v.unicastSrcIp = src;
+  const peers = m.list('unicast_peer', (it, p) => {
+    const a = isScalar(it) && typeof it.value === 'string' ? canonicalAddr(it.value) : null;
+    if (!a) ctx.error(it, p, `expected an IPv4 or IPv6 address, got ${show(isScalar(it) ? it.value : it)}`);
+    return a ?? undefined;
+  });
+  if (peers) v.unicastPeer = peers;
+  const ti = m.list('track_interface', (it, p) => readTrack(ctx, it, p));
+  if (ti) v.trackInterface = ti.map((t) => ({ name: t.name, weight: t.weight ?? 0 }));
+  const ts = m.list('track_script', (it, p) => readTrack(ctx, it, p));
+  if (ts) v.trackScript = ts;
+  const th = m.map('track_health');
+  if (th) {
+    th.require('weight');
+    const w = th.int('weight', -253, 253);
+    th.done(['weight']);
+    if (w !== undefined) v.trackHealth = { weight: w };
+  }
+  for (const [k, f] of [['notify_master', 'notifyMaster'], ['notify_backup', 'notifyBackup'], ['notify_fault', 'notifyFault'], ['notify_stop', 'notifyStop'], ['notify', 'notify']] as const) {
+    const sc = m.str(k);
+    if (sc) v[f] = sc;
+  }
   const auth = m.map('authentication');
   if (auth) {
     const t = auth.oneOf('auth_type', ['PASS', 'AH'] as const);
@@ -533,5 +586,86 @@ function readVrrp(ctx: Ctx, n: Node, path: string): VrrpInstanceConfig | undefin
     v.raw.authentication = [t ?? '', pass ?? ''];
   }
   m.done(VRRP_KEYS);
+  // Bad values name the instance too.
+  if (v.name) for (const d of ctx.diags.slice(mark)) d.message = `vrrp instance ${v.name}: ${d.message}`;
   return v;
+}
+
+const VRRP_SCRIPT_KEYS = ['name', 'script', 'interval', 'timeout', 'weight', 'rise', 'fall', 'init_fail'];
+
+function readVrrpScript(ctx: Ctx, n: Node, path: string): VrrpScriptConfig | undefined {
+  const m = asMap(ctx, n, path);
+  if (!m) return undefined;
+  m.require('name');
+  m.require('script');
+  const interval = m.seconds('interval', 0.01) ?? 1;
+  const s: VrrpScriptConfig = {
+    name: m.str('name') ?? '',
+    script: m.str('script') ?? '',
+    interval,
+    timeout: m.seconds('timeout', 0.01) ?? interval,
+    weight: m.int('weight', -253, 253) ?? 0,
+    rise: m.int('rise', 1, 1000) ?? 1,
+    fall: m.int('fall', 1, 1000) ?? 1,
+    initFail: m.bool('init_fail') ?? false,
+    origin: ctx.pos(n),
+  };
+  m.done(VRRP_SCRIPT_KEYS);
+  return s.name && s.script ? s : undefined;
+}
+
+/**
+ * `sync:` state sync between directors (src/sync): `daemon` is keepalived's
+ * lvs_sync_daemon (the IPVS sync protocol), `conntrackd` the kernel conntrack replication
+ * that tsvsd sets up and supervises for the nftables plane.
+ */
+function readSync(ctx: Ctx, top: MapReader): SyncSettings | undefined {
+  const s = top.map('sync');
+  if (!s) return undefined;
+  const out: SyncSettings = {};
+  const d = s.map('daemon');
+  if (d) {
+    const ok = d.require('interface', 'is required (the multicast interface, as lvs_sync_daemon IF)');
+    const daemon: SyncSettings['daemon'] = { mcastIfn: d.str('interface') ?? '' };
+    const instance = d.str('instance');
+    if (instance !== undefined) daemon.instance = instance;
+    const syncid = d.int('syncid', 0, 255);
+    if (syncid !== undefined) daemon.syncid = syncid;
+    const maxlen = d.int('maxlen', 1, 65535 - 20 - 8);
+    if (maxlen !== undefined) daemon.maxlen = maxlen;
+    const port = d.int('port', 1, 65535);
+    if (port !== undefined) daemon.port = port;
+    const ttl = d.int('ttl', 1, 255);
+    if (ttl !== undefined) daemon.ttl = ttl;
+    const group = d.addr('group');
+    if (group !== undefined) {
+      if (familyOf(group) === 4 ? Number(group.split('.')[0]) >>> 4 !== 0xe : !group.startsWith('ff')) ctx.error(d.node_('group'), d.sub('group'), `expected a multicast address, got "${group}"`);
+      else daemon.group = group;
+    }
+    d.done(['interface', 'instance', 'syncid', 'maxlen', 'port', 'ttl', 'group']);
+    if (ok) out.daemon = daemon;
+  }
+  const c = s.map('conntrackd');
+  if (c) {
+    let ok = c.require('interface', 'is required (the sync link)');
+    ok = c.require('address', "is required (this director's IPv4 address on the sync link)") && ok;
+    ok = c.require('peer', "is required (the other director's IPv4 address on the sync link)") && ok;
+    const ct: NonNullable<SyncSettings['conntrackd']> = { interface: c.str('interface') ?? '', address: c.addr('address') ?? '', peer: c.addr('peer') ?? '' };
+    for (const k of ['address', 'peer'] as const) {
+      if (ct[k] && familyOf(ct[k]) !== 4) {
+        ctx.error(c.node_(k), c.sub(k), 'conntrackd syncs over IPv4 here: expected an IPv4 address');
+        ok = false;
+      }
+    }
+    const port = c.int('port', 1, 65535);
+    if (port !== undefined) ct.port = port;
+    const instance = c.str('instance');
+    if (instance !== undefined) ct.instance = instance;
+    const dir = c.str('state_dir');
+    if (dir !== undefined) ct.stateDir = dir;
+    c.done(['interface', 'address', 'peer', 'port', 'instance', 'state_dir']);
+    if (ok) out.conntrackd = ct;
+  }
+  s.done(['daemon', 'conntrackd']);
+  return out;
 }

@@ -17,6 +17,8 @@ export const CONN_F_ONE_PACKET = 0x2000;
 export const CONN_F_INACTIVE = 0x0800;
 /** The director sees only client→server packets (DR/TUN). */
 export const CONN_F_NOOUTPUT = 0x0200;
+/** Entry created by the sync backup from a master's message (kernel IP_VS_CONN_F_SYNC). */
+export const CONN_F_SYNC = 0x0020;
 
 /** Template states on modern kernels (IP_VS_CTPL_S_*). */
 const TEMPLATE_STATE_NAMES = ['NONE', 'ASSURED'];

@@ -21,6 +21,12 @@ export const ERROR_CODES = {
   NOT_SUPPORTED: { message: 'Operation not supported', status: 422 },
   /** The data plane could not put the change into effect (e.g. a VIP that is not local). */
   DATAPLANE: { message: 'Data plane error', status: 422 },
+  /** --start-daemon for a state that already runs (EEXIST from ipvs_start_daemon). */
+  DAEMON_EXISTS: { message: 'Daemon has already run', status: 409 },
+  /** --stop-daemon for a state that does not run (ESRCH from ipvs_stop_daemon). */
+  NO_DAEMON: { message: 'No daemon is running', status: 404 },
+  /** strerror(ENODEV): the sync daemon's --mcast-interface does not exist. */
+  NO_DEVICE: { message: 'No such device', status: 400 },
   /** A request that does not have the shape of an operation. */
   BAD_REQUEST: { message: 'Bad request', status: 400 },
   /** No real server could be chosen for a new connection. */

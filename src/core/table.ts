@@ -5,11 +5,11 @@
  * estimator when its owner calls `tick`. The daemon and the data planes drive it.
  */
 import { familyOf, canonicalAddr, maskAddr, parseIPv4, parseIPv6 } from './addr.js';
-import { ConnTable, CONN_F_ONE_PACKET, CONN_F_NOOUTPUT, type Conn } from './conn.js';
+import { ConnTable, CONN_F_ONE_PACKET, CONN_F_NOOUTPUT, CONN_F_SYNC, CONN_F_TEMPLATE, type Conn, type ConnProtocol } from './conn.js';
 import { TsvsError } from './errors.js';
 import { RealServer, VirtualService, destId, serviceId, serviceKeyOf, serviceLabel } from './service.js';
 import { ESTIMATOR_INTERVAL_MS, StatsBlock } from './stats.js';
-import { TCP_DEFAULT_TIMEOUTS, UDP_DEFAULT_TIMEOUT, type TcpDir, type TcpFlag } from './tcpstate.js';
+import { TCP_DEFAULT_TIMEOUTS, TcpState, UDP_DEFAULT_TIMEOUT, type TcpDir, type TcpFlag } from './tcpstate.js';
 import type {
   ConnView,
   DestConfig,
@@ -59,6 +59,33 @@ export interface TableOptions {
   expireQuiescentTemplate?: boolean;
 }
 
+/**
+ * A connection entry or persistence template received from a sync master (see src/sync),
+ * in the core's terms. Templates carry the client network in `caddr` and port 0.
+ */
+export interface SyncedEntry {
+  protocol: ConnProtocol;
+  af: 4 | 6;
+  caddr: string;
+  cport: number;
+  vaddr: string;
+  vport: number;
+  daddr: string;
+  dport: number;
+  /** The service's firewall mark, 0 for address services. */
+  fwmark: number;
+  template: boolean;
+  /** TcpState for TCP, 0 otherwise; 0/1 (NONE/ASSURED) for templates. */
+  state: number;
+  /** Seconds until expiry; 0 means the protocol's timeout for the state (3 min for templates). */
+  timeout: number;
+  /** The master's NOOUTPUT flag (DR/TUN). */
+  noOutput?: boolean;
+}
+
+/** Why a synced entry could not be imported. */
+export type SyncImportMiss = 'no-service' | 'no-dest';
+
 /** A packet that may start a new connection. */
 export interface NewConnInput {
   /** The packet's protocol; defaults to the service's (fwmark services carry any). */
@@ -80,6 +107,8 @@ export class IpvsTable {
   private readonly randomU32: () => number;
   expireQuiescentTemplate: boolean;
   private lastEstimate: number;
+  /** Entries created by importSynced, by tuple, so a later message updates them. */
+  private readonly synced = new Map<string, Conn>();
 
   constructor(opts: TableOptions = {}) {
     this.now = opts.now ?? (() => performance.now());
@@ -87,7 +116,12 @@ export class IpvsTable {
     this.randomU32 = opts.randomU32 ?? (() => Math.floor(Math.random() * 0x1_0000_0000));
     this.expireQuiescentTemplate = opts.expireQuiescentTemplate ?? false;
     this.conns = new ConnTable(
-      { expired: (c) => this.emit((l) => l.connExpired?.(c)) },
+      {
+        expired: (c) => {
+          if (c.flags & CONN_F_SYNC) this.forgetSynced(c);
+          this.emit((l) => l.connExpired?.(c));
+        },
+      },
       TCP_DEFAULT_TIMEOUTS,
       UDP_DEFAULT_TIMEOUT,
     );
@@ -273,6 +307,9 @@ export class IpvsTable {
         svc.netmask = c.netmask;
         svc.ops = c.ops;
         svc.pe = c.pe;
+        // Absent: unchanged (tsvsadm -E does not know them); 'none' / false: off.
+        if (c.proxyProtocol !== undefined) svc.proxyProtocol = c.proxyProtocol === 'none' ? undefined : c.proxyProtocol;
+        if (c.transparent !== undefined) svc.transparent = c.transparent || undefined;
         if (schedChanged) {
           svc.sched.done?.();
           svc.scheduler = c.scheduler;
@@ -446,6 +483,103 @@ export class IpvsTable {
     this.totals.outbytes += bytes;
   }
 
+  // ------------------------------------------------------------------ state sync (backup side)
+
+  /** The service a synced entry belongs to (by mark, else by address, port-zero services included). */
+  syncedService(e: Pick<SyncedEntry, 'af' | 'protocol' | 'vaddr' | 'vport' | 'fwmark'>): VirtualService | undefined {
+    if (e.fwmark) return this.get({ af: e.af, protocol: 'tcp', addr: '', port: 0, fwmark: e.fwmark });
+    if (e.protocol === 'ip') return undefined;
+    return this.lookup(e.protocol, e.vaddr, e.vport);
+  }
+
+  /** The real server a synced entry names: same address and port, or (port-zero templates) same address. */
+  syncedDest(svc: VirtualService, daddr: string, dport: number): RealServer | undefined {
+    return svc.dests.find((d) => d.addr === daddr && d.port === dport) ?? svc.dests.find((d) => d.addr === daddr && dport === 0);
+  }
+
+  /**
+   * Creates or updates an entry from a sync master's message, as the kernel's backup does
+   * (ip_vs_proc_conn): flagged SYNC, with the synced state and timeout, bound to the local
+   * server with the same address, and not counted as a scheduling decision (no conns
+   * counter moves; active/inactive follow the state). A template goes into the template
+   * index, so that scheduling here honours it once this director serves. Unlike the
+   * kernel, which keeps an existing template's server, a template that now names another
+   * server is replaced: the master's latest decision wins. Entries whose service or server
+   * is not configured here are not imported; the reason is returned.
+   */
+  importSynced(e: SyncedEntry): Conn | SyncImportMiss {
+    const svc = this.syncedService(e);
+    if (!svc) return 'no-service';
+    const dest = this.syncedDest(svc, e.daddr, e.dport);
+    if (!dest) return 'no-dest';
+    const now = this.now();
+    let c: Conn | undefined;
+    if (e.template) {
+      const key = this.conns.templateKey(svc, e.caddr);
+      c = this.conns.findTemplate(key);
+      if (c && c.dest !== dest) {
+        // Connections it still controls keep it alive; new ones go to the synced server.
+        if (c.nControl > 0) this.conns.retireTemplate(c);
+        else this.conns.remove(c);
+        c = undefined;
+      }
+      if (!c) {
+        c = this.conns.createTemplate(key, svc, e.caddr, dest, now);
+        c.flags |= CONN_F_SYNC;
+      }
+      c.state = e.state === 1 ? 1 : 0;
+      c.timeoutMs = (e.timeout || 180) * 1000;
+    } else {
+      const key = syncKey(e.protocol, e.caddr, e.cport, e.vaddr, e.vport, e.fwmark);
+      c = this.synced.get(key);
+      if (c && (c.dead || c.dest !== dest)) {
+        if (!c.dead) this.conns.remove(c);
+        c = undefined;
+      }
+      if (!c) {
+        const flags = CONN_F_SYNC | (e.noOutput ? CONN_F_NOOUTPUT : 0);
+        c = this.conns.create(e.protocol, e.af, e.caddr, e.cport, e.vaddr, e.vport, dest.addr, e.dport, svc, dest, flags, now);
+        this.synced.set(key, c);
+      }
+      if (e.protocol === 'tcp') this.conns.setTcpState(c, e.state as TcpState);
+      const t = this.timeouts();
+      const stateTimeout =
+        e.protocol !== 'tcp' ? t.udp : e.state === TcpState.ESTABLISHED ? t.tcp : e.state === TcpState.FIN_WAIT ? t.tcpfin : (TCP_DEFAULT_TIMEOUTS[e.state] ?? 2);
+      c.timeoutMs = (e.timeout || stateTimeout) * 1000;
+    }
+    c.inPkts = SYNC_THRESHOLD;
+    c.expires = now + c.timeoutMs;
+    return c;
+  }
+
+  /** Entries created by importSynced that are still in the table. */
+  syncedEntries(): Conn[] {
+    const out: Conn[] = [];
+    for (const c of this.conns.all()) if (c.flags & CONN_F_SYNC) out.push(c);
+    return out;
+  }
+
+  /**
+   * Removes synced connection entries (not templates), when this director becomes master:
+   * they stand for connections of the old master, which conntrack now holds for real
+   * (nftables plane with conntrackd) or which ended with it (userspace proxy).
+   */
+  dropSyncedConns(): number {
+    let n = 0;
+    for (const c of this.syncedEntries()) {
+      if (c.flags & CONN_F_TEMPLATE) continue;
+      this.conns.remove(c);
+      this.forgetSynced(c);
+      n++;
+    }
+    return n;
+  }
+
+  private forgetSynced(c: Conn): void {
+    const key = syncKey(c.protocol, c.caddr, c.cport, c.vaddr, c.vport, c.svc.fwmark);
+    if (this.synced.get(key) === c) this.synced.delete(key);
+  }
+
   /** Removes an entry at once (e.g. its server was removed and the data plane closed it). */
   dropConn(c: Conn): void {
     this.conns.remove(c);
@@ -468,6 +602,13 @@ export class IpvsTable {
       }
     }
   }
+}
+
+/** sysctl sync_threshold: what a synced entry's packet count is set to (ip_vs_proc_conn). */
+const SYNC_THRESHOLD = 3;
+
+function syncKey(protocol: string, caddr: string, cport: number, vaddr: string, vport: number, fwmark: number): string {
+  return `${protocol}|${caddr}|${cport}|${vaddr}|${vport}|${fwmark}`;
 }
 
 // ------------------------------------------------------------------ input checks
@@ -535,7 +676,17 @@ function checkServiceConfig(raw: ServiceConfig): ServiceConfig {
   if (!key.fwmark && key.port === 0 && persistent === 0) {
     throw new TsvsError('INVALID', `${label}: port zero is only supported in persistent services`);
   }
-  return { ...key, scheduler, schedFlags: schedFlags as number, persistent: persistent as number, netmask: netmask as number, ops, pe };
+  const out: ServiceConfig = { ...key, scheduler, schedFlags: schedFlags as number, persistent: persistent as number, netmask: netmask as number, ops, pe };
+  // Userspace-plane options (never in -S output): kept only when set.
+  if (r.proxyProtocol !== undefined) {
+    if (r.proxyProtocol !== 'v1' && r.proxyProtocol !== 'v2' && r.proxyProtocol !== 'none') bad(`${label}: proxyProtocol ${JSON.stringify(r.proxyProtocol)} must be "v1", "v2" or "none"`);
+    out.proxyProtocol = r.proxyProtocol;
+  }
+  if (r.transparent !== undefined) {
+    if (typeof r.transparent !== 'boolean') bad(`${label}: transparent must be true or false`);
+    out.transparent = r.transparent;
+  }
+  return out;
 }
 
 function checkDestKey(raw: unknown, what: string): DestKey {

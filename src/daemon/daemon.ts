@@ -6,6 +6,7 @@
 import { mkdirSync, promises as fsp, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { getRequestListener } from '@hono/node-server';
@@ -13,6 +14,10 @@ import { pino, type Logger } from 'pino';
 import { createControlApp, reloadCounted } from '../api/server.js';
 import { defaultSocketPath } from '../api/socket.js';
 import { isTsvsError } from '../core/errors.js';
+import { destId, serviceLabel } from '../core/service.js';
+import type { HaTransitionHooks } from '../ha/hooks.js';
+import { VrrpSpeaker } from '../ha/speaker.js';
+import { setupSync } from '../sync/ha.js';
 import { IpvsTable } from '../core/table.js';
 import type { Op } from '../core/types.js';
 import { createDataPlane, DATAPLANE_NAMES, type DataPlaneName } from '../dataplane/index.js';
@@ -34,8 +39,15 @@ export interface DaemonOptions {
   apiPublicRead?: boolean | undefined;
   logLevel: string;
   drainMs: number;
+  /** Userspace plane worker threads (--workers N|auto); default 1. */
+  workers?: number | undefined;
   /** Where logs go; defaults to stdout. */
   logStream?: NodeJS.WritableStream;
+  /**
+   * What state sync does around VRRP transitions (src/ha/hooks.ts); the sync side passes
+   * its implementation here. Without it, transitions move only the VIPs.
+   */
+  hooks?: HaTransitionHooks | undefined;
 }
 
 export interface DaemonHandle {
@@ -47,6 +59,8 @@ export interface DaemonHandle {
   apiAddress: string | null;
   /** The --config file as running, with its health engine; null without --config. */
   config: ConfigManager | null;
+  /** The VRRP speaker when the config has vrrp instances, else null. */
+  vrrp: VrrpSpeaker | null;
   /** Re-reads --config and applies the difference (SIGHUP does this). */
   reload(): Promise<ReloadResult>;
   /** Drains and stops everything; resolves when done. */
@@ -60,7 +74,8 @@ and serves the control API that tsvsadm, tsvs and the dashboard use.
 
 Options:
   --config FILE         the configuration: tsvs YAML or keepalived.conf (services,
-                        real servers, health checks; SIGHUP reloads it as a diff),
+                        real servers, health checks, VRRP instances (needs root);
+                        SIGHUP reloads it as a diff),
                         or ipvsadm rules (ipvsadm -S format, loaded when there is
                         no saved state); the format is detected from the file
   --state FILE          the live table, saved atomically after every change and
@@ -76,6 +91,8 @@ Options:
   --api-public-read     with a token, let reads (GET routes, /metrics, the
                         dashboard) through without it; changes still need it
   --drain-timeout SECS  on SIGTERM, wait this long for open connections (default 10)
+  --workers N|auto      userspace plane: N threads carry TCP on SO_REUSEPORT
+                        listeners, one scheduler (default 1; auto = one per core)
   --log-level LEVEL     trace, debug, info (default), warn, error
   -h, --help            this text
   -v, --version         print the version
@@ -95,6 +112,7 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
       'api-token-file': { type: 'string' },
       'api-public-read': { type: 'boolean' },
       'drain-timeout': { type: 'string' },
+      workers: { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
@@ -114,6 +132,9 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
   const drain = values['drain-timeout'] === undefined ? 10 : Number(values['drain-timeout']);
   if (!Number.isFinite(drain) || drain < 0) throw new Error(`--drain-timeout "${values['drain-timeout']}": must be a number of seconds >= 0`);
   if (values.api !== undefined) parseHostPort(values.api);
+  const workers = values.workers === undefined ? 1 : values.workers === 'auto' ? availableParallelism() : Number(values.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new Error(`--workers "${values.workers}": must be a number from 1 to 256, or auto`);
+  if (workers > 1 && dataplane !== 'userspace') throw new Error('--workers applies to the userspace data plane only (the nftables plane carries packets in the kernel)');
   let apiToken = process.env.TSVS_API_TOKEN || undefined;
   if (values['api-token-file']) {
     apiToken = readFileSync(values['api-token-file'], 'utf8').trim();
@@ -129,6 +150,7 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
     apiPublicRead: values['api-public-read'],
     logLevel: level,
     drainMs: drain * 1000,
+    workers,
   };
 }
 
@@ -172,6 +194,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   const table = new IpvsTable();
   const dataplane = await createDataPlane(opts.dataplane, {
     log: (level, msg, fields) => log[level]({ ...fields, component: opts.dataplane }, msg),
+    workers: opts.workers,
   });
   const store = opts.state ? new StateStore(opts.state) : null;
   const director = new Director(table, dataplane, store, log);
@@ -188,6 +211,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
       await director.stop(0);
       // Every error of the file, one "file:line:column: message" per line.
       throw new Error(isTsvsError(e) ? `invalid configuration:\n${e.detail}` : (e as Error).message);
+    }
+    // VRRP needs raw sockets: refuse to start rather than run without failover.
+    const n = loaded.config.vrrp.length;
+    const problem = n ? VrrpSpeaker.problem() : null;
+    if (problem) {
+      await director.stop(0);
+      throw new Error(`VRRP cannot run, so tsvsd will not start (${opts.config} configures ${n} vrrp instance(s)): ${problem}`);
+    }
+    const nonlocal = n && dataplane.name === 'userspace' ? vipBindProblem(loaded.config) : null;
+    if (nonlocal) {
+      await director.stop(0);
+      throw new Error(nonlocal);
     }
   }
   let initial: Op[] = [];
@@ -222,20 +257,81 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     }
   }
 
+  // State sync (src/sync): the config's sync daemons and conntrackd, and the VRRP hooks.
+  const sync = await setupSync({
+    table,
+    dataplane,
+    log: (level, msg, fields) => log[level]({ ...fields, component: 'sync' }, msg),
+    settings: loaded?.config.sync,
+    vrids: new Map((loaded?.config.vrrp ?? []).map((v) => [v.name, v.virtualRouterId ?? 0])),
+    socketPath: opts.socket,
+  }).catch(async (e: unknown) => {
+    await manager?.stop();
+    await director.stop(0);
+    throw new Error(`cannot start state sync: ${isTsvsError(e) ? e.detail : (e as Error).message}`);
+  });
+
+  // VRRP, once the table is in place: a director that becomes master serves at once.
+  let vrrp: VrrpSpeaker | null = null;
+  const vrrpDeps = {
+    log,
+    hooks: opts.hooks ?? sync.hooks,
+    healthDown: () => {
+      const cur = manager?.current;
+      if (!cur || !manager) return [];
+      return cur.services
+        .filter((s) => s.realServers.length > 0 && s.realServers.every((rs) => manager.engine.get(s, destId(rs)).state === 'down'))
+        .map((s) => serviceLabel(s));
+    },
+  };
+  if (loaded?.config.vrrp.length) {
+    vrrp = new VrrpSpeaker(vrrpDeps);
+    try {
+      await vrrp.start(loaded.config.vrrp, loaded.config.vrrpScripts ?? []);
+    } catch (e) {
+      await vrrp.stop();
+      await sync.stop();
+      await manager?.stop();
+      await director.stop(0);
+      throw new Error(`cannot start VRRP: ${isTsvsError(e) ? e.detail : (e as Error).message}`);
+    }
+  }
+
   const reload = async (): Promise<ReloadResult> => {
     if (!manager) {
       log.warn('reload: tsvsd was started without --config; nothing to reload, the table is unchanged');
       return { ok: false, changes: [], error: 'tsvsd was started without --config' };
     }
-    return manager.reload();
+    const res = await manager.reload();
+    if (!res.ok || !manager.current) return res;
+    // VRRP follows the file too: instances added, removed, restarted or updated in place.
+    const cur = manager.current;
+    try {
+      if (vrrp) res.changes.push(...(await vrrp.reload(cur.vrrp, cur.vrrpScripts ?? [])));
+      else if (cur.vrrp.length) {
+        const problem = VrrpSpeaker.problem();
+        if (problem) throw new Error(`VRRP cannot run: ${problem}`);
+        vrrp = new VrrpSpeaker(vrrpDeps);
+        await vrrp.start(cur.vrrp, cur.vrrpScripts ?? []);
+        res.changes.push(`vrrp: started ${cur.vrrp.length} instance(s)`);
+      }
+    } catch (e) {
+      const why = isTsvsError(e) ? e.detail : (e as Error).message;
+      log.error({ component: 'vrrp', err: why }, `reload: VRRP change not applied: ${why}`);
+      return { ok: false, changes: res.changes, error: why };
+    }
+    return res;
   };
+  const vrrpSource = { status: () => (vrrp ? vrrp.status() : { configured: false, instances: [] }) };
   // Health and reload for the API (POST /v1/reload), when there is a config to follow.
-  const configApi = manager ? { health: manager.engine, reload } : {};
+  const configApi = manager ? { health: manager.engine, reload, vrrp: vrrpSource, sync: sync.manager } : { vrrp: vrrpSource, sync: sync.manager };
   const app = createControlApp(director, configApi);
   const control = createServer(getRequestListener(app.fetch));
   try {
     await listenControlSocket(control, opts.socket);
   } catch (e) {
+    await vrrp?.stop();
+    await sync.stop();
     await manager?.stop();
     await director.stop(0);
     throw e;
@@ -255,6 +351,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     } catch (e) {
       // Leave nothing behind, so that the caller may retry (tsvs demo falls back to a free port).
       control.close();
+      await vrrp?.stop();
+      await sync.stop();
       await manager?.stop();
       await director.stop(0);
       await fsp.rm(opts.socket, { force: true });
@@ -268,18 +366,54 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
+      // Priority 0 first, so the backup takes over after Skew_Time while we drain.
+      await vrrp?.stop();
       log.info({ drainMs: opts.drainMs }, 'draining');
       control.close();
       apiServer?.close();
       await manager?.stop();
       await director.stop(opts.drainMs);
+      await sync.stop();
       control.closeAllConnections();
       apiServer?.closeAllConnections();
       await fsp.rm(opts.socket, { force: true });
       log.info('stopped');
     })());
 
-  return { director, table, log, socketPath: opts.socket, apiAddress, config: manager, reload, stop };
+  return {
+    director,
+    table,
+    log,
+    socketPath: opts.socket,
+    apiAddress,
+    config: manager,
+    get vrrp() {
+      return vrrp;
+    },
+    reload,
+    stop,
+  };
+}
+
+/**
+ * The userspace plane binds each service address. A VRRP backup does not hold its VIPs yet,
+ * so that bind fails unless the kernel allows non-local binds (as for haproxy + keepalived).
+ */
+function vipBindProblem(cfg: LoadedConfig['config']): string | null {
+  const vips = new Set(cfg.vrrp.flatMap((v) => v.virtualIpaddress.map((t) => t.trim().split(/[\s/]/)[0]!)));
+  const svc = cfg.services.find((s) => !s.fwmark && vips.has(s.addr));
+  if (!svc) return null;
+  let v = '';
+  try {
+    v = readFileSync('/proc/sys/net/ipv4/ip_nonlocal_bind', 'utf8').trim();
+  } catch {
+    return null;
+  }
+  if (v === '1') return null;
+  return (
+    `service ${svc.addr}:${svc.port} is on a VRRP virtual address: with the userspace data plane a backup director must bind it before it holds it, ` +
+    'which needs net.ipv4.ip_nonlocal_bind=1 (sysctl -w net.ipv4.ip_nonlocal_bind=1, as for haproxy with keepalived), or use --dataplane nftables'
+  );
 }
 
 /** The tsvsd command line. Resolves with the exit code once the daemon has stopped. */

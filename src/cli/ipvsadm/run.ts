@@ -11,9 +11,10 @@
  *   working, and says what it really is inside the parentheses:
  *   `ipvsadm v1.31 2019/12/24 (tsvsadm 0.1.0, compatible with IPVS v1.2.1)`.
  *   -h starts with the same line; the rest of the usage text is ipvsadm's.
- * - --start-daemon / --stop-daemon are parsed and checked like ipvsadm, then refused on
- *   stderr with exit 255 (ipvsadm's status for a refusal by the kernel): connection sync
- *   is configured in tsvsd. -L --daemon lists what the daemon reports.
+ * - --start-daemon / --stop-daemon are parsed and checked like ipvsadm, then start or stop
+ *   tsvsd's sync daemon through the API (src/sync); a refusal prints the kernel's message
+ *   with exit 255. -L --daemon lists what the daemon reports. In -R input they run after
+ *   the table's lines are applied.
  * - -R parses every line before applying anything and then applies all of them in one
  *   atomic api.apply call. That is stricter than ipvsadm, which applies line by line and
  *   stops at the first failure with the earlier lines in effect.
@@ -172,7 +173,7 @@ export function usageText(p: string): string {
 
 /** What tsvsadm says to --start-daemon / --stop-daemon. */
 export const SYNC_DAEMON_MESSAGE =
-  'Connection sync daemons are not available in tsvsadm: connection sync is configured in tsvsd (not yet available)\n';
+  'Connection sync daemons cannot be managed through this control API client\n';
 
 // ---------------------------------------------------------------------------------------
 // The system resolver
@@ -293,8 +294,7 @@ export async function runIpvsadm(argv: string[], io: IpvsadmIO, api: ControlApi)
       return 0;
     case 'start-daemon':
     case 'stop-daemon':
-      io.stderr(SYNC_DAEMON_MESSAGE);
-      return 255;
+      return syncDaemon(cmd, io, api);
     case 'apply':
       return applyOps([cmd.op], io, api);
     case 'restore':
@@ -302,6 +302,29 @@ export async function runIpvsadm(argv: string[], io: IpvsadmIO, api: ControlApi)
     case 'save':
     case 'list':
       return list(cmd, io, api, resolver);
+  }
+}
+
+/**
+ * --start-daemon / --stop-daemon through the API: exit 0, or the kernel's message for the
+ * refusal ("Daemon has already run", "No daemon is running", "No such device") and 255, as
+ * ipvsadm exits when libipvs returns -1. An API client without sync declines as before.
+ */
+async function syncDaemon(cmd: Extract<Command, { cmd: 'start-daemon' | 'stop-daemon' }>, io: IpvsadmIO, api: ControlApi): Promise<number> {
+  const call =
+    cmd.cmd === 'start-daemon'
+      ? api.startSyncDaemon && (() => api.startSyncDaemon!({ ...cmd.daemon }))
+      : api.stopSyncDaemon && (() => api.stopSyncDaemon!(cmd.daemon.state));
+  if (!call) {
+    io.stderr(SYNC_DAEMON_MESSAGE);
+    return 255;
+  }
+  try {
+    await call();
+    return 0;
+  } catch (e) {
+    io.stderr(errorText(e));
+    return 255;
   }
 }
 
@@ -319,6 +342,7 @@ async function applyOps(ops: Op[], io: IpvsadmIO, api: ControlApi): Promise<numb
 async function restore(io: IpvsadmIO, api: ControlApi, env: ParseEnv): Promise<number> {
   const input = await io.readStdin();
   const ops: Op[] = [];
+  const daemons: Array<Extract<Command, { cmd: 'start-daemon' | 'stop-daemon' }>> = [];
   const lines = input.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!.trim();
@@ -340,15 +364,23 @@ async function restore(io: IpvsadmIO, api: ControlApi, env: ParseEnv): Promise<n
         return 255;
       case 'start-daemon':
       case 'stop-daemon':
-        io.stderr(SYNC_DAEMON_MESSAGE);
-        return 255;
+        daemons.push(c);
+        break;
       default:
         io.stderr(`${env.progName}: -R: line ${i + 1}: only commands that change the table can be restored\n`);
         return 2;
     }
   }
-  if (ops.length === 0) return 0;
-  return applyOps(ops, io, api);
+  if (ops.length) {
+    const code = await applyOps(ops, io, api);
+    if (code) return code;
+  }
+  // Sync daemon lines run after the table is in place, in their order.
+  for (const d of daemons) {
+    const code = await syncDaemon(d, io, api);
+    if (code) return code;
+  }
+  return 0;
 }
 
 async function list(
