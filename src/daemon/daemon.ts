@@ -311,8 +311,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
       else if (cur.vrrp.length) {
         const problem = VrrpSpeaker.problem();
         if (problem) throw new Error(`VRRP cannot run: ${problem}`);
-        vrrp = new VrrpSpeaker(vrrpDeps);
-        await vrrp.start(cur.vrrp, cur.vrrpScripts ?? []);
+        const sp = new VrrpSpeaker(vrrpDeps);
+        try {
+          await sp.start(cur.vrrp, cur.vrrpScripts ?? []);
+        } catch (e) {
+          // A half-started speaker holds sockets, timers and scripts: release them, retry on the next reload.
+          await sp.stop();
+          throw e;
+        }
+        vrrp = sp;
         res.changes.push(`vrrp: started ${cur.vrrp.length} instance(s)`);
       }
     } catch (e) {

@@ -378,6 +378,8 @@ export class VrrpSpeaker implements VrrpSource {
       this.log.warn({ component: 'vrrp', err: (e as Error).message }, 'VRRP: cannot read links');
       return;
     }
+    // stop() may have run while `ip` did: do not reopen the sockets it closed.
+    if (this.stopped) return;
     for (const run of this.runs.values()) {
       // A socket closed by an error is opened again (open() is a no-op while it lives).
       const link = this.links.get(run.r.iface);

@@ -182,6 +182,7 @@ export class ConntrackdSupervisor {
     const problem = conntrackdProblem();
     if (problem) throw new TsvsError('NOT_SUPPORTED', `sync.conntrackd is configured but ${problem}`, `Connection state sync needs conntrackd: ${problem}`);
     const p = this.paths;
+    this.stopping = false;
     mkdirSync(p.dir, { recursive: true, mode: 0o700 });
     const tmp = `${p.conf}.tmp`;
     writeFileSync(tmp, renderConntrackdConf(this.settings, p), { mode: 0o600 });
@@ -202,8 +203,12 @@ export class ConntrackdSupervisor {
     if (this.restartTimer) clearTimeout(this.restartTimer);
     const c = this.child;
     this.child = null;
-    if (c && c.exitCode === null && c.signalCode === null) {
-      const gone = new Promise<void>((r) => c.once('exit', () => r()));
+    // A child that never started (spawn 'error', no pid) has no 'exit' to wait for.
+    if (c && c.pid !== undefined && c.exitCode === null && c.signalCode === null) {
+      const gone = new Promise<void>((r) => {
+        c.once('exit', () => r());
+        c.once('error', () => r());
+      });
       c.kill('SIGTERM');
       const t = setTimeout(() => c.kill('SIGKILL'), 2000);
       await gone;

@@ -71,10 +71,15 @@ export async function openMasterSocket(p: SocketParams, onError: (e: Error) => v
   const local = interfaceAddress(p.ifname, v6 ? 6 : 4);
   const s = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4' });
   s.on('error', onError);
-  await bindSocket(s, 0, local);
-  s.setMulticastInterface(v6 ? `::%${p.ifname}` : local);
-  s.setMulticastTTL(p.ttl);
-  s.setMulticastLoopback(false);
+  try {
+    await bindSocket(s, 0, local);
+    s.setMulticastInterface(v6 ? `::%${p.ifname}` : local);
+    s.setMulticastTTL(p.ttl);
+    s.setMulticastLoopback(false);
+  } catch (e) {
+    s.close();
+    throw e;
+  }
   return {
     send: (msg) => s.send(msg, p.port, p.group, (e) => e && onError(e)),
     close: closer(s),
@@ -89,8 +94,13 @@ export async function openBackupSocket(p: SocketParams, onMessage: (msg: Buffer)
   s.on('message', (m) => onMessage(m));
   s.on('error', onError);
   // Bound to the group (as the kernel's receive socket is), so unicast to the port is not taken.
-  await bindSocket(s, p.port, p.group);
-  s.addMembership(p.group, v6 ? `::%${p.ifname}` : local);
+  try {
+    await bindSocket(s, p.port, p.group);
+    s.addMembership(p.group, v6 ? `::%${p.ifname}` : local);
+  } catch (e) {
+    s.close();
+    throw e;
+  }
   try {
     // Room for a burst of messages while entries are imported (the kernel caps it at rmem_max).
     s.setRecvBufferSize(4 * 1024 * 1024);

@@ -209,11 +209,15 @@ export class NftablesDataPlane implements DataPlane {
     this.events = null;
     await this.nfq?.stop();
     await this.enqueue(async () => {
+      // An applyModel that was already running when stop() began may have (re)started these.
+      await this.nfq?.stop();
+      this.events?.stop();
+      this.events = null;
       await nftApply(this.run, { nftables: [...removal().nftables, ...this.dr.removal()] }, 'remove tables');
       this.applied = null;
       this.appliedJson = '';
     });
-    this.opts.log('info', 'nftables tables ip tsvs and ip6 tsvs removed');
+    this.opts.log('info', 'nftables tables ip tsvs, ip6 tsvs and netdev tsvs removed');
   }
 
   // ------------------------------------------------------------------ checks
@@ -374,6 +378,8 @@ export class NftablesDataPlane implements DataPlane {
   }
 
   private async applyModel(model: NftModel, why: string): Promise<void> {
+    // After stop(): a read-back round or a late commit must not put the tables back.
+    if (this.stopped) return;
     const dr = await this.dr.plan(model, this.table);
     const next = compile(dr.nat);
     const json = JSON.stringify(next);
@@ -404,7 +410,7 @@ export class NftablesDataPlane implements DataPlane {
         this.nfqPending.delete(f);
       } catch (e) {
         throw dataplaneError(
-          `could not add the NFQUEUE rule to ${f} ${TABLE} ${NFQ_CHAIN}: ${(e as Error).message}; the kernel needs nft_compat and xt_NFQUEUE (modprobe nft_compat xt_NFQUEUE). Until then new connections of lc/wlc/... services are scheduled round robin by the fallback rule`,
+          `could not add the NFQUEUE rule to ${f} ${TABLE} ${NFQ_CHAIN}: ${(e as Error).message}; the kernel needs nft_compat and xt_NFQUEUE (modprobe nft_compat xt_NFQUEUE); the change is not applied`,
         );
       }
     }
@@ -498,9 +504,12 @@ export class NftablesDataPlane implements DataPlane {
       }
       if (p.protocol === 'tcp') t.tcpEvent(c, 'input', 'syn');
       else t.datagram(c);
-      this.mirrored.set(key, c);
-      this.queuedAt.set(key, t.now());
-      this.touched.set(key, { at: t.now(), destroyed: false });
+      // Without conntrack nothing ever prunes these maps (the read-back does): the core's own expiry ends the connection.
+      if (this.conntrackOk) {
+        this.mirrored.set(key, c);
+        this.queuedAt.set(key, t.now());
+        this.touched.set(key, { at: t.now(), destroyed: false });
+      }
       return mark;
     });
   }
@@ -549,11 +558,6 @@ export class NftablesDataPlane implements DataPlane {
   // ------------------------------------------------------------------ read-back
 
   /**
-   * One read-back round: counters, conntrack entries, persistence entries. Resolves when
-   * the table reflects the kernel as of this call (a round already running is followed by
-   * a new one), so tests and `view()` callers can wait for current numbers.
-   */
-  /**
    * State sync (src/sync), backup side: puts persistence entries synced from the master
    * into the kernel's per-server sets, so that clients keep their server after a failover;
    * the read-back then lists them as templates.
@@ -571,7 +575,9 @@ export class NftablesDataPlane implements DataPlane {
         continue;
       }
       const elem = [{ elem: { val: e.addr, timeout: Math.min(e.timeout, e.svc.persistent) } }];
-      nftables.push({ add: { element: { family: e.svc.af === 6 ? 'ip6' : 'ip', table: 'tsvs', name: persistSet(mark, e.svc), elem } } });
+      // A DR (-g) server's persistence set is in `netdev tsvs` (dr.ts), not in ip/ip6 tsvs.
+      const family = e.dest.fwd === 'route' ? 'netdev' : e.svc.af === 6 ? 'ip6' : 'ip';
+      nftables.push({ add: { element: { family, table: 'tsvs', name: persistSet(mark, e.svc), elem } } });
     }
     if (nftables.length) await this.enqueue(() => nftApply(this.run, { nftables }, 'synced persistence entries'));
   }
@@ -580,6 +586,11 @@ export class NftablesDataPlane implements DataPlane {
     return this.poll();
   }
 
+  /**
+   * One read-back round: counters, conntrack entries, persistence entries. Resolves when
+   * the table reflects the kernel as of this call (a round already running is followed by
+   * a new one), so tests and `view()` callers can wait for current numbers.
+   */
   poll(): Promise<void> {
     const next = (this.pollRun ?? Promise.resolve()).then(() => this.pollOnce());
     this.pollRun = next.finally(() => {
@@ -600,17 +611,17 @@ export class NftablesDataPlane implements DataPlane {
       const persist = await this.readPersistence();
       if (this.stopped) return;
       this.applyPersistence(persist);
+      // Queue-scheduled connections change OVERLOAD between rounds, and a queue reader that
+      // died is restarted by applying the model: recompile (a no-op when nothing changed).
+      let recompile = this.table.list().some((s) => QUEUE_SCHEDULERS.has(s.scheduler));
       if (this.conntrackOk) {
         const snapshotAt = this.table.now();
         const entries = await conntrackDump(this.run);
         if (this.stopped) return;
-        const queued = this.table.list().some((s) => QUEUE_SCHEDULERS.has(s.scheduler));
-        // Queue-scheduled connections change OVERLOAD between rounds too: recompile (a no-op when unchanged).
-        if ((await this.applyConntrack(entries, snapshotAt)) || queued) {
-          // A threshold was crossed: the rules must skip (or take back) that server.
-          await this.enqueue(() => this.applyModel(this.modelFromTable(), 'threshold'));
-        }
+        // true: a threshold was crossed, so the rules must skip (or take back) that server.
+        if (await this.applyConntrack(entries, snapshotAt)) recompile = true;
       }
+      if (recompile && !this.stopped) await this.enqueue(() => this.applyModel(this.modelFromTable(), 'threshold'));
     } catch (e) {
       this.opts.log('warn', 'nftables read-back failed', { err: (e as Error).message });
     }
@@ -623,6 +634,8 @@ export class NftablesDataPlane implements DataPlane {
       // Queue-scheduled services keep their templates in the core table (decide), not in sets.
       if (!svc.persistent || QUEUE_SCHEDULERS.has(svc.scheduler)) continue;
       for (const dest of svc.dests) {
+        // A DR server's set lives in netdev tsvs and is not listed (docs/forwarding.md).
+        if (dest.fwd === 'route') continue;
         const mark = this.marks.get(`${svc.id}|${dest.id}`);
         if (mark !== undefined) owners.set(persistSet(mark, svc), { svc, dest, family: svc.af === 6 ? 'ip6' : 'ip' });
       }

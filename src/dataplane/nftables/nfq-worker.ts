@@ -42,68 +42,73 @@ function main(): void {
   let batch = 0;
   let stats = { packets: 0, marked: 0, late: 0, batches: 0, waitUs: 0 };
   let lastStats = Date.now();
-  while (Atomics.load(ctrl, CTRL_STOP) === 0) {
-    const pkts: QueuedPacket[] = [];
-    const plain: number[] = [];
-    let n: number;
-    try {
-      // One blocking read, then whatever else is waiting (each packet is its own datagram),
-      // so that a burst of new connections costs one question to the main thread.
-      n = sock.recv(buf);
-      for (let got = n; got > 0 && pkts.length < MAX_BATCH; got = sock.recv(buf, true)) {
-        for (const m of parseMessages(buf.subarray(0, got))) {
-          const p = parseQueuedPacket(m);
-          if (!p) continue;
-          if ('caddr' in p && pkts.length < MAX_BATCH) pkts.push(p);
-          else plain.push(p.id);
-        }
-      }
-    } catch (e) {
-      post({ kind: 'error', message: (e as Error).message, errno: e instanceof SysError ? e.errno : 0 });
-      break;
-    }
-    if (n > 0) {
-      const out: Buffer[] = plain.map((id) => nfqVerdict(cfg.queue, id, null, seq++));
-      if (pkts.length) {
-        batch = (batch + 1) & 0x3fffffff;
-        post({ kind: 'decide', batch, deadline: Date.now() + cfg.timeoutMs, pkts });
-        const until = Date.now() + cfg.timeoutMs;
-        const t0 = process.hrtime.bigint();
-        let answered = Atomics.load(ctrl, CTRL_ANSWERED) === batch;
-        while (!answered) {
-          const left = until - Date.now();
-          if (left <= 0) break;
-          Atomics.wait(ctrl, CTRL_ANSWERED, Atomics.load(ctrl, CTRL_ANSWERED), left);
-          answered = Atomics.load(ctrl, CTRL_ANSWERED) === batch;
-        }
-        stats.packets += pkts.length;
-        stats.batches++;
-        stats.waitUs += Number((process.hrtime.bigint() - t0) / 1000n);
-        if (!answered) stats.late += pkts.length;
-        for (let i = 0; i < pkts.length; i++) {
-          const mark = answered ? marks[i]! : 0;
-          if (mark) stats.marked++;
-          out.push(nfqVerdict(cfg.queue, pkts[i]!.id, mark || null, seq++));
-        }
-      }
+  // Whatever ends the loop (stop, an error, an exception), the queue is released: a socket
+  // left open would keep it bound, and new first packets would wait for a reader that is gone.
+  try {
+    while (Atomics.load(ctrl, CTRL_STOP) === 0) {
+      const pkts: QueuedPacket[] = [];
+      const plain: number[] = [];
+      let n: number;
       try {
-        if (out.length) sock.send(Buffer.concat(out));
+        // One blocking read, then whatever else is waiting (each packet is its own datagram),
+        // so that a burst of new connections costs one question to the main thread.
+        n = sock.recv(buf);
+        for (let got = n; got > 0 && pkts.length < MAX_BATCH; got = sock.recv(buf, true)) {
+          for (const m of parseMessages(buf.subarray(0, got))) {
+            const p = parseQueuedPacket(m);
+            if (!p) continue;
+            if ('caddr' in p && pkts.length < MAX_BATCH) pkts.push(p);
+            else plain.push(p.id);
+          }
+        }
       } catch (e) {
         post({ kind: 'error', message: (e as Error).message, errno: e instanceof SysError ? e.errno : 0 });
+        break;
+      }
+      if (n > 0) {
+        const out: Buffer[] = plain.map((id) => nfqVerdict(cfg.queue, id, null, seq++));
+        if (pkts.length) {
+          batch = (batch + 1) & 0x3fffffff;
+          post({ kind: 'decide', batch, deadline: Date.now() + cfg.timeoutMs, pkts });
+          const until = Date.now() + cfg.timeoutMs;
+          const t0 = process.hrtime.bigint();
+          let answered = Atomics.load(ctrl, CTRL_ANSWERED) === batch;
+          while (!answered) {
+            const left = until - Date.now();
+            if (left <= 0) break;
+            Atomics.wait(ctrl, CTRL_ANSWERED, Atomics.load(ctrl, CTRL_ANSWERED), left);
+            answered = Atomics.load(ctrl, CTRL_ANSWERED) === batch;
+          }
+          stats.packets += pkts.length;
+          stats.batches++;
+          stats.waitUs += Number((process.hrtime.bigint() - t0) / 1000n);
+          if (!answered) stats.late += pkts.length;
+          for (let i = 0; i < pkts.length; i++) {
+            const mark = answered ? marks[i]! : 0;
+            if (mark) stats.marked++;
+            out.push(nfqVerdict(cfg.queue, pkts[i]!.id, mark || null, seq++));
+          }
+        }
+        try {
+          if (out.length) sock.send(Buffer.concat(out));
+        } catch (e) {
+          post({ kind: 'error', message: (e as Error).message, errno: e instanceof SysError ? e.errno : 0 });
+        }
+      }
+      if (Date.now() - lastStats >= 1000 && stats.packets) {
+        post({ kind: 'stats', ...stats });
+        stats = { packets: 0, marked: 0, late: 0, batches: 0, waitUs: 0 };
+        lastStats = Date.now();
       }
     }
-    if (Date.now() - lastStats >= 1000 && stats.packets) {
-      post({ kind: 'stats', ...stats });
-      stats = { packets: 0, marked: 0, late: 0, batches: 0, waitUs: 0 };
-      lastStats = Date.now();
+  } finally {
+    try {
+      sock.send(nfqCommand(cfg.queue, NFQNL_CFG_CMD_UNBIND, seq++));
+    } catch {
+      /* closing releases the queue anyway */
     }
+    sock.close();
   }
-  try {
-    sock.send(nfqCommand(cfg.queue, NFQNL_CFG_CMD_UNBIND, seq++));
-  } catch {
-    /* closing releases the queue anyway */
-  }
-  sock.close();
   post({ kind: 'stopped' });
 }
 

@@ -58,6 +58,8 @@ export class WorkerPool {
   private nextCid = 1;
   private nextReq = 1;
   private stopping = false;
+  /** Workers that exited: no new listeners go to them (they would never answer). */
+  private readonly exited = new Set<number>();
   /** Clients each worker asked a real server for, since start. */
   readonly accepted: number[];
 
@@ -81,9 +83,13 @@ export class WorkerPool {
       ready.push(
         new Promise<void>((resolve, reject) => {
           const timer = setTimeout(() => reject(new Error(`userspace worker ${i} did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
+          // A failed start must not hold the process for the rest of the timeout.
+          timer.unref();
           const onBatch = (batch: UpMsg[]) => {
             if (batch.some((m) => m[0] === 'ready')) {
               clearTimeout(timer);
+              // Off the hot path: every later batch goes to onBatch(i) only.
+              w.off('message', onBatch);
               resolve();
             }
           };
@@ -124,8 +130,10 @@ export class WorkerPool {
    */
   async listen(k: ServiceKey, sid: string): Promise<WorkerTcpListener> {
     const fds: number[] = [];
+    const live = this.workers.map((_, i) => i).filter((i) => !this.exited.has(i));
+    if (!live.length) throw bindError(k, Object.assign(new Error('no userspace worker is running'), { code: 'ESRCH' }));
     try {
-      for (let i = 0; i < this.size; i++) fds.push(reusePortSocket(k.addr, k.port));
+      for (let j = 0; j < live.length; j++) fds.push(reusePortSocket(k.addr, k.port));
     } catch (e) {
       for (const fd of fds) closeFd(fd);
       throw bindError(k, e);
@@ -135,11 +143,11 @@ export class WorkerPool {
     const svc = { id: sid, label: sid, addr: k.addr, port: k.port };
     const results = await Promise.all(
       fds.map(
-        (fd, i) =>
+        (fd, j) =>
           new Promise<string | null>((resolve) => {
             const req = this.nextReq++;
             this.acks.set(req, resolve);
-            this.send(i, { t: 'listen', req, sid, fd, svc });
+            this.send(live[j]!, { t: 'listen', req, sid, fd, svc });
           }),
       ),
     );
@@ -236,6 +244,7 @@ export class WorkerPool {
   }
 
   private onExit(wi: number, code: number): void {
+    this.exited.add(wi);
     if (!this.stopping) this.ctx.log('error', `userspace worker ${wi} exited (code ${code}); its connections are gone`, { worker: wi, code });
     for (const [cid, c] of [...this.conns]) {
       const h = c.handle;
