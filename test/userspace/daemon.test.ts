@@ -48,6 +48,9 @@ describe('tsvsd --workers', () => {
     const held: EchoConn[] = [];
     for (let i = 0; i < 6; i++) held.push(await openEcho('127.0.0.1', port));
     const exit = d.kill('SIGTERM');
+    // Probe only once the drain has counted: a probe that lands before SIGTERM is handled
+    // is a seventh connection.
+    await waitFor(() => /draining \d+ open connection/.test(d.logs()), 5000, 'the drain to start');
     await waitFor(() => refused('127.0.0.1', port), 5000, 'the listeners to close');
     for (const c of held) assert.equal(String(await c.echo('draining')), 'draining');
     for (const c of held) await c.end();
