@@ -30,6 +30,11 @@ const NEW_CONN_TIMEOUT_MS = 3_000;
 
 export type ConnProtocol = 'tcp' | 'udp' | 'sctp' | 'ip';
 
+/** The timeouts after ipvsadm --set `t` on `cur`: a 0 in `t` leaves that value as it is. */
+export function mergeTimeouts(cur: Timeouts, t: Timeouts): Timeouts {
+  return { tcp: t.tcp || cur.tcp, tcpfin: t.tcpfin || cur.tcpfin, udp: t.udp || cur.udp };
+}
+
 export class Conn {
   flags: number;
   /** TcpState for TCP; 0 for UDP/SCTP; 0 (NONE) / 1 (ASSURED) for templates. */
@@ -113,9 +118,10 @@ export class ConnTable {
 
   /** ipvsadm --set: tcp = ESTABLISHED, tcpfin = FIN_WAIT, udp = UDP; 0 leaves a value unchanged. */
   setTimeouts(t: Timeouts): void {
-    if (t.tcp) this.tcpTimeoutsMs[TcpState.ESTABLISHED] = t.tcp * 1000;
-    if (t.tcpfin) this.tcpTimeoutsMs[TcpState.FIN_WAIT] = t.tcpfin * 1000;
-    if (t.udp) this.udpTimeoutMs = t.udp * 1000;
+    const m = mergeTimeouts(this.timeouts(), t);
+    this.tcpTimeoutsMs[TcpState.ESTABLISHED] = m.tcp * 1000;
+    this.tcpTimeoutsMs[TcpState.FIN_WAIT] = m.tcpfin * 1000;
+    this.udpTimeoutMs = m.udp * 1000;
   }
 
   timeouts(): Timeouts {

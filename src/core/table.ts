@@ -5,7 +5,7 @@
  * estimator when its owner calls `tick`. The daemon and the data planes drive it.
  */
 import { familyOf, canonicalAddr, maskAddr, parseIPv4, parseIPv6 } from './addr.js';
-import { ConnTable, CONN_F_ONE_PACKET, CONN_F_NOOUTPUT, CONN_F_SYNC, CONN_F_TEMPLATE, type Conn, type ConnProtocol } from './conn.js';
+import { ConnTable, mergeTimeouts, CONN_F_ONE_PACKET, CONN_F_NOOUTPUT, CONN_F_SYNC, CONN_F_TEMPLATE, type Conn, type ConnProtocol } from './conn.js';
 import { TsvsError } from './errors.js';
 import { RealServer, VirtualService, destId, serviceId, serviceKeyOf, serviceLabel } from './service.js';
 import { ESTIMATOR_INTERVAL_MS, StatsBlock } from './stats.js';
@@ -38,6 +38,47 @@ export type TableEvent =
   | { type: 'dest-added' | 'dest-edited' | 'dest-deleted'; svc: VirtualService; dest: RealServer }
   | { type: 'zeroed'; svc: VirtualService | null }
   | { type: 'timeouts'; timeouts: Timeouts };
+
+/**
+ * What a batch will change (IpvsTable.preview), for a data plane that must put the batch
+ * into effect before the table applies it.
+ */
+export interface BatchPreview {
+  /**
+   * The batch contains a flush: every service of the table that `services` does not list
+   * is gone afterwards.
+   */
+  flushed: boolean;
+  /**
+   * Each service the batch adds, edits, deletes or changes the servers of, by serviceId,
+   * in the order the batch first touches it. The value is a detached copy of the service
+   * as it will be after the batch: configuration, servers in kernel list order with
+   * weight, lastWeight, overloaded, fwd, thresholds and connection counts, and a
+   * scheduler in the state the live one will have (e.g. wrr's position: wrrSnapshot
+   * works on it). Copies share nothing with the table, emit nothing, and may be used
+   * freely (even to schedule on). null: the service does not exist after the batch.
+   * Services only zeroed (-Z) are not listed.
+   */
+  services: Map<string, VirtualService | null>;
+  /** The connection timeouts after the batch, when it sets them (--set). */
+  timeouts?: Timeouts;
+}
+
+/** Where exec finds the services it changes, and what it does beside changing them. */
+interface ApplySpace {
+  /** The service as the batch has it so far (validated ops name only existing ones). */
+  get(id: string): VirtualService;
+  /** A new service. */
+  put(svc: VirtualService): void;
+  delete(id: string): void;
+  flush(): void;
+  /** Persistence templates of `dest` (or, without it, of `svc`) stop matching new clients. */
+  retire(svc: VirtualService, dest?: RealServer): void;
+  /** -Z of one service (by id), or of everything (null); returns the service zeroed. */
+  zero(id: string | null): VirtualService | null;
+  setTimeouts(t: Timeouts): void;
+  emit(ev: TableEvent): void;
+}
 
 export interface TableListener {
   /** One change, in the order applied. */
@@ -198,7 +239,7 @@ export class IpvsTable {
    */
   applyAll(ops: readonly Op[]): void {
     const normalized = this.validate(ops);
-    for (const op of normalized) this.exec(op);
+    for (const op of normalized) this.exec(op, this.live);
     this.emit((l) => l.commit?.(normalized));
   }
 
@@ -285,89 +326,124 @@ export class IpvsTable {
     return out;
   }
 
-  /** Applies one validated, canonical operation. */
-  private exec(op: Op): void {
+  /**
+   * What a batch will change, computed by the code that applies it (`exec`), run on
+   * detached copies of the services it touches; the table does not change and no event
+   * is emitted. `ops` must be what `validate` returned for the table as it is now (a
+   * data plane's `prepare` gets exactly that). Costs the touched services and their
+   * servers, not the table. See BatchPreview.
+   */
+  preview(ops: readonly Op[]): BatchPreview {
+    const out: BatchPreview = { flushed: false, services: new Map() };
+    const space: ApplySpace = {
+      get: (id) => {
+        let svc = out.services.get(id);
+        if (svc === undefined && !out.flushed) {
+          const live = this.services.get(id);
+          if (live) out.services.set(id, (svc = live.clone((copy) => this.bindScheduler(copy))));
+        }
+        if (!svc) throw new TsvsError('INTERNAL', `preview: ${id} does not exist at this point of the batch; was the batch validated against this table?`);
+        return svc;
+      },
+      put: (svc) => out.services.set(svc.id, svc),
+      delete: (id) => {
+        // Nothing to copy: the answer is "gone".
+        if (!out.services.get(id) && (out.flushed || !this.services.has(id))) space.get(id);
+        out.services.set(id, null);
+      },
+      flush: () => {
+        out.flushed = true;
+        out.services.clear();
+      },
+      retire: () => {},
+      zero: () => null,
+      setTimeouts: (t) => {
+        out.timeouts = mergeTimeouts(out.timeouts ?? this.timeouts(), t);
+      },
+      emit: () => {},
+    };
+    for (const op of ops) this.exec(op, space);
+    return out;
+  }
+
+  /** The live table as an ApplySpace: what exec does to the table itself. */
+  private readonly live: ApplySpace = {
+    get: (id) => this.services.get(id)!,
+    put: (svc) => this.services.set(svc.id, svc),
+    delete: (id) => this.deleteService(this.services.get(id)!),
+    flush: () => {
+      for (const svc of [...this.services.values()]) this.deleteService(svc);
+    },
+    retire: (svc, dest) => {
+      // Templates of a removed server must not send anyone there again; templates keyed
+      // with an old persistence granularity would never match again.
+      for (const t of dest ? this.conns.ofDest(dest) : this.conns.ofService(svc)) if (t.isTemplate) this.conns.retireTemplate(t);
+    },
+    zero: (id) => {
+      const targets = id !== null ? [this.services.get(id)!] : this.list();
+      for (const svc of targets) {
+        svc.stats.zero();
+        for (const d of svc.dests) d.stats.zero();
+      }
+      if (id === null) this.totals.zero();
+      return id !== null ? targets[0]! : null;
+    },
+    setTimeouts: (t) => this.conns.setTimeouts(t),
+    emit: (ev) => this.emit((l) => l.change?.(ev)),
+  };
+
+  /**
+   * Applies one validated, canonical operation to `s`: the live table (applyAll) or a
+   * preview's copies. Everything a batch does to services and servers happens here and in
+   * the VirtualService methods it calls, once for both.
+   */
+  private exec(op: Op, s: ApplySpace): void {
     switch (op.op) {
       case 'add-service': {
         const svc = new VirtualService(op.service);
         svc.sched = this.bindScheduler(svc);
-        this.services.set(svc.id, svc);
-        this.emit((l) => l.change?.({ type: 'service-added', svc }));
+        s.put(svc);
+        s.emit({ type: 'service-added', svc });
         return;
       }
       case 'edit-service': {
-        const svc = this.services.get(serviceId(op.service))!;
-        const c = op.service;
-        const schedChanged = svc.scheduler !== c.scheduler || svc.schedFlags !== c.schedFlags;
-        if (svc.persistent !== c.persistent || svc.netmask !== c.netmask) {
-          // Templates keyed with the old granularity would never match again.
-          for (const t of this.conns.ofService(svc)) if (t.isTemplate) this.conns.retireTemplate(t);
-        }
-        svc.persistent = c.persistent;
-        svc.netmask = c.netmask;
-        svc.ops = c.ops;
-        svc.pe = c.pe;
-        // Absent: unchanged (tsvsadm -E does not know them); 'none' / false: off.
-        if (c.proxyProtocol !== undefined) svc.proxyProtocol = c.proxyProtocol === 'none' ? undefined : c.proxyProtocol;
-        if (c.transparent !== undefined) svc.transparent = c.transparent || undefined;
-        if (schedChanged) {
-          svc.sched.done?.();
-          svc.scheduler = c.scheduler;
-          svc.schedFlags = c.schedFlags;
-          svc.sched = this.bindScheduler(svc);
-        }
-        this.emit((l) => l.change?.({ type: 'service-edited', svc }));
+        const svc = s.get(serviceId(op.service));
+        if (svc.edit(op.service, (x) => this.bindScheduler(x))) s.retire(svc);
+        s.emit({ type: 'service-edited', svc });
         return;
       }
       case 'delete-service':
-        this.deleteService(this.services.get(serviceId(op.service))!);
+        s.delete(serviceId(op.service));
         return;
       case 'flush':
-        for (const svc of [...this.services.values()]) this.deleteService(svc);
+        s.flush();
         return;
       case 'add-server': {
-        const svc = this.services.get(serviceId(op.service))!;
-        const dest = new RealServer(svc, op.dest);
-        svc.dests.unshift(dest); // kernel list_add_rcu: head insertion
-        svc.sched.addDest?.(dest);
-        this.emit((l) => l.change?.({ type: 'dest-added', svc, dest }));
+        const svc = s.get(serviceId(op.service));
+        const dest = svc.addDest(op.dest);
+        s.emit({ type: 'dest-added', svc, dest });
         return;
       }
       case 'edit-server': {
-        const svc = this.services.get(serviceId(op.service))!;
+        const svc = s.get(serviceId(op.service));
         const dest = svc.findDest(op.dest)!;
-        const c = op.dest;
-        // __ip_vs_update_dest: a raised or removed upper threshold clears OVERLOAD at once.
-        if (c.uThreshold === 0 || c.uThreshold > dest.uThreshold) dest.overloaded = false;
-        dest.weight = c.weight;
-        if (c.weight !== 0) dest.lastWeight = c.weight;
-        dest.fwd = c.fwd;
-        dest.uThreshold = c.uThreshold;
-        dest.lThreshold = c.lThreshold;
-        dest.tunnel = c.tunnel;
-        svc.sched.updDest?.(dest);
-        this.emit((l) => l.change?.({ type: 'dest-edited', svc, dest }));
+        svc.editDest(dest, op.dest);
+        s.emit({ type: 'dest-edited', svc, dest });
         return;
       }
       case 'delete-server': {
-        const svc = this.services.get(serviceId(op.service))!;
-        const dest = svc.findDest(op.dest)!;
-        this.unlinkDest(svc, dest);
+        const svc = s.get(serviceId(op.service));
+        this.unlinkDest(s, svc, svc.findDest(op.dest)!);
         return;
       }
       case 'zero': {
-        const targets = op.service ? [this.services.get(serviceId(op.service))!] : this.list();
-        for (const svc of targets) {
-          svc.stats.zero();
-          for (const d of svc.dests) d.stats.zero();
-        }
-        if (!op.service) this.totals.zero();
-        this.emit((l) => l.change?.({ type: 'zeroed', svc: op.service ? targets[0]! : null }));
+        const svc = s.zero(op.service ? serviceId(op.service) : null);
+        s.emit({ type: 'zeroed', svc });
         return;
       }
       case 'set-timeouts':
-        this.conns.setTimeouts(op.timeouts);
-        this.emit((l) => l.change?.({ type: 'timeouts', timeouts: this.timeouts() }));
+        s.setTimeouts(op.timeouts);
+        s.emit({ type: 'timeouts', timeouts: this.timeouts() });
         return;
     }
   }
@@ -377,18 +453,14 @@ export class IpvsTable {
     return f.create(svc, { randomU32: this.randomU32 });
   }
 
-  private unlinkDest(svc: VirtualService, dest: RealServer): void {
-    const idx = svc.dests.indexOf(dest);
-    svc.dests.splice(idx, 1);
-    dest.available = false;
-    svc.sched.delDest?.(dest, idx);
-    // Templates pointing at a removed server must not send anyone there again.
-    for (const c of this.conns.ofDest(dest)) if (c.isTemplate) this.conns.retireTemplate(c);
-    this.emit((l) => l.change?.({ type: 'dest-deleted', svc, dest }));
+  private unlinkDest(s: ApplySpace, svc: VirtualService, dest: RealServer): void {
+    svc.removeDest(dest);
+    s.retire(svc, dest);
+    s.emit({ type: 'dest-deleted', svc, dest });
   }
 
   private deleteService(svc: VirtualService): void {
-    for (const d of [...svc.dests]) this.unlinkDest(svc, d);
+    for (const d of [...svc.dests]) this.unlinkDest(this.live, svc, d);
     svc.sched.done?.();
     this.services.delete(svc.id);
     for (const c of this.conns.ofService(svc)) if (c.isTemplate) this.conns.remove(c);
