@@ -175,8 +175,9 @@ async function measureSize(plane: Plane, size: number): Promise<SizeResult> {
       const logFrom = statSync(d.log).size;
       r.call = await callChanges(d, plan, stream);
       say(`${plane} ${size}: ${r.call.ms.length} tsvsadm changes, p50 ${r.call.ms.length ? quantile(r.call.ms, 0.5).toFixed(1) : '-'} ms ${r.call.note}`);
-      // After a timed-out change the daemon is still busy with it: the API series would measure that.
-      r.api = r.call.ms.length === CHANGES ? await apiChanges(d, plan, stream) : empty(`not run (${r.call.note})`);
+      // After a timed-out or failed change the daemon may still be busy with it: the API series would measure that.
+      const broken = /^(timeout|failed)/.test(r.call.note);
+      r.api = broken ? empty(`not run (${r.call.note})`) : await apiChanges(d, plan, stream);
       say(`${plane} ${size}: ${r.api.ms.length} API changes, p50 ${r.api.ms.length ? quantile(r.api.ms, 0.5).toFixed(1) : '-'} ms ${r.api.note}`);
       r.daemonMs = loggedBatchMs(d.log, logFrom);
       const m1 = memoryMB(d.pid);
@@ -212,11 +213,13 @@ async function peers(): Promise<string> {
   return `Floors and peers: \`node -e 0\` starts in ${node.toFixed(0)} ms and \`tsvsadm -v\` (node plus tsvsadm's modules, no daemon call) in ${adm.toFixed(0)} ms here (median of 5): no whole tsvsadm call can be faster. The kernel peer: ${ipvsText}, so the figures to compare with are ipvsadm-validate's published ones, \`ipvsadm -Sn\` in 26 ms for 1,000 services and 363 ms for 16,000, with one netlink message per change.`;
 }
 
+/** The commit measured: HEAD, and the last commit that changed the programs (bench-only commits do not). */
 function commit(): string {
-  const root = join(import.meta.dirname, '..');
-  const head = spawnSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim();
-  const dirty = spawnSync('git', ['-C', root, 'status', '--porcelain', '--', 'src', 'bin'], { encoding: 'utf8' }).stdout.trim();
-  return `${head || 'unknown'}${dirty ? ' with uncommitted changes in src/ or bin/' : ''}`;
+  const git = (...args: string[]) => spawnSync('git', ['-C', join(import.meta.dirname, '..'), ...args], { encoding: 'utf8' }).stdout?.trim() ?? '';
+  const head = git('rev-parse', '--short', 'HEAD');
+  const programs = git('log', '-1', '--format=%h', '--', 'src', 'bin');
+  const dirty = git('status', '--porcelain', '--', 'src', 'bin');
+  return `${head || 'unknown'} (src/ and bin/ as of ${programs || 'unknown'}${dirty ? ', plus uncommitted changes' : ''})`;
 }
 
 function header(load: string): string {
