@@ -86,6 +86,6 @@ export function downloadTable(d: DownloadResult): string {
   return [
     '| services × 4 | changes to other services, made during the download | change rate /s | change API round trip p50 / p95 / max ms | curl rate limit | download s | bytes received | HTTP | SHA-256 equal | result |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
-    `| ${d.size} | ${during} | ${d.changesPerS.toFixed(1)} | ${cms} | ${d.rateKBs} KiB/s | ${d.downloadS.toFixed(1)} | ${d.bytes} | ${d.httpCode || '-'} | ${d.sha256Match ? 'yes' : 'no'} | ${d.pass ? 'pass' : `FAIL (curl exit ${d.curlExit})`} |`,
+    `| ${d.size} | ${during} | ${d.changesPerS >= 10 ? d.changesPerS.toFixed(0) : d.changesPerS.toPrecision(2)} | ${cms} | ${d.rateKBs} KiB/s | ${d.downloadS.toFixed(1)} | ${d.bytes} | ${d.httpCode || '-'} | ${d.sha256Match ? 'yes' : 'no'} | ${d.pass ? 'pass' : `FAIL (curl exit ${d.curlExit})`} |`,
   ].join('\n');
 }

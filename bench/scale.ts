@@ -6,7 +6,7 @@
  *
  *   node --import tsx bench/scale.ts [--plane nftables|userspace|both|none] [--sizes 1000,2000,5000,10000,20000]
  *        [--changes 50] [--step-timeout 120] [--budget 300] [--write] [--label TEXT]
- *        [--download [--download-size 10000] [--download-changes 1000] [--download-seconds 60]]
+ *        [--download [--download-size 10000] [--download-changes 1000] [--download-seconds 120]]
  *
  * Per size and plane:
  * - restore: `tsvsadm -R < rules` (5 lines per service, ipvsadm -S format), the whole call;
@@ -52,7 +52,7 @@ const { values } = parseArgs({
     download: { type: 'boolean', default: false },
     'download-size': { type: 'string', default: '10000' },
     'download-changes': { type: 'string', default: '1000' },
-    'download-seconds': { type: 'string', default: '60' },
+    'download-seconds': { type: 'string', default: '120' },
   },
 });
 
@@ -222,9 +222,13 @@ function commit(): string {
   return `${head || 'unknown'} (src/ and bin/ as of ${programs || 'unknown'}${dirty ? ', plus uncommitted changes' : ''})`;
 }
 
+/** Read once at the start: the programs measured, not whatever is checked out when a section is written. */
+const COMMIT = commit();
+const quote = (a: string) => (/^[\w.,=/:-]+$/.test(a) ? a : `"${a}"`);
+
 function header(load: string): string {
-  return `Command: \`node --import tsx bench/scale.ts ${process.argv.slice(2).join(' ')}\` (root)
-(${new Date().toISOString().slice(0, 10)}, commit ${commit()}, Node ${process.version}, ${cpus().length} cores shared with other work;
+  return `Command: \`node --import tsx bench/scale.ts ${process.argv.slice(2).map(quote).join(' ')}\` (root)
+(${new Date().toISOString().slice(0, 10)}, commit ${COMMIT}, Node ${process.version}, ${cpus().length} cores shared with other work;
 load average at the start: ${load}).`;
 }
 
@@ -246,9 +250,7 @@ ${CHANGES} more of the same kinds as API calls from the bench (POST /v1/ops on t
 node's start-up and tsvsadm's parsing). "In the daemon (logged)" is the per-batch \`ms\` of tsvsd's log when it logs one.
 \`-Sn\` and \`-Ln\`: median of 3 whole calls. RSS: VmRSS of tsvsd after the restore and after the changes, VmHWM in brackets.
 Each step is bounded (${STEP_MS / 1000} s); a size that times out ends the plane's curve.
-${peerText}
-${plane === 'nftables' ? TARGETS : ''}
-${process.env.TSVS_BENCH_NOTE ?? ''}
+${[peerText, plane === 'nftables' ? TARGETS : '', process.env.TSVS_BENCH_NOTE ?? ''].filter(Boolean).join('\n')}
 
 ${sizeTable(rows)}
 ${flat ? `\n${flat}\n` : ''}${notes.length ? `\nNotes: ${notes.join('; ')}.\n` : ''}`;
@@ -259,10 +261,9 @@ function downloadBody(d: DownloadResult, load: string, changes: number, seconds:
 The netns lab of \`tsvs lab\` (client, director, two nginx real servers routed through the director) with the bench's
 own tsvsd --dataplane nftables in the director: ${d.size} services × ${REALS_PER_SERVICE} restored (restore ${d.restoreS?.toFixed(2)} s), of which one
 is the lab's VIP 198.18.0.1:80 over the two real servers (${SCHEDULER}). curl in the client namespace fetches a 64 MiB file of
-random bytes through the VIP, rate-limited to last about ${seconds} s, while the bench makes ${changes} single changes to
+random bytes through the VIP, rate-limited to last about ${seconds} s (curl 7.88's limit runs fast: read "download s"), while the bench makes ${changes} single changes to
 other services through the API, one after the other; then the SHA-256 of what arrived is compared with the file's.
-tsvsd's RSS at the end: ${d.rssMB.toFixed(0)} MB.
-${process.env.TSVS_BENCH_NOTE ?? ''}
+tsvsd's RSS at the end: ${d.rssMB.toFixed(0)} MB.${process.env.TSVS_BENCH_NOTE ? `\n${process.env.TSVS_BENCH_NOTE}` : ''}
 
 ${downloadTable(d)}`;
 }
