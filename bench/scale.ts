@@ -80,8 +80,8 @@ const say = (s: string) => process.stderr.write(`${s}\n`);
 function failure(r: Timed): string | null {
   if (r.timedOut) return timeoutText;
   if (r.code === 0) return null;
-  // tsvsadm's own client gives up after 30 s and says so.
-  if (/timed out/.test(r.stderr)) return "timeout (tsvsadm's own 30 s)";
+  // tsvsadm's own client gives up (30 s without an answer) and says so.
+  if (/timed out/.test(r.stderr)) return "timeout (tsvsadm's own client timeout)";
   return `failed: ${r.stderr.split('\n')[0]}`;
 }
 
@@ -99,33 +99,33 @@ async function listing(d: BenchDaemon, args: string[]): Promise<{ s: number | st
   return { s: median(times), lines };
 }
 
-/** Whole tsvsadm calls, one change each. */
-async function callChanges(d: BenchDaemon, plan: Plan, stream: ChangeStream): Promise<Series> {
+/** --changes single changes, one after the other, within the budget; stops at the first that times out or fails. */
+async function series(step: () => Promise<{ ms: number; bad: string | null }>): Promise<Series> {
   const s: Series = { ms: [], asked: CHANGES, note: '' };
   const t0 = Date.now();
   for (let k = 0; k < CHANGES; k++) {
     if (Date.now() - t0 > BUDGET_MS) return { ...s, note: `budget of ${BUDGET_MS / 1000} s spent` };
-    const r = await tsvsadm(d.socket, changeArgs(plan, stream.next()), { timeoutMs: STEP_MS });
-    const bad = failure(r);
-    if (bad) return { ...s, note: bad };
+    const r = await step();
+    if (r.bad) return { ...s, note: r.bad };
     s.ms.push(r.ms);
   }
   return s;
 }
 
+/** Whole tsvsadm calls, one change each. */
+const callChanges = (d: BenchDaemon, plan: Plan, stream: ChangeStream) =>
+  series(async () => {
+    const r = await tsvsadm(d.socket, changeArgs(plan, stream.next()), { timeoutMs: STEP_MS });
+    return { ms: r.ms, bad: failure(r) };
+  });
+
 /** API calls from the bench, one change each. */
-async function apiChanges(d: BenchDaemon, plan: Plan, stream: ChangeStream): Promise<Series> {
-  const s: Series = { ms: [], asked: CHANGES, note: '' };
-  const t0 = Date.now();
-  for (let k = 0; k < CHANGES; k++) {
-    if (Date.now() - t0 > BUDGET_MS) return { ...s, note: `budget of ${BUDGET_MS / 1000} s spent` };
+const apiChanges = (d: BenchDaemon, plan: Plan, stream: ChangeStream) =>
+  series(async () => {
     const op = changeOp(plan, stream.next());
     const r = await timedCall(() => d.client.apply([op]));
-    if (r.error) return { ...s, note: r.error.endsWith('timed out') ? timeoutText : `failed: ${r.error}` };
-    s.ms.push(r.ms);
-  }
-  return s;
-}
+    return { ms: r.ms, bad: r.error && (r.error.endsWith('timed out') ? timeoutText : `failed: ${r.error}`) };
+  });
 
 const empty = (note: string): Series => ({ ms: [], asked: CHANGES, note });
 

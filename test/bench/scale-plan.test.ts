@@ -6,6 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loggedBatchMs } from '../../bench/scale-daemon.js';
 import { ChangeStream, changeArgs, changeOp, realsOf, rulesText, vipOf, type Plan } from '../../bench/scale-plan.js';
 import { builtinServices, parseCommand, type ParseEnv } from '../../src/cli/ipvsadm/parse.js';
 import { IpvsTable } from '../../src/core/table.js';
@@ -60,5 +64,25 @@ describe('bench/scale plan', () => {
     // The download's service is exactly as loaded.
     const first = t.list().find((x) => x.addr === '198.18.0.1')!;
     assert.deepEqual(first.dests.map((d) => `${d.addr}:${d.port}`).sort(), realsOf(plan, 0).sort());
+  });
+
+  it("reads the per-batch ms of tsvsd's log after an offset, and nothing from a log without it", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsvs-scale-test-'));
+    try {
+      const log = join(dir, 'tsvsd.log');
+      const before = '{"level":30,"msg":"applied batch","ops":50000,"ms":900.5}\n';
+      writeFileSync(
+        log,
+        before +
+          '{"level":30,"msg":"applied add-server","op":"add-server TCP 198.18.1.1:80 -> 198.19.240.1:80"}\n' +
+          '{"level":30,"msg":"applied batch","ops":1,"ms":3.25}\nnot json "ms"\n{"level":30,"msg":"other","ms":7}\n' +
+          '{"level":30,"msg":"applied batch","ops":1,"ms":4}\n',
+      );
+      assert.deepEqual(loggedBatchMs(log, Buffer.byteLength(before)), [3.25, 4]);
+      writeFileSync(log, '{"level":30,"msg":"applied add-server"}\n');
+      assert.deepEqual(loggedBatchMs(log, 0), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
