@@ -1,0 +1,27 @@
+/** What the conntrack event worker (ct-worker.ts) and its owner (ct-events.ts) share. */
+import type { CtEvent } from './ctnetlink.js';
+
+/** Int32 index in the shared buffer: non-zero asks the worker to exit. */
+export const CTRL_STOP = 0;
+export const CT_SHARED_BYTES = 8;
+
+export interface CtWorkerConfig {
+  /** Network namespace file to enter first; absent: this process's. */
+  nsPath?: string;
+  /** ctnetlink multicast groups to join (NFNLGRP_CONNTRACK_*). */
+  groups: number[];
+  rcvBufBytes: number;
+  /** Events per message to the main thread. */
+  maxBatch: number;
+  /** Attach the socket filter that passes only events of marked entries. */
+  markedOnly: boolean;
+  shared: SharedArrayBuffer;
+}
+
+export type CtWorkerMessage =
+  | { kind: 'ready' }
+  | { kind: 'stopped' }
+  | { kind: 'error'; message: string; errno: number }
+  | { kind: 'events'; events: CtEvent[] }
+  /** The kernel dropped `count` events since the last report (the socket overflowed): resync from a dump. */
+  | { kind: 'lost'; count: number };
