@@ -185,14 +185,15 @@ export function parseConntrackEvent(line: string): CtEvent | null {
  * Follows conntrack's events (in `netns` when given) from a worker thread, so that state
  * changes and closes reach the table before the next read-back. Only entries with a mark
  * reach the reader (a socket filter). When the reader fails it is restarted after 1 s
- * (`onExit` says why); `onLost` hears that the kernel dropped events (the socket
- * overflowed), after which the caller's view is stale until its next dump. `stop()` ends it.
+ * (`onExit` says why). `more.onLost` hears that the kernel dropped events (the socket
+ * overflowed), after which the caller's view is stale until its next dump; `more.onReady`
+ * that the reader listens (after each start). `stop()` ends it.
  */
 export function conntrackEvents(
   netns: string | undefined,
   onEvent: (e: CtEvent) => void,
   onExit?: (why: string) => void,
-  onLost?: (count: number) => void,
+  more: { onLost?: (count: number) => void; onReady?: () => void } = {},
 ): { stop(): void } {
   let stopped = false;
   let timer: NodeJS.Timeout | null = null;
@@ -213,13 +214,15 @@ export function conntrackEvents(
       onEvents: (evs) => {
         for (const e of evs) onEvent(e);
       },
-      ...(onLost ? { onLost } : {}),
+      ...(more.onLost ? { onLost: more.onLost } : {}),
       onError: (msg) => {
         if (reader === r) restart(msg);
       },
     });
     reader = r;
-    r.start().catch((e: Error) => {
+    r.start().then(() => {
+      if (reader === r) more.onReady?.();
+    }, (e: Error) => {
       if (reader === r) restart(e.message);
     });
   };

@@ -20,6 +20,8 @@ export interface CtEventOptions {
   maxBatch?: number;
   /** Only events of entries with a non-zero mark reach the reader (a socket filter; default true). */
   markedOnly?: boolean;
+  /** Tests: the reader waits this long after joining before it reads (to overflow its socket). */
+  holdMs?: number;
   onEvents: (events: CtEvent[]) => void;
   /** The kernel dropped events (the socket overflowed): the caller's picture is stale until a dump. */
   onLost?: (count: number) => void;
@@ -34,6 +36,8 @@ export class CtEventReader {
   private worker: Worker | null = null;
   private readonly shared = new SharedArrayBuffer(CT_SHARED_BYTES);
   private readonly ctrl = new Int32Array(this.shared);
+  /** Event messages the reader received, tsvs's or not (with markedOnly, only marked ones arrive). */
+  rawMessages = 0;
 
   constructor(private readonly opts: CtEventOptions) {}
 
@@ -51,6 +55,7 @@ export class CtEventReader {
       rcvBufBytes: this.opts.rcvBufBytes ?? 8 << 20,
       maxBatch: this.opts.maxBatch ?? 4096,
       markedOnly: this.opts.markedOnly ?? true,
+      holdMs: this.opts.holdMs ?? 0,
       shared: this.shared,
       entry: new URL(underTsx ? './ct-worker.ts' : './ct-worker.js', self).href,
       tsx: underTsx ? import.meta.resolve('tsx/esm/api') : null,
@@ -79,7 +84,8 @@ export class CtEventReader {
             resolve();
             break;
           case 'events':
-            this.opts.onEvents(m.events);
+            this.rawMessages += m.raw;
+            if (m.events.length) this.opts.onEvents(m.events);
             break;
           case 'lost':
             this.opts.onLost?.(m.count);
@@ -107,6 +113,7 @@ export class CtEventReader {
     if (!w) return;
     this.worker = null;
     Atomics.store(this.ctrl, CTRL_STOP, 1);
+    Atomics.notify(this.ctrl, CTRL_STOP);
     const exited = new Promise<void>((r) => w.once('exit', () => r()));
     const timer = setTimeout(() => void w.terminate(), 1000);
     await exited;

@@ -15,6 +15,8 @@ export interface CtWorkerConfig {
   maxBatch: number;
   /** Attach the socket filter that passes only events of marked entries. */
   markedOnly: boolean;
+  /** Wait this long after joining before the first read (tests overflow the socket with it). */
+  holdMs: number;
   shared: SharedArrayBuffer;
 }
 
@@ -22,6 +24,7 @@ export type CtWorkerMessage =
   | { kind: 'ready' }
   | { kind: 'stopped' }
   | { kind: 'error'; message: string; errno: number }
-  | { kind: 'events'; events: CtEvent[] }
+  /** `raw`: messages read, tsvs's or not (the socket filter keeps the others out). */
+  | { kind: 'events'; events: CtEvent[]; raw: number }
   /** The kernel dropped `count` events since the last report (the socket overflowed): resync from a dump. */
   | { kind: 'lost'; count: number };

@@ -62,15 +62,18 @@ function main(): void {
     return;
   }
   post({ kind: 'ready' });
+  if (cfg.holdMs > 0) Atomics.wait(ctrl, CTRL_STOP, 0, cfg.holdMs);
   const buf = Buffer.alloc(64 * 1024);
   let lost = drops(sock.fd);
   try {
     while (Atomics.load(ctrl, CTRL_STOP) === 0) {
       const events: CtEvent[] = [];
+      let raw = 0;
       try {
         // One event per datagram: one blocking read, then whatever else already waits.
         for (let got = sock.recv(buf); got > 0 && events.length < cfg.maxBatch; got = sock.recv(buf, true)) {
           for (const m of parseMessages(buf.subarray(0, got))) {
+            raw++;
             const ev = parseCtEvent(m.type, m.flags, m.payload);
             if (ev) events.push(ev);
           }
@@ -79,7 +82,7 @@ function main(): void {
         fail(e);
         break;
       }
-      if (events.length) post({ kind: 'events', events });
+      if (raw) post({ kind: 'events', events, raw });
       const d = drops(sock.fd);
       if (d !== lost) {
         post({ kind: 'lost', count: (d - lost) >>> 0 });
