@@ -199,7 +199,7 @@ describe('conntrack messages into CtEntry', () => {
 /**
  * The classic BPF subset the filter uses, as the kernel runs it on a netlink skb:
  * ld #k, ldx #k, ld [SKF_AD_OFF + SKF_AD_NLATTR] (nla_find from offset A for type X),
- * jeq #k, ret #k.
+ * tax, ld [x + k] (a big-endian word), jeq #k, ret #k.
  */
 function runFilter(prog: Buffer, skb: Buffer): number {
   let a = 0;
@@ -223,20 +223,24 @@ function runFilter(prog: Buffer, skb: Buffer): number {
         off += (len + 3) & ~3;
       }
       a = found;
-    } else if (code === 0x15) pc += a === k ? jt : jf;
+    } else if (code === 0x07) x = a;
+    else if (code === 0x40) a = x + k + 4 <= skb.length ? skb.readUInt32BE(x + k) : 0;
+    else if (code === 0x15) pc += a === k ? jt : jf;
     else if (code === 0x06) return k;
     else throw new Error(`opcode ${code} not expected`);
   }
   throw new Error('fell off the program');
 }
 
-test('the event socket filter passes messages with CTA_MARK and drops the others', () => {
+test('the event socket filter passes messages with a non-zero CTA_MARK and drops the others', () => {
   const msg = (payload: Buffer) => Buffer.concat([Buffer.from('00000000' + '0001' + '0006' + '00000000' + '00000000', 'hex'), payload]);
   const prog = markedOnlyProgram();
   assert.equal(prog.length % 8, 0);
   assert.notEqual(runFilter(prog, msg(tcpEntry(5))), 0);
   assert.notEqual(runFilter(prog, msg(udp6Entry(1))), 0);
   assert.equal(runFilter(prog, msg(tcpEntry(null))), 0);
+  // Entries created over ctnetlink carry CTA_MARK even when it is 0.
+  assert.equal(runFilter(prog, msg(tcpEntry(0))), 0);
 });
 
 // ------------------------------------------------------------------ nf_tables reads

@@ -1,7 +1,8 @@
 /**
  * A classic BPF socket filter for the conntrack event socket: an event reaches the socket
- * only when its message carries CTA_MARK, which ctnetlink puts in events only for a
- * non-zero mark (tsvs marks every connection it scheduled). The host's other connections
+ * only when its message carries a non-zero CTA_MARK (tsvs marks every connection it
+ * scheduled; ctnetlink leaves the mark out of most events of unmarked entries, but not
+ * of those created over ctnetlink, hence the value check). The host's other connections
  * then cost the reader nothing, and cannot overflow its buffer. The kernel runs the filter
  * before queueing (do_one_broadcast -> sk_filter), with the netlink ancillary load
  * SKF_AD_NLATTR (A = offset of the attribute of type X found from offset A, 0 if none).
@@ -15,6 +16,8 @@ const SO_ATTACH_FILTER = 26;
 const BPF_LD_IMM = 0x00;
 const BPF_LDX_IMM = 0x01;
 const BPF_LD_W_ABS = 0x20;
+const BPF_LD_W_IND = 0x40;
+const BPF_TAX = 0x07;
 const BPF_JEQ_K = 0x15;
 const BPF_RET_K = 0x06;
 const SKF_AD_OFF = -0x1000;
@@ -28,7 +31,10 @@ export function markedOnlyProgram(): Buffer {
     [BPF_LD_IMM, 0, 0, ATTRS_AT],
     [BPF_LDX_IMM, 0, 0, CTA_MARK],
     [BPF_LD_W_ABS, 0, 0, (SKF_AD_OFF + SKF_AD_NLATTR) >>> 0],
-    [BPF_JEQ_K, 1, 0, 0], // no CTA_MARK: drop
+    [BPF_JEQ_K, 4, 0, 0], // no CTA_MARK: drop
+    [BPF_TAX, 0, 0, 0],
+    [BPF_LD_W_IND, 0, 0, 4], // the mark, after the 4-byte attribute header
+    [BPF_JEQ_K, 1, 0, 0], // mark 0: drop
     [BPF_RET_K, 0, 0, 0xffffffff],
     [BPF_RET_K, 0, 0, 0],
   ];

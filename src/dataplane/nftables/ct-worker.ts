@@ -61,10 +61,11 @@ function main(): void {
     fail(e);
     return;
   }
+  // The baseline comes first: drops from here on are events this reader should have seen.
+  let lost = drops(sock.fd);
   post({ kind: 'ready' });
   if (cfg.holdMs > 0) Atomics.wait(ctrl, CTRL_STOP, 0, cfg.holdMs);
   const buf = Buffer.alloc(64 * 1024);
-  let lost = drops(sock.fd);
   try {
     while (Atomics.load(ctrl, CTRL_STOP) === 0) {
       const events: CtEvent[] = [];
