@@ -12,7 +12,7 @@
  *   counters:  C named counters in table ip tsvs (nft -f)
  *     nft -j list counters table ip tsvs + JSON.parse  (the old nftCounters)
  *     NFT_MSG_GETOBJ dump                                (nftCounters)
- *     NFT_MSG_GETOBJ by name, 3 names (one server) and 3,000 names
+ *     NFT_MSG_GETOBJ by name, 3 names (one server), 3,000 names and all of them
  *
  *   node --import tsx bench/readback.ts [--flows 100000] [--other 1000] [--counters 120000] [--rounds 3] [--no-write]
  *
@@ -135,11 +135,14 @@ try {
   const one = await median(async () => (await nftCountersByName(run, 'ip', ['conns777', 'in777', 'out777'])).size);
   const names = Array.from({ length: 3000 }, (_, i) => ['conns', 'in', 'out'][i % 3]! + String(Math.floor(i / 3) + 1));
   const many = await median(async () => (await nftCountersByName(run, 'ip', names)).size);
+  const allNames = Array.from({ length: COUNTERS }, (_, i) => ['conns', 'in', 'out'][i % 3]! + String(Math.floor(i / 3) + 1));
+  const every = await median(async () => (await nftCounters(run, { ip: allNames })).size);
   rows.push(
     `| nft -j list counters + JSON.parse (old) | ${nftTool.n} | ${nftTool.ms.toFixed(0)} ms |`,
     `| NFT_MSG_GETOBJ dump | ${nl.n} | ${nl.ms.toFixed(0)} ms |`,
     `| NFT_MSG_GETOBJ by name, one server (3) | ${one.n} | ${one.ms.toFixed(1)} ms |`,
     `| NFT_MSG_GETOBJ by name, 3,000 | ${many.n} | ${many.ms.toFixed(0)} ms |`,
+    `| NFT_MSG_GETOBJ by name, all | ${every.n} | ${every.ms.toFixed(0)} ms |`,
   );
 } finally {
   spawnSync('ip', ['netns', 'del', ns]);

@@ -258,8 +258,10 @@ describe('netlink read-back in the kernel', privileged(['ip', 'nft', 'conntrack'
       ['ip/conns400', { packets: 400, bytes: 400000 }],
     ]));
     // More names than one send carries.
-    const names = Array.from({ length: 1000 }, (_, i) => `conns${(i % 400) + 1}`);
+    const names = Array.from({ length: 2500 }, (_, i) => `conns${(i % 400) + 1}`);
     assert.equal((await nftCountersByName(run, 'ip', names)).size, 400);
+    const byName = await nftCounters(run, { ip: [...want.keys()].filter((k) => k.startsWith('ip/')).map((k) => k.slice(3)), ip6: ['conns5'] });
+    assert.deepEqual(byName, want);
     assert.equal((await nftCountersByName(run, 'ip6', ['conns5', 'conns6'])).size, 1);
   });
 

@@ -30,8 +30,21 @@ export async function nftApply(run: Runner, doc: unknown, what: string): Promise
 
 export type { CounterValue } from './nftread.js';
 
-/** The named counters of both tsvs tables, by name ("ip/in3"). Missing tables read as empty. */
-export async function nftCounters(run: Runner): Promise<Map<string, CounterValue>> {
+/**
+ * The named counters of both tsvs tables, by name ("ip/in3"). Missing tables read as empty.
+ * Without `names` each table is dumped, which the kernel does in 32 KiB chunks that each
+ * restart the walk of the table's objects: quadratic, 12 s for 120,000 counters here. With
+ * `names` (per family) only those are read, one GETOBJ each: linear, about 20 us a name.
+ */
+export async function nftCounters(run: Runner, names?: Partial<Record<'ip' | 'ip6', readonly string[]>>): Promise<Map<string, CounterValue>> {
+  if (names) {
+    const out = new Map<string, CounterValue>();
+    for (const family of ['ip', 'ip6'] as const) {
+      const list = names[family];
+      if (list?.length) for (const [k, v] of await nftCountersByName(run, family, list)) out.set(k, v);
+    }
+    return out;
+  }
   const out = new Map<string, CounterValue>();
   for (const family of ['ip', 'ip6'] as const) {
     for (const [name, v] of await readCounters(runnerNsPath(run), family, TABLE)) out.set(`${family}/${name}`, v);

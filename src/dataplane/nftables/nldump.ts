@@ -118,10 +118,10 @@ async function readUntilDone(sock: NetfilterSocket, seq: number, what: string, o
 }
 
 /**
- * Sends many acknowledged requests (sequence numbers `seq0`, `seq0 + 1`, ...) in chunks of
- * `perSend` (their replies must fit the receive buffer), handing each reply message to
- * `onReply` and each NLMSG_ERROR to `onError(index, errno)`. Resolves when every request
- * was answered.
+ * Sends many acknowledged requests (sequence numbers `seq0`, `seq0 + 1`, ...) in chunks
+ * whose replies fit the receive buffer (each reply skb takes up to about 8 KiB of it, or
+ * the kernel drops it), handing each reply message to `onReply` and each NLMSG_ERROR to
+ * `onError(index, errno)`. Resolves when every request was answered.
  */
 export async function requestMany(
   nsPath: string | undefined,
@@ -130,7 +130,7 @@ export async function requestMany(
   what: string,
   onReply: (index: number, m: NlMessage) => void,
   onError: (index: number, errno: number) => void,
-  perSend = 256,
+  perSend = Math.max(16, Math.min(1024, Math.floor(limits.rcvBufBytes / 8192))),
 ): Promise<void> {
   if (!requests.length) return;
   const sock = openReadSocket(nsPath);
