@@ -236,6 +236,25 @@ describe('netlink read-back in the kernel', privileged(['ip', 'nft', 'conntrack'
     assert.ok(lost > 100, `lost ${lost}`);
   });
 
+  test('a main thread that falls behind bounds the reader: it stops reading, and the kernel drops and counts', async () => {
+    let lost = 0;
+    let delivered = 0;
+    const r = new CtEventReader({ nsPath, rcvBufBytes: 64 * 1024, maxBatch: 1, maxInflight: 1, onEvents: (e) => (delivered += e.length), onLost: (n) => (lost += n) });
+    await r.start();
+    try {
+      // spawnSync blocks this thread for the whole burst: the reader may hand over one batch.
+      const burst = `const d=require('node:dgram').createSocket('udp4');let n=0;d.bind(0,'127.0.0.1',()=>{for(let p=22000;p<24000;p++)d.send('x',p,'127.0.0.1',()=>{if(++n===2000)d.close()})})`;
+      assert.equal(inNs(process.execPath, ['-e', burst]).code, 0);
+      await waitFor(() => lost > 0, 8000, 'lost events reported');
+      await new Promise((res) => setTimeout(res, 300));
+    } finally {
+      await r.stop();
+    }
+    // What a 64 KiB socket holds plus one batch (about 50 here), not the 2,000 events.
+    assert.ok(delivered < 200, `delivered ${delivered}`);
+    assert.ok(lost + delivered >= 1900, `lost ${lost}, delivered ${delivered}`);
+  });
+
   test('named counters over netlink equal nft -j list counters; by name only those asked for', async () => {
     const lines = ['table ip tsvs {'];
     for (let m = 1; m <= 400; m++) lines.push(`counter conns${m} { packets ${m} bytes ${m * 1000} }`, `counter in${m} { packets ${m * 7} bytes ${m * 7000} }`, `counter out${m} {}`);

@@ -6,7 +6,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, type CtEvent } from './ctnetlink.js';
-import { CT_SHARED_BYTES, CTRL_STOP, type CtWorkerConfig, type CtWorkerMessage } from './ct-shared.js';
+import { CT_SHARED_BYTES, CTRL_INFLIGHT, CTRL_STOP, type CtWorkerConfig, type CtWorkerMessage } from './ct-shared.js';
 import { BOOTSTRAP } from './nfqueue.js';
 
 export interface CtEventOptions {
@@ -18,6 +18,8 @@ export interface CtEventOptions {
   rcvBufBytes?: number;
   /** Events per batch (default 4096). */
   maxBatch?: number;
+  /** Batches waiting for this thread before the reader stops reading (default 64; then the kernel drops and onLost tells). */
+  maxInflight?: number;
   /** Only events of entries with a non-zero mark reach the reader (a socket filter; default true). */
   markedOnly?: boolean;
   /** Tests: the reader waits this long after joining before it reads (to overflow its socket). */
@@ -54,6 +56,7 @@ export class CtEventReader {
       groups: (this.opts.kinds ?? ['new', 'update', 'destroy']).map((k) => GROUPS[k]),
       rcvBufBytes: this.opts.rcvBufBytes ?? 8 << 20,
       maxBatch: this.opts.maxBatch ?? 4096,
+      maxInflight: this.opts.maxInflight ?? 64,
       markedOnly: this.opts.markedOnly ?? true,
       holdMs: this.opts.holdMs ?? 0,
       shared: this.shared,
@@ -62,6 +65,7 @@ export class CtEventReader {
       ...(this.opts.nsPath ? { nsPath: this.opts.nsPath } : {}),
     };
     Atomics.store(this.ctrl, CTRL_STOP, 0);
+    Atomics.store(this.ctrl, CTRL_INFLIGHT, 0);
     const w = new Worker(BOOTSTRAP, { eval: true, workerData: cfg, name: 'tsvs-ctevents' });
     this.worker = w;
     return new Promise<void>((resolve, reject) => {
@@ -84,6 +88,8 @@ export class CtEventReader {
             resolve();
             break;
           case 'events':
+            Atomics.sub(this.ctrl, CTRL_INFLIGHT, 1);
+            Atomics.notify(this.ctrl, CTRL_INFLIGHT);
             this.rawMessages += m.raw;
             if (m.events.length) this.opts.onEvents(m.events);
             break;

@@ -3,6 +3,8 @@ import type { CtEvent } from './ctnetlink.js';
 
 /** Int32 index in the shared buffer: non-zero asks the worker to exit. */
 export const CTRL_STOP = 0;
+/** Int32 index: batches posted and not yet taken by the main thread. */
+export const CTRL_INFLIGHT = 1;
 export const CT_SHARED_BYTES = 8;
 
 export interface CtWorkerConfig {
@@ -13,6 +15,11 @@ export interface CtWorkerConfig {
   rcvBufBytes: number;
   /** Events per message to the main thread. */
   maxBatch: number;
+  /**
+   * Batches the main thread may have pending; past it the worker stops reading, so the
+   * kernel drops (and counts) events instead of this process queueing them without bound.
+   */
+  maxInflight: number;
   /** Attach the socket filter that passes only events of marked entries. */
   markedOnly: boolean;
   /** Wait this long after joining before the first read (tests overflow the socket with it). */

@@ -13,7 +13,7 @@ import { parseCtEvent, type CtEvent } from './ctnetlink.js';
 import { attachMarkedOnlyFilter } from './ct-filter.js';
 import { parseMessages } from './netlink.js';
 import { enterNetns, NetfilterSocket, SysError } from './netsock.js';
-import { CTRL_STOP, type CtWorkerConfig, type CtWorkerMessage } from './ct-shared.js';
+import { CTRL_INFLIGHT, CTRL_STOP, type CtWorkerConfig, type CtWorkerMessage } from './ct-shared.js';
 
 const SOL_NETLINK = 270;
 const NETLINK_ADD_MEMBERSHIP = 1;
@@ -68,6 +68,12 @@ function main(): void {
   const buf = Buffer.alloc(64 * 1024);
   try {
     while (Atomics.load(ctrl, CTRL_STOP) === 0) {
+      const inflight = Atomics.load(ctrl, CTRL_INFLIGHT);
+      if (inflight >= cfg.maxInflight) {
+        // The main thread is behind: leave the events in the socket (it overflows and counts drops).
+        Atomics.wait(ctrl, CTRL_INFLIGHT, inflight, 200);
+        continue;
+      }
       const events: CtEvent[] = [];
       let raw = 0;
       try {
@@ -83,7 +89,10 @@ function main(): void {
         fail(e);
         break;
       }
-      if (raw) post({ kind: 'events', events, raw });
+      if (raw) {
+        Atomics.add(ctrl, CTRL_INFLIGHT, 1);
+        post({ kind: 'events', events, raw });
+      }
       const d = drops(sock.fd);
       if (d !== lost) {
         post({ kind: 'lost', count: (d - lost) >>> 0 });
