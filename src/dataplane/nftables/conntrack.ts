@@ -7,7 +7,7 @@
  */
 import { available as libcAvailable, LibcError } from '../../net/libc.js';
 import { CtEventReader } from './ct-events.js';
-import { ctDeleteTupleRequest, ctDumpRequest, ctFlushMarkRequest, ctMessageMark, ctStatsRequest, parseCtEntry, type CtEntry, type CtEvent, type CtMarkFilter } from './ctnetlink.js';
+import { ctDeleteTupleRequest, ctDumpRequest, ctFlushMarkRequest, ctStatsRequest, parseCtEntry, type CtEntry, type CtEvent, type CtMarkFilter } from './ctnetlink.js';
 import { runnerNsPath, type Runner } from './exec.js';
 import { dump, openReadSocket, readLimits, reportTruncated } from './nldump.js';
 
@@ -84,7 +84,6 @@ export async function conntrackDumpAt(nsPath: string | undefined, opts: CtDumpOp
   const seq = nextSeq();
   const end = await dump(nsPath, ctDumpRequest(seq, opts), seq, 'conntrack dump', (m) => {
     // Unmarked entries (not tsvs's) are skipped before their tuples are parsed.
-    if (!opts.mark && !ctMessageMark(m.payload)) return true;
     const e = parseCtEntry(m.payload);
     if (!e) return true;
     if (out.length >= max) return false;

@@ -152,18 +152,22 @@ function addrBytes(a: string, af: 4 | 6): Buffer {
 
 // ------------------------------------------------------------------ parsing
 
+/** Attribute types kept by scan(): every ctnetlink type parsed here is below it. */
+const SLOTS = 16;
+
 /**
- * Payload offset and length of each attribute type (< 32) of one flat attribute run, in
+ * Payload offset and length of each attribute type (< SLOTS) of one flat attribute run, in
  * `slots` (2 per type: offset, length; offset -1 when absent). Offsets avoid a Buffer or a
  * Map per attribute: a dump of 100,000 entries walks 2 million attributes.
  */
 function scan(buf: Buffer, off: number, end: number, slots: Int32Array): void {
   slots.fill(-1);
   while (off + 4 <= end) {
-    const len = buf.readUInt16LE(off);
+    // Little-endian u16s by hand: no bounds-checked call per attribute.
+    const len = buf[off]! | (buf[off + 1]! << 8);
     if (len < 4 || off + len > end) break;
-    const type = buf.readUInt16LE(off + 2) & 0x3fff;
-    if (type < 32) {
+    const type = (buf[off + 2]! | (buf[off + 3]! << 8)) & 0x3fff;
+    if (type < SLOTS) {
       slots[type * 2] = off + 4;
       slots[type * 2 + 1] = len - 4;
     }
@@ -172,9 +176,9 @@ function scan(buf: Buffer, off: number, end: number, slots: Int32Array): void {
 }
 
 // One scratch array per nesting level: parsing is synchronous, so they are never shared.
-const top = new Int32Array(64);
-const tup = new Int32Array(64);
-const sub = new Int32Array(64);
+const top = new Int32Array(SLOTS * 2);
+const tup = new Int32Array(SLOTS * 2);
+const sub = new Int32Array(SLOTS * 2);
 
 interface Tuple {
   src: string;

@@ -39,7 +39,7 @@ export const DEFAULT_LIMITS: ReadLimits = {
   maxSetElements: 1_000_000,
   rcvBufBytes: 8 << 20,
   timeoutMs: 30_000,
-  readsPerYield: 16,
+  readsPerYield: 4,
 };
 
 let limits: ReadLimits = { ...DEFAULT_LIMITS };
