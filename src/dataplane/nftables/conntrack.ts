@@ -9,18 +9,12 @@ import { available as libcAvailable, LibcError } from '../../net/libc.js';
 import { CtEventReader } from './ct-events.js';
 import { ctDeleteTupleRequest, ctDumpRequest, ctFlushMarkRequest, ctStatsRequest, parseCtEntry, type CtEntry, type CtEvent, type CtMarkFilter } from './ctnetlink.js';
 import { runnerNsPath, type Runner } from './exec.js';
-import { dump, openReadSocket, readLimits, reportTruncated } from './nldump.js';
+import { dump, nextSeq, openReadSocket, readLimits, reportTruncated } from './nldump.js';
 
 export type { CtEntry, CtEvent, CtMarkFilter } from './ctnetlink.js';
 
 const EOPNOTSUPP = 95;
 const ENOENT = 2;
-let seqNo = (Date.now() & 0xffffff) >>> 0;
-const nextSeq = (n = 1) => {
-  const s = seqNo;
-  seqNo = (seqNo + n) & 0x3fffffff;
-  return s;
-};
 
 /** Parses one line of `conntrack -L -o extended`. Returns null for lines that are not TCP/UDP or carry no mark. */
 export function parseConntrackLine(line: string): CtEntry | null {

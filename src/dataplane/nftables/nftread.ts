@@ -8,7 +8,7 @@
 import { parseAttrs, type Attr, type NlMessage } from '../../net/netlink.js';
 import { NLM_F_DUMP } from './ctnetlink.js';
 import { cstr, ipv6String, nfnlMessage, NFNL_SUBSYS_NFTABLES, NFPROTO_IPV4, NFPROTO_IPV6, NLM_F_ACK, NLM_F_REQUEST, u32be } from './netlink.js';
-import { dump, readLimits, reportTruncated, requestMany } from './nldump.js';
+import { dump, nextSeq, readLimits, reportTruncated, requestMany } from './nldump.js';
 import { LibcError } from '../../net/libc.js';
 
 // enum nf_tables_msg_types
@@ -126,12 +126,6 @@ function keyText(k: Buffer): string {
 
 // ------------------------------------------------------------------ reads
 
-let seqNo = ((Date.now() >>> 4) & 0xffffff) >>> 0;
-const nextSeq = (n = 1) => {
-  const s = seqNo;
-  seqNo = (seqNo + n) & 0x3fffffff;
-  return s;
-};
 
 /**
  * Every named counter of `family table` (empty when the table does not exist), by name.
@@ -165,7 +159,7 @@ export async function readCounters(nsPath: string | undefined, family: NftFamily
 export async function readCountersByName(nsPath: string | undefined, family: NftFamily, table: string, names: readonly string[]): Promise<Map<string, CounterValue>> {
   const out = new Map<string, CounterValue>();
   const seq0 = nextSeq(names.length);
-  const reqs = names.map((n, i) => objGetRequest(family, table, n, (seq0 + i) & 0x3fffffff));
+  const reqs = names.map((n, i) => objGetRequest(family, table, n, seq0 + i));
   const failed: { e?: LibcError } = {};
   await requestMany(
     nsPath,

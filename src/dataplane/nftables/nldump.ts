@@ -65,6 +65,16 @@ export function reportTruncated(what: keyof typeof readStats, detail: string): v
   limitLog(detail);
 }
 
+let seqNo = (Date.now() & 0xffffff) >>> 0;
+
+/** `n` consecutive netlink sequence numbers (the first is returned; a block never wraps), unique in this process. */
+export function nextSeq(n = 1): number {
+  if (seqNo + n > 0x3fffffff) seqNo = 1;
+  const s = seqNo;
+  seqNo += n;
+  return s;
+}
+
 const yieldLoop = () => new Promise<void>((r) => setImmediate(r));
 
 /** A NETLINK_NETFILTER socket in `nsPath` (or here) with the configured receive buffer. */
