@@ -29,7 +29,10 @@ export interface ReadLimits {
   rcvBufBytes: number;
   /** A dump that has not finished after this long is abandoned (its socket closed). */
   timeoutMs: number;
-  /** Reads between two yields to the event loop. */
+  /**
+   * Reads between two yields to the event loop. Each read is one kernel dump chunk, which
+   * for nf_tables objects includes a walk of the table (tens of ms at 100,000 counters).
+   */
   readsPerYield: number;
 }
 
@@ -39,7 +42,7 @@ export const DEFAULT_LIMITS: ReadLimits = {
   maxSetElements: 1_000_000,
   rcvBufBytes: 8 << 20,
   timeoutMs: 30_000,
-  readsPerYield: 4,
+  readsPerYield: 1,
 };
 
 let limits: ReadLimits = { ...DEFAULT_LIMITS };
