@@ -31,8 +31,9 @@ import type { FwdMethod, Op, Stats } from '../../core/types.js';
 import { wrrSnapshot } from '../../schedulers/wrr.js';
 import type { DataPlane } from '../dataplane.js';
 import type { LogFn } from '../index.js';
-import { CHUNK, conntrackAvailable, conntrackDeleteMark, conntrackDump, conntrackEvents, yieldLoop, type CtEntry, type CtEvent } from './conntrack.js';
+import { CHUNK, conntrackProblem, conntrackDeleteMark, conntrackDump, conntrackEvents, yieldLoop, type CtEntry, type CtEvent } from './conntrack.js';
 import { makeRunner, type Runner } from './exec.js';
+import { setReadLimits } from './nldump.js';
 import { compileService, famOf, queueBaseCommands, queueRemoveCommands, type Fam, type Fragment } from './nat.js';
 import { nftApply, nftCounters, nftPersistElements, nftVersion, type CounterValue, type PersistElement } from './nft.js';
 import { NftSender } from './nftsend.js';
@@ -163,10 +164,10 @@ export class NftablesDataPlane implements DataPlane {
   async start(table: IpvsTable): Promise<void> {
     await this.checkHost();
     this.table = table;
-    this.conntrackOk = await conntrackAvailable(this.run);
-    if (!this.conntrackOk) {
-      this.opts.log('warn', 'conntrack (conntrack-tools) not found: connection listings and active/inactive counts stay empty; apt-get install conntrack');
-    }
+    const ctProblem = await conntrackProblem(this.run);
+    this.conntrackOk = !ctProblem;
+    if (ctProblem) this.opts.log('warn', `conntrack cannot be read (${ctProblem}): connection listings and active/inactive counts stay empty`);
+    setReadLimits({}, (m) => this.opts.log('warn', `nftables read-back: ${m}`));
     for (const svc of table.list()) for (const dest of svc.dests) this.owners.set(this.markOf(svc.id, dest.id), { svc, dest });
     await this.enqueue(() => this.loadAll('start'));
     this.unsubscribe = table.subscribe({ change: (ev) => this.onChange(ev) });
@@ -655,7 +656,11 @@ export class NftablesDataPlane implements DataPlane {
   private async pollOnce(): Promise<void> {
     if (this.stopped || !this.table) return;
     try {
-      const counters = await nftCounters(this.run);
+      // Conntrack first: its entries say which servers carried traffic since the last round.
+      const snapshotAt = this.table.now();
+      const entries = this.conntrackOk ? await conntrackDump(this.run) : null;
+      if (this.stopped) return;
+      const counters = await nftCounters(this.run, entries ? this.activeCounters(entries) : undefined);
       if (this.drModel.size) {
         for (const [k, v] of await this.dr.readBack(this.table, (s, d) => this.marks.get(`${s}|${d}`))) counters.set(k, v);
         if (this.dr.takeOverloadChange()) await this.recompile(this.drServices(), 'threshold');
@@ -667,10 +672,7 @@ export class NftablesDataPlane implements DataPlane {
       this.applyPersistence(persist);
       // A queue reader that died is restarted here.
       if (this.queuedFrags && !this.nfq?.running) await this.enqueue(() => this.startQueue());
-      if (this.conntrackOk) {
-        const snapshotAt = this.table.now();
-        const entries = await conntrackDump(this.run);
-        if (this.stopped) return;
+      if (entries) {
         // Services where a threshold was crossed: their rules must skip (or take back) that server.
         const crossed = await this.applyConntrack(entries, snapshotAt);
         if (crossed.size && !this.stopped) await this.recompile(crossed, 'threshold');
@@ -681,6 +683,29 @@ export class NftablesDataPlane implements DataPlane {
     } catch (e) {
       this.opts.log('warn', 'nftables read-back failed', { err: (e as Error).message });
     }
+  }
+
+  /** Marks whose connections were in conntrack at the last round: their counters may still move. */
+  private activeMarks = new Set<number>();
+
+  /**
+   * The named counters to read this round: those of the servers with conntrack entries now
+   * or at the last round (a connection's last packets are counted before its entry goes).
+   * An idle server's counters do not move, so the cost follows the traffic, not the table:
+   * the kernel's dump of named objects restarts its walk for every 32 KiB it returns, which
+   * makes a full dump quadratic (11.7 s for 120,000 counters, bench/readback.ts).
+   */
+  private activeCounters(entries: readonly CtEntry[]): Record<Fam, string[]> {
+    const now = new Set<number>();
+    for (const e of entries) if (this.owners.has(e.mark)) now.add(e.mark);
+    const names: Record<Fam, string[]> = { ip: [], ip6: [] };
+    for (const mark of new Set([...now, ...this.activeMarks])) {
+      const o = this.owners.get(mark);
+      if (!o || o.dest.fwd === 'route') continue;
+      names[famOf(o.svc.af)].push(connsCounter(mark), inCounter(mark), outCounter(mark));
+    }
+    this.activeMarks = now;
+    return names;
   }
 
   private *drServices(): Iterable<VirtualService> {
@@ -747,7 +772,7 @@ export class NftablesDataPlane implements DataPlane {
     const t = this.table!;
     const total = { ...ZERO };
     for (const svc of t.list()) {
-      const fam = svc.af === 6 ? 'ip6' : 'ip';
+      const fam = famOf(svc.af);
       const sum = { ...(this.retired.get(svc.id) ?? ZERO) };
       for (const dest of svc.dests) {
         const mark = this.marks.get(`${svc.id}|${dest.id}`);
@@ -755,8 +780,9 @@ export class NftablesDataPlane implements DataPlane {
         const c = counters.get(`${fam}/${connsCounter(mark)}`);
         const i = counters.get(`${fam}/${inCounter(mark)}`);
         const o = counters.get(`${fam}/${outCounter(mark)}`);
-        if (!c || !i || !o) continue;
-        const raw: Stats = { conns: c.packets, inpkts: i.packets, inbytes: i.bytes, outpkts: o.packets, outbytes: o.bytes };
+        // Not read this round (idle): as at its last read.
+        const raw: Stats | undefined = c && i && o ? { conns: c.packets, inpkts: i.packets, inbytes: i.bytes, outpkts: o.packets, outbytes: o.bytes } : this.lastRaw.get(mark);
+        if (!raw) continue;
         this.lastRaw.set(mark, raw);
         const base = this.baseline.get(mark) ?? ZERO;
         const s: Stats = { conns: raw.conns - base.conns, inpkts: raw.inpkts - base.inpkts, inbytes: raw.inbytes - base.inbytes, outpkts: raw.outpkts - base.outpkts, outbytes: raw.outbytes - base.outbytes };
