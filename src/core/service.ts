@@ -163,6 +163,8 @@ export class VirtualService {
   transparent: boolean | undefined;
   /** Kernel list order: a new server is inserted at the head. */
   readonly dests: RealServer[] = [];
+  /** The same servers by destId, so finding one does not walk the list. */
+  private readonly byId = new Map<string, RealServer>();
   readonly stats: StatsBlock;
   /** Bound by the table right after construction. */
   sched!: Scheduler<RealServer>;
@@ -191,8 +193,12 @@ export class VirtualService {
   }
 
   findDest(k: DestKey): RealServer | undefined {
-    const id = destId(k);
-    return this.dests.find((d) => d.id === id);
+    return this.byId.get(destId(k));
+  }
+
+  /** The server whose destId is `id`. */
+  findDestById(id: string): RealServer | undefined {
+    return this.byId.get(id);
   }
 
   // The changes below are the whole of how a batch changes a service (IpvsTable.exec runs
@@ -223,6 +229,7 @@ export class VirtualService {
   addDest(cfg: DestConfig): RealServer {
     const dest = new RealServer(this, cfg);
     this.dests.unshift(dest);
+    this.byId.set(dest.id, dest);
     this.sched.addDest?.(dest);
     return dest;
   }
@@ -237,6 +244,7 @@ export class VirtualService {
   removeDest(dest: RealServer): void {
     const idx = this.dests.indexOf(dest);
     this.dests.splice(idx, 1);
+    this.byId.delete(dest.id);
     dest.available = false;
     this.sched.delDest?.(dest, idx);
   }
@@ -257,6 +265,7 @@ export class VirtualService {
       const x = d.clone(c);
       copies.set(d, x);
       c.dests.push(x);
+      c.byId.set(x.id, x);
     }
     // Scheduler state may still name a removed server (lblc's cache): copy it too.
     const map = (d: RealServer): RealServer => {

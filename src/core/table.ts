@@ -245,11 +245,8 @@ export class IpvsTable {
 
   /** Checks and canonicalizes a batch without applying it. */
   validate(ops: readonly Op[]): Op[] {
-    // A shadow of the table's keys, so a batch can refer to what its earlier ops create.
-    const shadow = new Map<string, Set<string>>();
-    for (const s of this.services.values()) shadow.set(s.id, new Set(s.dests.map((d) => d.id)));
-    const svcAf = new Map<string, 4 | 6>();
-    for (const s of this.services.values()) svcAf.set(s.id, s.af);
+    // The batch's view of what exists, so a batch can refer to what its earlier ops create.
+    const shadow = new ShadowTable(this.services);
     const out: Op[] = [];
     for (const raw of ops) {
       const op = checkOpShape(raw);
@@ -262,10 +259,9 @@ export class IpvsTable {
             throw new TsvsError('SCHEDULER_NOT_FOUND', `${serviceLabel(cfg)}: scheduler "${cfg.scheduler}"${cfg.pe ? ` or persistence engine "${cfg.pe}"` : ''} not found`);
           }
           if (op.op === 'add-service') {
-            if (shadow.has(id)) throw new TsvsError('SERVICE_EXISTS', `${serviceLabel(cfg)}: service already exists`);
-            shadow.set(id, new Set());
-            svcAf.set(id, cfg.af);
-          } else if (!shadow.has(id)) {
+            if (shadow.get(id)) throw new TsvsError('SERVICE_EXISTS', `${serviceLabel(cfg)}: service already exists`);
+            shadow.add(id, cfg.af);
+          } else if (!shadow.get(id)) {
             throw new TsvsError('NO_SERVICE', `${serviceLabel(cfg)}: no such service`);
           }
           out.push({ op: op.op, service: cfg });
@@ -279,30 +275,28 @@ export class IpvsTable {
           break;
         }
         case 'flush':
-          shadow.clear();
+          shadow.flush();
           out.push(op);
           break;
         case 'add-server':
         case 'edit-server':
         case 'delete-server': {
           const key = checkServiceKey(op.service);
-          const id = serviceId(key);
-          const dests = shadow.get(id);
-          if (!dests) throw new TsvsError('SERVICE_NOT_DEFINED', `${serviceLabel(key)}: service not defined`);
+          const s = shadow.get(serviceId(key));
+          if (!s) throw new TsvsError('SERVICE_NOT_DEFINED', `${serviceLabel(key)}: service not defined`);
           if (op.op === 'delete-server') {
             const dk = checkDestKey(op.dest, `${serviceLabel(key)} real server`);
-            if (!dests.delete(destId(dk))) {
-              throw new TsvsError('NO_DEST', `${serviceLabel(key)}: no such real server ${destId(dk)}`);
-            }
+            if (!s.hasDest(destId(dk))) throw new TsvsError('NO_DEST', `${serviceLabel(key)}: no such real server ${destId(dk)}`);
+            s.setDest(destId(dk), false);
             out.push({ op: op.op, service: key, dest: dk });
             break;
           }
-          const dest = checkDestConfig(op.dest, key, svcAf.get(id) ?? key.af);
+          const dest = checkDestConfig(op.dest, key, s.af);
           const did = destId(dest);
           if (op.op === 'add-server') {
-            if (dests.has(did)) throw new TsvsError('DEST_EXISTS', `${serviceLabel(key)}: real server ${did} already exists`);
-            dests.add(did);
-          } else if (!dests.has(did)) {
+            if (s.hasDest(did)) throw new TsvsError('DEST_EXISTS', `${serviceLabel(key)}: real server ${did} already exists`);
+            s.setDest(did, true);
+          } else if (!s.hasDest(did)) {
             throw new TsvsError('NO_DEST', `${serviceLabel(key)}: no such real server ${did}`);
           }
           out.push({ op: op.op, service: key, dest });
@@ -311,7 +305,7 @@ export class IpvsTable {
         case 'zero': {
           if (op.service) {
             const key = checkServiceKey(op.service);
-            if (!shadow.has(serviceId(key))) throw new TsvsError('NO_SERVICE', `${serviceLabel(key)}: no such service`);
+            if (!shadow.get(serviceId(key))) throw new TsvsError('NO_SERVICE', `${serviceLabel(key)}: no such service`);
             out.push({ op: 'zero', service: key });
           } else {
             out.push({ op: 'zero' });
@@ -673,6 +667,62 @@ export class IpvsTable {
         for (const d of svc.dests) d.stats.estimate();
       }
     }
+  }
+}
+
+/** One service as a batch being validated sees it: its family, and which servers exist. */
+class ShadowService {
+  /** Servers the batch added (true) or deleted (false); the rest are as in `live`. */
+  private readonly changed = new Map<string, boolean>();
+
+  constructor(
+    readonly af: 4 | 6,
+    private readonly live: VirtualService | null,
+  ) {}
+
+  hasDest(id: string): boolean {
+    return this.changed.get(id) ?? this.live?.findDestById(id) !== undefined;
+  }
+
+  setDest(id: string, exists: boolean): void {
+    this.changed.set(id, exists);
+  }
+}
+
+/**
+ * Which services exist at each point of a batch being validated. Only what the batch
+ * names is looked at, so validating costs the batch, not the table.
+ */
+class ShadowTable {
+  /** Services the batch touched; null: does not exist (deleted, or never was). */
+  private readonly touched = new Map<string, ShadowService | null>();
+  private flushed = false;
+
+  constructor(private readonly live: ReadonlyMap<string, VirtualService>) {}
+
+  get(id: string): ShadowService | null {
+    let s = this.touched.get(id);
+    if (s === undefined) {
+      const v = this.flushed ? undefined : this.live.get(id);
+      s = v ? new ShadowService(v.af, v) : null;
+      this.touched.set(id, s);
+    }
+    return s;
+  }
+
+  add(id: string, af: 4 | 6): void {
+    this.touched.set(id, new ShadowService(af, null));
+  }
+
+  delete(id: string): boolean {
+    if (!this.get(id)) return false;
+    this.touched.set(id, null);
+    return true;
+  }
+
+  flush(): void {
+    this.flushed = true;
+    this.touched.clear();
   }
 }
 
