@@ -150,6 +150,8 @@ export class IpvsTable {
   private lastEstimate: number;
   /** Entries created by importSynced, by tuple, so a later message updates them. */
   private readonly synced = new Map<string, Conn>();
+  /** Every entry importSynced created (templates too), so listing them walks only them. */
+  private readonly syncedAll = new Set<Conn>();
 
   constructor(opts: TableOptions = {}) {
     this.now = opts.now ?? (() => performance.now());
@@ -221,8 +223,19 @@ export class IpvsTable {
     };
   }
 
+  /** The connection table as ipvsadm -Lnc lists it. */
   connView(): ConnView[] {
     return this.conns.view(this.now());
+  }
+
+  /** The entries of one service, or of one of its real servers, without a walk over the others. */
+  connViewOf(svc: VirtualService, dest?: RealServer): ConnView[] {
+    return this.conns.viewOf(svc, dest, this.now());
+  }
+
+  /** The service whose serviceId is `id`. */
+  getById(id: string): VirtualService | undefined {
+    return this.services.get(id);
   }
 
   // ------------------------------------------------------------------ mutations
@@ -371,7 +384,7 @@ export class IpvsTable {
     retire: (svc, dest) => {
       // Templates of a removed server must not send anyone there again; templates keyed
       // with an old persistence granularity would never match again.
-      for (const t of dest ? this.conns.ofDest(dest) : this.conns.ofService(svc)) if (t.isTemplate) this.conns.retireTemplate(t);
+      for (const t of this.conns.templatesOf(svc, dest)) this.conns.retireTemplate(t);
     },
     zero: (id) => {
       const targets = id !== null ? [this.services.get(id)!] : this.list();
@@ -457,7 +470,7 @@ export class IpvsTable {
     for (const d of [...svc.dests]) this.unlinkDest(this.live, svc, d);
     svc.sched.done?.();
     this.services.delete(svc.id);
-    for (const c of this.conns.ofService(svc)) if (c.isTemplate) this.conns.remove(c);
+    for (const c of this.conns.templatesOf(svc)) this.conns.remove(c);
     this.emit((l) => l.change?.({ type: 'service-deleted', svc }));
   }
 
@@ -592,6 +605,7 @@ export class IpvsTable {
       if (!c) {
         c = this.conns.createTemplate(key, svc, e.caddr, dest, now);
         c.flags |= CONN_F_SYNC;
+        this.syncedAll.add(c);
       }
       c.state = e.state === 1 ? 1 : 0;
       c.timeoutMs = (e.timeout || 180) * 1000;
@@ -606,6 +620,7 @@ export class IpvsTable {
         const flags = CONN_F_SYNC | (e.noOutput ? CONN_F_NOOUTPUT : 0);
         c = this.conns.create(e.protocol, e.af, e.caddr, e.cport, e.vaddr, e.vport, dest.addr, e.dport, svc, dest, flags, now);
         this.synced.set(key, c);
+        this.syncedAll.add(c);
       }
       if (e.protocol === 'tcp') this.conns.setTcpState(c, e.state as TcpState);
       const t = this.timeouts();
@@ -621,7 +636,12 @@ export class IpvsTable {
   /** Entries created by importSynced that are still in the table. */
   syncedEntries(): Conn[] {
     const out: Conn[] = [];
-    for (const c of this.conns.all()) if (c.flags & CONN_F_SYNC) out.push(c);
+    for (const c of this.syncedAll) {
+      // Entries leave the table (expiry, a data plane's drop) or are adopted (flag cleared)
+      // by many ways: prune here.
+      if (c.dead || !(c.flags & CONN_F_SYNC)) this.syncedAll.delete(c);
+      else out.push(c);
+    }
     return out;
   }
 
@@ -642,6 +662,7 @@ export class IpvsTable {
   }
 
   private forgetSynced(c: Conn): void {
+    this.syncedAll.delete(c);
     const key = syncKey(c.protocol, c.caddr, c.cport, c.vaddr, c.vport, c.svc.fwmark);
     if (this.synced.get(key) === c) this.synced.delete(key);
   }
@@ -649,6 +670,16 @@ export class IpvsTable {
   /** Removes an entry at once (e.g. its server was removed and the data plane closed it). */
   dropConn(c: Conn): void {
     this.conns.remove(c);
+  }
+
+  /**
+   * The data plane holds nothing more for `c` (its sockets are closed). A closed TCP entry
+   * then lives on compactly until it expires: it still counts as an InActConn and is still
+   * listed, but `c` itself is dead from here on (see ConnTable.close). Returns whether it
+   * was compacted.
+   */
+  connClosed(c: Conn): boolean {
+    return this.conns.close(c);
   }
 
   /**
