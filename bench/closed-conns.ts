@@ -4,19 +4,25 @@
  * way the userspace plane does when both sockets are closed (`IpvsTable.connClosed`, when
  * the table has it). Prints heap bytes per closed connection.
  *
- *   node --expose-gc --import tsx bench/closed-conns.ts [N]
+ *   node --expose-gc --import tsx bench/closed-conns.ts [N] [--full]
+ *
+ * --full skips the hand-back, so the closed entries stay whole Conn objects (as before
+ * compaction existed), for comparison on the same code.
  */
 import { IpvsTable } from '../src/core/table.js';
 import type { Conn } from '../src/core/conn.js';
 
-const N = Number(process.argv[2] ?? 100_000);
+const N = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 100_000);
+const full = process.argv.includes('--full');
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc');
 
+/** JS heap plus ArrayBuffer backing stores (typed arrays live outside the heap). */
 function heap(): number {
   gc!();
   gc!();
-  return process.memoryUsage().heapUsed;
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
 }
 
 const clock = { t: 1_000_000 };
@@ -27,7 +33,7 @@ table.applyAll([
   ...[11, 12, 13, 14].map((i) => ({ op: 'add-server' as const, service: svc, dest: { af: 4 as const, addr: `198.19.0.${i}`, port: 80, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 } })),
 ]);
 const vs = table.list()[0]!;
-const closed = (table as unknown as { connClosed?: (c: Conn) => void }).connClosed?.bind(table);
+const closed = full ? undefined : (table as unknown as { connClosed?: (c: Conn) => void }).connClosed?.bind(table);
 
 const before = heap();
 for (let i = 0; i < N; i++) {

@@ -60,8 +60,10 @@ export class Conn {
   tplKey = '';
   /** Opaque reference for the data plane (its sockets), so it can act on expiry. */
   handle: unknown = null;
-  /** Key in the tuple index ('' for templates, which have their own). */
-  tupleKey = '';
+  /** Hash in the tuple index, -1 when not in it (templates have their own index). */
+  tHash = -1;
+  /** Next entry with the same tuple hash. */
+  tNext: Conn | null = null;
   // Links of the per-server and per-service lists (ConnTable's indexes).
   dPrev: Conn | null = null;
   dNext: Conn | null = null;
@@ -105,16 +107,27 @@ export interface ConnEvents {
   expired(c: Conn): void;
 }
 
-/** The tuple index's key: what the kernel hashes to find a connection (ip_vs_conn_hashkey). */
-export function tupleKey(protocol: string, caddr: string, cport: number, vaddr: string, vport: number): string {
-  return `${protocol}|${caddr}|${cport}|${vaddr}|${vport}`;
+/**
+ * The tuple index's hash (the kernel's ip_vs_conn_hashkey has the same inputs): FNV-1a over
+ * the fields, kept within 30 bits so it is a small integer to V8. A number, not a string
+ * key: a key string per connection would cost more than the rest of the entry.
+ */
+export function tupleHash(protocol: string, caddr: string, cport: number, vaddr: string, vport: number): number {
+  let h = 0x811c9dc5;
+  for (const s of [protocol, caddr, vaddr]) {
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    h = Math.imul(h ^ 0x7c, 0x01000193);
+  }
+  h = Math.imul(h ^ cport, 0x01000193);
+  h = Math.imul(h ^ vport, 0x01000193);
+  return (h ^ (h >>> 30)) & 0x3fffffff;
 }
 
 export class ConnTable {
   private readonly conns = new Map<number, Conn>();
   private readonly templates = new Map<string, Conn>();
-  /** Non-template entries by tuple; the newest one when a tuple is reused. */
-  private readonly byTuple = new Map<string, Conn>();
+  /** Non-template entries by tuple hash: a chain through `tNext`, newest first. */
+  private readonly byTuple = new Map<number, Conn>();
   /** Heads of the per-server and per-service lists. */
   private readonly destHead = new Map<RealServer, Conn>();
   private readonly svcHead = new Map<VirtualService, Conn>();
@@ -198,7 +211,10 @@ export class ConnTable {
 
   /** The newest non-template entry with this tuple (kernel ip_vs_conn_in_get); closed ones are not found. */
   find(protocol: ConnProtocol, caddr: string, cport: number, vaddr: string, vport: number): Conn | undefined {
-    return this.byTuple.get(tupleKey(protocol, caddr, cport, vaddr, vport));
+    for (let c = this.byTuple.get(tupleHash(protocol, caddr, cport, vaddr, vport)) ?? null; c; c = c.tNext) {
+      if (c.cport === cport && c.vport === vport && c.caddr === caddr && c.vaddr === vaddr && c.protocol === protocol) return c;
+    }
+    return undefined;
   }
 
   private link(c: Conn): void {
@@ -214,8 +230,9 @@ export class ConnTable {
     if (h) h.sPrev = c;
     this.svcHead.set(c.svc, c);
     if (!c.isTemplate) {
-      c.tupleKey = tupleKey(c.protocol, c.caddr, c.cport, c.vaddr, c.vport);
-      this.byTuple.set(c.tupleKey, c);
+      c.tHash = tupleHash(c.protocol, c.caddr, c.cport, c.vaddr, c.vport);
+      c.tNext = this.byTuple.get(c.tHash) ?? null;
+      this.byTuple.set(c.tHash, c);
     }
   }
 
@@ -233,7 +250,20 @@ export class ConnTable {
     else this.svcHead.delete(c.svc);
     if (c.sNext) c.sNext.sPrev = c.sPrev;
     c.sPrev = c.sNext = null;
-    if (c.tupleKey && this.byTuple.get(c.tupleKey) === c) this.byTuple.delete(c.tupleKey);
+    if (c.tHash >= 0) {
+      // Chains are short (same hash): walk to the predecessor.
+      const head = this.byTuple.get(c.tHash)!;
+      if (head === c) {
+        if (c.tNext) this.byTuple.set(c.tHash, c.tNext);
+        else this.byTuple.delete(c.tHash);
+      } else {
+        let p = head;
+        while (p.tNext !== c) p = p.tNext!;
+        p.tNext = c.tNext;
+      }
+      c.tNext = null;
+      c.tHash = -1;
+    }
   }
 
   /** Re-arms the entry's timer, as every packet does (ip_vs_conn_put). */
