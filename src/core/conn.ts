@@ -436,12 +436,17 @@ export class ConnTable {
    * it was compacted; an entry that is still active, synced, a template or not TCP stays.
    */
   close(c: Conn): boolean {
-    if (c.dead || c.protocol !== 'tcp' || (c.flags & (CONN_F_TEMPLATE | CONN_F_SYNC)) !== 0 || (c.flags & CONN_F_INACTIVE) === 0 || !c.dest) return false;
+    if (!this.closable(c)) return false;
     this.detach(c);
     // Filed like the Conn was: the same second (or the next one due).
     this.closed.add(c as Conn & { dest: RealServer }, c.control as ControlRef | null, Math.max(Math.ceil(c.expires / 1000), this.cursor));
     c.control = null;
     return true;
+  }
+
+  /** Whether `close` would compact `c`: a live, inactive, non-synced TCP connection with a server. */
+  closable(c: Conn): boolean {
+    return !c.dead && c.protocol === 'tcp' && (c.flags & (CONN_F_TEMPLATE | CONN_F_SYNC)) === 0 && (c.flags & CONN_F_INACTIVE) !== 0 && c.dest !== null;
   }
 
   /** Out of every index and bucket, and marked dead; its server and template are the caller's business. */

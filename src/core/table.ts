@@ -87,6 +87,12 @@ export interface TableListener {
   commit?(ops: readonly Op[]): void;
   /** A connection entry expired; a data plane closes whatever it still holds for it. */
   connExpired?(c: Conn): void;
+  /**
+   * A closed entry is about to leave its Conn object for a compact row (connClosed): the
+   * last moment it can be read as a Conn, e.g. by a sync master that sends its final
+   * state (TIME_WAIT), which its periodic walk over `conns.all()` would no longer see.
+   */
+  connClosing?(c: Conn): void;
 }
 
 export interface TableOptions {
@@ -679,6 +685,8 @@ export class IpvsTable {
    * was compacted.
    */
   connClosed(c: Conn): boolean {
+    if (!this.conns.closable(c)) return false;
+    this.emit((l) => l.connClosing?.(c));
     return this.conns.close(c);
   }
 

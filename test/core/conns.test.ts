@@ -35,8 +35,10 @@ describe('closed connections, compact', () => {
     clock.t += 400; // the listing rounds down: 119 s left
     const listed = table.connView();
     const expired: Conn[] = [];
-    table.subscribe({ connExpired: (x) => expired.push(x) });
+    const closing: string[] = [];
+    table.subscribe({ connExpired: (x) => expired.push(x), connClosing: (x) => closing.push(`${x.stateName} dead=${x.dead}`) });
     assert.equal(table.connClosed(c), true);
+    assert.deepEqual(closing, ['TIME_WAIT dead=false'], 'connClosing sees the Conn before it goes');
     assert.equal(c.dead, true);
     assert.equal(table.conns.closedSize, 1);
     assert.equal(table.conns.size, 1);
@@ -53,6 +55,7 @@ describe('closed connections, compact', () => {
     assert.deepEqual([d.activeconns, d.inactconns], [0, 1]);
     // A second compaction or a drop of the dead Conn changes nothing.
     assert.equal(table.connClosed(c), false);
+    assert.equal(closing.length, 1);
     table.dropConn(c);
     assert.equal(d.inactconns, 1);
     clock.t += 119_000;
