@@ -60,6 +60,11 @@ export interface BatchPreview {
    * Services only zeroed (-Z) are not listed.
    */
   services: Map<string, VirtualService | null>;
+  /**
+   * Ids of the services the batch creates (or deletes and creates again) and that exist
+   * after it, in the order the table will list them: after every service it keeps.
+   */
+  added: Set<string>;
   /** The connection timeouts after the batch, when it sets them (--set). */
   timeouts?: Timeouts;
 }
@@ -347,7 +352,7 @@ export class IpvsTable {
    * servers, not the table. See BatchPreview.
    */
   preview(ops: readonly Op[]): BatchPreview {
-    const out: BatchPreview = { flushed: false, services: new Map() };
+    const out: BatchPreview = { flushed: false, services: new Map(), added: new Set() };
     const space: ApplySpace = {
       get: (id) => {
         let svc = out.services.get(id);
@@ -358,15 +363,20 @@ export class IpvsTable {
         if (!svc) throw new TsvsError('INTERNAL', `preview: ${id} does not exist at this point of the batch; was the batch validated against this table?`);
         return svc;
       },
-      put: (svc) => out.services.set(svc.id, svc),
+      put: (svc) => {
+        out.services.set(svc.id, svc);
+        out.added.add(svc.id);
+      },
       delete: (id) => {
         // Nothing to copy: the answer is "gone".
         if (!out.services.get(id) && (out.flushed || !this.services.has(id))) space.get(id);
         out.services.set(id, null);
+        out.added.delete(id);
       },
       flush: () => {
         out.flushed = true;
         out.services.clear();
+        out.added.clear();
       },
       retire: () => {},
       zero: () => null,
@@ -376,6 +386,26 @@ export class IpvsTable {
       emit: () => {},
     };
     for (const op of ops) this.exec(op, space);
+    return out;
+  }
+
+  /**
+   * The services as `list()` will give them once the previewed batch is applied: the
+   * table's order, with the preview's copies in place of what the batch changes. Costs the
+   * table (for a plane that rebuilds its whole model); `p` must be a preview of this table
+   * as it is now.
+   */
+  listAfter(p: BatchPreview): VirtualService[] {
+    const out: VirtualService[] = [];
+    if (!p.flushed) {
+      for (const s of this.services.values()) {
+        if (p.added.has(s.id)) continue; // deleted and created again: listed last
+        const after = p.services.get(s.id);
+        if (after === undefined) out.push(s);
+        else if (after !== null) out.push(after);
+      }
+    }
+    for (const id of p.added) out.push(p.services.get(id)!);
     return out;
   }
 
