@@ -12,7 +12,7 @@
  * and templates by their key. A closed connection the data plane no longer holds
  * (`close`) leaves its Conn object for a compact row (closed.ts) until it expires.
  */
-import { ClosedConns, type ControlRef } from './closed.js';
+import { ClosedConns } from './closed.js';
 import { TcpState, TCP_STATE_NAMES, tcpNextState, tcpStateActive, type TcpDir, type TcpFlag } from './tcpstate.js';
 import type { RealServer, VirtualService } from './service.js';
 import type { ConnView, Family, Timeouts } from './types.js';
@@ -81,7 +81,7 @@ export class Conn {
     readonly daddr: string,
     readonly dport: number,
     readonly svc: VirtualService,
-    public dest: RealServer | null,
+    readonly dest: RealServer | null,
     flags: number,
     now: number,
   ) {
@@ -439,7 +439,7 @@ export class ConnTable {
     if (!this.closable(c)) return false;
     this.detach(c);
     // Filed like the Conn was: the same second (or the next one due).
-    this.closed.add(c as Conn & { dest: RealServer }, c.control as ControlRef | null, Math.max(Math.ceil(c.expires / 1000), this.cursor));
+    this.closed.add(c as Conn & { dest: RealServer }, c.control, Math.max(Math.ceil(c.expires / 1000), this.cursor));
     c.control = null;
     return true;
   }

@@ -81,7 +81,7 @@ export class RealServer implements SchedDest {
     this.fwd = cfg.fwd;
     this.uThreshold = cfg.uThreshold;
     this.lThreshold = cfg.lThreshold;
-    this.tunnel = cfg.tunnel;
+    this.tunnel = cfg.tunnel && { ...cfg.tunnel };
   }
 
   /**
@@ -96,7 +96,8 @@ export class RealServer implements SchedDest {
     this.fwd = c.fwd;
     this.uThreshold = c.uThreshold;
     this.lThreshold = c.lThreshold;
-    this.tunnel = c.tunnel;
+    // A copy: the op object may also be applied elsewhere (a preview), and must not be shared.
+    this.tunnel = c.tunnel && { ...c.tunnel };
   }
 
   /** A detached copy bound to `svc` (a copy of this server's service), runtime state included. */
