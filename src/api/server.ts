@@ -137,7 +137,9 @@ export function createControlApp(director: Director, opts: ApiOptions = {}): Hon
     const limit = intParam(c, 'limit');
     const service = c.req.query('service');
     const server = c.req.query('server');
-    let conns = table.connView();
+    // One service's entries come from its index; the filter below still decides.
+    const svc = service !== undefined ? table.getById(service) : undefined;
+    let conns = svc ? table.connViewOf(svc) : table.connView();
     if (service !== undefined) conns = conns.filter((x) => `${x.protocol.toLowerCase()}:${formatAddrPort(x.vaddr, x.vport)}` === service);
     if (server !== undefined) conns = conns.filter((x) => formatAddrPort(x.daddr, x.dport) === server);
     c.header('X-Total-Count', String(conns.length));

@@ -81,7 +81,7 @@ export class RealServer implements SchedDest {
     this.fwd = cfg.fwd;
     this.uThreshold = cfg.uThreshold;
     this.lThreshold = cfg.lThreshold;
-    this.tunnel = cfg.tunnel;
+    this.tunnel = cfg.tunnel && { ...cfg.tunnel };
   }
 
   /**
@@ -96,7 +96,8 @@ export class RealServer implements SchedDest {
     this.fwd = c.fwd;
     this.uThreshold = c.uThreshold;
     this.lThreshold = c.lThreshold;
-    this.tunnel = c.tunnel;
+    // A copy: the op object may also be applied elsewhere (a preview), and must not be shared.
+    this.tunnel = c.tunnel && { ...c.tunnel };
   }
 
   /** A detached copy bound to `svc` (a copy of this server's service), runtime state included. */
@@ -163,6 +164,8 @@ export class VirtualService {
   transparent: boolean | undefined;
   /** Kernel list order: a new server is inserted at the head. */
   readonly dests: RealServer[] = [];
+  /** The same servers by destId, so finding one does not walk the list. */
+  private readonly byId = new Map<string, RealServer>();
   readonly stats: StatsBlock;
   /** Bound by the table right after construction. */
   sched!: Scheduler<RealServer>;
@@ -191,8 +194,12 @@ export class VirtualService {
   }
 
   findDest(k: DestKey): RealServer | undefined {
-    const id = destId(k);
-    return this.dests.find((d) => d.id === id);
+    return this.byId.get(destId(k));
+  }
+
+  /** The server whose destId is `id`. */
+  findDestById(id: string): RealServer | undefined {
+    return this.byId.get(id);
   }
 
   // The changes below are the whole of how a batch changes a service (IpvsTable.exec runs
@@ -223,6 +230,7 @@ export class VirtualService {
   addDest(cfg: DestConfig): RealServer {
     const dest = new RealServer(this, cfg);
     this.dests.unshift(dest);
+    this.byId.set(dest.id, dest);
     this.sched.addDest?.(dest);
     return dest;
   }
@@ -237,6 +245,7 @@ export class VirtualService {
   removeDest(dest: RealServer): void {
     const idx = this.dests.indexOf(dest);
     this.dests.splice(idx, 1);
+    this.byId.delete(dest.id);
     dest.available = false;
     this.sched.delDest?.(dest, idx);
   }
@@ -257,6 +266,7 @@ export class VirtualService {
       const x = d.clone(c);
       copies.set(d, x);
       c.dests.push(x);
+      c.byId.set(x.id, x);
     }
     // Scheduler state may still name a removed server (lblc's cache): copy it too.
     const map = (d: RealServer): RealServer => {

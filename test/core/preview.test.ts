@@ -72,6 +72,7 @@ function randomBatch(r: Rng, table: IpvsTable, len: number, serial: { n: number 
   const batch: Op[] = [];
   // The batch's own view of which services and servers exist, so later ops refer to earlier ones.
   const svcs = new Map<string, { key: ServiceKey; cfg: ServiceConfig; dests: DestConfig[] }>();
+  const gone: ServiceConfig[] = [];
   for (const s of table.list()) svcs.set(s.id, { key: keyOf(s), cfg: s.config(), dests: s.dests.map((d) => d.config()) });
   for (let tries = 0; batch.length < len && tries < len * 20; tries++) {
     const all = [...svcs.values()];
@@ -79,7 +80,9 @@ function randomBatch(r: Rng, table: IpvsTable, len: number, serial: { n: number 
     let op: Op;
     const k = r.int(100);
     if (k < 12 || !one) {
-      op = { op: 'add-service', service: randomService(r, 100 + serial.n++) };
+      // Sometimes a service the batch (or the table) deleted comes back, with another scheduler.
+      const back = gone.length && r.chance(0.5) ? gone[r.int(gone.length)]! : null;
+      op = { op: 'add-service', service: back ? { ...back, scheduler: r.pick(SCHEDULERS) } : randomService(r, 100 + serial.n++) };
     } else if (k < 24) {
       const cfg = { ...one.cfg, scheduler: r.chance(0.5) ? r.pick(SCHEDULERS) : one.cfg.scheduler, schedFlags: r.chance(0.3) ? r.int(4) : one.cfg.schedFlags };
       if (r.chance(0.3)) cfg.persistent = cfg.persistent ? 0 : 120;
@@ -114,8 +117,13 @@ function randomBatch(r: Rng, table: IpvsTable, len: number, serial: { n: number 
     // Follow the batch in the shadow.
     if (c.op === 'add-service') svcs.set(idOf(c.service), { key: c.service, cfg: c.service, dests: [] });
     else if (c.op === 'edit-service') svcs.get(idOf(c.service))!.cfg = c.service;
-    else if (c.op === 'delete-service') svcs.delete(idOf(c.service));
-    else if (c.op === 'flush') svcs.clear();
+    else if (c.op === 'delete-service') {
+      gone.push(svcs.get(idOf(c.service))!.cfg);
+      svcs.delete(idOf(c.service));
+    } else if (c.op === 'flush') {
+      for (const x of svcs.values()) gone.push(x.cfg);
+      svcs.clear();
+    }
     else if (c.op === 'add-server') svcs.get(idOf(c.service))!.dests.push(c.dest);
     else if (c.op === 'edit-server') {
       const ds = svcs.get(idOf(c.service))!.dests;
@@ -195,8 +203,12 @@ function runCase(seed: number): void {
   assert.equal(p1.flushed, batch.some((o) => o.op === 'flush'), `seed ${seed}: flushed`);
   if (batch.some((o) => o.op === 'set-timeouts')) assert.ok(p1.timeouts, `seed ${seed}: timeouts missing`);
 
+  const listAfter = table.listAfter(p1);
   table.applyAll(batch);
   const after = liveById(table);
+  // listAfter: the table's order after the batch, untouched services as themselves, the rest as the copies.
+  assert.deepEqual(listAfter.map((s) => s.id), table.list().map((s) => s.id), `seed ${seed}: listAfter order`);
+  for (const s of listAfter) assert.ok(p1.services.get(s.id) === s || (!p1.services.has(s.id) && after.get(s.id) === s), `seed ${seed}: listAfter ${s.id} object`);
   const now = clock.t + 1000;
   for (const p of [p1, p2] as BatchPreview[]) {
     for (const [id, copy] of p.services) {
