@@ -148,6 +148,7 @@ function jsonProblem(e: unknown, text: string): string {
   const pos = /position (\d+)/.exec(msg);
   if (!pos) return 'invalid JSON';
   const at = Number(pos[1]);
+  if (at >= text.trimEnd().length - 1) return 'it ends early (truncated)';
   const before = text.slice(0, at);
   const line = before.split('\n').length;
   return `invalid JSON at line ${line} column ${at - before.lastIndexOf('\n')}`;
@@ -229,7 +230,8 @@ export class StateStore {
     let replayed = 0;
     for (const r of todo) {
       if (r.seq !== this.seq + 1) {
-        const missing = r.seq > this.seq + 1 ? `records ${this.seq + 1} to ${r.seq - 1} are missing` : `seq ${r.seq} repeats`;
+        const gap = r.seq - this.seq - 1;
+        const missing = gap < 1 ? `seq ${r.seq} repeats` : gap === 1 ? `record ${this.seq + 1} is missing` : `records ${this.seq + 1} to ${r.seq - 1} are missing`;
         throw new TsvsError('BAD_REQUEST', `state journal ${this.journalPath} line ${r.line}: record seq ${r.seq} after seq ${this.seq}: ${missing}; ${JOURNAL_HINT}`);
       }
       try {
@@ -413,17 +415,22 @@ export class StateStore {
   private kick(): void {
     if (this.flushing) return;
     this.flushing = true;
-    void this.exclusive(async () => {
-      try {
-        await this.flush();
-      } finally {
-        this.flushing = false;
-      }
+    void this.exclusive(() => this.flush()).then(() => {
+      // A batch recorded after the loop's last look, while `flushing` was still set, did not start one.
+      if (this.pending.length) this.kick();
     });
   }
 
   /** Writes what waits, one group at a time, until nothing does. */
   private async flush(): Promise<void> {
+    try {
+      await this.flushLoop();
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async flushLoop(): Promise<void> {
     while (this.pending.length) {
       if (!this.source || (this.closed && !this.fh)) {
         const e = new Error(this.closed ? 'the state store is closed' : 'the state store is not open');
