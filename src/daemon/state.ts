@@ -22,7 +22,7 @@ import { basename, dirname, join } from 'node:path';
 import { TsvsError } from '../core/errors.js';
 import { IpvsTable } from '../core/table.js';
 import type { Op, TableConfig } from '../core/types.js';
-import { encodeRecord, JOURNAL_HEADER, JournalError, parseJournal } from './journal.js';
+import { encodeRecord, JOURNAL_HEADER, JournalError, parseJournal, type JournalRecord } from './journal.js';
 
 const FORMAT = 'tsvs-state';
 /** 1: the table alone (earlier releases). 2: plus `seq`, the last journal record it holds. */
@@ -221,30 +221,57 @@ export class StateStore {
     const todo = journal?.records.filter((r) => r.seq > snap.seq) ?? [];
     if (!todo.length) return snap.table;
 
-    const table = new IpvsTable();
-    try {
-      table.applyAll(configToOps(snap.table));
-    } catch (e) {
-      throw new TsvsError('BAD_REQUEST', `state file ${this.path}: the saved table does not load (${(e as Error).message}); ${SNAPSHOT_HINT}`);
-    }
-    let replayed = 0;
     for (const r of todo) {
       if (r.seq !== this.seq + 1) {
         const gap = r.seq - this.seq - 1;
         const missing = gap < 1 ? `seq ${r.seq} repeats` : gap === 1 ? `record ${this.seq + 1} is missing` : `records ${this.seq + 1} to ${r.seq - 1} are missing`;
         throw new TsvsError('BAD_REQUEST', `state journal ${this.journalPath} line ${r.line}: record seq ${r.seq} after seq ${this.seq}: ${missing}; ${JOURNAL_HINT}`);
       }
-      try {
-        table.applyAll(r.ops);
-      } catch (e) {
-        const why = e instanceof TsvsError ? e.detail : (e as Error).message;
-        throw new TsvsError('BAD_REQUEST', `state journal ${this.journalPath} line ${r.line}: record seq ${r.seq} does not apply to the saved table (${why}); ${JOURNAL_HINT}`);
-      }
       this.seq = r.seq;
-      replayed++;
     }
+    // One transaction for the snapshot and every record: the table checks a batch against
+    // its whole contents, so a batch per record would cost O(table) each.
+    const snapOps = configToOps(snap.table);
+    const replay = (n: number): IpvsTable => {
+      const t = new IpvsTable();
+      t.applyAll(n ? snapOps.concat(todo.slice(0, n).flatMap((r) => r.ops)) : snapOps);
+      return t;
+    };
+    let table: IpvsTable;
+    try {
+      table = replay(todo.length);
+    } catch (e) {
+      throw this.replayError(replay, todo, e);
+    }
+    const replayed = todo.length;
     this.log('info', 'state journal replayed', { journal: this.journalPath, snapshotSeq: snap.seq, records: replayed });
     return table.config();
+  }
+
+  /** Names what does not apply, the snapshot or the first record, finding that record by bisection. */
+  private replayError(replay: (n: number) => IpvsTable, todo: JournalRecord[], first: unknown): TsvsError {
+    const why = (e: unknown) => (e instanceof TsvsError ? e.detail : (e as Error).message);
+    try {
+      replay(0);
+    } catch (e) {
+      return new TsvsError('BAD_REQUEST', `state file ${this.path}: the saved table does not load (${why(e)}); ${SNAPSHOT_HINT}`);
+    }
+    // replay(lo) applies, replay(hi) does not.
+    let lo = 0;
+    let hi = todo.length;
+    let err = first;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      try {
+        replay(mid);
+        lo = mid;
+      } catch (e) {
+        hi = mid;
+        err = e;
+      }
+    }
+    const r = todo[hi - 1]!;
+    return new TsvsError('BAD_REQUEST', `state journal ${this.journalPath} line ${r.line}: record seq ${r.seq} does not apply to the saved table (${why(err)}); ${JOURNAL_HINT}`);
   }
 
   /**

@@ -15,7 +15,7 @@ import { IpvsTable } from '../../src/core/table.js';
 import type { Op, ServiceConfig, TableConfig } from '../../src/core/types.js';
 import type { DataPlane } from '../../src/dataplane/dataplane.js';
 import { Director } from '../../src/daemon/director.js';
-import { JOURNAL_HEADER } from '../../src/daemon/journal.js';
+import { encodeRecord, JOURNAL_HEADER } from '../../src/daemon/journal.js';
 import { configToOps, StateStore, writeFileAtomic, type StateLog } from '../../src/daemon/state.js';
 
 const dirs: string[] = [];
@@ -280,6 +280,14 @@ describe('state file: snapshot + journal', () => {
     await fails(new RegExp(`state journal ${journal} line 1: not a tsvs journal`));
     writeFileSync(journal, `${all.join('\n')}\n`);
     assert.deepEqual((await loadFresh(path)).cfg, expected(4));
+
+    // A record that does not apply to the snapshot (here: it adds a service the snapshot has).
+    writeFileSync(journal, `${[all[0], all[1], all[2], encodeRecord(3, batch(1)).trim()].join('\n')}\n`);
+    await assert.rejects(loadFresh(path), (e: unknown) => {
+      assert.ok(e instanceof TsvsError);
+      assert.match(e.detail, new RegExp(`state journal ${journal} line 4: record seq 3 does not apply to the saved table \\(.*already exists\\); restore both files`));
+      return true;
+    });
 
     // The snapshot: cut short, garbage, another format.
     const snap = readFileSync(path, 'utf8');
