@@ -78,8 +78,8 @@ Options:
                         SIGHUP reloads it as a diff),
                         or ipvsadm rules (ipvsadm -S format, loaded when there is
                         no saved state); the format is detected from the file
-  --state FILE          the live table, saved atomically after every change and
-                        restored at start
+  --state FILE          the live table, restored at start: a snapshot in FILE
+                        and every change since appended to FILE.journal
   --socket PATH         control socket (default: $TSVS_SOCKET, else
                         /run/tsvs/tsvsd.sock as root, else $XDG_RUNTIME_DIR or
                         $TMPDIR/tsvs-UID/tsvsd.sock)

@@ -314,12 +314,16 @@ export class StateStore {
     return new Promise((r) => this.roomWaiters.push(r));
   }
 
-  /** Finishes the writes under way and closes the journal. */
+  /**
+   * Finishes the writes under way, folds the journal into the snapshot (so that the next
+   * start reads the snapshot alone, without building a table to replay on), and closes.
+   */
   async close(): Promise<void> {
     this.closed = true;
     await this.compaction?.done;
     await this.exclusive(async () => {
       if (this.compaction?.written) await this.switchJournal(this.compaction);
+      if (this.source && this.fh && (this.needSnapshot || this.journalBytes > JOURNAL_HEADER.length)) await this.rebase(this.source, false);
       await this.fh?.close();
       this.fh = null;
     });

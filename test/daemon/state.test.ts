@@ -98,6 +98,16 @@ async function handleProto(): Promise<Record<string, unknown>> {
   return proto;
 }
 
+/** Both files as they are now; the returned function puts them back (close() folds the journal away). */
+function keep(path: string): () => void {
+  const snap = readFileSync(path);
+  const journal = readFileSync(`${path}.journal`);
+  return () => {
+    writeFileSync(path, snap);
+    writeFileSync(`${path}.journal`, journal);
+  };
+}
+
 function lines(path: string): string[] {
   return readFileSync(path, 'utf8').split('\n').filter(Boolean);
 }
@@ -108,10 +118,15 @@ describe('state file: snapshot + journal', () => {
     const live = new Live(path);
     await live.open();
     for (let i = 1; i <= 30; i++) await live.change(batch(i));
-    await live.store.close();
-    const { cfg } = await loadFresh(path);
+    assert.equal(lines(`${path}.journal`).length, 31);
+    const { cfg, logs } = await loadFresh(path);
     assert.deepEqual(cfg, expected(30));
     assert.deepEqual(cfg, plain(live.table.config()));
+    assert.ok(logs.some((l) => /^info state journal replayed/.test(l)));
+    // A clean close folds the journal into the snapshot.
+    await live.store.close();
+    assert.equal(lines(`${path}.journal`).length, 1);
+    assert.deepEqual((await loadFresh(path)).cfg, expected(30));
     // Reopened: the journal is folded into a fresh snapshot, and changes go on from there.
     const again = new Live(path);
     await again.open();
@@ -224,9 +239,11 @@ describe('state file: snapshot + journal', () => {
     const live = new Live(path);
     await live.open();
     for (let i = 1; i <= 6; i++) await live.change(batch(i));
-    await live.store.close();
     const journal = `${path}.journal`;
     const whole = readFileSync(journal, 'utf8');
+    const putBack = keep(path);
+    await live.store.close();
+    putBack();
     const all = whole.split('\n').filter(Boolean);
     const last = all[all.length - 1]!;
     const upTo5 = `${all.slice(0, -1).join('\n')}\n`;
@@ -256,7 +273,9 @@ describe('state file: snapshot + journal', () => {
     const live = new Live(path);
     await live.open();
     for (let i = 1; i <= 4; i++) await live.change(batch(i));
+    const putBack = keep(path);
     await live.store.close();
+    putBack();
     const journal = `${path}.journal`;
     const all = lines(journal);
     const secret = 'SECRET-CONTENT-DO-NOT-ECHO';
@@ -441,8 +460,8 @@ describe('state file: snapshot + journal', () => {
     await a.open();
     const oldSnap = readFileSync(full, 'utf8');
     for (let i = 1; i <= k; i++) await a.change(batch(i));
-    await a.store.close();
     const journal = lines(`${full}.journal`);
+    await a.store.close();
     const jtext = (from: number, to: number) => JOURNAL_HEADER + journal.slice(from, to + 1).map((l) => `${l}\n`).join('');
     const partSnap = join(base, 'part', 'state.json');
     mkdirSync(join(base, 'part'));
@@ -532,8 +551,10 @@ describe('state file: snapshot + journal', () => {
       proto.write = real;
     }
     assert.ok(table.get(svc(5)), 'live');
+    assert.deepEqual((await loadFresh(path)).cfg, expected(2), 'on disk: the batches acknowledged as saved');
+    // A clean stop saves the whole live table, the unsaved change included.
     await director.stop(0);
-    // Closing wrote nothing more; a restart has the durable batches 1 and 2.
-    assert.deepEqual((await loadFresh(path)).cfg, expected(2));
+    const saved = (await loadFresh(path)).cfg!;
+    assert.deepEqual(saved.services.map((s) => s.addr), [svc(1).addr, svc(2).addr, svc(5).addr]);
   });
 });
