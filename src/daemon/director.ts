@@ -2,7 +2,7 @@
  * The director: the core table, the data plane that carries it and the state file, wired
  * so that every change goes through one path. A batch of operations is validated by the
  * core, offered to the data plane (which may refuse it, e.g. a VIP it cannot bind), applied,
- * saved, and logged, one batch at a time.
+ * journaled and logged, one batch at a time; its caller hears back once it is on disk.
  */
 import type { Logger } from 'pino';
 import { TsvsError } from '../core/errors.js';

@@ -54,7 +54,8 @@ export interface StateStoreOptions {
    * costs O(its record) amortized, and a start replays at most one snapshot's worth of
    * records. The floor keeps a small table from being rewritten every few changes. A batch
    * whose record alone is over the bound (a restore of thousands of services) is saved by
-   * writing a snapshot instead, which is no larger.
+   * writing a snapshot instead, which is no larger. The bound is capped at a quarter of
+   * MAX_STATE_BYTES, so the journal of a huge table still loads.
    */
   compactBytes?: number;
   /** At most this many batches wait for the disk; a further change waits for room (default 1024). */
@@ -432,7 +433,8 @@ export class StateStore {
   }
 
   private compactAt(): number {
-    return Math.max(this.snapshotBytes, this.compactBytes);
+    // Capped so that the journal stays well inside what load() reads, however large the table.
+    return Math.min(Math.max(this.snapshotBytes, this.compactBytes), MAX_STATE_BYTES / 4);
   }
 
   private takePending(): Pending[] {
@@ -446,10 +448,18 @@ export class StateStore {
   private kick(): void {
     if (this.flushing) return;
     this.flushing = true;
-    void this.exclusive(() => this.flush()).then(() => {
-      // A batch recorded after the loop's last look, while `flushing` was still set, did not start one.
-      if (this.pending.length) this.kick();
-    });
+    void this.exclusive(() => this.flush()).then(
+      () => {
+        // A batch recorded after the loop's last look, while `flushing` was still set, did not start one.
+        if (this.pending.length) this.kick();
+      },
+      (e: unknown) => {
+        // Not expected (write errors are handled in the loop), but no batch may wait forever.
+        this.needSnapshot = true;
+        this.log('error', 'state store: unexpected error', { err: (e as Error).message });
+        for (const p of this.takePending()) p.fail(e);
+      },
+    );
   }
 
   /** Writes what waits, one group at a time, until nothing does. */
