@@ -137,9 +137,26 @@ export function configToOps(cfg: TableConfig): Op[] {
   return ops;
 }
 
-function snapshotText(table: TableConfig, seq: number): string {
-  const body: StateFile = { format: FORMAT, version: VERSION, savedAt: new Date().toISOString(), seq, table };
-  return `${JSON.stringify(body, null, 2)}\n`;
+/** Services serialized per turn of the event loop while a snapshot is built. */
+const SERVICES_PER_TURN = 256;
+
+/**
+ * The snapshot file's text: what JSON.stringify(file, null, 2) gives, built a few hundred
+ * services at a time with a turn of the event loop in between, so that serializing a large
+ * table does not stall the changes and traffic the daemon handles meanwhile. `table` must
+ * not change while this runs (table.config() returns a fresh copy).
+ */
+async function snapshotText(table: TableConfig, seq: number): Promise<string> {
+  const head: Omit<StateFile, 'table'> = { format: FORMAT, version: VERSION, savedAt: new Date().toISOString(), seq };
+  const indent = (json: string, pad: string) => json.replace(/\n/g, `\n${pad}`);
+  const parts = [`${JSON.stringify(head, null, 2).slice(0, -2)},\n  "table": {\n    "services": [`];
+  for (let i = 0; i < table.services.length; i += SERVICES_PER_TURN) {
+    if (i) await new Promise((r) => setImmediate(r));
+    const chunk = table.services.slice(i, i + SERVICES_PER_TURN);
+    parts.push(chunk.map((svc, k) => `${i + k ? ',' : ''}\n      ${indent(JSON.stringify(svc, null, 2), '      ')}`).join(''));
+  }
+  parts.push(`${table.services.length ? '\n    ' : ''}],\n    "timeouts": ${indent(JSON.stringify(table.timeouts, null, 2), '    ')}\n  }\n}\n`);
+  return parts.join('');
 }
 
 /** Why JSON.parse refused a file, without quoting it (V8's messages can include a piece of the text). */
@@ -520,7 +537,7 @@ export class StateStore {
     const seq = this.seq;
     const covered = this.takePending();
     try {
-      const text = snapshotText(source(), seq);
+      const text = await snapshotText(source(), seq);
       await writeFileAtomic(this.path, text);
       this.snapshotBytes = Buffer.byteLength(text);
       await this.newJournal([]);
@@ -542,10 +559,14 @@ export class StateStore {
     if (this.journalBytes <= Math.max(this.compactAt(), this.retryAt)) return;
     // The table and the seq are taken in the same tick, so the snapshot holds exactly the records up to `seq`.
     const seq = this.seq;
-    const text = snapshotText(this.source(), seq);
-    const c: Compaction = { seq, carry: [], written: false, bytes: Buffer.byteLength(text), done: Promise.resolve() };
+    const cfg = this.source();
+    const c: Compaction = { seq, carry: [], written: false, bytes: 0, done: Promise.resolve() };
     this.compaction = c;
-    c.done = writeFileAtomic(this.path, text).then(
+    c.done = (async () => {
+      const text = await snapshotText(cfg, seq);
+      c.bytes = Buffer.byteLength(text);
+      await writeFileAtomic(this.path, text);
+    })().then(
       () => {
         c.written = true;
         // Switch journals now if nothing is being appended; otherwise the append loop does it between two groups.

@@ -151,6 +151,8 @@ describe('state file: snapshot + journal', () => {
       await live.change([{ op: 'add-service', service: s }]);
       sizes.push(statSync(`${path}.journal`).size);
     }
+    const snapText = readFileSync(path, 'utf8');
+    assert.equal(snapText, `${JSON.stringify(JSON.parse(snapText), null, 2)}\n`, 'the snapshot, built in chunks, is plain pretty-printed JSON');
     const now = statSync(path);
     assert.equal(now.ino, before.ino, 'same snapshot file');
     assert.equal(now.mtimeMs, before.mtimeMs, 'snapshot not written');
