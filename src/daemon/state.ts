@@ -8,7 +8,7 @@
  * line and one fdatasync, whatever the size of the table; batches that wait for the disk
  * together share one fdatasync. When the journal outgrows the snapshot, a new snapshot is
  * written beside the running journal and the journal restarts with the records the
- * snapshot does not hold.
+ * snapshot does not hold. Start and a clean stop also fold the journal into a snapshot.
  *
  * Crash safety rests on three rules. Every file that is replaced is written as a temp
  * file, fsynced, renamed over the old one, and the directory fsynced: a crash leaves the
