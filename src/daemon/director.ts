@@ -2,7 +2,7 @@
  * The director: the core table, the data plane that carries it and the state file, wired
  * so that every change goes through one path. A batch of operations is validated by the
  * core, offered to the data plane (which may refuse it, e.g. a VIP it cannot bind), applied,
- * saved, and logged, one batch at a time.
+ * journaled and logged, one batch at a time; its caller hears back once it is on disk.
  */
 import type { Logger } from 'pino';
 import { TsvsError } from '../core/errors.js';
@@ -35,16 +35,34 @@ export class Director {
 
   /**
    * Applies a batch atomically: all operations take effect or none do. Batches are
-   * serialized, so concurrent clients see each other's changes in a definite order.
+   * serialized, so concurrent clients see each other's changes in a definite order. It
+   * resolves once the batch is applied and saved. The next batch may be applied while this
+   * one is still being written, so that batches waiting for the disk share one write.
    */
   apply(ops: readonly Op[]): Promise<void> {
-    const run = this.queue.then(() => this.applyNow(ops));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.enqueue(ops, true);
   }
 
-  private async applyNow(ops: readonly Op[]): Promise<void> {
+  /**
+   * Applies a batch without saving it: for the table restored at start, which the caller
+   * then saves whole (StateStore.open).
+   */
+  restore(ops: readonly Op[]): Promise<void> {
+    return this.enqueue(ops, false);
+  }
+
+  private enqueue(ops: readonly Op[], save: boolean): Promise<void> {
+    const run = this.queue.then(() => this.applyNow(ops, save));
+    this.queue = run.catch(() => undefined);
+    // The queue moves on once the batch is applied; the caller also waits for the save.
+    return run.then((r) => r.saved);
+  }
+
+  private async applyNow(ops: readonly Op[], save: boolean): Promise<{ saved: Promise<void> }> {
     if (!Array.isArray(ops)) throw new TsvsError('BAD_REQUEST', 'ops must be an array of operations');
+    const store = save ? this.store : null;
+    // Bounded: a batch waits here while too many are waiting for the disk.
+    if (store) await store.room();
     const checked = this.table.validate(ops);
     this.checkMethods(checked);
     await this.dataplane.prepare(checked);
@@ -54,16 +72,16 @@ export class Director {
       this.dataplane.abort(checked);
       throw e;
     }
+    // Recorded in the same tick as the apply, so the journal's order is the table's.
+    const saved = store ? store.record(checked) : Promise.resolve();
     for (const op of checked) this.log.info({ op: describeOp(op) }, `applied ${op.op}`);
-    if (this.store) {
-      try {
-        await this.store.save(this.table.config());
-      } catch (e) {
+    return {
+      saved: saved.catch((e: unknown) => {
         // The change is live but not durable: say so loudly rather than pretend.
-        this.log.error({ err: (e as Error).message, path: this.store.path }, 'could not save state file');
-        throw new TsvsError('INTERNAL', `state file ${this.store.path}: ${(e as Error).message}`, `Change applied but not saved: ${(e as Error).message}`);
-      }
-    }
+        this.log.error({ err: (e as Error).message, path: store!.path }, 'could not save state file');
+        throw new TsvsError('INTERNAL', `state file ${store!.path}: ${(e as Error).message}`, `Change applied but not saved: ${(e as Error).message}`);
+      }),
+    };
   }
 
   /** Refuses real servers whose forwarding method this data plane cannot carry. */
@@ -85,6 +103,7 @@ export class Director {
     if (this.ticker) clearInterval(this.ticker);
     this.ticker = null;
     await this.dataplane.stop(drainMs);
+    await this.store?.close();
   }
 }
 
