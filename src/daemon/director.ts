@@ -12,6 +12,9 @@ import type { Op } from '../core/types.js';
 import type { DataPlane } from '../dataplane/dataplane.js';
 import type { StateStore } from './state.js';
 
+/** Batches up to this size are logged op by op. */
+const MAX_LOGGED_OPS = 50;
+
 const FWD_NAMES = { masq: 'Masq (-m)', route: 'Route (-g)', tunnel: 'Tunnel (-i)', fullnat: 'FullNat' } as const;
 
 export class Director {
@@ -60,6 +63,7 @@ export class Director {
 
   private async applyNow(ops: readonly Op[], save: boolean): Promise<{ saved: Promise<void> }> {
     if (!Array.isArray(ops)) throw new TsvsError('BAD_REQUEST', 'ops must be an array of operations');
+    const t0 = performance.now();
     const store = save ? this.store : null;
     // Bounded: a batch waits here while too many are waiting for the disk.
     if (store) await store.room();
@@ -74,7 +78,7 @@ export class Director {
     }
     // Recorded in the same tick as the apply, so the journal's order is the table's.
     const saved = store ? store.record(checked) : Promise.resolve();
-    for (const op of checked) this.log.info({ op: describeOp(op) }, `applied ${op.op}`);
+    this.logBatch(checked, performance.now() - t0);
     return {
       saved: saved.catch((e: unknown) => {
         // The change is live but not durable: say so loudly rather than pretend.
@@ -82,6 +86,22 @@ export class Director {
         throw new TsvsError('INTERNAL', `state file ${store!.path}: ${(e as Error).message}`, `Change applied but not saved: ${(e as Error).message}`);
       }),
     };
+  }
+
+  /**
+   * One line per operation for ordinary changes; a big batch (a restore) gets one summary
+   * line instead of one per operation, so 50,000 lines do not become 50,000 log lines.
+   * `ms`: validation, the data plane and the table, up to the journal's write.
+   */
+  private logBatch(ops: readonly Op[], ms: number): void {
+    const took = Math.round(ms * 100) / 100;
+    if (ops.length <= MAX_LOGGED_OPS) {
+      for (const op of ops) this.log.info({ op: describeOp(op), ms: took }, `applied ${op.op}`);
+      return;
+    }
+    const counts: Record<string, number> = {};
+    for (const op of ops) counts[op.op] = (counts[op.op] ?? 0) + 1;
+    this.log.info({ ops: ops.length, counts, ms: took }, `applied a batch of ${ops.length} operations`);
   }
 
   /** Refuses real servers whose forwarding method this data plane cannot carry. */
