@@ -109,18 +109,24 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
 }
 
 /**
- * The first transaction: whatever an earlier run left in tables `tsvs` is replaced, in the
- * same transaction, by the fixed objects and every service's fragment.
+ * What the first transaction starts with: whatever an earlier run left in tables `tsvs`
+ * is replaced by the fixed objects (and the queue objects of the families that need them).
  */
-export function fullLoad(frags: Iterable<Fragment>, snat: readonly string[]): { txn: TxnBuilder; queueFams: Set<Fam> } {
-  const txn = new TxnBuilder();
-  const list = [...frags];
-  const queueFams = new Set(list.filter((x) => x.queued).map((x) => x.f));
+export function loadHead(frags: readonly Fragment[], snat: readonly string[]): { head: Cmd[]; queueFams: Set<Fam> } {
+  const queueFams = new Set(frags.filter((x) => x.queued).map((x) => x.f));
   const head: Cmd[] = [];
   for (const f of FAMS) {
     head.push({ c: 'add-table', f }, { c: 'delete-table', f }, { c: 'add-table', f }, ...baseCommands(f, snat));
     if (queueFams.has(f)) head.push(...queueBaseCommands(f));
   }
+  return { head, queueFams };
+}
+
+/** The whole table as one transaction: `loadHead` and every service's fragment (tests, goldens). */
+export function fullLoad(frags: Iterable<Fragment>, snat: readonly string[]): { txn: TxnBuilder; queueFams: Set<Fam> } {
+  const list = [...frags];
+  const { head, queueFams } = loadHead(list, snat);
+  const txn = new TxnBuilder();
   txn.prepend(head);
   for (const x of list) txn.fragment(undefined, x);
   return { txn, queueFams };
