@@ -151,12 +151,21 @@ function protoOf(s: VirtualService): Proto {
   return s.fwmark ? 'fwm' : s.protocol;
 }
 
-/** Every search term appears in the service's id, its scheduler, or one of its real servers' ids. */
+/**
+ * Every search term appears in the service's id, its scheduler, or one of its real
+ * servers' ids; except ":PORT", which means exactly that port (the service's or a real
+ * server's), since ":80" as text would also find every real server on 8080.
+ */
 function matchesTerms(s: VirtualService, terms: string[], removedIds: readonly string[]): boolean {
   for (const t of terms) {
+    const port = /^:(\d{1,5})$/.exec(t);
+    if (port) {
+      const n = Number(port[1]);
+      if (s.port === n || s.dests.some((d) => d.port === n)) continue;
+      return false;
+    }
     if (s.id.includes(t) || s.scheduler.includes(t)) continue;
     if (s.dests.some((d) => d.id.includes(t)) || removedIds.some((id) => id.includes(t))) continue;
-    // Labels as ipvsadm prints them ("TCP 10.0.0.1:80", "FWM 7"): a term like "fwm7" is unlikely, so ids suffice.
     return false;
   }
   return true;
