@@ -41,6 +41,8 @@ export interface BigDirector {
   app: Hono;
   /** Service ids, in table order. */
   ids: string[];
+  /** Traffic on SPECIAL.busiest and SPECIAL.second, as the estimator sees it after one tick (rates decay without it). */
+  bump(): void;
   stop(): Promise<void>;
 }
 
@@ -89,15 +91,17 @@ export async function bigDirector(n: number, opts: { eventIntervalMs?: number } 
     d.inactconns = i % 3;
   });
   if (n > SPECIAL.overloaded) svcs[SPECIAL.overloaded]!.dests[0]!.overloaded = true;
-  // Rates: the estimator after one tick of traffic on two services.
-  for (const [i, c] of [
-    [SPECIAL.busiest, 5000],
-    [SPECIAL.second, 2000],
-  ] as const) {
-    if (i >= n) continue;
-    svcs[i]!.stats.conns += c;
-    svcs[i]!.stats.estimate();
-  }
+  const bump = () => {
+    for (const [i, c] of [
+      [SPECIAL.busiest, 5000],
+      [SPECIAL.second, 2000],
+    ] as const) {
+      if (i >= n) continue;
+      svcs[i]!.stats.conns += c;
+      svcs[i]!.stats.estimate();
+    }
+  };
+  bump();
   const app = createControlApp(director, { health, ...(opts.eventIntervalMs ? { eventIntervalMs: opts.eventIntervalMs } : {}) });
-  return { director, table, app, ids: svcs.map((s) => s.id), stop: () => director.stop(0) };
+  return { director, table, app, ids: svcs.map((s) => s.id), bump, stop: () => director.stop(0) };
 }
