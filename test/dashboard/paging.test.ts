@@ -3,11 +3,15 @@
  * the core, served in-process): totals over the whole table come first, the page holds at
  * most one page of services, and the search box, the filter chips and the pager narrow
  * and move it through the API's paged status.
+ *
+ * TSVS_SCREENSHOTS=1 also writes docs/dashboard-10000.png (the first screen).
  */
 import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { listen } from '../api/harness.js';
+import { ROOT } from '../daemon/spawn.js';
 import { haveChromium, launchBrowser, type Browser } from './browser.js';
 import { SPECIAL, bigDirector, vipOf, type BigDirector } from './big-table.js';
 
@@ -63,6 +67,7 @@ test('with 10,000 services the page shows the totals and one page of services; s
   await nextFrame(page);
   await nextFrame(page);
   assert.equal(await articles(page).count(), 20);
+  if (process.env.TSVS_SCREENSHOTS) await page.screenshot({ path: join(ROOT, 'docs', 'dashboard-10000.png') });
 
   // Next page.
   await page.locator('#pager-top button.next').click();
