@@ -174,9 +174,13 @@ function renderTotals(st) {
   const t = st.totals;
   const h = track('total', Date.parse(st.at), t.stats);
   const srv = t.servers;
-  const serverDetail = [srv.up ? `${fmtNum(srv.up)} up` : '', srv.down + srv.removed ? `${fmtNum(srv.down + srv.removed)} down` : '', srv.quiesced ? `${fmtNum(srv.quiesced)} at weight 0` : '', srv.overloaded ? `${fmtNum(srv.overloaded)} overloaded` : '']
-    .filter(Boolean)
-    .join(' · ');
+  // What is wrong with the real servers, or "all up".
+  const serverDetail =
+    srv.total && srv.up === srv.total
+      ? 'all up'
+      : [srv.down + srv.removed && `${fmtNum(srv.down + srv.removed)} down`, srv.quiesced && `${fmtNum(srv.quiesced)} weight 0`, srv.overloaded && `${fmtNum(srv.overloaded)} overloaded`, srv.unchecked && `${fmtNum(srv.unchecked)} unchecked`]
+          .filter(Boolean)
+          .join(' · ');
   const items = [
     ['Services', fmtCount(t.services), 'services', ''],
     ['Real servers', fmtCount(srv.total), 'servers', serverDetail],
