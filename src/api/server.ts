@@ -21,6 +21,7 @@ import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { serviceRoutes } from './routes/services.js';
+import { statusPageRoutes } from './routes/status-page.js';
 import { apiContext, counterHistory, runReload, statusView, type ReloadOutcome } from './routes/view.js';
 
 export type { ReloadOutcome };
@@ -183,6 +184,7 @@ export function createControlApp(director: Director, opts: ApiOptions = {}): Hon
   });
 
   serviceRoutes(app, ctx, mutating);
+  statusPageRoutes(app, ctx, opts.eventIntervalMs);
 
   app.get('/v1/stats', (c) => {
     const v = statusView(ctx);
