@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { installNfqueueRule } from '../../src/dataplane/nftables/netsock.js';
+import { checkNfqueueRule, installNfqueueRule, readNfqueueRules } from '../../src/dataplane/nftables/netsock.js';
 import { NfQueueReader } from '../../src/dataplane/nftables/nfqueue.js';
 import { compile, parseSnat, transaction, type NftModel } from '../../src/dataplane/nftables/ruleset.js';
 import { toolCommand } from '../../src/lab/lab.js';
@@ -53,15 +53,19 @@ describe('nftables rulesets in the kernel', privileged(['ip', 'nft']), () => {
     inNs('nft', ['delete', 'table', 'ip6', 'tsvs']);
   });
 
-  test('the first-packet path: the queue golden loads, the NFQUEUE rule goes into table tsvs over netlink and survives changes', () => {
+  test('the first-packet path: the queue golden loads, the NFQUEUE rule goes into table tsvs over netlink, reads back, and survives changes', () => {
     for (const f of ['queue', 'queue-leave']) {
       const r = inNs('nft', ['-j', '-f', join(FIXTURES, `${f}.json`)]);
       assert.equal(r.code, 0, `${f}: ${r.err}`);
     }
     inNs('nft', ['delete', 'table', 'ip', 'tsvs']);
     inNs('nft', ['delete', 'table', 'ip6', 'tsvs']);
+    // One wlc service per family: both families get their nfq chain.
     const model = (port: number): NftModel => ({
-      services: [{ id: 1, af: 4, protocol: 'tcp', addr: '198.18.0.1', port, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, dests: [{ addr: '198.19.0.11', port: 80, weight: 1, lastWeight: 1, overloaded: false, mark: 5 }] }],
+      services: [
+        { id: 1, af: 4, protocol: 'tcp', addr: '198.18.0.1', port, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, dests: [{ addr: '198.19.0.11', port: 80, weight: 1, lastWeight: 1, overloaded: false, mark: 5 }] },
+        { id: 2, af: 6, protocol: 'udp', addr: '2001:2::1', port: 53, scheduler: 'lc', schedFlags: 0, persistent: 0, netmask: 128, dests: [{ addr: '2001:2:0:19::11', port: 53, weight: 1, lastWeight: 1, overloaded: false, mark: 6 }] },
+      ],
     });
     const load = (doc: unknown) => {
       const file = join(dir, 'q.json');
@@ -69,21 +73,44 @@ describe('nftables rulesets in the kernel', privileged(['ip', 'nft']), () => {
       const r = inNs('nft', ['-j', '-f', file]);
       assert.equal(r.code, 0, r.err);
     };
+    const nsPath = `/run/netns/${ns}`;
     const a = compile(model(80));
     load(transaction(null, a));
-    installNfqueueRule(`/run/netns/${ns}`, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true });
-    assert.match(inNs('nft', ['list', 'chain', 'ip', 'tsvs', 'nfq']).out, /queue num 4242 bypass/);
+    // Before the rule: the chain reads back empty, and the check says so.
+    assert.deepEqual(readNfqueueRules(nsPath, 'ip', 'tsvs', 'nfq'), []);
+    assert.throws(() => checkNfqueueRule(nsPath, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true }), /ip tsvs nfq read back over netlink holds no NFQUEUE rule, not queue num 4242 bypass/);
+    installNfqueueRule(nsPath, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true });
+    installNfqueueRule(nsPath, 'ip6', 'tsvs', 'nfq', { queue: 4243, total: 1, bypass: false });
+    // What the kernel holds, read back over netlink (nft prints xt targets only with iptables's libxt).
+    assert.deepEqual(readNfqueueRules(nsPath, 'ip', 'tsvs', 'nfq'), [{ queue: 4242, total: 1, bypass: true }]);
+    assert.deepEqual(readNfqueueRules(nsPath, 'ip6', 'tsvs', 'nfq'), [{ queue: 4243, total: 1, bypass: false }]);
+    checkNfqueueRule(nsPath, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true });
+    assert.throws(() => checkNfqueueRule(nsPath, 'ip6', 'tsvs', 'nfq', { queue: 4243, total: 1, bypass: true }), /ip6 tsvs nfq read back over netlink holds queue num 4243, not queue num 4243 bypass/);
     // Nothing was added to any other table (no iptables mangle).
     assert.deepEqual(inNs('nft', ['list', 'tables']).out.trim().split('\n').sort(), ['table ip tsvs', 'table ip6 tsvs']);
     const b = compile(model(8080));
     load(transaction(a, b));
-    const list = inNs('nft', ['list', 'table', 'ip', 'tsvs']).out;
-    assert.match(list, /queue num 4242 bypass/, 'an incremental change keeps the NFQUEUE rule');
-    assert.match(list, /198\.18\.0\.1 \. tcp \. 8080 : jump nfq/);
-    // A chain that does not exist is refused with the kernel's reason.
-    assert.throws(() => installNfqueueRule(`/run/netns/${ns}`, 'ip', 'tsvs', 'nope', { queue: 1, total: 1, bypass: true }), /No such file or directory/);
+    assert.deepEqual(readNfqueueRules(nsPath, 'ip', 'tsvs', 'nfq'), [{ queue: 4242, total: 1, bypass: true }], 'an incremental change keeps the NFQUEUE rule');
+    assert.match(inNs('nft', ['list', 'table', 'ip', 'tsvs']).out, /198\.18\.0\.1 \. tcp \. 8080 : jump nfq/);
+    // A chain that does not exist is refused with the kernel's reason, on the way in and out.
+    assert.throws(() => installNfqueueRule(nsPath, 'ip', 'tsvs', 'nope', { queue: 1, total: 1, bypass: true }), /No such file or directory/);
+    assert.throws(() => readNfqueueRules(nsPath, 'ip', 'tsvs', 'nope'), /list the rules of ip tsvs nope.*No such file or directory/);
     inNs('nft', ['delete', 'table', 'ip', 'tsvs']);
     inNs('nft', ['delete', 'table', 'ip6', 'tsvs']);
+  });
+
+  // What an operator sees: Debian's nft prints an xtables target only with the iptables
+  // package's libxt extensions (docs/nftables.md); without them the rule is an empty line.
+  test('with iptables installed, `nft list` shows the NFQUEUE rule tsvs installed', privileged(['ip', 'nft', 'iptables']), () => {
+    const file = join(dir, 'v.json');
+    writeFileSync(file, JSON.stringify(transaction(null, compile({ services: [{ id: 1, af: 4, protocol: 'tcp', addr: '198.18.0.1', port: 80, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, dests: [{ addr: '198.19.0.11', port: 80, weight: 1, lastWeight: 1, overloaded: false, mark: 5 }] }] }))));
+    assert.equal(inNs('nft', ['-j', '-f', file]).code, 0);
+    try {
+      installNfqueueRule(`/run/netns/${ns}`, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true });
+      assert.match(inNs('nft', ['list', 'chain', 'ip', 'tsvs', 'nfq']).out, /queue num 4242 bypass/);
+    } finally {
+      inNs('nft', ['delete', 'table', 'ip', 'tsvs']);
+    }
   });
 
   test('a second reader of the same queue is refused with a clear EBUSY message', async () => {

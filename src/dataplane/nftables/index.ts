@@ -34,7 +34,7 @@ import { nftApply, nftCounters, nftPersistElements, nftVersion, type CounterValu
 import { compile, connsCounter, inCounter, KERNEL_SCHEDULERS, outCounter, parseSnat, persistSet, removal, transaction, type NftDest, type NftModel, type NftService, type Ruleset } from './ruleset.js';
 import { DIRECTOR_SYSCTLS, readSysctl, writeSysctl } from './sysctl.js';
 import type { QueuedPacket } from './netlink.js';
-import { installNfqueueRule } from './netsock.js';
+import { checkNfqueueRule, installNfqueueRule } from './netsock.js';
 import { NfQueueReader } from './nfqueue.js';
 import { NFQ_CHAIN, NO_DEST_MARK, nfqueueRuleNeeded, QUEUE_SCHEDULERS, TABLE } from './ruleset.js';
 import { DrPlanner } from './dr-plane.js';
@@ -406,7 +406,10 @@ export class NftablesDataPlane implements DataPlane {
         continue;
       }
       try {
-        installNfqueueRule(this.nsPath(), f, TABLE, NFQ_CHAIN, { queue: this.queueNum(), total: 1, bypass: true });
+        const target = { queue: this.queueNum(), total: 1, bypass: true };
+        installNfqueueRule(this.nsPath(), f, TABLE, NFQ_CHAIN, target);
+        // The kernel's own copy, not nft's text (which shows xt targets only with iptables's libxt).
+        checkNfqueueRule(this.nsPath(), f, TABLE, NFQ_CHAIN, target);
         this.nfqPending.delete(f);
       } catch (e) {
         throw dataplaneError(
