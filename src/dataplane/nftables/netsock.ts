@@ -98,6 +98,25 @@ export class NetfilterSocket {
    * Throws SysError (LibcError) with the kernel's errno.
    */
   request(msg: Buffer, seq: number, what: string, timeoutMs = 2000): void {
+    this.exchange(msg, seq, what, timeoutMs, null);
+  }
+
+  /**
+   * Sends a dump request and returns the answers to `seq` up to NLMSG_DONE. At most
+   * `maxMessages` are kept (a bound on memory: more is an error, not a silent cut), and
+   * the whole dump must arrive within `timeoutMs`. Throws SysError with the kernel's errno.
+   */
+  dump(msg: Buffer, seq: number, what: string, opts: { timeoutMs?: number; maxMessages?: number } = {}): NlMessage[] {
+    const out: NlMessage[] = [];
+    this.exchange(msg, seq, what, opts.timeoutMs ?? 2000, { out, max: opts.maxMessages ?? 1024 });
+    return out;
+  }
+
+  /**
+   * Sends `msg` and reads the answers to `seq` until its ACK (a request's end), NLMSG_DONE
+   * or an error; a dump's answers go to `into`.
+   */
+  private exchange(msg: Buffer, seq: number, what: string, timeoutMs: number, into: { out: NlMessage[]; max: number } | null): void {
     this.send(msg);
     const buf = Buffer.alloc(65536);
     const until = Date.now() + timeoutMs;
@@ -109,39 +128,14 @@ export class NetfilterSocket {
         if (m.type === NLMSG_ERROR) {
           const e = errorCode(m);
           if (e) throw new LibcError(what, e);
-          return;
-        }
-        if (m.type === NLMSG_DONE) return;
-      }
-    }
-    throw new LibcError(what, ETIMEDOUT);
-  }
-
-  /**
-   * Sends a dump request and returns the answers to `seq` up to NLMSG_DONE. At most
-   * `maxMessages` are kept (a bound on memory: more is an error, not a silent cut), and
-   * the whole dump must arrive within `timeoutMs`. Throws SysError with the kernel's errno.
-   */
-  dump(msg: Buffer, seq: number, what: string, opts: { timeoutMs?: number; maxMessages?: number } = {}): NlMessage[] {
-    const max = opts.maxMessages ?? 1024;
-    this.send(msg);
-    const buf = Buffer.alloc(65536);
-    const out: NlMessage[] = [];
-    const until = Date.now() + (opts.timeoutMs ?? 2000);
-    while (Date.now() < until) {
-      const n = this.recv(buf);
-      if (!n) continue;
-      for (const m of parseMessages(buf.subarray(0, n))) {
-        if (m.seq !== seq) continue;
-        if (m.type === NLMSG_ERROR) {
-          const e = errorCode(m);
-          if (e) throw new LibcError(what, e);
+          if (!into) return;
           continue;
         }
-        if (m.type === NLMSG_DONE) return out;
-        if (out.length >= max) throw new Error(`${what}: more than ${max} messages in the answer`);
+        if (m.type === NLMSG_DONE) return;
+        if (!into) continue;
+        if (into.out.length >= into.max) throw new Error(`${what}: more than ${into.max} messages in the answer`);
         // Copies: the receive buffer is reused by the next recv.
-        out.push({ ...m, payload: Buffer.from(m.payload) });
+        into.out.push({ ...m, payload: Buffer.from(m.payload) });
       }
     }
     throw new LibcError(what, ETIMEDOUT);
