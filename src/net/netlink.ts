@@ -68,12 +68,20 @@ export function parseMessages(buf: Buffer): NlMessage[] {
 
 /** Attributes of a payload (from `start`), by type (the NESTED/BYTEORDER bits masked off). */
 export function parseAttrs(buf: Buffer, start = 0): Map<number, Buffer> {
-  const out = new Map<number, Buffer>();
+  return new Map(parseAttrList(buf, start).map((a) => [a.type, a.data]));
+}
+
+/**
+ * Attributes of a payload in order, repeats kept (a nested list such as nf_tables'
+ * NFTA_LIST_ELEM repeats one type); stops at a truncated one.
+ */
+export function parseAttrList(buf: Buffer, start = 0): Array<{ type: number; data: Buffer }> {
+  const out: Array<{ type: number; data: Buffer }> = [];
   let off = start;
   while (off + 4 <= buf.length) {
     const len = buf.readUInt16LE(off);
     if (len < 4 || off + len > buf.length) break;
-    out.set(buf.readUInt16LE(off + 2) & 0x3fff, buf.subarray(off + 4, off + len));
+    out.push({ type: buf.readUInt16LE(off + 2) & 0x3fff, data: buf.subarray(off + 4, off + len) });
     off += align4(len);
   }
   return out;

@@ -4,16 +4,27 @@
  * namespaces of its own:
  *
  *   this process (host ns)             ns tsvs-hd-S (director)              ns tsvs-hr-S
- *   198.18.0.10, 198.18.0.11 --veth-- 198.18.0.1 VIP   198.19.0.1 --veth-- 198.19.0.11
+ *   198.18.N.10, 198.18.N.11 --veth-- 198.18.N.1 VIP   198.19.0.1 --veth-- 198.19.0.11
  *   (clients)                          nft table ip tsvs, conntrack          test servers
  *                                                                            (one process each)
  *
  * The plane runs in this process with its nft/conntrack commands executed in the
  * director namespace (`netns` option); the real servers are test/helper.ts servers
  * started in the real-server namespace by rs-runner.ts. The host gets only the connected
- * route 198.18.0.0/24 to the director; the director has no route beyond its two links.
- * The IPv6 run uses the same shape with 2001:2:0:18::/64 and 2001:2:0:19::/64 (the IPv6
- * benchmarking range, RFC 5180, the counterpart of 198.18.0.0/15).
+ * route 198.18.N.0/24 to the director; the director has no route beyond its two links.
+ * The IPv6 run uses the same shape with 2001:2:0:18NN::/64 (NN: N in hex) and
+ * 2001:2:0:19::/64 (the IPv6 benchmarking range, RFC 5180, the counterpart of
+ * 198.18.0.0/15).
+ *
+ * N (1-254) is picked per network build so that no other link in the host namespace has
+ * a route to that subnet: the host namespace is shared, and another run of this file (in
+ * another checkout) with the same subnet would take this run's packets to its director.
+ *
+ * The director forwards with IPv6 link-local addresses that must not be tentative: the
+ * kernel sends a neighbour solicitation for a forwarded packet (whose source is not the
+ * director's) only from a usable link-local address, so while DAD runs on a fresh link
+ * (1-2 s) the first datagram of a flow waits in the neighbour queue or is dropped. DAD is
+ * off in this test's namespaces, and the build waits until no address is tentative.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
@@ -53,39 +64,81 @@ function teardown(): void {
   sh('ip', ['link', 'del', HOST_LINK], true);
 }
 
-const V6 = { client: ['2001:2:0:18::10', '2001:2:0:18::11'], vip: '2001:2:0:18::1', rip: '2001:2:0:19::1', rs: '2001:2:0:19::11' };
+/** The client side's addresses for subnet number n (see the file comment). */
+function clientSide(n: number) {
+  const v6 = `2001:2:0:18${n.toString(16).padStart(2, '0')}`;
+  return { v4: { client: [`198.18.${n}.10`, `198.18.${n}.11`], vip: `198.18.${n}.1` }, v6: { client: [`${v6}::10`, `${v6}::11`], vip: `${v6}::1` } };
+}
+const V4_RS = { rip: '198.19.0.1', rs: '198.19.0.11' };
+const V6_RS = { rip: '2001:2:0:19::1', rs: '2001:2:0:19::11' };
+/** The client side of the network built last. */
+let side = clientSide(0);
+
+/** A subnet number whose IPv4 and IPv6 client subnets no link in the host namespace routes to (starting from one derived from the pid). */
+function freeSubnet(): number {
+  for (let i = 0; i < 254; i++) {
+    const n = ((process.pid + i) % 254) + 1;
+    const c = clientSide(n);
+    const taken = sh('ip', ['-4', 'route', 'show', 'to', 'match', c.v4.vip]).includes(` dev tsvs`) || sh('ip', ['-6', 'route', 'show', 'to', 'match', c.v6.vip]).includes(' dev tsvs');
+    if (!taken) return n;
+  }
+  throw new Error('no free client subnet 198.18.N.0/24 in the host namespace (254 taken by other links named tsvs*)');
+}
 
 function buildNetwork(): void {
   teardown();
+  side = clientSide(freeSubnet());
+  const { v4, v6 } = side;
   sh('ip', ['netns', 'add', DIRECTOR]);
   sh('ip', ['netns', 'add', REALS]);
-  for (const n of [DIRECTOR, REALS]) ns(n, 'ip', ['link', 'set', 'lo', 'up']);
+  for (const n of [DIRECTOR, REALS]) {
+    ns(n, 'ip', ['link', 'set', 'lo', 'up']);
+    // Before any link exists here: link-local addresses usable at once (see the file comment).
+    ns(n, 'sysctl', ['-qw', 'net.ipv6.conf.default.accept_dad=0']);
+  }
   sh('ip', ['link', 'add', HOST_LINK, 'type', 'veth', 'peer', 'name', `${HOST_LINK}d`, 'netns', DIRECTOR]);
-  sh('ip', ['addr', 'add', '198.18.0.10/24', 'dev', HOST_LINK]);
-  sh('ip', ['addr', 'add', '198.18.0.11/24', 'dev', HOST_LINK]);
+  for (const a of v4.client) sh('ip', ['addr', 'add', `${a}/24`, 'dev', HOST_LINK]);
   sh('ip', ['link', 'set', HOST_LINK, 'up']);
-  ns(DIRECTOR, 'ip', ['addr', 'add', '198.18.0.1/24', 'dev', `${HOST_LINK}d`]);
+  ns(DIRECTOR, 'ip', ['addr', 'add', `${v4.vip}/24`, 'dev', `${HOST_LINK}d`]);
   ns(DIRECTOR, 'ip', ['link', 'set', `${HOST_LINK}d`, 'up']);
   sh('ip', ['link', 'add', `${HOST_LINK}r`, 'netns', DIRECTOR, 'type', 'veth', 'peer', 'name', `${HOST_LINK}s`, 'netns', REALS]);
-  ns(DIRECTOR, 'ip', ['addr', 'add', '198.19.0.1/24', 'dev', `${HOST_LINK}r`]);
+  ns(DIRECTOR, 'ip', ['addr', 'add', `${V4_RS.rip}/24`, 'dev', `${HOST_LINK}r`]);
   ns(DIRECTOR, 'ip', ['link', 'set', `${HOST_LINK}r`, 'up']);
-  ns(REALS, 'ip', ['addr', 'add', '198.19.0.11/24', 'dev', `${HOST_LINK}s`]);
+  ns(REALS, 'ip', ['addr', 'add', `${V4_RS.rs}/24`, 'dev', `${HOST_LINK}s`]);
   ns(REALS, 'ip', ['link', 'set', `${HOST_LINK}s`, 'up']);
-  ns(REALS, 'ip', ['route', 'add', 'default', 'via', '198.19.0.1']);
+  ns(REALS, 'ip', ['route', 'add', 'default', 'via', V4_RS.rip]);
   for (const n of [DIRECTOR, REALS]) {
     ns(n, 'sysctl', ['-qw', 'net.ipv4.conf.all.rp_filter=0']);
     ns(n, 'sysctl', ['-qw', 'net.ipv4.conf.default.rp_filter=0']);
   }
   ns(DIRECTOR, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
   ns(DIRECTOR, 'sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1']);
-  // IPv6: the same links, addresses usable at once (nodad).
-  for (const a of V6.client) sh('ip', ['-6', 'addr', 'add', `${a}/64`, 'dev', HOST_LINK, 'nodad']);
-  ns(DIRECTOR, 'ip', ['-6', 'addr', 'add', `${V6.vip}/64`, 'dev', `${HOST_LINK}d`, 'nodad']);
-  ns(DIRECTOR, 'ip', ['-6', 'addr', 'add', `${V6.rip}/64`, 'dev', `${HOST_LINK}r`, 'nodad']);
-  ns(REALS, 'ip', ['-6', 'addr', 'add', `${V6.rs}/64`, 'dev', `${HOST_LINK}s`, 'nodad']);
-  ns(REALS, 'ip', ['-6', 'route', 'add', 'default', 'via', V6.rip]);
-  // The host's own address on the link must be usable at once (no DAD on IPv4, but wait for carrier).
-  for (let i = 0; i < 50 && !sh('ip', ['-o', 'link', 'show', HOST_LINK]).includes('LOWER_UP'); i++) spawnSync('sleep', ['0.05']);
+  // IPv6: the same links, addresses usable at once (nodad: the host namespace's defaults are not ours to change).
+  for (const a of v6.client) sh('ip', ['-6', 'addr', 'add', `${a}/64`, 'dev', HOST_LINK, 'nodad']);
+  ns(DIRECTOR, 'ip', ['-6', 'addr', 'add', `${v6.vip}/64`, 'dev', `${HOST_LINK}d`, 'nodad']);
+  ns(DIRECTOR, 'ip', ['-6', 'addr', 'add', `${V6_RS.rip}/64`, 'dev', `${HOST_LINK}r`, 'nodad']);
+  ns(REALS, 'ip', ['-6', 'addr', 'add', `${V6_RS.rs}/64`, 'dev', `${HOST_LINK}s`, 'nodad']);
+  ns(REALS, 'ip', ['-6', 'route', 'add', 'default', 'via', V6_RS.rip]);
+  waitLinksReady();
+}
+
+/**
+ * Waits (bounded) until the host's link has carrier and no IPv6 address in the director
+ * or real-server namespace is tentative; throws naming what is not ready.
+ */
+function waitLinksReady(): void {
+  let pending = '';
+  for (let i = 0; i < 100; i++) {
+    pending = [
+      sh('ip', ['-o', 'link', 'show', HOST_LINK]).includes('LOWER_UP') ? '' : `${HOST_LINK} has no carrier`,
+      ...[DIRECTOR, REALS].map((n) => sh('ip', ['-n', n, '-6', '-o', 'addr', 'show', 'tentative']).trim()).filter(Boolean),
+    ]
+      .filter(Boolean)
+      .join('; ');
+    if (!pending) return;
+    spawnSync('sleep', ['0.05']);
+  }
+  throw new Error(`the test network is not ready after 5 s: ${pending}`);
 }
 
 function startRealServer(kind: TestServerKind, name: string, addr: string): Promise<TestServer & { proc: ChildProcess }> {
@@ -141,10 +194,10 @@ async function makeNftablesHarness(af: 4 | 6 = 4): Promise<Harness & { plane: Nf
   const servers: TestServer[] = [];
   return {
     plane,
-    vip: af === 4 ? '198.18.0.1' : V6.vip,
+    vip: side[af === 4 ? 'v4' : 'v6'].vip,
     vport: nextPort++,
     fwd: 'masq',
-    clientAddrs: af === 4 ? ['198.18.0.10', '198.18.0.11'] : V6.client,
+    clientAddrs: side[af === 4 ? 'v4' : 'v6'].client,
     clientNetmask: af === 4 ? 0xfffffff0 : 120,
     async apply(ops: Op[]) {
       const norm = table.validate(ops);
@@ -166,7 +219,7 @@ async function makeNftablesHarness(af: 4 | 6 = 4): Promise<Harness & { plane: Nf
       return table.connView();
     },
     async makeRealServers(kind: TestServerKind, names: string[]) {
-      const made = await Promise.all(names.map((n) => startRealServer(kind, n, af === 4 ? '198.19.0.11' : V6.rs)));
+      const made = await Promise.all(names.map((n) => startRealServer(kind, n, af === 4 ? V4_RS.rs : V6_RS.rs)));
       servers.push(...made);
       return made;
     },

@@ -40,7 +40,7 @@ import { NftSender } from './nftsend.js';
 import { connsCounter, inCounter, KERNEL_SCHEDULERS, outCounter, parseSnat, persistSet, type NftService } from './ruleset.js';
 import { DIRECTOR_SYSCTLS, readSysctl, writeSysctl } from './sysctl.js';
 import type { QueuedPacket } from './netlink.js';
-import { installNfqueueRule } from './netsock.js';
+import { checkNfqueueRule, installNfqueueRule } from './netsock.js';
 import { NfQueueReader } from './nfqueue.js';
 import { NFQ_CHAIN, NO_DEST_MARK, QUEUE_SCHEDULERS, TABLE } from './ruleset.js';
 import { DrPlanner } from './dr-plane.js';
@@ -488,7 +488,10 @@ export class NftablesDataPlane implements DataPlane {
   private queueRules(fams: Iterable<Fam>): void {
     for (const f of fams) {
       try {
-        installNfqueueRule(this.nsPath(), f, TABLE, NFQ_CHAIN, { queue: this.queueNum(), total: 1, bypass: true });
+        const target = { queue: this.queueNum(), total: 1, bypass: true };
+        installNfqueueRule(this.nsPath(), f, TABLE, NFQ_CHAIN, target);
+        // The kernel's own copy, not nft's text (which shows xt targets only with iptables's libxt).
+        checkNfqueueRule(this.nsPath(), f, TABLE, NFQ_CHAIN, target);
         this.queueFams.add(f);
       } catch (e) {
         throw dataplaneError(

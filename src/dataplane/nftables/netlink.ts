@@ -10,10 +10,10 @@
  */
 
 import { formatIPv6 } from '../../core/addr.js';
-import { encodeAttrs, nlMessage, parseAttrs, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, type Attr, type NlMessage } from '../../net/netlink.js';
+import { encodeAttrs, nlMessage, parseAttrList, parseAttrs, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, type Attr, type NlMessage } from '../../net/netlink.js';
 
 // The generic netlink layer (src/net/netlink.ts), re-exported for this plane's users.
-export { encodeAttrs, errorCode, parseAttrs, parseMessages, NLA_F_NESTED, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, type Attr, type NlMessage } from '../../net/netlink.js';
+export { encodeAttrs, errorCode, parseAttrList, parseAttrs, parseMessages, NLA_F_NESTED, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, type Attr, type NlMessage } from '../../net/netlink.js';
 
 // linux/netlink.h
 export const NETLINK_NETFILTER = 12;
@@ -27,6 +27,12 @@ export const NFPROTO_IPV4 = 2;
 export const NFPROTO_IPV6 = 10;
 // netfilter/nf_tables.h
 export const NFT_MSG_NEWRULE = 6;
+export const NFT_MSG_GETRULE = 7;
+export const NFT_MSG_GETCHAIN = 4;
+const NFTA_CHAIN_TABLE = 1;
+const NFTA_CHAIN_NAME = 3;
+// linux/netlink.h: NLM_F_ROOT | NLM_F_MATCH, "return everything that matches".
+const NLM_F_DUMP = 0x300;
 const NFTA_RULE_TABLE = 1;
 const NFTA_RULE_CHAIN = 2;
 const NFTA_RULE_EXPRESSIONS = 4;
@@ -123,6 +129,73 @@ export function nfqueueRuleBatch(family: 'ip' | 'ip6', table: string, chain: str
     ]),
     nfnlMessage(0, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 2, NFPROTO_UNSPEC, NFNL_SUBSYS_NFTABLES, []),
   ]);
+}
+
+/**
+ * NFT_MSG_GETCHAIN of `family table chain`, acknowledged: the kernel answers with the
+ * chain and an ACK, or with ENOENT when the table or the chain does not exist.
+ */
+export function chainGetRequest(family: 'ip' | 'ip6', table: string, chain: string, seq: number): Buffer {
+  return nfnlMessage(NFNL_SUBSYS_NFTABLES, NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_ACK, seq, family === 'ip' ? NFPROTO_IPV4 : NFPROTO_IPV6, 0, [
+    { type: NFTA_CHAIN_TABLE, data: cstr(table) },
+    { type: NFTA_CHAIN_NAME, data: cstr(chain) },
+  ]);
+}
+
+/**
+ * NFT_MSG_GETRULE as a dump of the rules of `family table chain` (the kernel filters the
+ * dump by the table and chain attributes). The kernel answers with one NFT_MSG_NEWRULE
+ * per rule, then NLMSG_DONE. A table or chain that does not exist is no error here, just
+ * an empty dump: ask chainGetRequest first to tell the two apart.
+ */
+export function ruleDumpRequest(family: 'ip' | 'ip6', table: string, chain: string, seq: number): Buffer {
+  return nfnlMessage(NFNL_SUBSYS_NFTABLES, NFT_MSG_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, seq, family === 'ip' ? NFPROTO_IPV4 : NFPROTO_IPV6, 0, [
+    { type: NFTA_RULE_TABLE, data: cstr(table) },
+    { type: NFTA_RULE_CHAIN, data: cstr(chain) },
+  ]);
+}
+
+/** An xtables target expression of a rule, as the kernel holds it (nft_compat). */
+export interface XtTarget {
+  name: string;
+  rev: number;
+  info: Buffer;
+}
+
+/**
+ * The xtables targets among the expressions of one NFT_MSG_NEWRULE message (a rule of a
+ * GETRULE dump), in rule order; null when `m` is not such a message.
+ */
+export function parseRuleTargets(m: NlMessage): XtTarget[] | null {
+  if (m.type !== ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) return null;
+  const exprs = parseAttrs(m.payload, 4).get(NFTA_RULE_EXPRESSIONS);
+  const out: XtTarget[] = [];
+  // A list of NFTA_LIST_ELEM, each {NFTA_EXPR_NAME, NFTA_EXPR_DATA}: the type repeats, so walk it in order.
+  for (const el of exprs ? parseAttrList(exprs) : []) {
+    if (el.type !== NFTA_LIST_ELEM) continue;
+    const e = parseAttrs(el.data);
+    if (cstring(e.get(NFTA_EXPR_NAME)) !== 'target') continue;
+    const d = parseAttrs(e.get(NFTA_EXPR_DATA) ?? Buffer.alloc(0));
+    const rev = d.get(NFTA_TARGET_REV);
+    out.push({ name: cstring(d.get(NFTA_TARGET_NAME)), rev: rev && rev.length >= 4 ? rev.readUInt32BE(0) : -1, info: d.get(NFTA_TARGET_INFO) ?? Buffer.alloc(0) });
+  }
+  return out;
+}
+
+/**
+ * The NFQUEUE settings of an xtables target read back from the kernel, or null when it is
+ * not NFQUEUE revision 3 (the one tsvs installs: nfqInfoV3) or its info is short.
+ */
+export function nfqueueFromTarget(t: XtTarget): NfqueueTarget | null {
+  if (t.name !== 'NFQUEUE' || t.rev !== 3 || t.info.length < 6) return null;
+  return { queue: t.info.readUInt16LE(0), total: t.info.readUInt16LE(2), bypass: (t.info.readUInt16LE(4) & NFQ_FLAG_BYPASS) !== 0 };
+}
+
+/** A NUL-terminated netlink string attribute as text ('' when absent). */
+function cstring(b: Buffer | undefined): string {
+  if (!b) return '';
+  const nul = b.indexOf(0);
+  return b.toString('utf8', 0, nul < 0 ? b.length : nul);
 }
 
 // ------------------------------------------------------------------ nfnetlink_queue

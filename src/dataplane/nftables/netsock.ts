@@ -6,7 +6,7 @@
  * SO_RCVTIMEO; the queue reader uses them from its own worker thread.
  */
 import { AF_NETLINK, check, EAGAIN, EINTR, ETIMEDOUT, lib, LibcError, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_RCVTIMEO, timeval } from '../../net/libc.js';
-import { errorCode, NETLINK_NETFILTER, NLMSG_DONE, NLMSG_ERROR, nfqueueRuleBatch, parseMessages, type NfqueueTarget } from './netlink.js';
+import { chainGetRequest, errorCode, NETLINK_NETFILTER, NLMSG_DONE, NLMSG_ERROR, nfqueueFromTarget, nfqueueRuleBatch, parseMessages, parseRuleTargets, ruleDumpRequest, type NfqueueTarget, type NlMessage } from './netlink.js';
 
 const SO_RCVBUF = 8;
 const SO_SNDBUFFORCE = 32;
@@ -109,6 +109,25 @@ export class NetfilterSocket {
    * Throws SysError (LibcError) with the kernel's errno.
    */
   request(msg: Buffer, seq: number, what: string, timeoutMs = 2000): void {
+    this.exchange(msg, seq, what, timeoutMs, null);
+  }
+
+  /**
+   * Sends a dump request and returns the answers to `seq` up to NLMSG_DONE. At most
+   * `maxMessages` are kept (a bound on memory: more is an error, not a silent cut), and
+   * the whole dump must arrive within `timeoutMs`. Throws SysError with the kernel's errno.
+   */
+  dump(msg: Buffer, seq: number, what: string, opts: { timeoutMs?: number; maxMessages?: number } = {}): NlMessage[] {
+    const out: NlMessage[] = [];
+    this.exchange(msg, seq, what, opts.timeoutMs ?? 2000, { out, max: opts.maxMessages ?? 1024 });
+    return out;
+  }
+
+  /**
+   * Sends `msg` and reads the answers to `seq` until its ACK (a request's end), NLMSG_DONE
+   * or an error; a dump's answers go to `into`.
+   */
+  private exchange(msg: Buffer, seq: number, what: string, timeoutMs: number, into: { out: NlMessage[]; max: number } | null): void {
     this.send(msg);
     const buf = Buffer.alloc(65536);
     const until = Date.now() + timeoutMs;
@@ -120,9 +139,14 @@ export class NetfilterSocket {
         if (m.type === NLMSG_ERROR) {
           const e = errorCode(m);
           if (e) throw new LibcError(what, e);
-          return;
+          if (!into) return;
+          continue;
         }
         if (m.type === NLMSG_DONE) return;
+        if (!into) continue;
+        if (into.out.length >= into.max) throw new Error(`${what}: more than ${into.max} messages in the answer`);
+        // Copies: the receive buffer is reused by the next recv.
+        into.out.push({ ...m, payload: Buffer.from(m.payload) });
       }
     }
     throw new LibcError(what, ETIMEDOUT);
@@ -147,4 +171,48 @@ export function installNfqueueRule(nsPath: string | undefined, family: 'ip' | 'i
   } finally {
     sock.close();
   }
+}
+
+/**
+ * The NFQUEUE targets in the rules of `family table chain`, in rule order, read back from
+ * the kernel over nf_tables netlink (NFT_MSG_GETRULE dump; a missing table or chain throws
+ * SysError ENOENT). This is what the kernel holds,
+ * whatever `nft list` can print: Debian's nft shows an xtables target only with the
+ * iptables package's libxt extensions installed.
+ */
+export function readNfqueueRules(nsPath: string | undefined, family: 'ip' | 'ip6', table: string, chain: string): NfqueueTarget[] {
+  const sock = inNetns(nsPath, () => new NetfilterSocket({ rcvTimeoutMs: 200 }));
+  try {
+    const seq = (Date.now() & 0x3fffffff) >>> 0;
+    const what = `list the rules of ${family} ${table} ${chain}`;
+    // The dump of a missing chain is just empty: ask for the chain first, for ENOENT.
+    sock.request(chainGetRequest(family, table, chain, seq), seq, what);
+    const out: NfqueueTarget[] = [];
+    for (const m of sock.dump(ruleDumpRequest(family, table, chain, seq + 1), seq + 1, what)) {
+      for (const t of parseRuleTargets(m) ?? []) {
+        const q = nfqueueFromTarget(t);
+        if (q) out.push(q);
+      }
+    }
+    return out;
+  } finally {
+    sock.close();
+  }
+}
+
+/** `queue num Q [bypass]`, as nft prints the target (for messages). */
+export function nfqueueText(t: NfqueueTarget): string {
+  return `queue num ${t.queue}${t.total > 1 ? `-${t.queue + t.total - 1}` : ''}${t.bypass ? ' bypass' : ''}`;
+}
+
+/**
+ * Reads `family table chain` back from the kernel and throws, naming the chain, what was
+ * wanted and what is there, unless its first NFQUEUE rule is exactly `want`.
+ */
+export function checkNfqueueRule(nsPath: string | undefined, family: 'ip' | 'ip6', table: string, chain: string, want: NfqueueTarget): void {
+  const got = readNfqueueRules(nsPath, family, table, chain);
+  const first = got[0];
+  if (first && first.queue === want.queue && first.total === want.total && first.bypass === want.bypass) return;
+  const found = got.length ? got.map(nfqueueText).join(', ') : 'no NFQUEUE rule';
+  throw new Error(`${family} ${table} ${chain} read back over netlink holds ${found}, not ${nfqueueText(want)}`);
 }
