@@ -172,6 +172,7 @@ export class NftablesDataPlane implements DataPlane {
     setReadLimits({}, (m) => this.opts.log('warn', `nftables read-back: ${m}`));
     for (const svc of table.list()) for (const dest of svc.dests) this.owners.set(this.markOf(svc.id, dest.id), { svc, dest });
     await this.enqueue(() => this.loadAll('start'));
+    this.startEvents();
     this.unsubscribe = table.subscribe({ change: (ev) => this.onChange(ev) });
     this.schedulePoll(this.opts.pollMs ?? 1000);
     if (this.snat.length) this.opts.log('warn', `masquerading outbound connections from ${this.snat.join(', ')} because TSVS_NFT_SNAT is set`);
@@ -530,10 +531,17 @@ export class NftablesDataPlane implements DataPlane {
       onError: (msg) => this.opts.log('error', `nftables: ${msg}`),
     });
     await this.nfq.start();
-    if (this.conntrackOk && !this.events) {
-      this.events = conntrackEvents(this.opts.netns, (e) => this.onConntrackEvent(e), (why) => this.opts.log('warn', `nftables: ${why}; restarting it`));
-    }
+    this.startEvents();
     this.opts.log('info', `nftables: first-packet path on NFQUEUE ${this.queueNum()} (reader thread started)`);
+  }
+
+  /** Follows conntrack's events (marked entries only): the servers with traffic, and for the first-packet path the closes. */
+  private startEvents(): void {
+    if (!this.conntrackOk || this.events || this.stopped) return;
+    this.events = conntrackEvents(this.opts.netns, (e) => this.onConntrackEvent(e), (why) => this.opts.log('warn', `nftables: ${why}; restarting it`), {
+      // Events were lost: the next round reads every counter.
+      onLost: () => (this.readAllCounters = true),
+    });
   }
 
   /**
@@ -545,6 +553,8 @@ export class NftablesDataPlane implements DataPlane {
     const t = this.table;
     if (!t || this.stopped) return;
     const e = ev.entry;
+    // Its counters moved (also for a connection that ends before the next dump sees it).
+    if (this.owners.has(e.mark)) this.eventMarks.add(e.mark);
     const key = connKey(e.af, e.protocol, e.caddr, e.cport, e.vaddr, e.vport);
     const c = this.mirrored.get(key);
     if (!c || c.dead || !c.dest || this.marks.get(`${c.svc.id}|${c.dest.id}`) !== e.mark) return;
@@ -734,19 +744,32 @@ export class NftablesDataPlane implements DataPlane {
 
   /** Marks whose connections were in conntrack at the last round: their counters may still move. */
   private activeMarks = new Set<number>();
+  /** Marks of conntrack events since the last round. */
+  private eventMarks = new Set<number>();
+  /** Read every counter at the next round (events were lost). */
+  private readAllCounters = false;
 
   /**
    * The named counters to read this round: those of the servers with conntrack entries now
-   * or at the last round (a connection's last packets are counted before its entry goes).
+   * or at the last round (a connection's last packets are counted before its entry goes),
+   * or with conntrack events since (a connection refused at once leaves no entry to dump).
    * An idle server's counters do not move, so the cost follows the traffic, not the table:
    * the kernel's dump of named objects restarts its walk for every 32 KiB it returns, which
    * makes a full dump quadratic (11.7 s for 120,000 counters, bench/readback.ts).
    */
-  private activeCounters(entries: readonly CtEntry[]): Record<Fam, string[]> {
+  private activeCounters(entries: readonly CtEntry[]): Record<Fam, string[]> | undefined {
     const now = new Set<number>();
     for (const e of entries) if (this.owners.has(e.mark)) now.add(e.mark);
+    const events = this.eventMarks;
+    this.eventMarks = new Set();
+    if (this.readAllCounters || !this.events) {
+      // No events to say which servers moved: every counter, by dump.
+      this.readAllCounters = false;
+      this.activeMarks = now;
+      return undefined;
+    }
     const names: Record<Fam, string[]> = { ip: [], ip6: [] };
-    for (const mark of new Set([...now, ...this.activeMarks])) {
+    for (const mark of new Set([...now, ...this.activeMarks, ...events])) {
       const o = this.owners.get(mark);
       if (!o || o.dest.fwd === 'route') continue;
       names[famOf(o.svc.af)].push(connsCounter(mark), inCounter(mark), outCounter(mark));
