@@ -7,8 +7,9 @@ import type { ControlApi } from '../src/api/control.js';
 import { defaultSocketPath } from '../src/api/socket.js';
 import { runIpvsadm } from '../src/cli/ipvsadm/run.js';
 
-process.setSourceMapsEnabled(true);
-
+// No process.setSourceMapsEnabled here: it reads every module's source map at load, a
+// fifth of tsvsadm's start-up, and scripts run tsvsadm in loops. For stack traces that
+// point into the TypeScript, run with NODE_OPTIONS=--enable-source-maps.
 const client = new HttpControlClient({ socketPath: defaultSocketPath() });
 
 /**
@@ -27,6 +28,8 @@ function unreachable(e: unknown): never {
 
 const api: ControlApi = {
   getTable: () => client.getTable().catch(unreachable),
+  streamTable: () => client.streamTable().catch(unreachable),
+  getTimeouts: () => client.getTimeouts().catch(unreachable),
   getConnections: () => client.getConnections().catch(unreachable),
   apply: (ops) => client.apply(ops).catch(unreachable),
   getSyncDaemons: () => client.getSyncDaemons().catch(unreachable),
