@@ -43,7 +43,7 @@ const code = await runIpvsadm(
     stdout: (s) => process.stdout.write(s),
     stderr: (s) => process.stderr.write(s),
     readStdin: async () => readFileSync(0, 'utf8'),
-    progName: basename(process.argv[1] ?? 'tsvsadm'),
+    progName: basename(process.argv[1] ?? 'tsvsadm').replace(/\.js$/, ''),
   },
   api,
 );
