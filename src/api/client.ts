@@ -92,11 +92,9 @@ export class HttpControlClient implements ControlApi {
         url
           ? { method, hostname: url.hostname, port: url.port, path: url.pathname + url.search, headers }
           : { method, socketPath: this.opts.socketPath, path, headers },
-        (res) => {
-          // From here on the body's reader owns timeouts and errors.
-          req.setTimeout(0);
-          resolve(res);
-        },
+        // The timeout below stays armed while the body is read: a silence that long in the
+        // middle of an answer ends it too (the body's reader sees it as cut short).
+        (res) => resolve(res),
       );
       req.on('socket', (sock) => {
         if (!sock.connecting) connected = true;
