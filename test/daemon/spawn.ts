@@ -25,17 +25,11 @@ export interface Tsvsd {
   cleanup(): Promise<void>;
 }
 
-/**
- * The built entry point in this checkout's dist/. BIN goes through node_modules/.bin, which
- * in a git worktree whose node_modules is shared points at another checkout's build.
- */
-export const DIST_BIN = (name: string) => join(ROOT, 'dist', 'bin', `${name}.js`);
-
-export async function startTsvsd(extraArgs: string[] = [], opts: { dir?: string; bin?: string } = {}): Promise<Tsvsd> {
+export async function startTsvsd(extraArgs: string[] = [], opts: { dir?: string } = {}): Promise<Tsvsd> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'tsvs-test-'));
   const socket = join(dir, 'tsvsd.sock');
   const state = join(dir, 'state.json');
-  const proc = spawn(opts.bin ?? BIN('tsvsd'), ['--socket', socket, '--state', state, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(BIN('tsvsd'), ['--socket', socket, '--state', state, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
