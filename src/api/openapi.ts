@@ -2,6 +2,7 @@
  * The OpenAPI 3 document of the control API, served at /v1/openapi.json. test/api checks
  * that every route the app serves is described here and the other way round.
  */
+import { statusPagePaths } from './routes/status-page-openapi.js';
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (schema: unknown) => ({ 'application/json': { schema } });
@@ -202,6 +203,7 @@ export function openApiDocument(): Record<string, unknown> {
         },
       },
       '/v1/status': { get: { summary: 'Services, real servers, health, counters, rates, data plane errors and VRRP in one snapshot', responses: { '200': ok('Status', ref('Status')) } } },
+      ...statusPagePaths,
       '/v1/connections': {
         get: {
           summary: 'The connection table, paged; the total (after filters) is in X-Total-Count; NDJSON as /v1/table on request',

@@ -25,6 +25,7 @@ import { openApiDocument } from './openapi.js';
 import { ndjsonResponse, wantsNdjson } from './stream.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { serviceRoutes } from './routes/services.js';
+import { statusPageRoutes } from './routes/status-page.js';
 import { apiContext, counterHistory, runReload, statusView, type ReloadOutcome } from './routes/view.js';
 
 export type { ReloadOutcome };
@@ -173,7 +174,9 @@ export function createControlApp(director: Director, opts: ApiOptions = {}): Hon
     const limit = intParam(c, 'limit');
     const service = c.req.query('service');
     const server = c.req.query('server');
-    let conns = table.connView();
+    // One service's entries come from its index; the filter below still decides.
+    const svc = service !== undefined ? table.getById(service) : undefined;
+    let conns = svc ? table.connViewOf(svc) : table.connView();
     if (service !== undefined) conns = conns.filter((x) => `${x.protocol.toLowerCase()}:${formatAddrPort(x.vaddr, x.vport)}` === service);
     if (server !== undefined) conns = conns.filter((x) => formatAddrPort(x.daddr, x.dport) === server);
     c.header('X-Total-Count', String(conns.length));
@@ -229,6 +232,7 @@ export function createControlApp(director: Director, opts: ApiOptions = {}): Hon
   });
 
   serviceRoutes(app, ctx, mutating);
+  statusPageRoutes(app, ctx, opts.eventIntervalMs);
 
   app.get('/v1/stats', (c) => {
     const v = statusView(ctx);

@@ -6,7 +6,13 @@
  * Expiry is driven by the table's clock through `expire(now)`; there are no timers here.
  * Entries sit in one-second buckets. Traffic only moves `expires` forward (a number store on
  * the hot path); when a bucket comes due, entries whose `expires` moved are re-filed.
+ *
+ * Indexes, so that no control operation walks every connection: by tuple (the kernel's
+ * ip_vs_conn_tab), by real server and by service (intrusive lists through the entries),
+ * and templates by their key. A closed connection the data plane no longer holds
+ * (`close`) leaves its Conn object for a compact row (closed.ts) until it expires.
  */
+import { ClosedConns } from './closed.js';
 import { TcpState, TCP_STATE_NAMES, tcpNextState, tcpStateActive, type TcpDir, type TcpFlag } from './tcpstate.js';
 import type { RealServer, VirtualService } from './service.js';
 import type { ConnView, Family, Timeouts } from './types.js';
@@ -30,6 +36,11 @@ const NEW_CONN_TIMEOUT_MS = 3_000;
 
 export type ConnProtocol = 'tcp' | 'udp' | 'sctp' | 'ip';
 
+/** The timeouts after ipvsadm --set `t` on `cur`: a 0 in `t` leaves that value as it is. */
+export function mergeTimeouts(cur: Timeouts, t: Timeouts): Timeouts {
+  return { tcp: t.tcp || cur.tcp, tcpfin: t.tcpfin || cur.tcpfin, udp: t.udp || cur.udp };
+}
+
 export class Conn {
   flags: number;
   /** TcpState for TCP; 0 for UDP/SCTP; 0 (NONE) / 1 (ASSURED) for templates. */
@@ -49,6 +60,15 @@ export class Conn {
   tplKey = '';
   /** Opaque reference for the data plane (its sockets), so it can act on expiry. */
   handle: unknown = null;
+  /** Hash in the tuple index, -1 when not in it (templates have their own index). */
+  tHash = -1;
+  /** Next entry with the same tuple hash. */
+  tNext: Conn | null = null;
+  // Links of the per-server and per-service lists (ConnTable's indexes).
+  dPrev: Conn | null = null;
+  dNext: Conn | null = null;
+  sPrev: Conn | null = null;
+  sNext: Conn | null = null;
 
   constructor(
     readonly id: number,
@@ -61,7 +81,7 @@ export class Conn {
     readonly daddr: string,
     readonly dport: number,
     readonly svc: VirtualService,
-    public dest: RealServer | null,
+    readonly dest: RealServer | null,
     flags: number,
     now: number,
   ) {
@@ -87,9 +107,32 @@ export interface ConnEvents {
   expired(c: Conn): void;
 }
 
+/**
+ * The tuple index's hash (the kernel's ip_vs_conn_hashkey has the same inputs): FNV-1a over
+ * the fields, kept within 30 bits so it is a small integer to V8. A number, not a string
+ * key: a key string per connection would cost more than the rest of the entry.
+ */
+export function tupleHash(protocol: string, caddr: string, cport: number, vaddr: string, vport: number): number {
+  let h = 0x811c9dc5;
+  for (const s of [protocol, caddr, vaddr]) {
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    h = Math.imul(h ^ 0x7c, 0x01000193);
+  }
+  h = Math.imul(h ^ cport, 0x01000193);
+  h = Math.imul(h ^ vport, 0x01000193);
+  return (h ^ (h >>> 30)) & 0x3fffffff;
+}
+
 export class ConnTable {
   private readonly conns = new Map<number, Conn>();
   private readonly templates = new Map<string, Conn>();
+  /** Non-template entries by tuple hash: a chain through `tNext`, newest first. */
+  private readonly byTuple = new Map<number, Conn>();
+  /** Heads of the per-server and per-service lists. */
+  private readonly destHead = new Map<RealServer, Conn>();
+  private readonly svcHead = new Map<VirtualService, Conn>();
+  /** Closed connections nobody holds any more, compactly. */
+  private readonly closed = new ClosedConns();
   private readonly buckets = new Map<number, Set<Conn>>();
   private nextId = 1;
   /** The first bucket not yet processed by `expire`. */
@@ -107,15 +150,22 @@ export class ConnTable {
     this.udpTimeoutMs = udpDefault * 1000;
   }
 
+  /** Entries in the table, closed ones included. */
   get size(): number {
-    return this.conns.size;
+    return this.conns.size + this.closed.size;
+  }
+
+  /** Closed entries kept compactly (see `close`). */
+  get closedSize(): number {
+    return this.closed.size;
   }
 
   /** ipvsadm --set: tcp = ESTABLISHED, tcpfin = FIN_WAIT, udp = UDP; 0 leaves a value unchanged. */
   setTimeouts(t: Timeouts): void {
-    if (t.tcp) this.tcpTimeoutsMs[TcpState.ESTABLISHED] = t.tcp * 1000;
-    if (t.tcpfin) this.tcpTimeoutsMs[TcpState.FIN_WAIT] = t.tcpfin * 1000;
-    if (t.udp) this.udpTimeoutMs = t.udp * 1000;
+    const m = mergeTimeouts(this.timeouts(), t);
+    this.tcpTimeoutsMs[TcpState.ESTABLISHED] = m.tcp * 1000;
+    this.tcpTimeoutsMs[TcpState.FIN_WAIT] = m.tcpfin * 1000;
+    this.udpTimeoutMs = m.udp * 1000;
   }
 
   timeouts(): Timeouts {
@@ -154,8 +204,66 @@ export class ConnTable {
       if (dest.uThreshold !== 0 && dest.totalconns >= dest.uThreshold) dest.overloaded = true;
     }
     this.conns.set(c.id, c);
+    this.link(c);
     this.file(c);
     return c;
+  }
+
+  /** The newest non-template entry with this tuple (kernel ip_vs_conn_in_get); closed ones are not found. */
+  find(protocol: ConnProtocol, caddr: string, cport: number, vaddr: string, vport: number): Conn | undefined {
+    for (let c = this.byTuple.get(tupleHash(protocol, caddr, cport, vaddr, vport)) ?? null; c; c = c.tNext) {
+      if (c.cport === cport && c.vport === vport && c.caddr === caddr && c.vaddr === vaddr && c.protocol === protocol) return c;
+    }
+    return undefined;
+  }
+
+  private link(c: Conn): void {
+    const dest = c.dest;
+    if (dest) {
+      const h = this.destHead.get(dest);
+      c.dNext = h ?? null;
+      if (h) h.dPrev = c;
+      this.destHead.set(dest, c);
+    }
+    const h = this.svcHead.get(c.svc);
+    c.sNext = h ?? null;
+    if (h) h.sPrev = c;
+    this.svcHead.set(c.svc, c);
+    if (!c.isTemplate) {
+      c.tHash = tupleHash(c.protocol, c.caddr, c.cport, c.vaddr, c.vport);
+      c.tNext = this.byTuple.get(c.tHash) ?? null;
+      this.byTuple.set(c.tHash, c);
+    }
+  }
+
+  private unlink(c: Conn): void {
+    const dest = c.dest;
+    if (dest) {
+      if (c.dPrev) c.dPrev.dNext = c.dNext;
+      else if (c.dNext) this.destHead.set(dest, c.dNext);
+      else this.destHead.delete(dest);
+      if (c.dNext) c.dNext.dPrev = c.dPrev;
+      c.dPrev = c.dNext = null;
+    }
+    if (c.sPrev) c.sPrev.sNext = c.sNext;
+    else if (c.sNext) this.svcHead.set(c.svc, c.sNext);
+    else this.svcHead.delete(c.svc);
+    if (c.sNext) c.sNext.sPrev = c.sPrev;
+    c.sPrev = c.sNext = null;
+    if (c.tHash >= 0) {
+      // Chains are short (same hash): walk to the predecessor.
+      const head = this.byTuple.get(c.tHash)!;
+      if (head === c) {
+        if (c.tNext) this.byTuple.set(c.tHash, c.tNext);
+        else this.byTuple.delete(c.tHash);
+      } else {
+        let p = head;
+        while (p.tNext !== c) p = p.tNext!;
+        p.tNext = c.tNext;
+      }
+      c.tNext = null;
+      c.tHash = -1;
+    }
   }
 
   /** Re-arms the entry's timer, as every packet does (ip_vs_conn_put). */
@@ -268,7 +376,8 @@ export class ConnTable {
     }
     // Walk the due buckets in order. Buckets far in the past (clock jumps) are swept by key.
     if (until - this.cursor > 3600) {
-      for (const b of [...this.buckets.keys()].filter((k) => k <= until).sort((x, y) => x - y)) this.runBucket(b, now);
+      const due = new Set([...this.buckets.keys(), ...this.closed.bucketKeys()].filter((k) => k <= until));
+      for (const b of [...due].sort((x, y) => x - y)) this.runBucket(b, now);
     } else {
       for (let b = this.cursor; b <= until; b++) this.runBucket(b, now);
     }
@@ -276,6 +385,11 @@ export class ConnTable {
   }
 
   private runBucket(b: number, now: number): void {
+    // Closed entries go silently: nobody holds anything for them.
+    this.closed.expireBucket(b, (dest, control) => {
+      this.unbind(dest, true);
+      if (control) control.nControl--;
+    });
     const set = this.buckets.get(b);
     if (!set) return;
     this.buckets.delete(b);
@@ -301,25 +415,11 @@ export class ConnTable {
    */
   remove(c: Conn): void {
     if (c.dead) return;
-    c.dead = true;
-    this.conns.delete(c.id);
-    this.buckets.get(c.bucket)?.delete(c);
-    if (c.isTemplate && this.templates.get(c.tplKey) === c) this.templates.delete(c.tplKey);
+    this.detach(c);
     const dest = c.dest;
     if (dest) {
-      if (c.isTemplate) {
-        dest.persistconns--;
-      } else {
-        if ((c.flags & CONN_F_INACTIVE) !== 0) dest.inactconns--;
-        else dest.activeconns--;
-        if (dest.lThreshold !== 0) {
-          if (dest.totalconns < dest.lThreshold) dest.overloaded = false;
-        } else if (dest.uThreshold !== 0) {
-          if (dest.totalconns * 4 < dest.uThreshold * 3) dest.overloaded = false;
-        } else {
-          dest.overloaded = false;
-        }
-      }
+      if (c.isTemplate) dest.persistconns--;
+      else this.unbind(dest, (c.flags & CONN_F_INACTIVE) !== 0);
     }
     if (c.control) {
       c.control.nControl--;
@@ -327,44 +427,106 @@ export class ConnTable {
     }
   }
 
-  /** Every entry, templates included. */
+  /**
+   * The data plane holds nothing more for `c` (both sockets closed). A closed TCP entry,
+   * one that only counts as an InActConn until its timer runs out, then leaves its Conn
+   * object for a compact row: it still counts, is listed by `view`, keeps its template
+   * alive, and expires at the same time, silently (no `expired` event: there is nothing
+   * left to close). Its Conn is marked dead and must not be used again. Returns whether
+   * it was compacted; an entry that is still active, synced, a template or not TCP stays.
+   */
+  close(c: Conn): boolean {
+    if (!this.closable(c)) return false;
+    this.detach(c);
+    // Filed like the Conn was: the same second (or the next one due).
+    this.closed.add(c as Conn & { dest: RealServer }, c.control, Math.max(Math.ceil(c.expires / 1000), this.cursor));
+    c.control = null;
+    return true;
+  }
+
+  /** Whether `close` would compact `c`: a live, inactive, non-synced TCP connection with a server. */
+  closable(c: Conn): boolean {
+    return !c.dead && c.protocol === 'tcp' && (c.flags & (CONN_F_TEMPLATE | CONN_F_SYNC)) === 0 && (c.flags & CONN_F_INACTIVE) !== 0 && c.dest !== null;
+  }
+
+  /** Out of every index and bucket, and marked dead; its server and template are the caller's business. */
+  private detach(c: Conn): void {
+    c.dead = true;
+    this.conns.delete(c.id);
+    this.unlink(c);
+    this.buckets.get(c.bucket)?.delete(c);
+    if (c.isTemplate && this.templates.get(c.tplKey) === c) this.templates.delete(c.tplKey);
+  }
+
+  /** A connection of `dest` is gone (ip_vs_unbind_dest, with the OVERLOAD clearing rule). */
+  private unbind(dest: RealServer, inactive: boolean): void {
+    if (inactive) dest.inactconns--;
+    else dest.activeconns--;
+    if (dest.lThreshold !== 0) {
+      if (dest.totalconns < dest.lThreshold) dest.overloaded = false;
+    } else if (dest.uThreshold !== 0) {
+      if (dest.totalconns * 4 < dest.uThreshold * 3) dest.overloaded = false;
+    } else {
+      dest.overloaded = false;
+    }
+  }
+
+  /** Every entry that is a Conn object, templates included (closed, compact entries are not). */
   all(): IterableIterator<Conn> {
     return this.conns.values();
   }
 
-  /** Entries bound to a real server. */
+  /** Entries bound to a real server (Conn objects; a copy, so the caller may remove them). */
   ofDest(dest: RealServer): Conn[] {
     const out: Conn[] = [];
-    for (const c of this.conns.values()) if (c.dest === dest) out.push(c);
+    for (let c = this.destHead.get(dest) ?? null; c; c = c.dNext) out.push(c);
     return out;
   }
 
-  /** Entries of a service. */
+  /** Entries of a service (Conn objects; a copy, so the caller may remove them). */
   ofService(svc: VirtualService): Conn[] {
     const out: Conn[] = [];
-    for (const c of this.conns.values()) if (c.svc === svc) out.push(c);
+    for (let c = this.svcHead.get(svc) ?? null; c; c = c.sNext) out.push(c);
     return out;
   }
 
+  /** Templates of a service, or of one of its servers. */
+  templatesOf(svc: VirtualService, dest?: RealServer): Conn[] {
+    return (dest ? this.ofDest(dest) : this.ofService(svc)).filter((c) => c.isTemplate);
+  }
+
+  /** The listing of every entry, closed ones included (ipvsadm -Lnc). */
   view(now: number): ConnView[] {
     const out: ConnView[] = [];
-    for (const c of this.conns.values()) {
-      out.push({
-        protocol: c.protocol.toUpperCase(),
-        af: c.af,
-        caddr: c.caddr,
-        cport: c.cport,
-        vaddr: c.vaddr,
-        vport: c.vport,
-        daddr: c.daddr,
-        dport: c.dport,
-        state: c.stateName,
-        expires: Math.max(0, Math.floor((c.expires - now) / 1000)),
-        template: c.isTemplate,
-        peName: '',
-        peData: '',
-      });
-    }
+    for (const c of this.conns.values()) out.push(connView(c, now));
+    this.closed.view(now, out);
     return out;
   }
+
+  /** The listing of one service's entries, or of one of its servers', without a scan of the rest. */
+  viewOf(svc: VirtualService, dest: RealServer | undefined, now: number): ConnView[] {
+    const out: ConnView[] = [];
+    for (const c of dest ? this.ofDest(dest) : this.ofService(svc)) out.push(connView(c, now));
+    this.closed.viewOf(svc, dest, now, out);
+    return out;
+  }
+}
+
+/** One entry as ipvsadm -Lnc shows it. */
+function connView(c: Conn, now: number): ConnView {
+  return {
+    protocol: c.protocol.toUpperCase(),
+    af: c.af,
+    caddr: c.caddr,
+    cport: c.cport,
+    vaddr: c.vaddr,
+    vport: c.vport,
+    daddr: c.daddr,
+    dport: c.dport,
+    state: c.stateName,
+    expires: Math.max(0, Math.floor((c.expires - now) / 1000)),
+    template: c.isTemplate,
+    peName: '',
+    peData: '',
+  };
 }

@@ -64,12 +64,14 @@ export class RealServer implements SchedDest {
   overloaded = false;
   /** Cleared when the server is removed from its service; live connections may still point here. */
   available = true;
-  readonly stats = new StatsBlock();
+  readonly stats: StatsBlock;
 
   constructor(
     readonly svc: VirtualService,
     cfg: DestConfig,
+    stats = new StatsBlock(),
   ) {
+    this.stats = stats;
     this.af = cfg.af;
     this.addr = cfg.addr;
     this.port = cfg.port;
@@ -79,7 +81,35 @@ export class RealServer implements SchedDest {
     this.fwd = cfg.fwd;
     this.uThreshold = cfg.uThreshold;
     this.lThreshold = cfg.lThreshold;
-    this.tunnel = cfg.tunnel;
+    this.tunnel = cfg.tunnel && { ...cfg.tunnel };
+  }
+
+  /**
+   * Applies an edit (-e) as __ip_vs_update_dest does. The service tells its scheduler
+   * (VirtualService.editDest), so call that instead.
+   */
+  edit(c: DestConfig): void {
+    // A raised or removed upper threshold clears OVERLOAD at once.
+    if (c.uThreshold === 0 || c.uThreshold > this.uThreshold) this.overloaded = false;
+    this.weight = c.weight;
+    if (c.weight !== 0) this.lastWeight = c.weight;
+    this.fwd = c.fwd;
+    this.uThreshold = c.uThreshold;
+    this.lThreshold = c.lThreshold;
+    // A copy: the op object may also be applied elsewhere (a preview), and must not be shared.
+    this.tunnel = c.tunnel && { ...c.tunnel };
+  }
+
+  /** A detached copy bound to `svc` (a copy of this server's service), runtime state included. */
+  clone(svc: VirtualService): RealServer {
+    const d = new RealServer(svc, this.config(), this.stats.clone());
+    d.lastWeight = this.lastWeight;
+    d.activeconns = this.activeconns;
+    d.inactconns = this.inactconns;
+    d.persistconns = this.persistconns;
+    d.overloaded = this.overloaded;
+    d.available = this.available;
+    return d;
   }
 
   /** Connections that count against the thresholds (kernel ip_vs_dest_totalconns). */
@@ -134,11 +164,14 @@ export class VirtualService {
   transparent: boolean | undefined;
   /** Kernel list order: a new server is inserted at the head. */
   readonly dests: RealServer[] = [];
-  readonly stats = new StatsBlock();
+  /** The same servers by destId, so finding one does not walk the list. */
+  private readonly byId = new Map<string, RealServer>();
+  readonly stats: StatsBlock;
   /** Bound by the table right after construction. */
   sched!: Scheduler<RealServer>;
 
-  constructor(cfg: ServiceConfig) {
+  constructor(cfg: ServiceConfig, stats = new StatsBlock()) {
+    this.stats = stats;
     const k = serviceKeyOf(cfg);
     this.af = k.af;
     this.protocol = k.protocol;
@@ -161,8 +194,88 @@ export class VirtualService {
   }
 
   findDest(k: DestKey): RealServer | undefined {
-    const id = destId(k);
-    return this.dests.find((d) => d.id === id);
+    return this.byId.get(destId(k));
+  }
+
+  /** The server whose destId is `id`. */
+  findDestById(id: string): RealServer | undefined {
+    return this.byId.get(id);
+  }
+
+  // The changes below are the whole of how a batch changes a service (IpvsTable.exec runs
+  // them on the live table, IpvsTable.preview on copies); the table adds what is not the
+  // service's own business: connection entries and events.
+
+  /** -E. Returns true when the persistence granularity changed (templates keyed the old way must go). */
+  edit(c: ServiceConfig, bind: (svc: VirtualService) => Scheduler<RealServer>): boolean {
+    const granularity = this.persistent !== c.persistent || this.netmask !== c.netmask;
+    const schedChanged = this.scheduler !== c.scheduler || this.schedFlags !== c.schedFlags;
+    this.persistent = c.persistent;
+    this.netmask = c.netmask;
+    this.ops = c.ops;
+    this.pe = c.pe;
+    // Absent: unchanged (tsvsadm -E does not know them); 'none' / false: off.
+    if (c.proxyProtocol !== undefined) this.proxyProtocol = c.proxyProtocol === 'none' ? undefined : c.proxyProtocol;
+    if (c.transparent !== undefined) this.transparent = c.transparent || undefined;
+    if (schedChanged) {
+      this.sched.done?.();
+      this.scheduler = c.scheduler;
+      this.schedFlags = c.schedFlags;
+      this.sched = bind(this);
+    }
+    return granularity;
+  }
+
+  /** -a: a new server at the head of the list (kernel list_add_rcu), then the scheduler's add_dest. */
+  addDest(cfg: DestConfig): RealServer {
+    const dest = new RealServer(this, cfg);
+    this.dests.unshift(dest);
+    this.byId.set(dest.id, dest);
+    this.sched.addDest?.(dest);
+    return dest;
+  }
+
+  /** -e of one of this service's servers. */
+  editDest(dest: RealServer, cfg: DestConfig): void {
+    dest.edit(cfg);
+    this.sched.updDest?.(dest);
+  }
+
+  /** -d: out of the list and unavailable to connections that still point at it. */
+  removeDest(dest: RealServer): void {
+    const idx = this.dests.indexOf(dest);
+    this.dests.splice(idx, 1);
+    this.byId.delete(dest.id);
+    dest.available = false;
+    this.sched.delDest?.(dest, idx);
+  }
+
+  /**
+   * A detached copy: configuration, servers (runtime state included, list order kept),
+   * counters, and a scheduler with the same state bound to the copy. Nothing in it points
+   * back at this service or its servers, so changing it changes nothing here. `fresh`
+   * binds a new scheduler instance, for schedulers without a `clone` hook.
+   */
+  clone(fresh: (copy: VirtualService) => Scheduler<RealServer>): VirtualService {
+    const c = new VirtualService(this.config(), this.stats.clone());
+    // config() leaves out what is off; copy the fields as they are.
+    c.proxyProtocol = this.proxyProtocol;
+    c.transparent = this.transparent;
+    const copies = new Map<RealServer, RealServer>();
+    for (const d of this.dests) {
+      const x = d.clone(c);
+      copies.set(d, x);
+      c.dests.push(x);
+      c.byId.set(x.id, x);
+    }
+    // Scheduler state may still name a removed server (lblc's cache): copy it too.
+    const map = (d: RealServer): RealServer => {
+      let x = copies.get(d);
+      if (!x) copies.set(d, (x = d.clone(c)));
+      return x;
+    };
+    c.sched = this.sched.clone ? this.sched.clone(c, map) : fresh(c);
+    return c;
   }
 
   key(): ServiceKey {

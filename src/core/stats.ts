@@ -86,6 +86,11 @@ export class StatsBlock implements Stats {
     };
   }
 
+  /** A copy with the same counters and estimator state. */
+  clone(): StatsBlock {
+    return Object.assign(new StatsBlock(), this);
+  }
+
   /** ipvsadm -Z: counters and the estimator start again from zero. */
   zero(): void {
     this.conns = this.inpkts = this.outpkts = this.inbytes = this.outbytes = 0;

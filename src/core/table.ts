@@ -4,29 +4,19 @@
  * persistence, keeps the connection table and counters, and runs expiry and the rate
  * estimator when its owner calls `tick`. The daemon and the data planes drive it.
  */
-import { familyOf, canonicalAddr, maskAddr, parseIPv4, parseIPv6 } from './addr.js';
-import { ConnTable, CONN_F_ONE_PACKET, CONN_F_NOOUTPUT, CONN_F_SYNC, CONN_F_TEMPLATE, type Conn, type ConnProtocol } from './conn.js';
+import { familyOf, maskAddr } from './addr.js';
+import { ConnTable, mergeTimeouts, CONN_F_ONE_PACKET, CONN_F_NOOUTPUT, CONN_F_SYNC, CONN_F_TEMPLATE, type Conn, type ConnProtocol } from './conn.js';
 import { TsvsError } from './errors.js';
-import { RealServer, VirtualService, destId, serviceId, serviceKeyOf, serviceLabel } from './service.js';
+import { RealServer, VirtualService, serviceId, serviceKeyOf } from './service.js';
 import { ESTIMATOR_INTERVAL_MS, StatsBlock } from './stats.js';
 import { TCP_DEFAULT_TIMEOUTS, TcpState, UDP_DEFAULT_TIMEOUT, type TcpDir, type TcpFlag } from './tcpstate.js';
-import type {
-  ConnView,
-  DestConfig,
-  DestKey,
-  Op,
-  ServiceConfig,
-  ServiceKey,
-  TableConfig,
-  TableView,
-  Timeouts,
-  TunnelOptions,
-} from './types.js';
+import type { ConnView, Op, ServiceKey, TableConfig, TableView, Timeouts } from './types.js';
+import { validateBatch } from './validate.js';
 import { getScheduler } from '../schedulers/index.js';
 import type { SchedInput, SchedulerFactory } from '../schedulers/scheduler.js';
 
-/** ipvsadm's MAX_TIMEOUT: 31 days. */
-export const MAX_TIMEOUT = 86400 * 31;
+export { checkServiceKey, MAX_TIMEOUT } from './validate.js';
+
 /** IPVS_SVC_PERSISTENT_TIMEOUT: what `-p` without a value means (the man page's 300 is wrong). */
 export const DEFAULT_PERSISTENT_TIMEOUT = 360;
 /** The version and connection hash size kernel IPVS reports in the listing header. */
@@ -39,6 +29,52 @@ export type TableEvent =
   | { type: 'zeroed'; svc: VirtualService | null }
   | { type: 'timeouts'; timeouts: Timeouts };
 
+/**
+ * What a batch will change (IpvsTable.preview), for a data plane that must put the batch
+ * into effect before the table applies it.
+ */
+export interface BatchPreview {
+  /**
+   * The batch contains a flush: every service of the table that `services` does not list
+   * is gone afterwards.
+   */
+  flushed: boolean;
+  /**
+   * Each service the batch adds, edits, deletes or changes the servers of, by serviceId,
+   * in the order the batch first touches it. The value is a detached copy of the service
+   * as it will be after the batch: configuration, servers in kernel list order with
+   * weight, lastWeight, overloaded, fwd, thresholds and connection counts, and a
+   * scheduler in the state the live one will have (e.g. wrr's position: wrrSnapshot
+   * works on it). Copies share nothing with the table, emit nothing, and may be used
+   * freely (even to schedule on). null: the service does not exist after the batch.
+   * Services only zeroed (-Z) are not listed.
+   */
+  services: Map<string, VirtualService | null>;
+  /**
+   * Ids of the services the batch creates (or deletes and creates again) and that exist
+   * after it, in the order the table will list them: after every service it keeps.
+   */
+  added: Set<string>;
+  /** The connection timeouts after the batch, when it sets them (--set). */
+  timeouts?: Timeouts;
+}
+
+/** Where exec finds the services it changes, and what it does beside changing them. */
+interface ApplySpace {
+  /** The service as the batch has it so far (validated ops name only existing ones). */
+  get(id: string): VirtualService;
+  /** A new service. */
+  put(svc: VirtualService): void;
+  delete(id: string): void;
+  flush(): void;
+  /** Persistence templates of `dest` (or, without it, of `svc`) stop matching new clients. */
+  retire(svc: VirtualService, dest?: RealServer): void;
+  /** -Z of one service (by id), or of everything (null); returns the service zeroed. */
+  zero(id: string | null): VirtualService | null;
+  setTimeouts(t: Timeouts): void;
+  emit(ev: TableEvent): void;
+}
+
 export interface TableListener {
   /** One change, in the order applied. */
   change?(ev: TableEvent): void;
@@ -46,6 +82,12 @@ export interface TableListener {
   commit?(ops: readonly Op[]): void;
   /** A connection entry expired; a data plane closes whatever it still holds for it. */
   connExpired?(c: Conn): void;
+  /**
+   * A closed entry is about to leave its Conn object for a compact row (connClosed): the
+   * last moment it can be read as a Conn, e.g. by a sync master that sends its final
+   * state (TIME_WAIT), which its periodic walk over `conns.all()` would no longer see.
+   */
+  connClosing?(c: Conn): void;
 }
 
 export interface TableOptions {
@@ -109,6 +151,8 @@ export class IpvsTable {
   private lastEstimate: number;
   /** Entries created by importSynced, by tuple, so a later message updates them. */
   private readonly synced = new Map<string, Conn>();
+  /** Every entry importSynced created (templates too), so listing them walks only them. */
+  private readonly syncedAll = new Set<Conn>();
 
   constructor(opts: TableOptions = {}) {
     this.now = opts.now ?? (() => performance.now());
@@ -180,8 +224,19 @@ export class IpvsTable {
     };
   }
 
+  /** The connection table as ipvsadm -Lnc lists it. */
   connView(): ConnView[] {
     return this.conns.view(this.now());
+  }
+
+  /** The entries of one service, or of one of its real servers, without a walk over the others. */
+  connViewOf(svc: VirtualService, dest?: RealServer): ConnView[] {
+    return this.conns.viewOf(svc, dest, this.now());
+  }
+
+  /** The service whose serviceId is `id`. */
+  getById(id: string): VirtualService | undefined {
+    return this.services.get(id);
   }
 
   // ------------------------------------------------------------------ mutations
@@ -198,176 +253,158 @@ export class IpvsTable {
    */
   applyAll(ops: readonly Op[]): void {
     const normalized = this.validate(ops);
-    for (const op of normalized) this.exec(op);
+    for (const op of normalized) this.exec(op, this.live);
     this.emit((l) => l.commit?.(normalized));
   }
 
-  /** Checks and canonicalizes a batch without applying it. */
+  /** Checks and canonicalizes a batch without applying it (see validateBatch). */
   validate(ops: readonly Op[]): Op[] {
-    // A shadow of the table's keys, so a batch can refer to what its earlier ops create.
-    const shadow = new Map<string, Set<string>>();
-    for (const s of this.services.values()) shadow.set(s.id, new Set(s.dests.map((d) => d.id)));
-    const svcAf = new Map<string, 4 | 6>();
-    for (const s of this.services.values()) svcAf.set(s.id, s.af);
-    const out: Op[] = [];
-    for (const raw of ops) {
-      const op = checkOpShape(raw);
-      switch (op.op) {
-        case 'add-service':
-        case 'edit-service': {
-          const cfg = checkServiceConfig(op.service);
-          const id = serviceId(cfg);
-          if (!this.lookupScheduler(cfg.scheduler) || (cfg.pe !== '' && cfg.pe !== 'sip')) {
-            throw new TsvsError('SCHEDULER_NOT_FOUND', `${serviceLabel(cfg)}: scheduler "${cfg.scheduler}"${cfg.pe ? ` or persistence engine "${cfg.pe}"` : ''} not found`);
-          }
-          if (op.op === 'add-service') {
-            if (shadow.has(id)) throw new TsvsError('SERVICE_EXISTS', `${serviceLabel(cfg)}: service already exists`);
-            shadow.set(id, new Set());
-            svcAf.set(id, cfg.af);
-          } else if (!shadow.has(id)) {
-            throw new TsvsError('NO_SERVICE', `${serviceLabel(cfg)}: no such service`);
-          }
-          out.push({ op: op.op, service: cfg });
-          break;
+    return validateBatch(ops, this.services, (name) => this.lookupScheduler(name) !== undefined);
+  }
+
+  /**
+   * What a batch will change, computed by the code that applies it (`exec`), run on
+   * detached copies of the services it touches; the table does not change and no event
+   * is emitted. `ops` must be what `validate` returned for the table as it is now (a
+   * data plane's `prepare` gets exactly that). Costs the touched services and their
+   * servers, not the table. See BatchPreview.
+   */
+  preview(ops: readonly Op[]): BatchPreview {
+    const out: BatchPreview = { flushed: false, services: new Map(), added: new Set() };
+    const space: ApplySpace = {
+      get: (id) => {
+        let svc = out.services.get(id);
+        if (svc === undefined && !out.flushed) {
+          const live = this.services.get(id);
+          if (live) out.services.set(id, (svc = live.clone((copy) => this.bindScheduler(copy))));
         }
-        case 'delete-service': {
-          const key = checkServiceKey(op.service);
-          const id = serviceId(key);
-          if (!shadow.delete(id)) throw new TsvsError('NO_SERVICE', `${serviceLabel(key)}: no such service`);
-          out.push({ op: op.op, service: key });
-          break;
-        }
-        case 'flush':
-          shadow.clear();
-          out.push(op);
-          break;
-        case 'add-server':
-        case 'edit-server':
-        case 'delete-server': {
-          const key = checkServiceKey(op.service);
-          const id = serviceId(key);
-          const dests = shadow.get(id);
-          if (!dests) throw new TsvsError('SERVICE_NOT_DEFINED', `${serviceLabel(key)}: service not defined`);
-          if (op.op === 'delete-server') {
-            const dk = checkDestKey(op.dest, `${serviceLabel(key)} real server`);
-            if (!dests.delete(destId(dk))) {
-              throw new TsvsError('NO_DEST', `${serviceLabel(key)}: no such real server ${destId(dk)}`);
-            }
-            out.push({ op: op.op, service: key, dest: dk });
-            break;
-          }
-          const dest = checkDestConfig(op.dest, key, svcAf.get(id) ?? key.af);
-          const did = destId(dest);
-          if (op.op === 'add-server') {
-            if (dests.has(did)) throw new TsvsError('DEST_EXISTS', `${serviceLabel(key)}: real server ${did} already exists`);
-            dests.add(did);
-          } else if (!dests.has(did)) {
-            throw new TsvsError('NO_DEST', `${serviceLabel(key)}: no such real server ${did}`);
-          }
-          out.push({ op: op.op, service: key, dest });
-          break;
-        }
-        case 'zero': {
-          if (op.service) {
-            const key = checkServiceKey(op.service);
-            if (!shadow.has(serviceId(key))) throw new TsvsError('NO_SERVICE', `${serviceLabel(key)}: no such service`);
-            out.push({ op: 'zero', service: key });
-          } else {
-            out.push({ op: 'zero' });
-          }
-          break;
-        }
-        case 'set-timeouts':
-          out.push({ op: op.op, timeouts: checkTimeouts(op.timeouts) });
-          break;
-      }
-    }
+        if (!svc) throw new TsvsError('INTERNAL', `preview: ${id} does not exist at this point of the batch; was the batch validated against this table?`);
+        return svc;
+      },
+      put: (svc) => {
+        out.services.set(svc.id, svc);
+        out.added.add(svc.id);
+      },
+      delete: (id) => {
+        // Nothing to copy: the answer is "gone".
+        if (!out.services.get(id) && (out.flushed || !this.services.has(id))) space.get(id);
+        out.services.set(id, null);
+        out.added.delete(id);
+      },
+      flush: () => {
+        out.flushed = true;
+        out.services.clear();
+        out.added.clear();
+      },
+      retire: () => {},
+      zero: () => null,
+      setTimeouts: (t) => {
+        out.timeouts = mergeTimeouts(out.timeouts ?? this.timeouts(), t);
+      },
+      emit: () => {},
+    };
+    for (const op of ops) this.exec(op, space);
     return out;
   }
 
-  /** Applies one validated, canonical operation. */
-  private exec(op: Op): void {
+  /**
+   * The services as `list()` will give them once the previewed batch is applied: the
+   * table's order, with the preview's copies in place of what the batch changes. Costs the
+   * table (for a plane that rebuilds its whole model); `p` must be a preview of this table
+   * as it is now.
+   */
+  listAfter(p: BatchPreview): VirtualService[] {
+    const out: VirtualService[] = [];
+    if (!p.flushed) {
+      for (const s of this.services.values()) {
+        if (p.added.has(s.id)) continue; // deleted and created again: listed last
+        const after = p.services.get(s.id);
+        if (after === undefined) out.push(s);
+        else if (after !== null) out.push(after);
+      }
+    }
+    for (const id of p.added) out.push(p.services.get(id)!);
+    return out;
+  }
+
+  /** The live table as an ApplySpace: what exec does to the table itself. */
+  private readonly live: ApplySpace = {
+    get: (id) => this.services.get(id)!,
+    put: (svc) => this.services.set(svc.id, svc),
+    delete: (id) => this.deleteService(this.services.get(id)!),
+    flush: () => {
+      for (const svc of [...this.services.values()]) this.deleteService(svc);
+    },
+    retire: (svc, dest) => {
+      // Templates of a removed server must not send anyone there again; templates keyed
+      // with an old persistence granularity would never match again.
+      for (const t of this.conns.templatesOf(svc, dest)) this.conns.retireTemplate(t);
+    },
+    zero: (id) => {
+      const targets = id !== null ? [this.services.get(id)!] : this.list();
+      for (const svc of targets) {
+        svc.stats.zero();
+        for (const d of svc.dests) d.stats.zero();
+      }
+      if (id === null) this.totals.zero();
+      return id !== null ? targets[0]! : null;
+    },
+    setTimeouts: (t) => this.conns.setTimeouts(t),
+    emit: (ev) => this.emit((l) => l.change?.(ev)),
+  };
+
+  /**
+   * Applies one validated, canonical operation to `s`: the live table (applyAll) or a
+   * preview's copies. Everything a batch does to services and servers happens here and in
+   * the VirtualService methods it calls, once for both.
+   */
+  private exec(op: Op, s: ApplySpace): void {
     switch (op.op) {
       case 'add-service': {
         const svc = new VirtualService(op.service);
         svc.sched = this.bindScheduler(svc);
-        this.services.set(svc.id, svc);
-        this.emit((l) => l.change?.({ type: 'service-added', svc }));
+        s.put(svc);
+        s.emit({ type: 'service-added', svc });
         return;
       }
       case 'edit-service': {
-        const svc = this.services.get(serviceId(op.service))!;
-        const c = op.service;
-        const schedChanged = svc.scheduler !== c.scheduler || svc.schedFlags !== c.schedFlags;
-        if (svc.persistent !== c.persistent || svc.netmask !== c.netmask) {
-          // Templates keyed with the old granularity would never match again.
-          for (const t of this.conns.ofService(svc)) if (t.isTemplate) this.conns.retireTemplate(t);
-        }
-        svc.persistent = c.persistent;
-        svc.netmask = c.netmask;
-        svc.ops = c.ops;
-        svc.pe = c.pe;
-        // Absent: unchanged (tsvsadm -E does not know them); 'none' / false: off.
-        if (c.proxyProtocol !== undefined) svc.proxyProtocol = c.proxyProtocol === 'none' ? undefined : c.proxyProtocol;
-        if (c.transparent !== undefined) svc.transparent = c.transparent || undefined;
-        if (schedChanged) {
-          svc.sched.done?.();
-          svc.scheduler = c.scheduler;
-          svc.schedFlags = c.schedFlags;
-          svc.sched = this.bindScheduler(svc);
-        }
-        this.emit((l) => l.change?.({ type: 'service-edited', svc }));
+        const svc = s.get(serviceId(op.service));
+        if (svc.edit(op.service, (x) => this.bindScheduler(x))) s.retire(svc);
+        s.emit({ type: 'service-edited', svc });
         return;
       }
       case 'delete-service':
-        this.deleteService(this.services.get(serviceId(op.service))!);
+        s.delete(serviceId(op.service));
         return;
       case 'flush':
-        for (const svc of [...this.services.values()]) this.deleteService(svc);
+        s.flush();
         return;
       case 'add-server': {
-        const svc = this.services.get(serviceId(op.service))!;
-        const dest = new RealServer(svc, op.dest);
-        svc.dests.unshift(dest); // kernel list_add_rcu: head insertion
-        svc.sched.addDest?.(dest);
-        this.emit((l) => l.change?.({ type: 'dest-added', svc, dest }));
+        const svc = s.get(serviceId(op.service));
+        const dest = svc.addDest(op.dest);
+        s.emit({ type: 'dest-added', svc, dest });
         return;
       }
       case 'edit-server': {
-        const svc = this.services.get(serviceId(op.service))!;
+        const svc = s.get(serviceId(op.service));
         const dest = svc.findDest(op.dest)!;
-        const c = op.dest;
-        // __ip_vs_update_dest: a raised or removed upper threshold clears OVERLOAD at once.
-        if (c.uThreshold === 0 || c.uThreshold > dest.uThreshold) dest.overloaded = false;
-        dest.weight = c.weight;
-        if (c.weight !== 0) dest.lastWeight = c.weight;
-        dest.fwd = c.fwd;
-        dest.uThreshold = c.uThreshold;
-        dest.lThreshold = c.lThreshold;
-        dest.tunnel = c.tunnel;
-        svc.sched.updDest?.(dest);
-        this.emit((l) => l.change?.({ type: 'dest-edited', svc, dest }));
+        svc.editDest(dest, op.dest);
+        s.emit({ type: 'dest-edited', svc, dest });
         return;
       }
       case 'delete-server': {
-        const svc = this.services.get(serviceId(op.service))!;
-        const dest = svc.findDest(op.dest)!;
-        this.unlinkDest(svc, dest);
+        const svc = s.get(serviceId(op.service));
+        this.unlinkDest(s, svc, svc.findDest(op.dest)!);
         return;
       }
       case 'zero': {
-        const targets = op.service ? [this.services.get(serviceId(op.service))!] : this.list();
-        for (const svc of targets) {
-          svc.stats.zero();
-          for (const d of svc.dests) d.stats.zero();
-        }
-        if (!op.service) this.totals.zero();
-        this.emit((l) => l.change?.({ type: 'zeroed', svc: op.service ? targets[0]! : null }));
+        const svc = s.zero(op.service ? serviceId(op.service) : null);
+        s.emit({ type: 'zeroed', svc });
         return;
       }
       case 'set-timeouts':
-        this.conns.setTimeouts(op.timeouts);
-        this.emit((l) => l.change?.({ type: 'timeouts', timeouts: this.timeouts() }));
+        s.setTimeouts(op.timeouts);
+        s.emit({ type: 'timeouts', timeouts: this.timeouts() });
         return;
     }
   }
@@ -377,21 +414,17 @@ export class IpvsTable {
     return f.create(svc, { randomU32: this.randomU32 });
   }
 
-  private unlinkDest(svc: VirtualService, dest: RealServer): void {
-    const idx = svc.dests.indexOf(dest);
-    svc.dests.splice(idx, 1);
-    dest.available = false;
-    svc.sched.delDest?.(dest, idx);
-    // Templates pointing at a removed server must not send anyone there again.
-    for (const c of this.conns.ofDest(dest)) if (c.isTemplate) this.conns.retireTemplate(c);
-    this.emit((l) => l.change?.({ type: 'dest-deleted', svc, dest }));
+  private unlinkDest(s: ApplySpace, svc: VirtualService, dest: RealServer): void {
+    svc.removeDest(dest);
+    s.retire(svc, dest);
+    s.emit({ type: 'dest-deleted', svc, dest });
   }
 
   private deleteService(svc: VirtualService): void {
-    for (const d of [...svc.dests]) this.unlinkDest(svc, d);
+    for (const d of [...svc.dests]) this.unlinkDest(this.live, svc, d);
     svc.sched.done?.();
     this.services.delete(svc.id);
-    for (const c of this.conns.ofService(svc)) if (c.isTemplate) this.conns.remove(c);
+    for (const c of this.conns.templatesOf(svc)) this.conns.remove(c);
     this.emit((l) => l.change?.({ type: 'service-deleted', svc }));
   }
 
@@ -526,6 +559,7 @@ export class IpvsTable {
       if (!c) {
         c = this.conns.createTemplate(key, svc, e.caddr, dest, now);
         c.flags |= CONN_F_SYNC;
+        this.syncedAll.add(c);
       }
       c.state = e.state === 1 ? 1 : 0;
       c.timeoutMs = (e.timeout || 180) * 1000;
@@ -540,6 +574,7 @@ export class IpvsTable {
         const flags = CONN_F_SYNC | (e.noOutput ? CONN_F_NOOUTPUT : 0);
         c = this.conns.create(e.protocol, e.af, e.caddr, e.cport, e.vaddr, e.vport, dest.addr, e.dport, svc, dest, flags, now);
         this.synced.set(key, c);
+        this.syncedAll.add(c);
       }
       if (e.protocol === 'tcp') this.conns.setTcpState(c, e.state as TcpState);
       const t = this.timeouts();
@@ -555,7 +590,12 @@ export class IpvsTable {
   /** Entries created by importSynced that are still in the table. */
   syncedEntries(): Conn[] {
     const out: Conn[] = [];
-    for (const c of this.conns.all()) if (c.flags & CONN_F_SYNC) out.push(c);
+    for (const c of this.syncedAll) {
+      // Entries leave the table (expiry, a data plane's drop) or are adopted (flag cleared)
+      // by many ways: prune here.
+      if (c.dead || !(c.flags & CONN_F_SYNC)) this.syncedAll.delete(c);
+      else out.push(c);
+    }
     return out;
   }
 
@@ -576,6 +616,7 @@ export class IpvsTable {
   }
 
   private forgetSynced(c: Conn): void {
+    this.syncedAll.delete(c);
     const key = syncKey(c.protocol, c.caddr, c.cport, c.vaddr, c.vport, c.svc.fwmark);
     if (this.synced.get(key) === c) this.synced.delete(key);
   }
@@ -583,6 +624,18 @@ export class IpvsTable {
   /** Removes an entry at once (e.g. its server was removed and the data plane closed it). */
   dropConn(c: Conn): void {
     this.conns.remove(c);
+  }
+
+  /**
+   * The data plane holds nothing more for `c` (its sockets are closed). A closed TCP entry
+   * then lives on compactly until it expires: it still counts as an InActConn and is still
+   * listed, but `c` itself is dead from here on (see ConnTable.close). Returns whether it
+   * was compacted.
+   */
+  connClosed(c: Conn): boolean {
+    if (!this.conns.closable(c)) return false;
+    this.emit((l) => l.connClosing?.(c));
+    return this.conns.close(c);
   }
 
   /**
@@ -609,155 +662,4 @@ const SYNC_THRESHOLD = 3;
 
 function syncKey(protocol: string, caddr: string, cport: number, vaddr: string, vport: number, fwmark: number): string {
   return `${protocol}|${caddr}|${cport}|${vaddr}|${vport}|${fwmark}`;
-}
-
-// ------------------------------------------------------------------ input checks
-
-const PROTOCOLS = new Set(['tcp', 'udp', 'sctp']);
-const FWD = new Set(['masq', 'route', 'tunnel', 'fullnat']);
-
-function isInt(v: unknown, lo: number, hi: number): v is number {
-  return typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
-}
-
-function bad(detail: string): never {
-  throw new TsvsError('BAD_REQUEST', detail, detail);
-}
-
-function checkOpShape(raw: unknown): Op {
-  if (!raw || typeof raw !== 'object') bad('operation must be an object');
-  const op = (raw as { op?: unknown }).op;
-  const known = ['add-service', 'edit-service', 'delete-service', 'flush', 'add-server', 'edit-server', 'delete-server', 'zero', 'set-timeouts'];
-  if (typeof op !== 'string' || !known.includes(op)) bad(`unknown operation ${JSON.stringify(op)}; expected one of ${known.join(', ')}`);
-  return raw as Op;
-}
-
-/** Checks a service key's fields and returns it in canonical form. */
-export function checkServiceKey(raw: unknown): ServiceKey {
-  if (!raw || typeof raw !== 'object') bad('service must be an object');
-  const k = raw as Record<string, unknown>;
-  const fwmark = k.fwmark ?? 0;
-  if (!isInt(fwmark, 0, 0xffffffff)) bad(`service fwmark ${JSON.stringify(k.fwmark)}: must be an integer 0..4294967295`);
-  if (fwmark) {
-    const af = k.af ?? 4;
-    if (af !== 4 && af !== 6) bad(`service FWM ${fwmark}: af must be 4 or 6`);
-    return serviceKeyOf({ af, protocol: 'tcp', addr: '', port: 0, fwmark });
-  }
-  if (typeof k.protocol !== 'string' || !PROTOCOLS.has(k.protocol)) bad(`service protocol ${JSON.stringify(k.protocol)}: must be tcp, udp or sctp`);
-  const addr = typeof k.addr === 'string' ? canonicalAddr(k.addr) : null;
-  if (!addr) bad(`service address ${JSON.stringify(k.addr)}: not an IPv4 or IPv6 address`);
-  const af = familyOf(addr)!;
-  if (k.af !== undefined && k.af !== af) bad(`service ${addr}: af ${String(k.af)} does not match the address`);
-  if (!isInt(k.port, 0, 65535)) bad(`service ${addr}: port ${JSON.stringify(k.port)} must be an integer 0..65535`);
-  return { af, protocol: k.protocol as ServiceKey['protocol'], addr, port: k.port, fwmark: 0 };
-}
-
-function checkServiceConfig(raw: ServiceConfig): ServiceConfig {
-  const key = checkServiceKey(raw);
-  const label = serviceLabel(key);
-  const r = raw as unknown as Record<string, unknown>;
-  const scheduler = r.scheduler ?? 'wlc';
-  if (typeof scheduler !== 'string' || !/^[a-z0-9]{1,15}$/.test(scheduler)) bad(`${label}: scheduler ${JSON.stringify(r.scheduler)} is not a scheduler name`);
-  const schedFlags = r.schedFlags ?? 0;
-  if (!isInt(schedFlags, 0, 7)) bad(`${label}: schedFlags must be an integer 0..7`);
-  const persistent = r.persistent ?? 0;
-  if (!isInt(persistent, 0, MAX_TIMEOUT)) bad(`${label}: persistent timeout ${JSON.stringify(r.persistent)} must be 0..${MAX_TIMEOUT} seconds`);
-  const netmask = r.netmask ?? (key.af === 4 ? 0xffffffff : 128);
-  if (key.af === 4 ? !isInt(netmask, 0, 0xffffffff) : !isInt(netmask, 1, 128)) {
-    throw new TsvsError('INVALID', `${label}: persistence netmask ${JSON.stringify(r.netmask)} is out of range`);
-  }
-  const ops = r.ops ?? false;
-  if (typeof ops !== 'boolean') bad(`${label}: ops must be true or false`);
-  if (ops && !key.fwmark && key.protocol !== 'udp') {
-    throw new TsvsError('INVALID', `${label}: one-packet scheduling is only for UDP virtual services`);
-  }
-  const pe = r.pe ?? '';
-  if (typeof pe !== 'string') bad(`${label}: pe must be a string`);
-  if (!key.fwmark && key.port === 0 && persistent === 0) {
-    throw new TsvsError('INVALID', `${label}: port zero is only supported in persistent services`);
-  }
-  const out: ServiceConfig = { ...key, scheduler, schedFlags: schedFlags as number, persistent: persistent as number, netmask: netmask as number, ops, pe };
-  // Userspace-plane options (never in -S output): kept only when set.
-  if (r.proxyProtocol !== undefined) {
-    if (r.proxyProtocol !== 'v1' && r.proxyProtocol !== 'v2' && r.proxyProtocol !== 'none') bad(`${label}: proxyProtocol ${JSON.stringify(r.proxyProtocol)} must be "v1", "v2" or "none"`);
-    out.proxyProtocol = r.proxyProtocol;
-  }
-  if (r.transparent !== undefined) {
-    if (typeof r.transparent !== 'boolean') bad(`${label}: transparent must be true or false`);
-    out.transparent = r.transparent;
-  }
-  return out;
-}
-
-function checkDestKey(raw: unknown, what: string): DestKey {
-  if (!raw || typeof raw !== 'object') bad(`${what} must be an object`);
-  const k = raw as Record<string, unknown>;
-  const addr = typeof k.addr === 'string' ? canonicalAddr(k.addr) : null;
-  if (!addr) bad(`${what} address ${JSON.stringify(k.addr)}: not an IPv4 or IPv6 address`);
-  if (!isInt(k.port, 0, 65535)) bad(`${what} ${addr}: port ${JSON.stringify(k.port)} must be an integer 0..65535`);
-  return { af: familyOf(addr)!, addr, port: k.port };
-}
-
-function isUnicast(addr: string): boolean {
-  const v4 = parseIPv4(addr);
-  if (v4 !== null) return v4 !== 0 && v4 !== 0xffffffff && (v4 >>> 28) !== 0xe;
-  const g = parseIPv6(addr)!;
-  return !g.every((x) => x === 0) && (g[0]! >>> 8) !== 0xff;
-}
-
-function checkDestConfig(raw: DestConfig, svc: ServiceKey, svcAf: 4 | 6): DestConfig {
-  const label = `${serviceLabel(svc)} real server`;
-  const k = checkDestKey(raw, label);
-  const id = `${label} ${destId(k)}`;
-  const r = raw as unknown as Record<string, unknown>;
-  const weight = r.weight ?? 1;
-  if (typeof weight !== 'number' || !Number.isInteger(weight)) bad(`${id}: weight must be an integer`);
-  if (weight < 0 || weight > 65535) throw new TsvsError('OUT_OF_RANGE', `${id}: weight ${weight} is outside 0..65535`);
-  const fwd = r.fwd ?? 'route';
-  if (typeof fwd !== 'string' || !FWD.has(fwd)) bad(`${id}: forwarding method ${JSON.stringify(r.fwd)} must be masq, route, tunnel or fullnat`);
-  const u = r.uThreshold ?? 0;
-  const l = r.lThreshold ?? 0;
-  if (!isInt(u, 0, 0x7fffffff)) bad(`${id}: upper threshold must be an integer 0..2147483647`);
-  if (!isInt(l, 0, 0x7fffffff)) bad(`${id}: lower threshold must be an integer 0..2147483647`);
-  if (l > u) throw new TsvsError('OUT_OF_RANGE', `${id}: lower threshold ${l} is above upper threshold ${u}`);
-  if (k.af !== svcAf && fwd !== 'tunnel') {
-    throw new TsvsError('AF_NOT_SUPPORTED', `${id}: an IPv${k.af} real server in an IPv${svcAf} service needs tunnelling`);
-  }
-  if (!isUnicast(k.addr)) throw new TsvsError('INVALID', `${id}: address is not unicast`);
-  const out: DestConfig = { ...k, weight, fwd: fwd as DestConfig['fwd'], uThreshold: u, lThreshold: l };
-  if (fwd === 'tunnel') out.tunnel = checkTunnel(r.tunnel, id);
-  else if (r.tunnel !== undefined) bad(`${id}: tunnel options conflict with forwarding method ${String(fwd)}`);
-  return out;
-}
-
-function checkTunnel(raw: unknown, id: string): TunnelOptions {
-  if (raw === undefined) return { type: 'ipip' };
-  if (!raw || typeof raw !== 'object') bad(`${id}: tunnel must be an object`);
-  const t = raw as Record<string, unknown>;
-  const type = t.type ?? 'ipip';
-  if (type !== 'ipip' && type !== 'gue' && type !== 'gre') bad(`${id}: tunnel type ${JSON.stringify(t.type)} must be ipip, gue or gre`);
-  const out: TunnelOptions = { type };
-  if (type === 'gue') {
-    if (!isInt(t.port, 1, 65535)) bad(`${id}: a gue tunnel needs a port 1..65535`);
-    out.port = t.port as number;
-  } else if (t.port !== undefined) {
-    bad(`${id}: a ${type} tunnel takes no port`);
-  }
-  if (t.csum !== undefined) {
-    const ok = type === 'gue' ? ['nocsum', 'csum', 'remcsum'] : type === 'gre' ? ['nocsum', 'csum'] : [];
-    if (typeof t.csum !== 'string' || !ok.includes(t.csum)) bad(`${id}: checksum option ${JSON.stringify(t.csum)} is not valid for ${type}`);
-    out.csum = t.csum as TunnelOptions['csum'];
-  } else if (type !== 'ipip') {
-    out.csum = 'nocsum';
-  }
-  return out;
-}
-
-function checkTimeouts(raw: unknown): Timeouts {
-  if (!raw || typeof raw !== 'object') bad('timeouts must be an object with tcp, tcpfin and udp');
-  const t = raw as Record<string, unknown>;
-  for (const f of ['tcp', 'tcpfin', 'udp'] as const) {
-    if (!isInt(t[f], 0, MAX_TIMEOUT)) bad(`timeout ${f} ${JSON.stringify(t[f])} must be an integer 0..${MAX_TIMEOUT} seconds`);
-  }
-  return { tcp: t.tcp as number, tcpfin: t.tcpfin as number, udp: t.udp as number };
 }

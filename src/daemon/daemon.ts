@@ -78,8 +78,8 @@ Options:
                         SIGHUP reloads it as a diff),
                         or ipvsadm rules (ipvsadm -S format, loaded when there is
                         no saved state); the format is detected from the file
-  --state FILE          the live table, saved atomically after every change and
-                        restored at start
+  --state FILE          the live table, restored at start: a snapshot in FILE
+                        and every change since appended to FILE.journal
   --socket PATH         control socket (default: $TSVS_SOCKET, else
                         /run/tsvs/tsvsd.sock as root, else $XDG_RUNTIME_DIR or
                         $TMPDIR/tsvs-UID/tsvsd.sock)
@@ -161,10 +161,9 @@ function parseHostPort(s: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2])!, port };
 }
 
-/** Binds the control socket, refusing to take over one that a live tsvsd still answers on. */
-async function listenControlSocket(server: Server, path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const alive = await new Promise<boolean>((resolve) => {
+/** True when something accepts connections on the control socket (a live tsvsd). */
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
     const s = connect(path);
     s.once('connect', () => {
       s.destroy();
@@ -172,7 +171,16 @@ async function listenControlSocket(server: Server, path: string): Promise<void> 
     });
     s.once('error', () => resolve(false));
   });
-  if (alive) throw new Error(`control socket ${path} is in use: another tsvsd is running there (stop it, or pass --socket)`);
+}
+
+function socketInUse(path: string): string {
+  return `control socket ${path} is in use: another tsvsd is running there (stop it, or pass --socket)`;
+}
+
+/** Binds the control socket, refusing to take over one that a live tsvsd still answers on. */
+async function listenControlSocket(server: Server, path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  if (await socketAnswers(path)) throw new Error(socketInUse(path));
   await fsp.rm(path, { force: true });
   // The socket is created 0600: only its owner (root on a director) may change the table.
   const old = process.umask(0o177);
@@ -196,7 +204,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     log: (level, msg, fields) => log[level]({ ...fields, component: opts.dataplane }, msg),
     workers: opts.workers,
   });
-  const store = opts.state ? new StateStore(opts.state) : null;
+  const store = opts.state ? new StateStore(opts.state, { log: (level, msg, fields) => log[level]({ ...fields, component: 'state' }, msg) }) : null;
   const director = new Director(table, dataplane, store, log);
   await director.start();
 
@@ -227,7 +235,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   }
   let initial: Op[] = [];
   let source = '';
-  const saved = store ? await store.load() : null;
+  // A second tsvsd on the same socket must not touch the running one's state file.
+  if (store && (await socketAnswers(opts.socket))) {
+    await director.stop(0);
+    throw new Error(socketInUse(opts.socket));
+  }
+  let saved: Awaited<ReturnType<StateStore['load']>> = null;
+  try {
+    saved = store ? await store.load() : null;
+  } catch (e) {
+    await director.stop(0);
+    throw e;
+  }
   if (saved) {
     initial = configToOps(saved);
     source = `state file ${opts.state}`;
@@ -237,13 +256,23 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   }
   if (initial.length) {
     try {
-      await director.apply(initial);
+      // Saved whole just below, rather than journaled as one huge batch.
+      await director.restore(initial);
     } catch (e) {
       await director.stop(0);
       const why = isTsvsError(e) ? `${e.detail} (${e.message})` : (e as Error).message;
       throw new Error(`cannot restore the table from ${source}: ${why}`);
     }
     log.info({ services: table.list().length, source }, 'table restored');
+  }
+  if (store) {
+    // A fresh snapshot of the restored table and an empty journal; then every change is journaled.
+    try {
+      await store.open(() => table.config());
+    } catch (e) {
+      await director.stop(0);
+      throw new Error(`cannot write the state file ${store.path}: ${(e as Error).message}`);
+    }
   }
   const manager = loaded && opts.config ? new ConfigManager(director, log, opts.config) : null;
   if (manager && loaded) {

@@ -2,7 +2,7 @@
  * The director: the core table, the data plane that carries it and the state file, wired
  * so that every change goes through one path. A batch of operations is validated by the
  * core, offered to the data plane (which may refuse it, e.g. a VIP it cannot bind), applied,
- * saved, and logged, one batch at a time.
+ * journaled and logged, one batch at a time; its caller hears back once it is on disk.
  */
 import type { Logger } from 'pino';
 import { TsvsError } from '../core/errors.js';
@@ -11,6 +11,9 @@ import type { IpvsTable } from '../core/table.js';
 import type { Op } from '../core/types.js';
 import type { DataPlane } from '../dataplane/dataplane.js';
 import type { StateStore } from './state.js';
+
+/** Batches up to this size are logged op by op. */
+const MAX_LOGGED_OPS = 50;
 
 const FWD_NAMES = { masq: 'Masq (-m)', route: 'Route (-g)', tunnel: 'Tunnel (-i)', fullnat: 'FullNat' } as const;
 
@@ -35,16 +38,35 @@ export class Director {
 
   /**
    * Applies a batch atomically: all operations take effect or none do. Batches are
-   * serialized, so concurrent clients see each other's changes in a definite order.
+   * serialized, so concurrent clients see each other's changes in a definite order. It
+   * resolves once the batch is applied and saved. The next batch may be applied while this
+   * one is still being written, so that batches waiting for the disk share one write.
    */
   apply(ops: readonly Op[]): Promise<void> {
-    const run = this.queue.then(() => this.applyNow(ops));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.enqueue(ops, true);
   }
 
-  private async applyNow(ops: readonly Op[]): Promise<void> {
+  /**
+   * Applies a batch without saving it: for the table restored at start, which the caller
+   * then saves whole (StateStore.open).
+   */
+  restore(ops: readonly Op[]): Promise<void> {
+    return this.enqueue(ops, false);
+  }
+
+  private enqueue(ops: readonly Op[], save: boolean): Promise<void> {
+    const run = this.queue.then(() => this.applyNow(ops, save));
+    this.queue = run.catch(() => undefined);
+    // The queue moves on once the batch is applied; the caller also waits for the save.
+    return run.then((r) => r.saved);
+  }
+
+  private async applyNow(ops: readonly Op[], save: boolean): Promise<{ saved: Promise<void> }> {
     if (!Array.isArray(ops)) throw new TsvsError('BAD_REQUEST', 'ops must be an array of operations');
+    const t0 = performance.now();
+    const store = save ? this.store : null;
+    // Bounded: a batch waits here while too many are waiting for the disk.
+    if (store) await store.room();
     const checked = this.table.validate(ops);
     this.checkMethods(checked);
     await this.dataplane.prepare(checked);
@@ -54,16 +76,32 @@ export class Director {
       this.dataplane.abort(checked);
       throw e;
     }
-    for (const op of checked) this.log.info({ op: describeOp(op) }, `applied ${op.op}`);
-    if (this.store) {
-      try {
-        await this.store.save(this.table.config());
-      } catch (e) {
+    // Recorded in the same tick as the apply, so the journal's order is the table's.
+    const saved = store ? store.record(checked) : Promise.resolve();
+    this.logBatch(checked, performance.now() - t0);
+    return {
+      saved: saved.catch((e: unknown) => {
         // The change is live but not durable: say so loudly rather than pretend.
-        this.log.error({ err: (e as Error).message, path: this.store.path }, 'could not save state file');
-        throw new TsvsError('INTERNAL', `state file ${this.store.path}: ${(e as Error).message}`, `Change applied but not saved: ${(e as Error).message}`);
-      }
+        this.log.error({ err: (e as Error).message, path: store!.path }, 'could not save state file');
+        throw new TsvsError('INTERNAL', `state file ${store!.path}: ${(e as Error).message}`, `Change applied but not saved: ${(e as Error).message}`);
+      }),
+    };
+  }
+
+  /**
+   * One line per operation for ordinary changes; a big batch (a restore) gets one summary
+   * line instead of one per operation, so 50,000 lines do not become 50,000 log lines.
+   * `ms`: validation, the data plane and the table, up to the journal's write.
+   */
+  private logBatch(ops: readonly Op[], ms: number): void {
+    const took = Math.round(ms * 100) / 100;
+    if (ops.length <= MAX_LOGGED_OPS) {
+      for (const op of ops) this.log.info({ op: describeOp(op), ms: took }, `applied ${op.op}`);
+      return;
     }
+    const counts: Record<string, number> = {};
+    for (const op of ops) counts[op.op] = (counts[op.op] ?? 0) + 1;
+    this.log.info({ ops: ops.length, counts, ms: took }, `applied a batch of ${ops.length} operations`);
   }
 
   /** Refuses real servers whose forwarding method this data plane cannot carry. */
@@ -85,6 +123,7 @@ export class Director {
     if (this.ticker) clearInterval(this.ticker);
     this.ticker = null;
     await this.dataplane.stop(drainMs);
+    await this.store?.close();
   }
 }
 

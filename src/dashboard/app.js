@@ -1,7 +1,9 @@
 // The tsvs dashboard: a client of the control API like tsvsadm and `tsvs top`.
-// It reads /v1/events (server-sent events, read with fetch so that a bearer token can be
-// sent) and calls the REST routes for drain, restore and weight changes. No framework, no
-// CDN: this file, index.html and style.css are all there is.
+// It reads /v1/status/page/events (server-sent events, read with fetch so that a bearer
+// token can be sent): totals over the whole table, then one page of services that matches
+// the search, filters and order chosen here. So a director with 10,000 services costs the
+// page one page of services. It calls the REST routes for drain, restore and weight
+// changes. No framework, no CDN: this file, index.html and style.css are all there is.
 
 const HISTORY = 60; // points per chart: one per update, about a minute
 const FAIL_WINDOW_MS = 10_000; // a server with failed connects this recent is flagged
@@ -29,7 +31,34 @@ const state = {
   /** Last time the connect-failure count of a server went up, by key. */
   lastFailure: new Map(),
   services: new Map(), // id -> DOM refs
+  /** What the page shows: search, filters, order, page; kept in the address bar's query. */
+  view: { q: '', filter: [], proto: '', sort: 'table', page: 0, size: 20 },
+  /** Aborts the current event stream when the view changes. */
+  stream: null,
+  /** Services matching the view (from the last frame), for the pager. */
+  matched: 0,
 };
+
+/** Filter chips: the API's filter names and their labels. */
+const FILTERS = [
+  ['down', 'Server down'],
+  ['quiesced', 'Weight 0'],
+  ['overloaded', 'Overloaded'],
+  ['nodest', 'No usable server'],
+];
+const PAGE_SIZES = [10, 20, 50, 100];
+
+// The view from the address bar (?q=...&filter=down&sort=rate&page=2&size=50), so a view can be shared.
+{
+  const p = new URLSearchParams(location.search);
+  const v = state.view;
+  v.q = (p.get('q') || '').slice(0, 200);
+  v.filter = (p.get('filter') || '').split(',').filter((f) => FILTERS.some(([k]) => k === f));
+  v.proto = ['tcp', 'udp', 'sctp', 'fwm'].includes(p.get('proto')) ? p.get('proto') : '';
+  v.sort = ['table', 'name', 'conns', 'rate'].includes(p.get('sort')) ? p.get('sort') : 'table';
+  v.page = Math.max(0, Math.floor(Number(p.get('page')) - 1) || 0);
+  v.size = PAGE_SIZES.includes(Number(p.get('size'))) ? Number(p.get('size')) : 20;
+}
 
 // A token given as #token=... is kept for this tab and taken out of the address bar.
 {
@@ -142,23 +171,39 @@ function svgChart(cls) {
 // ------------------------------------------------------------------ rendering
 
 function renderTotals(st) {
-  const h = track('total', Date.parse(st.at), st.stats);
-  const active = st.services.reduce((a, s) => a + s.dests.reduce((b, d) => b + d.activeconns, 0), 0);
-  const inactive = st.services.reduce((a, s) => a + s.dests.reduce((b, d) => b + d.inactconns, 0), 0);
+  const t = st.totals;
+  const h = track('total', Date.parse(st.at), t.stats);
+  const srv = t.servers;
+  // What is wrong with the real servers, or "all up".
+  const serverDetail =
+    srv.total && srv.up === srv.total
+      ? 'all up'
+      : [srv.down + srv.removed && `${fmtNum(srv.down + srv.removed)} down`, srv.quiesced && `${fmtNum(srv.quiesced)} weight 0`, srv.overloaded && `${fmtNum(srv.overloaded)} overloaded`, srv.unchecked && `${fmtNum(srv.unchecked)} unchecked`]
+          .filter(Boolean)
+          .join(' · ');
   const items = [
+    ['Services', fmtCount(t.services), 'services', ''],
+    ['Real servers', fmtCount(srv.total), 'servers', serverDetail],
     ['Connections/s', fmtNum(last(h.cps)), 'cps'],
     ['In', `${fmtBytes(last(h.inbps))}/s`, 'inbps'],
     ['Out', `${fmtBytes(last(h.outbps))}/s`, 'outbps'],
-    ['Active', fmtNum(active), 'active'],
-    ['Inactive', fmtNum(inactive), 'inactive'],
-    ['Connections', fmtNum(st.stats.conns), 'conns'],
-    ['No destination', fmtNum(st.dataplaneCounters ? st.dataplaneCounters.noDestination : 0), 'nodest'],
+    ['Active', fmtNum(t.activeconns), 'active'],
+    ['Inactive', fmtNum(t.inactconns), 'inactive'],
+    ['Connections', fmtNum(t.stats.conns), 'conns'],
+    ['No destination', fmtNum(t.noDestination), 'nodest'],
   ];
   const box = $('#totals');
   if (!box.children.length) {
-    for (const [k, , id] of items) box.append(el('div', { class: 'stat', 'data-total': id }, el('div', { class: 'k' }, k), el('div', { class: 'v' })));
+    for (const [k, , id, sub] of items) {
+      const card = el('div', { class: 'stat', 'data-total': id }, el('div', { class: 'k' }, k), el('div', { class: 'v' }));
+      if (sub !== undefined) card.append(el('div', { class: 'sub' }));
+      box.append(card);
+    }
   }
-  for (const [, v, id] of items) $(`[data-total="${id}"] .v`, box).textContent = v;
+  for (const [, v, id, sub] of items) {
+    $(`[data-total="${id}"] .v`, box).textContent = v;
+    if (sub !== undefined) $(`[data-total="${id}"] .sub`, box).textContent = sub;
+  }
 }
 
 function canChange() {
@@ -332,24 +377,169 @@ function renderService(s, at) {
   }
 }
 
+/** The filter chips, with how many services of the whole table each one would show. */
+function renderChips(t) {
+  const box = $('#chips');
+  if (!box.children.length) {
+    for (const [k, label] of FILTERS) {
+      box.append(
+        el('button', { type: 'button', class: 'chip', 'data-filter': k, 'aria-pressed': 'false', onclick: () => toggleFilter(k) }, `${label} `, el('span', { class: 'n' })),
+      );
+    }
+  }
+  for (const [k] of FILTERS) {
+    const b = $(`[data-filter="${k}"]`, box);
+    const n = t.servicesWith[k];
+    $('.n', b).textContent = fmtNum(n);
+    b.classList.toggle('warn', n > 0);
+    b.setAttribute('aria-pressed', String(state.view.filter.includes(k)));
+  }
+}
+
+/** "21–40 of 10,000" with previous and next, above and below the services. */
+function renderPager(st) {
+  const v = state.view;
+  state.matched = st.matched;
+  const pages = Math.max(1, Math.ceil(st.matched / v.size));
+  const from = st.matched ? st.offset + 1 : 0;
+  const to = st.offset + st.services.length;
+  const of = st.matched === st.totals.services ? fmtCount(st.matched) : `${fmtCount(st.matched)} matching (of ${fmtCount(st.totals.services)})`;
+  for (const nav of [$('#pager-top'), $('#pager-bottom')]) {
+    nav.hidden = st.matched <= v.size && v.page === 0;
+    if (nav.hidden) continue;
+    if (!nav.children.length) {
+      nav.append(
+        el('button', { type: 'button', class: 'prev', onclick: () => goPage(state.view.page - 1) }, '‹ Previous'),
+        el('span', { class: 'where' }),
+        el('button', { type: 'button', class: 'next', onclick: () => goPage(state.view.page + 1) }, 'Next ›'),
+      );
+    }
+    $('.where', nav).textContent = `${from}–${to} of ${of} · page ${v.page + 1} of ${pages}`;
+    $('.prev', nav).disabled = v.page === 0;
+    $('.next', nav).disabled = v.page + 1 >= pages;
+  }
+}
+
+/** Whole numbers with thousands separators: service counts. */
+function fmtCount(n) {
+  return n.toLocaleString('en');
+}
+
 function render(st) {
   const at = Date.parse(st.at);
   $('#dataplane').textContent = `${st.dataplane} data plane`;
   $('#vrrp').textContent = st.vrrp.configured ? st.vrrp.instances.map((i) => `${i.name} ${i.state}`).join(', ') : 'not configured';
+  if (st.history) seedHistory(st.history);
   renderTotals(st);
+  renderChips(st.totals);
+  renderPager(st);
   const seen = new Set();
   for (const s of st.services) {
     seen.add(s.id);
     renderService(s, at);
   }
+  // Only the page's services stay in the document.
   for (const [id, refs] of state.services) {
     if (!seen.has(id)) {
       refs.section.remove();
       state.services.delete(id);
     }
   }
-  $('#empty').hidden = st.services.length > 0;
+  forgetOthers(seen);
+  $('#empty').hidden = st.totals.services > 0;
+  $('#no-match').hidden = !(st.totals.services > 0 && st.matched === 0);
+  // Past the last page (services went away, or a filter narrowed): go to the last one.
+  if (st.matched > 0 && st.services.length === 0 && state.view.page > 0) goPage(Math.ceil(st.matched / state.view.size) - 1);
   document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+}
+
+/** Keeps the rate history bounded: services long off the page are forgotten. */
+function forgetOthers(onPage) {
+  if (state.prev.size < 4000) return;
+  for (const m of [state.prev, state.hist, state.lastFailure]) {
+    for (const key of m.keys()) {
+      const sid = key.split(' ')[0];
+      if (sid !== 'total' && !onPage.has(sid)) m.delete(key);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ the view: search, filters, pages
+
+/** The query of the page's event stream, and of the address bar. */
+function viewParams(forApi) {
+  const v = state.view;
+  const p = new URLSearchParams();
+  if (v.q) p.set('q', v.q);
+  if (v.filter.length) p.set('filter', v.filter.join(','));
+  if (v.proto) p.set('proto', v.proto);
+  if (v.sort !== 'table') p.set('sort', v.sort);
+  if (forApi) {
+    p.set('offset', String(v.page * v.size));
+    p.set('limit', String(v.size));
+  } else {
+    if (v.page) p.set('page', String(v.page + 1));
+    if (v.size !== 20) p.set('size', String(v.size));
+  }
+  return p;
+}
+
+/** The view changed: show it in the address bar and restart the stream with it. */
+function viewChanged() {
+  const q = viewParams(false).toString();
+  history.replaceState(null, '', location.pathname + (q ? `?${q}` : ''));
+  if (state.stream) state.stream.abort();
+}
+
+function goPage(n) {
+  const pages = Math.max(1, Math.ceil(state.matched / state.view.size));
+  const page = Math.min(Math.max(0, n), pages - 1);
+  if (page === state.view.page) return;
+  state.view.page = page;
+  viewChanged();
+}
+
+function toggleFilter(k) {
+  const f = state.view.filter;
+  state.view.filter = f.includes(k) ? f.filter((x) => x !== k) : [...f, k];
+  state.view.page = 0;
+  viewChanged();
+}
+
+function initFinder() {
+  const v = state.view;
+  const search = $('#search');
+  search.value = v.q;
+  $('#proto').value = v.proto;
+  $('#sort').value = v.sort;
+  $('#page-size').value = String(v.size);
+  let timer = null;
+  // Typing restarts the stream once the typing pauses, not on every key.
+  search.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (search.value.trim() === v.q) return;
+      v.q = search.value.trim().slice(0, 200);
+      v.page = 0;
+      viewChanged();
+    }, 250);
+  });
+  $('#finder').addEventListener('submit', (ev) => ev.preventDefault());
+  const onSelect = (id, apply) =>
+    $(id).addEventListener('change', (ev) => {
+      apply(ev.target.value);
+      v.page = 0;
+      viewChanged();
+    });
+  onSelect('#proto', (x) => (v.proto = x));
+  onSelect('#sort', (x) => (v.sort = x));
+  onSelect('#page-size', (x) => (v.size = Number(x)));
+  $('#clear').addEventListener('click', () => {
+    Object.assign(v, { q: '', filter: [], proto: '', page: 0 });
+    search.value = '';
+    $('#proto').value = '';
+    viewChanged();
+  });
 }
 
 // ------------------------------------------------------------------ live updates
@@ -359,9 +549,12 @@ function setLive(on, text) {
   $('#live-text').textContent = text;
 }
 
-/** Reads /v1/events until it ends, calling `onEvent(name, data)` per event. */
-async function readEvents(onEvent) {
-  const res = await fetch('/v1/events', { headers: headers({ accept: 'text/event-stream' }) });
+/** Reads the page's event stream until it ends, calling `onEvent(name, data)` per event. */
+async function readEvents(onEvent, signal) {
+  const p = viewParams(true);
+  // The first frame of each stream carries the page's recent counters, so charts start full.
+  p.set('history', '1');
+  const res = await fetch(`/v1/status/page/events?${p}`, { headers: headers({ accept: 'text/event-stream' }), signal });
   if (res.status === 401) {
     askForToken();
     throw new Error(state.token ? 'the token was refused' : 'this API needs its token');
@@ -392,12 +585,16 @@ async function readEvents(onEvent) {
 
 async function loop() {
   for (;;) {
+    const ctl = new AbortController();
+    state.stream = ctl;
     try {
       await readEvents((ev, data) => {
-        if (ev === 'status') render(JSON.parse(data));
-      });
+        if (ev === 'status' && !ctl.signal.aborted) render(JSON.parse(data));
+      }, ctl.signal);
       setLive(false, 'disconnected, retrying…');
     } catch (e) {
+      // A new view aborted the stream: open the next one at once.
+      if (ctl.signal.aborted) continue;
       setLive(false, `disconnected (${e.message}), retrying…`);
     }
     await new Promise((r) => setTimeout(r, 1000));
@@ -433,23 +630,24 @@ async function init() {
     sessionStorage.setItem('tsvs-token', state.token);
     readInfo();
   });
+  initFinder();
   await readInfo();
-  await seedHistory();
   loop();
 }
 
-/** Fills the charts with the daemon's recent samples, so they do not start empty. */
-async function seedHistory() {
-  let samples;
-  try {
-    samples = await api('GET', '/v1/history');
-  } catch {
-    return; // the live stream fills them anyway
-  }
+/**
+ * Fills the charts with the daemon's recent samples, so they do not start empty: the
+ * totals once, and each service the first time it is on a page.
+ */
+function seedHistory(samples) {
+  const fresh = (key) => !state.prev.has(key);
+  const seedTotal = fresh('total');
+  const services = new Set(Object.keys(samples.length ? samples[samples.length - 1].services : {}).filter(fresh));
   for (const smp of samples) {
     const at = Date.parse(smp.at);
-    track('total', at, smp.stats);
+    if (seedTotal) track('total', at, smp.stats);
     for (const [sid, s] of Object.entries(smp.services)) {
+      if (!services.has(sid)) continue;
       track(sid, at, s.stats);
       for (const [rid, st] of Object.entries(s.dests)) track(`${sid} ${rid}`, at, st);
     }

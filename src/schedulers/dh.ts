@@ -23,8 +23,15 @@ export function dhBuckets<D extends SchedDest>(dests: readonly D[]): (D | null)[
 class DestinationHashing<D extends SchedDest> implements Scheduler<D> {
   private buckets: (D | null)[];
 
-  constructor(private readonly svc: SchedService<D>) {
-    this.buckets = dhBuckets(svc.dests);
+  constructor(
+    private readonly svc: SchedService<D>,
+    buckets?: (D | null)[],
+  ) {
+    this.buckets = buckets ?? dhBuckets(svc.dests);
+  }
+
+  clone(svc: SchedService<D>, map: (d: D) => D): DestinationHashing<D> {
+    return new DestinationHashing(svc, this.buckets.map((d) => (d === null ? null : map(d))));
   }
 
   private reassign(): void {

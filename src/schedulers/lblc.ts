@@ -58,6 +58,13 @@ export class CacheExpiry<E extends CacheEntry> {
     private readonly expiration: number,
   ) {}
 
+  /** Takes over another collector's timer, run counter and rover (for a scheduler's clone). */
+  copyFrom(o: CacheExpiry<CacheEntry>): void {
+    this.counter = o.counter;
+    this.rover = o.rover;
+    this.next = o.next;
+  }
+
   /** Arms the timer the first time the table's clock is seen (kernel: at init_svc). */
   arm(now: number): void {
     if (this.next < 0) this.next = now + CHECK_EXPIRE_INTERVAL;
@@ -125,7 +132,7 @@ class LocalityLeastConnection<D extends SchedDest> implements Scheduler<D> {
 
   constructor(
     private readonly svc: SchedService<D>,
-    expiration: number,
+    private readonly expiration: number,
   ) {
     this.expiry = new CacheExpiry(this.entries, expiration);
   }
@@ -133,6 +140,15 @@ class LocalityLeastConnection<D extends SchedDest> implements Scheduler<D> {
   /** Number of cached destinations (for tests and listings). */
   get size(): number {
     return this.entries.size;
+  }
+
+  clone(svc: SchedService<D>, map: (d: D) => D): LocalityLeastConnection<D> {
+    const c = new LocalityLeastConnection(svc, this.expiration);
+    // Same insertion order, so the full collection walks the copy as it walks the original.
+    for (const [k, en] of this.entries) c.entries.set(k, { bucket: en.bucket, lastuse: en.lastuse, dest: map(en.dest) });
+    c.expiry.copyFrom(this.expiry);
+    c.dead = this.dead;
+    return c;
   }
 
   tick(now: number): void {

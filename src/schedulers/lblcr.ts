@@ -100,6 +100,14 @@ class LocalityReplicated<D extends SchedDest> implements Scheduler<D> {
     return this.entries.size;
   }
 
+  clone(svc: SchedService<D>, map: (d: D) => D): LocalityReplicated<D> {
+    const c = new LocalityReplicated(svc, this.expiration);
+    for (const [k, en] of this.entries) c.entries.set(k, { bucket: en.bucket, lastuse: en.lastuse, lastmod: en.lastmod, set: en.set.map(map) });
+    c.expiry.copyFrom(this.expiry);
+    c.dead = this.dead;
+    return c;
+  }
+
   /** The server set of a destination address, newest first (for tests and listings). */
   serverSet(vaddr: string): readonly D[] | undefined {
     return this.entries.get(vaddr)?.set;

@@ -113,8 +113,17 @@ function unavailable(d: SchedDest): boolean {
 class MaglevHashing<D extends SchedDest> implements Scheduler<D> {
   private lookup: (D | null)[];
 
-  constructor(private readonly svc: SchedService<D>) {
-    this.lookup = mhTable(svc.af, svc.dests) ?? new Array<D | null>(MH_TAB_SIZE).fill(null);
+  constructor(
+    private readonly svc: SchedService<D>,
+    lookup?: (D | null)[],
+  ) {
+    this.lookup = lookup ?? mhTable(svc.af, svc.dests) ?? new Array<D | null>(MH_TAB_SIZE).fill(null);
+  }
+
+  clone(svc: SchedService<D>, map: (d: D) => D): MaglevHashing<D> {
+    // Copying the table costs far less than rebuilding it, and keeps a table the kernel
+    // would have kept (too many servers to rebuild).
+    return new MaglevHashing(svc, this.lookup.map((d) => (d === null ? null : map(d))));
   }
 
   /** ip_vs_mh_dest_changed: rebuild; on -EINVAL (too many servers) keep the old table. */

@@ -16,6 +16,13 @@ class RoundRobin<D extends SchedDest> implements Scheduler<D> {
 
   constructor(private readonly svc: SchedService<D>) {}
 
+  clone(svc: SchedService<D>, map: (d: D) => D): RoundRobin<D> {
+    const c = new RoundRobin(svc);
+    c.pos = this.pos;
+    c.cur = this.cur === null ? null : map(this.cur);
+    return c;
+  }
+
   addDest(): void {
     // Inserted at the head: our server moved one place down, the pointer stays on it.
     if (this.cur !== null) this.pos++;

@@ -70,6 +70,14 @@ export interface Scheduler<D extends SchedDest = SchedDest> {
   tick?(now: number): void;
   /** Picks a server for a new connection, or null: "no destination available". */
   schedule(input: SchedInput): D | null;
+  /**
+   * A copy of this instance bound to `svc`, a detached copy of its service, with the same
+   * state (position, tables, caches); `map` gives the copy of each server the state refers
+   * to. Used to preview a batch (IpvsTable.preview) without touching the live instance.
+   * Schedulers whose state `create` rebuilds from the servers alone leave it out: the
+   * copy is then a fresh `create` on `svc`.
+   */
+  clone?(svc: SchedService<D>, map: (d: D) => D): Scheduler<D>;
 }
 
 export interface SchedulerFactory {

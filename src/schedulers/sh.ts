@@ -49,8 +49,15 @@ function unavailable(d: SchedDest): boolean {
 class SourceHashing<D extends SchedDest> implements Scheduler<D> {
   private buckets: (D | null)[];
 
-  constructor(private readonly svc: SchedService<D>) {
-    this.buckets = shBuckets(svc.dests);
+  constructor(
+    private readonly svc: SchedService<D>,
+    buckets?: (D | null)[],
+  ) {
+    this.buckets = buckets ?? shBuckets(svc.dests);
+  }
+
+  clone(svc: SchedService<D>, map: (d: D) => D): SourceHashing<D> {
+    return new SourceHashing(svc, this.buckets.map((d) => (d === null ? null : map(d))));
   }
 
   private reassign(): void {

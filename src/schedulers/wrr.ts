@@ -28,6 +28,12 @@ class WeightedRoundRobin<D extends SchedDest> implements Scheduler<D> {
     ({ cl: this.cl, cw: this.cw, mw: this.mw, di: this.di } = s);
   }
 
+  clone(svc: SchedService<D>): WeightedRoundRobin<D> {
+    const c = new WeightedRoundRobin(svc);
+    c.restore(this.snapshot());
+    return c;
+  }
+
   constructor(private readonly svc: SchedService<D>) {
     this.di = this.gcdWeight();
     this.mw = this.maxWeight() - (this.di - 1);

@@ -98,6 +98,21 @@ describe('mutations', () => {
     assert.equal(table.view().services[0]!.dests.length, 1);
   });
 
+  test('within a batch, a flush or a delete hides what the table had, servers included', () => {
+    const { table } = fakeTable();
+    const s = svc('10.0.0.1', 80);
+    table.applyAll([{ op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }]);
+    const rs = { af: 4 as const, addr: '10.1.0.1', port: 80 };
+    expectCode(() => table.validate([{ op: 'flush' }, { op: 'delete-service', service: s }]), 'NO_SERVICE');
+    expectCode(() => table.validate([{ op: 'flush' }, { op: 'add-service', service: s }, { op: 'delete-server', service: s, dest: rs }]), 'NO_DEST');
+    expectCode(() => table.validate([{ op: 'delete-service', service: s }, { op: 'add-service', service: s }, { op: 'edit-server', service: s, dest: dest('10.1.0.1', 80) }]), 'NO_DEST');
+    expectCode(() => table.validate([{ op: 'delete-server', service: s, dest: rs }, { op: 'delete-server', service: s, dest: rs }]), 'NO_DEST');
+    expectCode(() => table.validate([{ op: 'delete-server', service: s, dest: rs }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }]), 'DEST_EXISTS');
+    assert.equal(table.validate([{ op: 'delete-server', service: s, dest: rs }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }]).length, 2);
+    // An IPv6 server needs tunnelling in the re-added IPv4 service, whatever the old one was.
+    expectCode(() => table.validate([{ op: 'flush' }, { op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('2001:db8::1', 80) }]), 'AF_NOT_SUPPORTED');
+  });
+
   test('inputs are canonicalized: an IPv6 service named two ways is one service', () => {
     const { table } = fakeTable();
     table.apply({ op: 'add-service', service: svc('2001:DB8:0::1', 80) });

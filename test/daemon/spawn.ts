@@ -10,6 +10,12 @@ import { HttpControlClient } from '../../src/api/client.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BIN = (name: string) => join(ROOT, 'node_modules', '.bin', name);
+/**
+ * The built entry point of a bin in this checkout, run with node: what node_modules/.bin
+ * links to in the main checkout, but also right in a git worktree whose node_modules is a
+ * symlink to another checkout's (its .bin links resolve to that checkout's dist).
+ */
+export const ENTRY = (name: string) => join(ROOT, 'dist', 'bin', `${name}.js`);
 
 export interface Tsvsd {
   proc: ChildProcess;
@@ -29,7 +35,7 @@ export async function startTsvsd(extraArgs: string[] = [], opts: { dir?: string 
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'tsvs-test-'));
   const socket = join(dir, 'tsvsd.sock');
   const state = join(dir, 'state.json');
-  const proc = spawn(BIN('tsvsd'), ['--socket', socket, '--state', state, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [ENTRY('tsvsd'), '--socket', socket, '--state', state, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -1,8 +1,9 @@
 /**
- * The generated rulesets against the real kernel, as root, in a scratch namespace of this
- * test's own: the golden transactions load (IPv4 and IPv6, every kernel scheduler), the
- * incremental one applies on top and keeps the counters, and tsvsd's start checks say
- * clearly what is missing.
+ * The generated rulesets against the real kernel, as root, in scratch namespaces of this
+ * test's own: the golden transactions (IPv4 and IPv6, every kernel scheduler, the queue
+ * path, an incremental change) loaded as text with nft and sent by the netlink encoder
+ * leave the same ruleset (nft is the oracle for the encoder), a refused batch changes
+ * nothing, and tsvsd's start checks say clearly what is missing.
  */
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
@@ -12,12 +13,17 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { installNfqueueRule } from '../../src/dataplane/nftables/netsock.js';
 import { NfQueueReader } from '../../src/dataplane/nftables/nfqueue.js';
-import { compile, parseSnat, transaction, type NftModel } from '../../src/dataplane/nftables/ruleset.js';
+import { queueRemoveCommands, type Cmd } from '../../src/dataplane/nftables/nat.js';
+import { NftSender } from '../../src/dataplane/nftables/nftsend.js';
+import { commandsText } from '../../src/dataplane/nftables/nfttext.js';
+import { parseSnat, type NftModel } from '../../src/dataplane/nftables/ruleset.js';
+import { fullLoad, removal } from '../../src/dataplane/nftables/txn.js';
 import { toolCommand } from '../../src/lab/lab.js';
 import { privileged } from '../privileged.js';
+import { change, d, load, queueModel, representativeModel, seedModel, svc } from './models.js';
 
-const FIXTURES = join(import.meta.dirname, 'fixtures');
 const ns = `tsvs-k-${process.pid % 1_000_000}`;
+const ns2 = `tsvs-k2-${process.pid % 1_000_000}`;
 
 function inNs(cmd: string, args: string[]): { code: number | null; out: string; err: string } {
   const r = spawnSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', timeout: 20_000 });
@@ -28,62 +34,91 @@ describe('nftables rulesets in the kernel', privileged(['ip', 'nft']), () => {
   let dir: string;
   before(() => {
     spawnSync('ip', ['netns', 'add', ns]);
+    spawnSync('ip', ['netns', 'add', ns2]);
     dir = mkdtempSync(join(tmpdir(), 'tsvs-kernel-'));
   });
   after(() => {
     spawnSync('ip', ['netns', 'del', ns]);
+    spawnSync('ip', ['netns', 'del', ns2]);
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('the golden transactions load, and the incremental one applies on top', () => {
-    for (const f of ['seed-rr', 'representative', 'incremental']) {
-      const r = inNs('nft', ['-j', '-f', join(FIXTURES, `${f}.json`)]);
-      assert.equal(r.code, 0, `${f}: ${r.err}`);
+  /** Both namespaces' rulesets, for comparing what nft made of the text with what netlink made. */
+  const listing = (name: string) => spawnSync('ip', ['netns', 'exec', name, 'nft', 'list', 'ruleset'], { encoding: 'utf8' }).stdout;
+  const viaNft = (cmds: Cmd[]) => {
+    const file = join(dir, 'cmds.nft');
+    writeFileSync(file, commandsText(cmds));
+    const r = inNs('nft', ['-f', file]);
+    assert.equal(r.code, 0, r.err);
+  };
+
+  test('the golden transactions: nft -f of their text and the netlink encoder leave the same ruleset, full load and change', () => {
+    const sender = new NftSender(`/run/netns/${ns2}`);
+    try {
+      const changed = representativeModel();
+      changed.services[0]!.dests.splice(1, 1);
+      changed.services.splice(2, 1);
+      changed.services.push(svc(6, '198.18.0.1', 8080, { dests: [d('198.19.0.11', 8080, { mark: 99 })] }));
+      const steps: Array<[string, Cmd[]]> = [
+        ['seed-rr', load(seedModel())],
+        ['representative', load(representativeModel())],
+        ['incremental', change(representativeModel(), changed)],
+        ['queue', load(queueModel())],
+        ['snat', fullLoad([], parseSnat('198.19.0.0/24,2001:db8:19::/64')).txn.commands()],
+      ];
+      for (const [name, cmds] of steps) {
+        viaNft(cmds);
+        sender.send(cmds, name);
+        const a = listing(ns);
+        assert.equal(listing(ns2), a, `${name}: the netlink batch and nft -f disagree`);
+        if (name === 'incremental') {
+          assert.match(a, /counter conns99 /);
+          assert.doesNotMatch(a, /counter conns11 /);
+          assert.doesNotMatch(a, /chain svc4 /);
+        }
+      }
+      assert.match(listing(ns2), /ip6 saddr 2001:db8:19::\/64 masquerade/);
+      // Nothing but tsvs's own tables.
+      assert.deepEqual(inNs('nft', ['list', 'tables']).out.trim().split('\n').sort(), ['table ip tsvs', 'table ip6 tsvs']);
+      // A refused batch names the command and the kernel's reason, and changes nothing.
+      const before = listing(ns2);
+      assert.throws(
+        () => sender.send([{ c: 'add-counter', f: 'ip', name: 'fresh' }, { c: 'delete-chain', f: 'ip', name: 'nosuchchain' }], 'test'),
+        /nftables refused the change \(test\): delete chain ip tsvs nosuchchain: No such file or directory \(ENOENT\); nothing of it was applied/,
+      );
+      assert.equal(listing(ns2), before);
+      sender.send(removal(), 'remove');
+      assert.equal(listing(ns2).trim(), '');
+    } finally {
+      sender.close();
+      for (const f of ['ip', 'ip6']) inNs('nft', ['delete', 'table', f, 'tsvs']);
     }
-    const list = inNs('nft', ['list', 'ruleset']).out;
-    assert.match(list, /table ip tsvs/);
-    assert.match(list, /table ip6 tsvs/);
-    assert.match(list, /counter name "conns99"/);
-    assert.doesNotMatch(list, /chain rs11 /);
-    assert.match(list, /jhash ip6 saddr|ip6 saddr & ffff:ffff:ffff:ffff::/);
-    // Nothing but tsvs's own tables.
-    const tables = inNs('nft', ['list', 'tables']).out.trim().split('\n');
-    assert.deepEqual(tables.sort(), ['table ip tsvs', 'table ip6 tsvs']);
-    inNs('nft', ['delete', 'table', 'ip', 'tsvs']);
-    inNs('nft', ['delete', 'table', 'ip6', 'tsvs']);
   });
 
-  test('the first-packet path: the queue golden loads, the NFQUEUE rule goes into table tsvs over netlink and survives changes', () => {
-    for (const f of ['queue', 'queue-leave']) {
-      const r = inNs('nft', ['-j', '-f', join(FIXTURES, `${f}.json`)]);
-      assert.equal(r.code, 0, `${f}: ${r.err}`);
+  test('the first-packet path: the NFQUEUE rule goes into table tsvs over netlink and survives changes', () => {
+    const sender = new NftSender(`/run/netns/${ns}`);
+    try {
+      const model = (port: number): NftModel => ({
+        services: [{ id: 1, af: 4, protocol: 'tcp', addr: '198.18.0.1', port, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, dests: [{ addr: '198.19.0.11', port: 80, weight: 1, lastWeight: 1, overloaded: false, mark: 5 }] }],
+      });
+      sender.send(load(model(80)), 'load');
+      installNfqueueRule(`/run/netns/${ns}`, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true });
+      assert.match(inNs('nft', ['list', 'chain', 'ip', 'tsvs', 'nfq']).out, /queue num 4242 bypass/);
+      // Nothing was added to any other table (no iptables mangle).
+      assert.deepEqual(inNs('nft', ['list', 'tables']).out.trim().split('\n').sort(), ['table ip tsvs', 'table ip6 tsvs']);
+      sender.send(change(model(80), model(8080)), 'change');
+      const list = inNs('nft', ['list', 'table', 'ip', 'tsvs']).out;
+      assert.match(list, /queue num 4242 bypass/, 'an incremental change keeps the NFQUEUE rule');
+      assert.match(list, /198\.18\.0\.1 \. tcp \. 8080 : jump nfq/);
+      // A chain that does not exist is refused with the kernel's reason.
+      assert.throws(() => installNfqueueRule(`/run/netns/${ns}`, 'ip', 'tsvs', 'nope', { queue: 1, total: 1, bypass: true }), /No such file or directory/);
+      // The last queue-scheduled service takes the queue objects with it, rule and all.
+      sender.send([...change(model(8080), { services: [] }), ...queueRemoveCommands('ip')], 'leave');
+      assert.doesNotMatch(inNs('nft', ['list', 'table', 'ip', 'tsvs']).out, /nfq|firstpkt|qmark|qservices/);
+    } finally {
+      sender.close();
+      for (const f of ['ip', 'ip6']) inNs('nft', ['delete', 'table', f, 'tsvs']);
     }
-    inNs('nft', ['delete', 'table', 'ip', 'tsvs']);
-    inNs('nft', ['delete', 'table', 'ip6', 'tsvs']);
-    const model = (port: number): NftModel => ({
-      services: [{ id: 1, af: 4, protocol: 'tcp', addr: '198.18.0.1', port, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, dests: [{ addr: '198.19.0.11', port: 80, weight: 1, lastWeight: 1, overloaded: false, mark: 5 }] }],
-    });
-    const load = (doc: unknown) => {
-      const file = join(dir, 'q.json');
-      writeFileSync(file, JSON.stringify(doc));
-      const r = inNs('nft', ['-j', '-f', file]);
-      assert.equal(r.code, 0, r.err);
-    };
-    const a = compile(model(80));
-    load(transaction(null, a));
-    installNfqueueRule(`/run/netns/${ns}`, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true });
-    assert.match(inNs('nft', ['list', 'chain', 'ip', 'tsvs', 'nfq']).out, /queue num 4242 bypass/);
-    // Nothing was added to any other table (no iptables mangle).
-    assert.deepEqual(inNs('nft', ['list', 'tables']).out.trim().split('\n').sort(), ['table ip tsvs', 'table ip6 tsvs']);
-    const b = compile(model(8080));
-    load(transaction(a, b));
-    const list = inNs('nft', ['list', 'table', 'ip', 'tsvs']).out;
-    assert.match(list, /queue num 4242 bypass/, 'an incremental change keeps the NFQUEUE rule');
-    assert.match(list, /198\.18\.0\.1 \. tcp \. 8080 : jump nfq/);
-    // A chain that does not exist is refused with the kernel's reason.
-    assert.throws(() => installNfqueueRule(`/run/netns/${ns}`, 'ip', 'tsvs', 'nope', { queue: 1, total: 1, bypass: true }), /No such file or directory/);
-    inNs('nft', ['delete', 'table', 'ip', 'tsvs']);
-    inNs('nft', ['delete', 'table', 'ip6', 'tsvs']);
   });
 
   test('a second reader of the same queue is refused with a clear EBUSY message', async () => {
@@ -99,18 +134,6 @@ describe('nftables rulesets in the kernel', privileged(['ip', 'nft']), () => {
     const again = mk();
     await again.start();
     await again.stop();
-  });
-
-  test('the outbound SNAT rules load in both families', () => {
-    const file = join(dir, 'snat.json');
-    writeFileSync(file, JSON.stringify(transaction(null, compile({ services: [], snat: parseSnat('198.19.0.0/24,2001:db8:19::/64') }))));
-    const r = inNs('nft', ['-j', '-f', file]);
-    assert.equal(r.code, 0, r.err);
-    const list = inNs('nft', ['list', 'ruleset']).out;
-    assert.match(list, /ip saddr 198\.19\.0\.0\/24 masquerade/);
-    assert.match(list, /ip6 saddr 2001:db8:19::\/64 masquerade/);
-    inNs('nft', ['delete', 'table', 'ip', 'tsvs']);
-    inNs('nft', ['delete', 'table', 'ip6', 'tsvs']);
   });
 
   test('tsvsd --dataplane nftables refuses to start with forwarding off, and says how to fix it', () => {

@@ -163,7 +163,8 @@ export function serviceRoutes(app: Hono, ctx: ApiContext, mutating: MiddlewareHa
     if (rs.weight !== 0) await setWeight(ctx, svc, rs, 0);
     if (previous > 0) ctx.drained.set(key, previous);
     const out = serverOut(ctx, svc, rs);
-    const conns = ctx.director.table.connView().filter((x) => x.dport === rs.port && x.daddr === rs.addr && `${x.protocol.toLowerCase()}:${formatAddrPort(x.vaddr, x.vport)}` === svc.id);
+    // The server's own entries (per-server index), not a walk over every connection.
+    const conns = ctx.director.table.connViewOf(svc, rs).filter((x) => x.dport === rs.port && x.daddr === rs.addr && `${x.protocol.toLowerCase()}:${formatAddrPort(x.vaddr, x.vport)}` === svc.id);
     return c.json({ ...out, previousWeight: previous, remaining: openConnections(conns) });
   });
 

@@ -3,7 +3,7 @@
  * `tsvs top` all read: the table's listing plus what the table itself does not know
  * (health, data plane errors, VRRP), with the stable ids the API's URLs use.
  */
-import { destId, serviceId, serviceLabel } from '../../core/service.js';
+import { destId, serviceId, serviceLabel, type VirtualService } from '../../core/service.js';
 import type { ConnView, DestView, Rates, ServiceView, Stats, Timeouts } from '../../core/types.js';
 import type { Director } from '../../daemon/director.js';
 import { dataPlaneCounters, NO_VRRP, UNCHECKED, type DataPlaneCounters, type HealthSource, type ServerHealth, type VrrpSource, type VrrpStatus } from '../health.js';
@@ -66,6 +66,14 @@ export interface CounterSample {
 /** Samples kept for /v1/history: two minutes at one per second. */
 export const HISTORY_SAMPLES = 120;
 const HISTORY_EVERY_MS = 1000;
+/**
+ * Up to this many services, every service is sampled. Beyond it, only the services a
+ * status page showed in the last HISTORY_SAMPLES seconds are (at most WATCH_MAX of them),
+ * so that a table of 10,000 services does not keep 120 copies of every counter.
+ */
+export const HISTORY_ALL_SERVICES = 100;
+/** The most services sampled at once on a large table. */
+export const WATCH_MAX = 400;
 
 /** What every route handler shares. */
 export interface ApiContext {
@@ -76,6 +84,8 @@ export interface ApiContext {
   drained: Map<string, number>;
   /** Recent counter samples, oldest first; filled once the API is asked for them. */
   history: CounterSample[];
+  /** Services shown on a status page, by id, with when (ms); oldest first. See watchServices. */
+  watched: Map<string, number>;
   sampler: NodeJS.Timeout | null;
   /** The daemon's configuration reload, when it has one. */
   reload?: () => Promise<ReloadOutcome>;
@@ -101,10 +111,34 @@ export async function runReload(ctx: ApiContext): Promise<ReloadOutcome> {
   return r;
 }
 
+/**
+ * Marks services as being looked at (a status page showed them), so that a large table's
+ * history samples them. Bounded: the least recently shown are forgotten first.
+ */
+export function watchServices(ctx: ApiContext, ids: readonly string[], now = Date.now()): void {
+  for (const id of ids) {
+    // Delete first, so the map's order stays "least recently shown first".
+    ctx.watched.delete(id);
+    ctx.watched.set(id, now);
+  }
+  for (const [id, at] of ctx.watched) {
+    if (ctx.watched.size <= WATCH_MAX && now - at <= HISTORY_SAMPLES * HISTORY_EVERY_MS) break;
+    ctx.watched.delete(id);
+  }
+}
+
+/** The services one history sample covers: all of a small table, the watched ones of a large one. */
+function sampledServices(ctx: ApiContext): VirtualService[] {
+  const all = ctx.director.table.list();
+  if (all.length <= HISTORY_ALL_SERVICES) return all;
+  watchServices(ctx, []);
+  return all.filter((s) => ctx.watched.has(s.id));
+}
+
 function sample(ctx: ApiContext): CounterSample {
   const t = ctx.director.table;
   const services: CounterSample['services'] = {};
-  for (const s of t.list()) {
+  for (const s of sampledServices(ctx)) {
     const dests: Record<string, Stats> = {};
     for (const d of s.dests) dests[d.id] = d.stats.snapshot();
     services[s.id] = { stats: s.stats.snapshot(), dests };
@@ -137,7 +171,7 @@ const contexts = new WeakMap<Director, ApiContext>();
 export function apiContext(director: Director, health?: HealthSource, vrrp?: VrrpSource): ApiContext {
   let ctx = contexts.get(director);
   if (!ctx) {
-    ctx = { director, health: health ?? UNCHECKED, vrrp: vrrp ?? NO_VRRP, drained: new Map(), history: [], sampler: null, reloads: { success: 0, failure: 0 } };
+    ctx = { director, health: health ?? UNCHECKED, vrrp: vrrp ?? NO_VRRP, drained: new Map(), history: [], watched: new Map(), sampler: null, reloads: { success: 0, failure: 0 } };
     contexts.set(director, ctx);
   } else {
     if (health) ctx.health = health;

@@ -1,27 +1,20 @@
 /**
- * Reading tsvs's connections back from conntrack (`conntrack -L -o extended`), and
- * deleting the entries of a removed real server (`conntrack -D --mark`). Each connection
- * the nftables plane scheduled carries its real server's mark in the conntrack entry.
+ * Reading tsvs's connections back from conntrack over ctnetlink (ctnetlink.ts codec,
+ * nldump.ts reads): a dump filtered in the kernel by mark when asked, events from a worker
+ * thread (ct-events.ts), and the deletion of a removed real server's entries by mark. Each
+ * connection the nftables plane scheduled carries its real server's mark in its conntrack
+ * entry. The text parsers of `conntrack -L/-E -o extended` stay as the tests' oracle.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import type { Runner } from './exec.js';
+import { available as libcAvailable, LibcError } from '../../net/libc.js';
+import { CtEventReader } from './ct-events.js';
+import { ctDeleteTupleRequest, ctDumpRequest, ctFlushMarkRequest, ctStatsRequest, parseCtEntry, type CtEntry, type CtEvent, type CtMarkFilter } from './ctnetlink.js';
+import { runnerNsPath, type Runner } from './exec.js';
+import { dump, nextSeq, openReadSocket, readLimits, reportTruncated } from './nldump.js';
 
-export interface CtEntry {
-  af: 4 | 6;
-  protocol: 'tcp' | 'udp';
-  /** Seconds until conntrack expires the entry. */
-  timeout: number;
-  /** conntrack's TCP state name (ESTABLISHED, TIME_WAIT, ...), '' for UDP. */
-  state: string;
-  caddr: string;
-  cport: number;
-  vaddr: string;
-  vport: number;
-  /** The real server: the reply tuple's source. */
-  daddr: string;
-  dport: number;
-  mark: number;
-}
+export type { CtEntry, CtEvent, CtMarkFilter } from './ctnetlink.js';
+
+const EOPNOTSUPP = 95;
+const ENOENT = 2;
 
 /** Parses one line of `conntrack -L -o extended`. Returns null for lines that are not TCP/UDP or carry no mark. */
 export function parseConntrackLine(line: string): CtEntry | null {
@@ -64,46 +57,113 @@ export function parseConntrackLine(line: string): CtEntry | null {
 export const CHUNK = 2000;
 export const yieldLoop = () => new Promise<void>((r) => setImmediate(r));
 
-/** Every marked TCP/UDP conntrack entry, both families (parsed in chunks, yielding in between). */
-export async function conntrackDump(run: Runner): Promise<CtEntry[]> {
+export interface CtDumpOptions {
+  /**
+   * Only entries whose mark matches, filtered in the kernel (other entries never cross).
+   * Without it every entry is walked and those with mark 0 are skipped here.
+   */
+  mark?: CtMarkFilter;
+  /** Only this family (default both, in one dump). */
+  af?: 4 | 6;
+}
+
+/**
+ * Every marked TCP/UDP conntrack entry in the namespace at `nsPath` (here when undefined),
+ * both families in one dump. At most ReadLimits.maxCtEntries entries are returned; past it
+ * the dump stops, and the cut is counted and logged.
+ */
+export async function conntrackDumpAt(nsPath: string | undefined, opts: CtDumpOptions = {}): Promise<CtEntry[]> {
   const out: CtEntry[] = [];
-  for (const family of ['ipv4', 'ipv6']) {
-    const r = await run('conntrack', ['-L', '-f', family, '-o', 'extended']);
-    if (r.code !== 0) continue;
-    const text = r.stdout;
-    let pos = 0;
-    for (let n = 1; pos < text.length; n++) {
-      let end = text.indexOf('\n', pos);
-      if (end < 0) end = text.length;
-      const e = parseConntrackLine(text.slice(pos, end));
-      if (e) out.push(e);
-      pos = end + 1;
-      if (n % CHUNK === 0) await yieldLoop();
-    }
-  }
+  const max = readLimits().maxCtEntries;
+  const seq = nextSeq();
+  const end = await dump(nsPath, ctDumpRequest(seq, opts), seq, 'conntrack dump', (m) => {
+    // Unmarked entries (not tsvs's) are skipped before their tuples are parsed.
+    const e = parseCtEntry(m.payload);
+    if (!e) return true;
+    if (out.length >= max) return false;
+    out.push(e);
+    return true;
+  });
+  if (end === 'stopped') reportTruncated('ctTruncated', `conntrack dump stopped at ${max} entries (ReadLimits.maxCtEntries): connections past it are not mirrored this round`);
   return out;
 }
 
-/** Deletes every conntrack entry with this mark (both families); resolves with how many went. */
-export async function conntrackDeleteMark(run: Runner, mark: number): Promise<number> {
-  let n = 0;
-  for (const family of ['ipv4', 'ipv6']) {
-    const r = await run('conntrack', ['-D', '-f', family, '--mark', String(mark)]);
-    const m = /(\d+) flow entries have been deleted/.exec(r.stderr);
-    if (m) n += Number(m[1]);
+/** conntrackDumpAt in the runner's namespace. */
+export function conntrackDump(run: Runner, opts: CtDumpOptions = {}): Promise<CtEntry[]> {
+  return conntrackDumpAt(runnerNsPath(run), opts);
+}
+
+/**
+ * Deletes every conntrack entry with this mark (both families); resolves with how many
+ * there were. The kernel flushes by mark in one request; a kernel that refuses a flush
+ * with a mark filter gets one delete per entry of a mark-filtered dump.
+ */
+export async function conntrackDeleteMarkAt(nsPath: string | undefined, mark: number): Promise<number> {
+  const filter = { value: mark >>> 0, mask: 0xffffffff };
+  const entries = await conntrackDumpAt(nsPath, { mark: filter });
+  if (!entries.length) return 0;
+  const sock = openReadSocket(nsPath);
+  try {
+    const seq = nextSeq();
+    try {
+      sock.request(ctFlushMarkRequest(seq, filter), seq, `conntrack flush mark ${mark}`, 10_000);
+      return entries.length;
+    } catch (e) {
+      if (!(e instanceof LibcError) || e.errno !== EOPNOTSUPP) throw e;
+    }
+    let n = 0;
+    for (const e of entries) {
+      const s = nextSeq();
+      try {
+        sock.request(ctDeleteTupleRequest(s, e), s, `conntrack delete ${e.caddr}:${e.cport}`);
+        n++;
+      } catch (err) {
+        // Gone meanwhile (it expired or closed): nothing to delete.
+        if (!(err instanceof LibcError) || err.errno !== ENOENT) throw err;
+      }
+    }
+    return n;
+  } finally {
+    sock.close();
   }
-  return n;
 }
 
-/** Whether the conntrack tool is installed. */
+/** conntrackDeleteMarkAt in the runner's namespace. */
+export function conntrackDeleteMark(run: Runner, mark: number): Promise<number> {
+  return conntrackDeleteMarkAt(runnerNsPath(run), mark);
+}
+
+/** Why conntrack cannot be read back over ctnetlink here (no koffi/glibc, no root, no ctnetlink in the kernel), or null. */
+export function conntrackProblemAt(nsPath: string | undefined): string | null {
+  if (!libcAvailable()) return 'koffi or glibc is not available, so netlink cannot be spoken (connections are not read back)';
+  let sock;
+  try {
+    sock = openReadSocket(nsPath);
+  } catch (e) {
+    return `no netfilter netlink socket: ${(e as Error).message}`;
+  }
+  try {
+    const seq = nextSeq();
+    sock.request(ctStatsRequest(seq), seq, 'conntrack stats');
+    return null;
+  } catch (e) {
+    const errno = e instanceof LibcError ? e.errno : 0;
+    if (errno === EOPNOTSUPP || errno === ENOENT) return `the kernel has no ctnetlink (nf_conntrack_netlink): ${(e as Error).message}`;
+    if (errno === 1) return `ctnetlink refused the request (needs CAP_NET_ADMIN): ${(e as Error).message}`;
+    return `ctnetlink did not answer: ${(e as Error).message}`;
+  } finally {
+    sock.close();
+  }
+}
+
+/** conntrackProblemAt in the runner's namespace. */
+export async function conntrackProblem(run: Runner): Promise<string | null> {
+  return conntrackProblemAt(runnerNsPath(run));
+}
+
+/** Whether conntrack can be read back here (conntrackProblem says why not). */
 export async function conntrackAvailable(run: Runner): Promise<boolean> {
-  const r = await run('conntrack', ['--version']);
-  return r.code === 0;
-}
-
-export interface CtEvent {
-  kind: 'new' | 'update' | 'destroy';
-  entry: CtEntry;
+  return (await conntrackProblem(run)) === null;
 }
 
 /** Parses one line of `conntrack -E -o extended` ("[UPDATE] ipv4 2 tcp 6 120 TIME_WAIT src=... mark=M"). */
@@ -115,39 +175,48 @@ export function parseConntrackEvent(line: string): CtEvent | null {
 }
 
 /**
- * Follows conntrack's events (`conntrack -E`, in `netns` when given) so that state changes
- * and closes reach the table before the next read-back. Restarts the child (after 1 s)
- * when it exits; `stop()` ends it. The read-back stays the source of truth: events only
- * make the counts current sooner.
+ * Follows conntrack's events (in `netns` when given) from a worker thread, so that state
+ * changes and closes reach the table before the next read-back. Only entries with a mark
+ * reach the reader (a socket filter). When the reader fails it is restarted after 1 s
+ * (`onExit` says why). `more.onLost` hears that the kernel dropped events (the socket
+ * overflowed), after which the caller's view is stale until its next dump; `more.onReady`
+ * that the reader listens (after each start). `stop()` ends it.
  */
-export function conntrackEvents(netns: string | undefined, onEvent: (e: CtEvent) => void, onExit?: (why: string) => void): { stop(): void } {
-  let child: ChildProcess | null = null;
+export function conntrackEvents(
+  netns: string | undefined,
+  onEvent: (e: CtEvent) => void,
+  onExit?: (why: string) => void,
+  more: { onLost?: (count: number) => void; onReady?: () => void } = {},
+): { stop(): void } {
   let stopped = false;
   let timer: NodeJS.Timeout | null = null;
+  let reader: CtEventReader | null = null;
+  const restart = (why: string) => {
+    if (stopped) return;
+    onExit?.(why);
+    void reader?.stop();
+    reader = null;
+    timer = setTimeout(start, 1000);
+    timer.unref();
+  };
   const start = () => {
-    const args = ['-E', '-o', 'extended', '-e', 'UPDATE,DESTROY'];
-    const c = netns ? spawn('ip', ['netns', 'exec', netns, 'conntrack', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn('conntrack', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child = c;
-    let buf = '';
-    let err = '';
-    c.stdout!.setEncoding('utf8');
-    c.stdout!.on('data', (d: string) => {
-      buf += d;
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const ev = parseConntrackEvent(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-        if (ev) onEvent(ev);
-      }
+    timer = null;
+    if (stopped) return;
+    const r = new CtEventReader({
+      ...(netns ? { nsPath: `/run/netns/${netns}` } : {}),
+      onEvents: (evs) => {
+        for (const e of evs) onEvent(e);
+      },
+      ...(more.onLost ? { onLost: more.onLost } : {}),
+      onError: (msg) => {
+        if (reader === r) restart(msg);
+      },
     });
-    c.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-500)));
-    c.on('error', (e) => (err = e.message));
-    c.on('close', (code) => {
-      child = null;
-      if (stopped) return;
-      onExit?.(`conntrack -E exited (${code}): ${err.trim()}`);
-      timer = setTimeout(start, 1000);
-      timer.unref();
+    reader = r;
+    r.start().then(() => {
+      if (reader === r) more.onReady?.();
+    }, (e: Error) => {
+      if (reader === r) restart(e.message);
     });
   };
   start();
@@ -155,7 +224,8 @@ export function conntrackEvents(netns: string | undefined, onEvent: (e: CtEvent)
     stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
-      if (child?.pid && child.exitCode === null) child.kill('SIGTERM');
+      void reader?.stop();
+      reader = null;
     },
   };
 }

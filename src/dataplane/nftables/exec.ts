@@ -11,11 +11,12 @@ export interface RunResult {
   stderr: string;
 }
 
-export type Runner = (cmd: string, args: string[], timeoutMs?: number) => Promise<RunResult>;
+/** Runs a tool; `netns` names the namespace it runs in (absent: this process's), for the netlink readers. */
+export type Runner = ((cmd: string, args: string[], timeoutMs?: number) => Promise<RunResult>) & { readonly netns?: string };
 
 /** A runner for the current namespace, or for `netns` through `ip netns exec`. */
 export function makeRunner(netns?: string): Runner {
-  return (cmd, args, timeoutMs = 15_000) => {
+  const run = (cmd: string, args: string[], timeoutMs = 15_000): Promise<RunResult> => {
     const [file, argv] = netns ? ['ip', ['netns', 'exec', netns, cmd, ...args]] : [cmd, args];
     return new Promise((resolve) => {
       execFile(file, argv, { timeout: timeoutMs, maxBuffer: 512 * 1024 * 1024 }, (err, stdout, stderr) => {
@@ -24,4 +25,10 @@ export function makeRunner(netns?: string): Runner {
       });
     });
   };
+  return netns ? Object.assign(run, { netns }) : run;
+}
+
+/** The namespace file of a runner's namespace (/run/netns/NAME), or undefined for this process's. */
+export function runnerNsPath(run: Runner): string | undefined {
+  return run.netns ? `/run/netns/${run.netns}` : undefined;
 }

@@ -9,6 +9,8 @@ import { AF_NETLINK, check, EAGAIN, EINTR, ETIMEDOUT, lib, LibcError, SOCK_CLOEX
 import { errorCode, NETLINK_NETFILTER, NLMSG_DONE, NLMSG_ERROR, nfqueueRuleBatch, parseMessages, type NfqueueTarget } from './netlink.js';
 
 const SO_RCVBUF = 8;
+const SO_SNDBUFFORCE = 32;
+const SO_RCVBUFFORCE = 33;
 const SOL_NETLINK = 270;
 const NETLINK_NO_ENOBUFS = 5;
 const CLONE_NEWNET = 0x40000000;
@@ -70,6 +72,15 @@ export class NetfilterSocket {
       c.close(this.fd);
       throw e;
     }
+  }
+
+  /**
+   * Room for one large batch (send) and its error replies (receive). The *FORCE options
+   * (root) pass the net.core limits, as nft does for a big ruleset.
+   */
+  setBuffers(sndBytes: number, rcvBytes: number): void {
+    this.setInt(SOL_SOCKET, SO_SNDBUFFORCE, Math.min(sndBytes, 0x3fffffff));
+    this.setInt(SOL_SOCKET, SO_RCVBUFFORCE, Math.min(rcvBytes, 0x3fffffff));
   }
 
   private setInt(level: number, name: number, v: number): void {

@@ -13,7 +13,8 @@ import { TsvsError } from '../../core/errors.js';
 import type { QueuedPacket } from './netlink.js';
 import { CTRL_ANSWERED, CTRL_STOP, MARKS_OFFSET, MAX_BATCH, SHARED_BYTES, type WorkerConfig, type WorkerRequest, type WorkerStatus } from './nfq-shared.js';
 
-const BOOTSTRAP = `
+/** The eval'd worker bootstrap (registers tsx under tests, then imports workerData.entry); ct-events.ts reuses it. */
+export const BOOTSTRAP = `
 const { workerData } = require('node:worker_threads');
 (async () => {
   if (workerData.tsx) (await import(workerData.tsx)).register();

@@ -117,7 +117,12 @@ export class ProxyContext {
     this.openTcp++;
   }
 
-  sessionClosed(_c?: SessionConn): void {
+  /**
+   * Both sockets of a session are closed (in a worker: the main thread learnt it). The
+   * entry, now only an InActConn waiting out TIME_WAIT or CLOSE, goes compact in the table.
+   */
+  sessionClosed(c?: SessionConn): void {
+    if (c) this.table.connClosed(c as Conn);
     this.openTcp--;
     if (this.openTcp === 0 && this.drainWaiter) {
       const w = this.drainWaiter;

@@ -163,14 +163,9 @@ export class WorkerPool {
     if (this.listeners.get(l.sid) === l) this.listeners.delete(l.sid);
   }
 
-  /** Connections of service `sid` (and real server `dest`, when given) in the workers. */
-  connsOf(sid: string, dest?: RealServer): Conn[] {
-    const out: Conn[] = [];
-    for (const c of this.conns.values()) {
-      const h = c.handle;
-      if (h instanceof WorkerSessionRef && h.sid === sid && (dest === undefined || c.dest === dest)) out.push(c);
-    }
-    return out;
+  /** Connections of real server `dest` of service `sid` in the workers (through the table's per-server index). */
+  connsOf(sid: string, dest: RealServer): Conn[] {
+    return this.ctx.table.conns.ofDest(dest).filter((c) => c.handle instanceof WorkerSessionRef && c.handle.sid === sid);
   }
 
   private onBatch(wi: number, batch: UpMsg[]): void {
@@ -240,7 +235,7 @@ export class WorkerPool {
     if (!c) return;
     this.conns.delete(cid);
     if (c.handle instanceof WorkerSessionRef) c.handle = null;
-    this.ctx.sessionClosed();
+    this.ctx.sessionClosed(c);
   }
 
   private onExit(wi: number, code: number): void {
