@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { formatRules, formatTable } from '../../src/cli/ipvsadm/format.js';
-import { DIST_BIN, startTsvsd, type Tsvsd } from '../daemon/spawn.js';
+import { ENTRY, startTsvsd, type Tsvsd } from '../daemon/spawn.js';
 
 interface Run {
   code: number | null;
@@ -25,7 +25,7 @@ interface Run {
 /** Runs the built tsvsadm against `socket` with `input` on stdin. */
 function tsvsadm(socket: string, args: string[], input = ''): Promise<Run> {
   return new Promise((resolve) => {
-    const p = spawn(DIST_BIN('tsvsadm'), args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, TSVS_SOCKET: socket } });
+    const p = spawn(process.execPath, [ENTRY('tsvsadm'), ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, TSVS_SOCKET: socket } });
     let out = '';
     let err = '';
     p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -53,7 +53,7 @@ function rules(services: number, per: number, firstPort: number): string[] {
 describe('tsvsadm at scale against tsvsd', () => {
   let d: Tsvsd;
   before(async () => {
-    d = await startTsvsd(['--log-level', 'warn'], { bin: DIST_BIN('tsvsd') });
+    d = await startTsvsd(['--log-level', 'warn']);
     // A small table that every refused restore below must leave as it is.
     const r = await tsvsadm(d.socket, ['-R'], `${rules(2, 2, 10000).join('\n')}\n`);
     assert.equal(r.code, 0, r.err);
