@@ -37,6 +37,13 @@ const api: ControlApi = {
   stopSyncDaemon: (state) => client.stopSyncDaemon(state).catch(unreachable),
 };
 
+// A reader that stops early (`tsvsadm -Ln | head`): end quietly, as ipvsadm does on
+// SIGPIPE (a shell sees 141 either way), instead of an unhandled EPIPE with a stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(141);
+  throw e;
+});
+
 const code = await runIpvsadm(
   process.argv.slice(2),
   {
