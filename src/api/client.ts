@@ -157,6 +157,9 @@ export class HttpControlClient implements ControlApi {
       }
       const end = await lines.next();
       if (end.done || !(end.value as { end?: unknown }).end) throw new NoAnswerError(target, 'the listing did not end where its head said', false);
+      // Read the answer to its very end: a response left half-read keeps its socket open,
+      // and the process waiting for tsvsd's keep-alive timer (5 s) before it can exit.
+      while (!(await lines.next()).done);
     }
     return { head, services: services() };
   }
