@@ -3,7 +3,7 @@
  * to tsvsd through this one interface; `src/api/client.ts` implements it over HTTP on the
  * control socket.
  */
-import type { ConnView, Op, TableView } from '../core/types.js';
+import type { ConnView, Op, ServiceView, TableView, Timeouts } from '../core/types.js';
 
 /** Sync daemon state as `ipvsadm -L --daemon` lists it. */
 export interface SyncDaemonView {
@@ -18,9 +18,26 @@ export interface SyncDaemonView {
   counters?: unknown;
 }
 
+/** The table's header as a streamed listing sends it first: a TableView without services. */
+export type TableHead = Omit<TableView, 'services'> & { count: number };
+
+/** A listing read service by service. */
+export interface TableStream {
+  head: TableHead;
+  /** The head's `count` services in the daemon's order; throws if the listing is cut short. */
+  services: AsyncIterable<ServiceView>;
+}
+
 export interface ControlApi {
   /** The whole table with counters and rates; services and servers in kernel order. */
   getTable(): Promise<TableView>;
+  /**
+   * The same table streamed service by service, for large tables. Optional: without it a
+   * client reads getTable().
+   */
+  streamTable?(): Promise<TableStream>;
+  /** The connection timeouts alone (-L --timeout). Optional: without it, from getTable(). */
+  getTimeouts?(): Promise<Timeouts>;
   /** The connection table, persistence templates included. */
   getConnections(): Promise<ConnView[]>;
   /**

@@ -189,13 +189,26 @@ export function openApiDocument(): Record<string, unknown> {
     },
     paths: {
       '/v1/info': { get: { summary: 'Daemon name, version, pid, data plane, and whether changes are open, need a token, or are disabled', responses: { '200': ok('Info', { type: 'object' }) } } },
-      '/v1/table': { get: { summary: 'The table as tsvsadm -L reads it', responses: { '200': ok('Table', { type: 'object' }) } } },
+      '/v1/table': {
+        get: {
+          summary: 'The table as tsvsadm -L reads it; with Accept: application/x-ndjson (or ?format=ndjson) streamed service by service',
+          parameters: [{ name: 'format', in: 'query', schema: { type: 'string', enum: ['ndjson'] }, description: 'Same as Accept: application/x-ndjson' }],
+          responses: {
+            '200': {
+              description:
+                'Table. As NDJSON: a head line {version, size, timeouts, stats, rates, count}, then count lines of one service each (as in the JSON array), then {"end":true}; a listing without its end line was cut short',
+              content: { ...json({ type: 'object' }), 'application/x-ndjson': { schema: { type: 'string' } } },
+            },
+          },
+        },
+      },
       '/v1/status': { get: { summary: 'Services, real servers, health, counters, rates, data plane errors and VRRP in one snapshot', responses: { '200': ok('Status', ref('Status')) } } },
       ...statusPagePaths,
       '/v1/connections': {
         get: {
-          summary: 'The connection table, paged; the total (after filters) is in X-Total-Count',
+          summary: 'The connection table, paged; the total (after filters) is in X-Total-Count; NDJSON as /v1/table on request',
           parameters: [
+            { name: 'format', in: 'query', schema: { type: 'string', enum: ['ndjson'] }, description: 'Same as Accept: application/x-ndjson: {count}, one connection per line, {"end":true}' },
             { name: 'offset', in: 'query', schema: { type: 'integer', minimum: 0, default: 0 } },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 0 }, description: 'Default: all' },
             { name: 'service', in: 'query', schema: { type: 'string' }, description: 'Only this service id' },
@@ -218,10 +231,10 @@ export function openApiDocument(): Record<string, unknown> {
       },
       '/v1/ops': {
         post: {
-          summary: 'Apply a batch of tsvsadm operations atomically',
+          summary: 'Apply a batch of tsvsadm operations atomically (body up to 64 MiB); a refusal may carry error.index, the refused operation',
           security: auth,
           requestBody: { required: true, content: json({ type: 'object', properties: { ops: { type: 'array', items: ref('Op') } } }) },
-          responses: { '200': ok('Applied', { type: 'object' }), ...changeErrors },
+          responses: { '200': ok('Applied', { type: 'object' }), ...changeErrors, '413': err('Body over the limit (TOO_LARGE); nothing was applied') },
         },
       },
       '/v1/services': {

@@ -10,15 +10,19 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { streamSSE } from 'hono/streaming';
 import { formatAddrPort } from '../core/addr.js';
 import { isTsvsError, TsvsError } from '../core/errors.js';
+import { IPVS_CONN_TAB_SIZE, IPVS_VERSION } from '../core/table.js';
 import type { Op } from '../core/types.js';
 import type { Director } from '../daemon/director.js';
 import type { SyncDaemonView } from './control.js';
 import type { HealthSource, VrrpSource } from './health.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
+import { failingOpIndex } from './failing-op.js';
 import { openApiDocument } from './openapi.js';
+import { ndjsonResponse, wantsNdjson } from './stream.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { serviceRoutes } from './routes/services.js';
 import { statusPageRoutes } from './routes/status-page.js';
@@ -68,6 +72,26 @@ function errorResponse(c: Context, e: unknown) {
   return c.json({ error: err.toJSON() }, err.status as 400);
 }
 
+/** Largest body of POST /v1/ops: about 250,000 ipvsadm -R lines. */
+export const OPS_BODY_LIMIT = 64 * 1024 * 1024;
+/** Largest body of any other request. */
+export const BODY_LIMIT = 1024 * 1024;
+
+/** 413 naming the limit, so that a client can split its batch. */
+function tooLarge(c: Context, limit: number, what: string) {
+  const mib = `${limit / (1024 * 1024)} MiB`;
+  return c.json(
+    {
+      error: {
+        code: 'TOO_LARGE',
+        message: `Request too large: tsvsd takes at most ${mib} for ${what}; nothing was applied`,
+        detail: `${what}: the request body exceeds the limit of ${mib} (${limit} bytes); split it into smaller batches`,
+      },
+    },
+    413,
+  );
+}
+
 function tokenMatches(header: string | undefined, token: string): boolean {
   if (!header?.startsWith('Bearer ')) return false;
   const given = Buffer.from(header.slice(7));
@@ -101,6 +125,12 @@ export function createControlApp(director: Director, opts: ApiOptions = {}): Hon
     return undefined;
   };
 
+  // Request bodies are bounded: a batch of operations may be large (a restore of 50,000
+  // lines is about 12 MB), anything else is small.
+  app.use('/v1/ops', bodyLimit({ maxSize: OPS_BODY_LIMIT, onError: (c) => tooLarge(c, OPS_BODY_LIMIT, 'a batch of operations') }));
+  const smallBody = bodyLimit({ maxSize: BODY_LIMIT, onError: (c) => tooLarge(c, BODY_LIMIT, `${c.req.method} ${c.req.path}`) });
+  app.use('*', (c, next) => (c.req.path === '/v1/ops' ? next() : smallBody(c, next)));
+
   if (opts.protectReads && opts.token !== undefined) {
     const token = opts.token;
     // The dashboard's page itself carries no data; it asks for the token.
@@ -126,9 +156,15 @@ export function createControlApp(director: Director, opts: ApiOptions = {}): Hon
   const fresh = async () => {
     await director.dataplane.refresh?.();
   };
+  // The table; with "Accept: application/x-ndjson" (or ?format=ndjson) as a stream: a
+  // head line (the TableView without services, plus their count), one ServiceView per
+  // line in the same order, and {"end":true}. tsvsadm lists through the stream.
   app.get('/v1/table', async (c) => {
     await fresh();
-    return c.json(table.view());
+    if (!wantsNdjson(c.req.header('accept'), c.req.query('format'))) return c.json(table.view());
+    const services = table.list();
+    const head = { version: IPVS_VERSION, size: IPVS_CONN_TAB_SIZE, timeouts: table.timeouts(), stats: table.totals.snapshot(), rates: table.totals.rates(), count: services.length };
+    return ndjsonResponse(head, services, (s) => s.view(), { end: true });
   });
 
   // The connection table, optionally filtered and paged; the total is in X-Total-Count.
@@ -144,7 +180,12 @@ export function createControlApp(director: Director, opts: ApiOptions = {}): Hon
     if (service !== undefined) conns = conns.filter((x) => `${x.protocol.toLowerCase()}:${formatAddrPort(x.vaddr, x.vport)}` === service);
     if (server !== undefined) conns = conns.filter((x) => formatAddrPort(x.daddr, x.dport) === server);
     c.header('X-Total-Count', String(conns.length));
-    return c.json(conns.slice(offset, limit === undefined ? undefined : offset + limit));
+    const page = conns.slice(offset, limit === undefined ? undefined : offset + limit);
+    // As /v1/table: a head line with the count, one ConnView per line, {"end":true}.
+    if (wantsNdjson(c.req.header('accept'), c.req.query('format'))) {
+      return ndjsonResponse({ count: page.length }, page, (x) => x, { end: true }, { 'X-Total-Count': String(conns.length) });
+    }
+    return c.json(page);
   });
   // Connection sync daemons: GET lists them (-L --daemon), POST starts one (--start-daemon),
   // DELETE /v1/sync/master|backup stops one (--stop-daemon).
@@ -179,7 +220,14 @@ export function createControlApp(director: Director, opts: ApiOptions = {}): Hon
     if (!Array.isArray(ops)) {
       return errorResponse(c, new TsvsError('BAD_REQUEST', 'body must be {"ops": [...]}', 'Body must be {"ops": [...]}'));
     }
-    await director.apply(ops as Op[]);
+    try {
+      await director.apply(ops as Op[]);
+    } catch (e) {
+      // Say which operation was refused, so that tsvsadm -R can name the input line.
+      if (!isTsvsError(e) || ops.length < 2) throw e;
+      const index = failingOpIndex(table, ops as Op[], e);
+      return c.json({ error: { ...e.toJSON(), ...(index === undefined ? {} : { index }) } }, e.status as 400);
+    }
     return c.json({ ok: true, applied: ops.length });
   });
 

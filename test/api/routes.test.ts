@@ -109,6 +109,26 @@ describe('control API routes', () => {
     assert.equal(nf.json.error.code, 'NOT_FOUND');
   });
 
+  test('a refused batch says which operation it refused (error.index), and applies nothing', async () => {
+    const before = (await call(d.app, 'GET', '/v1/table')).json.services.length;
+    const other = serviceConfig(await freeVipPort());
+    const ops = [
+      { op: 'add-service', service: other },
+      { op: 'add-server', service: other, dest: destConfig(rs1.port) },
+      { op: 'add-server', service: other, dest: destConfig(rs2.port) },
+      { op: 'add-server', service: other, dest: destConfig(rs1.port, 3) }, // the same server again
+    ];
+    const r = await call(d.app, 'POST', '/v1/ops', { ops });
+    assert.equal(r.status, 409, r.text);
+    assert.equal(r.json.error.code, 'DEST_EXISTS');
+    assert.equal(r.json.error.index, 3);
+    // An existing service: the first operation.
+    const dup = await call(d.app, 'POST', '/v1/ops', { ops: [{ op: 'add-service', service: serviceConfig(vport) }, ops[0]] });
+    assert.equal(dup.json.error.code, 'SERVICE_EXISTS');
+    assert.equal(dup.json.error.index, 0);
+    assert.equal((await call(d.app, 'GET', '/v1/table')).json.services.length, before);
+  });
+
   test('PUT/PATCH edit a service and a real server; fields not given are kept', async () => {
     const r = await call(d.app, 'PATCH', svcPath(), { scheduler: 'wrr' });
     assert.equal(r.status, 200, r.text);
@@ -180,6 +200,14 @@ describe('control API routes', () => {
       const expect = conns.filter((c) => c.server === 'rs2').length;
       assert.equal(onRs2.json.filter((c: { state: string }) => c.state === 'ESTABLISHED').length, expect);
       for (const c of onRs2.json) assert.equal(c.dport, rs2.port);
+      // The same page as NDJSON: {count}, one connection per line, {"end":true}.
+      const nd = await d.app.request('/v1/connections?offset=0&limit=3', { headers: { accept: 'application/x-ndjson' } });
+      assert.match(nd.headers.get('content-type') ?? '', /^application\/x-ndjson/);
+      assert.equal(nd.headers.get('x-total-count'), String(total));
+      const lines = (await nd.text()).trimEnd().split('\n').map((l) => JSON.parse(l));
+      assert.deepEqual(lines[0], { count: 3 });
+      assert.deepEqual(lines.at(-1), { end: true });
+      assert.deepEqual(lines.slice(1, -1).map((c: { cport: number }) => c.cport), all.json.slice(0, 3).map((c: { cport: number }) => c.cport));
     } finally {
       for (const c of conns) await c.end();
     }
@@ -216,6 +244,15 @@ describe('control API routes', () => {
     assert.equal(info.json.changes, 'open');
     const table = await call(d.app, 'GET', '/v1/table');
     assert.equal(table.json.services.length, 1);
+    // Streamed: a head with the count, each service as in the JSON answer, then the end.
+    for (const init of [{ headers: { accept: 'application/x-ndjson' } }, undefined]) {
+      const nd = await d.app.request(init ? '/v1/table' : '/v1/table?format=ndjson', init);
+      const lines = (await nd.text()).trimEnd().split('\n');
+      const { services, ...rest } = (await call(d.app, 'GET', '/v1/table')).json;
+      assert.deepEqual(JSON.parse(lines[0]!), { ...rest, count: 1 });
+      assert.deepEqual(lines.slice(1, -1), services.map((x: unknown) => JSON.stringify(x)));
+      assert.equal(lines.at(-1), '{"end":true}');
+    }
     assert.deepEqual(await call(d.app, 'GET', '/v1/sync').then((r) => r.json), []);
   });
 

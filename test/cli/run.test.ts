@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
+import { BatchError } from '../../src/api/client.js';
 import { TsvsError } from '../../src/core/errors.js';
 import { usageText, versionLine } from '../../src/cli/ipvsadm/run.js';
 import { FakeApi, run, stubResolver } from './fake-api.js';
@@ -55,25 +56,75 @@ describe('-R', () => {
     });
   });
 
-  it('a bad line anywhere means nothing is applied', async () => {
+  it('a bad line anywhere means nothing is applied; ipvsadm\'s message and exit code, then the line', async () => {
     const api = new FakeApi();
     const r = await run(['-R'], api, { stdin: `${input}\n-a -t 10.0.0.1:80 -r 10.0.0.9 -w 70000\n` });
-    assert.deepEqual(r, { code: 2, stdout: '', stderr: 'illegal weight specified\n' });
+    assert.deepEqual(r, {
+      code: 2,
+      stdout: '',
+      stderr: 'illegal weight specified\nipvsadm: -R: line 8 refused, nothing was applied: -a -t 10.0.0.1:80 -r 10.0.0.9 -w 70000\n',
+    });
     assert.deepEqual(api.applied, []);
   });
 
-  it('a refusal by the daemon applies nothing (atomic) and exits 255', async () => {
+  // Each kind of bad line: ipvsadm's own first line and exit code, then our line number.
+  const badLines: Array<[string, string, number, string]> = [
+    ['an unknown word', 'garbage here', 255, "Try `ipvsadm -h' or 'ipvsadm --help' for more information.\n"],
+    ['an address that is not one', '-a -t 10.0.0.1:80 -r garbage!!:80 -m', 2, 'illegal real server address[:port] specified\n'],
+    ['an option the command does not take', '-A -t 10.0.0.5:80 -x 5', 2, "Illegal 'u-threshold' option with the 'add-service' command\n"],
+    ['a command without its service', '-a -r 10.0.0.2', 2, null as unknown as string],
+  ];
+  for (const [kind, line, code, message] of badLines) {
+    it(`-R names the line of ${kind}`, async () => {
+      const api = new FakeApi();
+      const lines = input.split('\n');
+      lines.splice(3, 0, line); // becomes line 4
+      const r = await run(['-R'], api, { stdin: lines.join('\n') });
+      // The first line is whatever ipvsadm says for it alone.
+      const alone = await run(line.split(' '), new FakeApi());
+      assert.equal(r.code, code === 255 ? alone.code : code);
+      assert.equal(r.code, alone.code);
+      if (message) assert.equal(alone.stderr, message);
+      assert.equal(r.stderr, `${alone.stderr}ipvsadm: -R: line 4 refused, nothing was applied: ${line}\n`);
+      assert.deepEqual(api.applied, []);
+    });
+  }
+
+  it('a long bad line is quoted only in part', async () => {
+    const line = `-A -t ${'x'.repeat(100_000)}:80`;
+    const r = await run(['-R'], new FakeApi(), { stdin: line });
+    assert.ok(r.stderr.length < 400, r.stderr.slice(0, 400));
+    assert.match(r.stderr, /line 1 refused, nothing was applied: -A -t x+\.\.\.\n$/);
+  });
+
+  it('a refusal by the daemon applies nothing (atomic), exits 255 and names the object', async () => {
     const api = new FakeApi();
-    api.applyError = new TsvsError('SERVICE_EXISTS', 'TCP 10.0.0.1:80');
+    api.applyError = new TsvsError('SERVICE_EXISTS', 'TCP 10.0.0.1:80: service already exists');
     const r = await run(['-R'], api, { stdin: input });
-    assert.deepEqual(r, { code: 255, stdout: '', stderr: 'Service already exists\n' });
+    assert.deepEqual(r, { code: 255, stdout: '', stderr: 'Service already exists\nipvsadm: -R: TCP 10.0.0.1:80: service already exists; nothing was applied\n' });
     assert.equal(api.applied.length, 1);
+  });
+
+  it('when the daemon says which operation it refused, the line is named', async () => {
+    const api = new FakeApi();
+    // The 4th operation comes from line 7 of the input (comments and blanks are skipped).
+    api.applyError = new BatchError('DEST_EXISTS', 'UDP 10.0.0.1:53: real server 10.0.0.3:53 already exists', undefined, 3);
+    const r = await run(['-R'], api, { stdin: input });
+    assert.deepEqual(r, {
+      code: 255,
+      stdout: '',
+      stderr: 'Destination already exists\nipvsadm: -R: line 7: UDP 10.0.0.1:53: real server 10.0.0.3:53 already exists; nothing was applied\n',
+    });
   });
 
   it('a nested -R gets the "Try" hint, as in ipvsadm', async () => {
     const api = new FakeApi();
     const r = await run(['-R'], api, { stdin: '-A -t 10.0.0.1:80\n-R\n' });
-    assert.deepEqual(r, { code: 255, stdout: '', stderr: "Try `ipvsadm -h' or 'ipvsadm --help' for more information.\n" });
+    assert.deepEqual(r, {
+      code: 255,
+      stdout: '',
+      stderr: "Try `ipvsadm -h' or 'ipvsadm --help' for more information.\nipvsadm: -R: line 2 refused, nothing was applied: -R\n",
+    });
     assert.deepEqual(api.applied, []);
   });
 

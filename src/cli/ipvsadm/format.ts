@@ -72,8 +72,27 @@ export function printLargenum(i: number, exact = false): string {
 // ---------------------------------------------------------------------------------------
 // Addresses as ipvsadm prints them
 
+/**
+ * A per-address cache for a listing: a table of 10,000 services names the same real
+ * servers over and over. Bounded: it starts again when full.
+ */
+function memo<T>(f: (addr: string) => T, max = 65536): (addr: string) => T {
+  const cache = new Map<string, T>();
+  return (addr) => {
+    let v = cache.get(addr);
+    if (v === undefined) {
+      if (cache.size >= max) cache.clear();
+      v = f(addr);
+      cache.set(addr, v);
+    }
+    return v;
+  };
+}
+
 /** inet_ntop text of an address, as glibc writes it (IPv4-mapped/compatible tails dotted). */
-export function ntop(addr: string): string {
+export const ntop = memo(ntopUncached);
+
+function ntopUncached(addr: string): string {
   const g = parseIPv4(addr) === null ? parseIPv6(addr) : null;
   if (!g) return addr;
   // glibc also dots IPv4-compatible addresses (::a.b.c.d); RFC 5952 (formatIPv6) does not.
@@ -116,7 +135,9 @@ function maskText(mask: number): string {
 // Sorting (libipvs ipvs_cmp_services / ipvs_cmp_dests, glibc qsort = merge sort)
 
 /** The address as the four 32-bit words of a `union nf_inet_addr` (IPv4 in word 0). */
-function unionWords(addr: string): [number, number, number, number] {
+const unionWords = memo(unionWordsUncached);
+
+function unionWordsUncached(addr: string): [number, number, number, number] {
   const v4 = parseIPv4(addr);
   if (v4 !== null) return [v4, 0, 0, 0];
   const g = parseIPv6(addr) ?? [0, 0, 0, 0, 0, 0, 0, 0];
@@ -133,24 +154,30 @@ const wrapDiff = (a: number, b: number): number => (a - b) | 0;
 
 /** ipvs_cmp_services: fwmark, family, protocol, address, port. */
 export function compareServices(a: ServiceView, b: ServiceView): number {
+  return cmpServices(a, unionWords(a.addr), b, unionWords(b.addr));
+}
+
+/** ipvs_cmp_dests: address (as wide as the first one's family), then port. */
+export function compareDests(a: DestView, b: DestView): number {
+  return cmpDests(a, unionWords(a.addr), b, unionWords(b.addr));
+}
+
+/** compareServices with each address's words given (parsed once per listing, not per comparison). */
+function cmpServices(a: ServiceView, wa: readonly number[], b: ServiceView, wb: readonly number[]): number {
   let r = wrapDiff(a.fwmark, b.fwmark);
   if (r) return r;
   r = (a.af === 6 ? 10 : 2) - (b.af === 6 ? 10 : 2);
   if (r) return r;
   r = PROTO_NUM[a.protocol] - PROTO_NUM[b.protocol];
   if (r) return r;
-  const wa = unionWords(a.addr);
-  const wb = unionWords(b.addr);
   const n = a.af === 6 ? 4 : 1;
   for (let i = 0; !r && i < n; i++) r = wrapDiff(wa[i]!, wb[i]!);
   if (r) return r;
   return a.port - b.port;
 }
 
-/** ipvs_cmp_dests: address (as wide as the first one's family), then port. */
-export function compareDests(a: DestView, b: DestView): number {
-  const wa = unionWords(a.addr);
-  const wb = unionWords(b.addr);
+/** compareDests with each address's words given. */
+function cmpDests(a: DestView, wa: readonly number[], b: DestView, wb: readonly number[]): number {
   const n = a.af === 6 ? 4 : 1;
   let r = 0;
   for (let i = 0; !r && i < n; i++) r = wrapDiff(wa[i]!, wb[i]!);
@@ -160,23 +187,52 @@ export function compareDests(a: DestView, b: DestView): number {
 
 /** glibc's msort: top-down, left half n/2, ties taken from the left. */
 export function mergeSort<T>(items: readonly T[], cmp: (a: T, b: T) => number): T[] {
-  if (items.length <= 1) return items.slice();
-  const n1 = Math.floor(items.length / 2);
-  const l = mergeSort(items.slice(0, n1), cmp);
-  const r = mergeSort(items.slice(n1), cmp);
-  const out: T[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < l.length && j < r.length) out.push(cmp(l[i]!, r[j]!) <= 0 ? l[i++]! : r[j++]!);
-  while (i < l.length) out.push(l[i++]!);
-  while (j < r.length) out.push(r[j++]!);
-  return out;
+  const a = items.slice();
+  if (a.length > 1) msort(a, 0, a.length, new Array<T>(a.length), cmp);
+  return a;
+}
+
+/** Sorts a[lo, hi) in place through tmp, splitting exactly as glibc's msort_with_tmp. */
+function msort<T>(a: T[], lo: number, hi: number, tmp: T[], cmp: (a: T, b: T) => number): void {
+  const n = hi - lo;
+  if (n <= 1) return;
+  const mid = lo + Math.floor(n / 2);
+  msort(a, lo, mid, tmp, cmp);
+  msort(a, mid, hi, tmp, cmp);
+  let i = lo;
+  let j = mid;
+  let k = lo;
+  while (i < mid && j < hi) tmp[k++] = cmp(a[i]!, a[j]!) <= 0 ? a[i++]! : a[j++]!;
+  while (i < mid) tmp[k++] = a[i++]!;
+  // What is left of the right half is already in place.
+  for (let x = lo; x < k; x++) a[x] = tmp[x]!;
+}
+
+/** An item with its address parsed into union words, for sorting. */
+interface Keyed<T> {
+  v: T;
+  w: [number, number, number, number];
+}
+
+function keyed<T extends { addr: string }>(items: readonly T[]): Keyed<T>[] {
+  return items.map((v) => ({ v, w: unionWords(v.addr) }));
+}
+
+/** Servers of one service in listing order. */
+export function sortedDests(dests: readonly DestView[], nosort = false): DestView[] {
+  if (nosort || dests.length <= 1) return dests.slice();
+  return mergeSort(keyed(dests), (a, b) => cmpDests(a.v, a.w, b.v, b.w)).map((k) => k.v);
+}
+
+/** Services in listing order, their servers not yet sorted (see sortedDests). */
+export function sortedServiceList(services: readonly ServiceView[], nosort = false): ServiceView[] {
+  if (nosort) return services.slice();
+  return mergeSort(keyed(services), (a, b) => cmpServices(a.v, a.w, b.v, b.w)).map((k) => k.v);
 }
 
 /** Services (and each one's servers) in listing order. */
 export function sortedServices(services: readonly ServiceView[], nosort = false): ServiceView[] {
-  const list = nosort ? services.slice() : mergeSort(services, compareServices);
-  return list.map((s) => ({ ...s, dests: nosort ? s.dests.slice() : mergeSort(s.dests, compareDests) }));
+  return sortedServiceList(services, nosort).map((s) => ({ ...s, dests: sortedDests(s.dests, nosort) }));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -225,7 +281,8 @@ function serviceName(s: ServiceView, rule: boolean, names?: Names): string {
   return s.af === 6 ? name : name.slice(0, 33);
 }
 
-function serviceEntry(s: ServiceView, o: FormatOptions, names?: Names): string {
+/** One service and its servers (`dests`: in listing order, s.dests unless given). */
+function serviceEntry(s: ServiceView, o: FormatOptions, names?: Names, dests: readonly DestView[] = s.dests): string {
   const svcName = serviceName(s, false, names);
   let out: string;
   const ln = (n: number) => printLargenum(n, o.exact);
@@ -247,7 +304,7 @@ function serviceEntry(s: ServiceView, o: FormatOptions, names?: Names): string {
     if (s.ops) out += ' ops';
   }
   out += '\n';
-  for (const d of s.dests) out += destEntry(s, d, o, names);
+  for (const d of dests) out += destEntry(s, d, o, names);
   return out;
 }
 
@@ -284,10 +341,16 @@ function destEntry(s: ServiceView, d: DestView, o: FormatOptions, names?: Names)
 
 /** `ipvsadm -L`: header line, titles, every service with its servers. */
 export function formatTable(table: TableView, o: FormatOptions = {}, names?: Names): string {
-  let out = `IP Virtual Server version ${table.version} (size=${table.size})\n`;
-  out += title(o);
-  for (const s of sortedServices(table.services, o.nosort)) out += serviceEntry(s, o, names);
-  return out;
+  return [...tableChunks(table, o, names)].join('');
+}
+
+/**
+ * formatTable piece by piece (the header, then one piece per service), so that a large
+ * listing is written as it is formatted instead of built as one string.
+ */
+export function* tableChunks(table: Pick<TableView, 'version' | 'size' | 'services'>, o: FormatOptions = {}, names?: Names): Generator<string> {
+  yield `IP Virtual Server version ${table.version} (size=${table.size})\n${title(o)}`;
+  for (const s of sortedServiceList(table.services, o.nosort)) yield serviceEntry(s, o, names, sortedDests(s.dests, o.nosort));
 }
 
 /** `ipvsadm -L -t VIP:port`: titles and the one service, no header line. */
@@ -300,10 +363,15 @@ export function formatService(service: ServiceView, o: FormatOptions = {}, names
 // -S
 
 /** `ipvsadm -S`: one -A line per service and one -a line per server, as -R reads them. */
-export function formatRules(table: TableView, o: FormatOptions = {}, names?: Names): string {
-  let out = '';
-  for (const s of sortedServices(table.services, o.nosort)) {
+export function formatRules(table: Pick<TableView, 'services'>, o: FormatOptions = {}, names?: Names): string {
+  return [...rulesChunks(table, o, names)].join('');
+}
+
+/** formatRules piece by piece: one piece per service with its servers. */
+export function* rulesChunks(table: Pick<TableView, 'services'>, o: FormatOptions = {}, names?: Names): Generator<string> {
+  for (const s of sortedServiceList(table.services, o.nosort)) {
     const svcName = serviceName(s, true, names);
+    let out = '';
     out += `-A ${svcName} -s ${s.scheduler}`;
     if (s.persistent) {
       out += ` -p ${s.persistent}`;
@@ -314,7 +382,7 @@ export function formatRules(table: TableView, o: FormatOptions = {}, names?: Nam
     if (s.ops) out += ' -o';
     if (s.schedFlags & ANY_SCHED_FLAG) out += ` -b ${schedFlagsText(s)}`;
     out += '\n';
-    for (const d of s.dests) {
+    for (const d of sortedDests(s.dests, o.nosort)) {
       const dname = addrPortName(d.af, d.addr, d.port, s.protocol, names);
       out += `-a ${svcName} -r ${dname} ${FWD_SWITCH[d.fwd]} -w ${d.weight}`;
       if (d.fwd === 'tunnel') {
@@ -325,8 +393,8 @@ export function formatRules(table: TableView, o: FormatOptions = {}, names?: Nam
       }
       out += '\n';
     }
+    yield out;
   }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -495,7 +563,7 @@ export function jsonDaemons(daemons: readonly SyncDaemonView[]): string {
 }
 
 /** Every address a non-numeric listing of these will print, for resolving ahead of time. */
-export function addressesOf(table?: TableView, conns?: readonly ConnView[]): string[] {
+export function addressesOf(table?: Pick<TableView, 'services'>, conns?: readonly ConnView[]): string[] {
   const set = new Set<string>();
   for (const s of table?.services ?? []) {
     if (!s.fwmark) set.add(s.addr);

@@ -21,20 +21,20 @@
  * - --json (tsvs extension) prints any listing as JSON of the same data, sorted the same
  *   way; addresses are never resolved in it.
  */
-import { lookup, lookupService } from 'node:dns/promises';
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 
 import type { ControlApi } from '../../api/control.js';
 import type { Op, ServiceKey, ServiceView, TableView } from '../../core/types.js';
+import { isTsvsError } from '../../core/errors.js';
 import { canonicalAddr } from '../../core/addr.js';
 import {
   addressesOf,
   formatConnections,
   formatDaemons,
-  formatRules,
   formatService,
-  formatTable,
   formatTimeouts,
+  rulesChunks,
+  tableChunks,
   jsonConnections,
   jsonDaemons,
   jsonOneService,
@@ -198,16 +198,28 @@ function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
   });
 }
 
-async function systemServices(): Promise<ServicesDb> {
-  try {
-    return parseServices(await readFile('/etc/services', 'utf8'));
-  } catch {
-    return builtinServices;
-  }
+/**
+ * /etc/services, read on first use: most commands (-Ln, -Sn, numeric -R lines) never
+ * look a port name up, and tsvsadm runs in loops where start-up time counts.
+ */
+function systemServices(): ServicesDb {
+  let db: ServicesDb | null = null;
+  const load = (): ServicesDb => {
+    if (db) return db;
+    try {
+      db = parseServices(readFileSync('/etc/services', 'utf8'));
+    } catch {
+      db = builtinServices;
+    }
+    return db;
+  };
+  return { portOf: (name, proto) => load().portOf(name, proto), nameOf: (port, proto) => load().nameOf(port, proto) };
 }
 
+// node:dns is loaded only when a name is looked up, for the same reason.
 async function systemLookupHost(name: string): Promise<string | null> {
   try {
+    const { lookup } = await import('node:dns/promises');
     const r = await lookup(name, { family: 4 });
     return r.address;
   } catch {
@@ -216,6 +228,7 @@ async function systemLookupHost(name: string): Promise<string | null> {
 }
 
 async function systemLookupAddr(addr: string): Promise<string | null> {
+  const { lookupService } = await import('node:dns/promises');
   // getnameinfo (lookupService) reads /etc/hosts as gethostbyaddr does; it answers with
   // the address itself when there is no name.
   const r = await withTimeout(
@@ -226,11 +239,11 @@ async function systemLookupAddr(addr: string): Promise<string | null> {
   return r === null || canonicalAddr(r) !== null ? null : r;
 }
 
-async function makeResolver(over: Partial<NameResolver> | undefined): Promise<NameResolver> {
+function makeResolver(over: Partial<NameResolver> | undefined): NameResolver {
   return {
     lookupHost: over?.lookupHost ?? systemLookupHost,
     lookupAddr: over?.lookupAddr ?? systemLookupAddr,
-    services: over?.services ?? (await systemServices()),
+    services: over?.services ?? systemServices(),
   };
 }
 
@@ -275,7 +288,7 @@ function sameService(s: ServiceView, k: ServiceKey): boolean {
  */
 export async function runIpvsadm(argv: string[], io: IpvsadmIO, api: ControlApi): Promise<number> {
   const progName = io.progName ?? 'tsvsadm';
-  const resolver = await makeResolver(io.resolve);
+  const resolver = makeResolver(io.resolve);
   const env: ParseEnv = { progName, services: resolver.services, lookupHost: (n) => resolver.lookupHost(n) };
 
   // ipvsadm with no arguments lists the table, names resolved.
@@ -339,13 +352,36 @@ async function applyOps(ops: Op[], io: IpvsadmIO, api: ControlApi): Promise<numb
   }
 }
 
+/** The most of a refused -R line that a message quotes. */
+const QUOTE_CHARS = 100;
+
+/** "line N: ..." for a refused -R line, quoting a bounded part of it. */
+function refusedLine(progName: string, n: number, line: string): string {
+  const text = line.length > QUOTE_CHARS ? `${line.slice(0, QUOTE_CHARS)}...` : line;
+  return `${progName}: -R: line ${n} refused, nothing was applied: ${text}\n`;
+}
+
+/**
+ * -R: every line is parsed first; a bad one is reported with ipvsadm's message and exit
+ * code plus its line number, and nothing is applied. Then all of them go to tsvsd as one
+ * atomic batch; a refusal there names the object (and the line when tsvsd says which
+ * operation it was) and also applies nothing.
+ */
 async function restore(io: IpvsadmIO, api: ControlApi, env: ParseEnv): Promise<number> {
   const input = await io.readStdin();
   const ops: Op[] = [];
+  /** The 1-based input line of each op. */
+  const opLines: number[] = [];
   const daemons: Array<Extract<Command, { cmd: 'start-daemon' | 'stop-daemon' }>> = [];
-  const lines = input.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.trim();
+  let lineNo = 0;
+  for (let from = 0; from < input.length; ) {
+    // Line by line without splitting a 50,000-line input into an array first.
+    let nl = input.indexOf('\n', from);
+    if (nl < 0) nl = input.length;
+    const raw = input.slice(from, nl);
+    from = nl + 1;
+    lineNo++;
+    const line = raw.trim();
     if (line === '' || line.startsWith('#')) continue;
     // Split as ipvsadm's config_stream does, dropping the word "ipvsadm" wherever it is.
     const words = line.split(/[ \t\r]+/).filter((w) => w !== '' && w !== 'ipvsadm');
@@ -353,27 +389,38 @@ async function restore(io: IpvsadmIO, api: ControlApi, env: ParseEnv): Promise<n
     const c = await parseCommand(words, env);
     switch (c.cmd) {
       case 'error':
-        io.stderr(c.text);
+        io.stderr(c.text + refusedLine(env.progName, lineNo, line));
         return c.exitCode;
       case 'apply':
         ops.push(c.op);
+        opLines.push(lineNo);
         break;
       case 'restore':
         // A nested -R: ipvsadm refuses it with the "Try" hint.
-        io.stderr(tryHelpText(env.progName));
+        io.stderr(tryHelpText(env.progName) + refusedLine(env.progName, lineNo, line));
         return 255;
       case 'start-daemon':
       case 'stop-daemon':
         daemons.push(c);
         break;
       default:
-        io.stderr(`${env.progName}: -R: line ${i + 1}: only commands that change the table can be restored\n`);
+        io.stderr(`${env.progName}: -R: line ${lineNo}: only commands that change the table can be restored\n`);
         return 2;
     }
   }
   if (ops.length) {
-    const code = await applyOps(ops, io, api);
-    if (code) return code;
+    try {
+      await api.apply(ops);
+    } catch (e) {
+      io.stderr(errorText(e));
+      if (isTsvsError(e)) {
+        // Which line it was, when tsvsd says which operation failed.
+        const index = (e as { index?: unknown }).index;
+        const where = typeof index === 'number' && opLines[index] !== undefined ? `line ${opLines[index]}: ` : '';
+        io.stderr(`${env.progName}: -R: ${where}${e.detail}; nothing was applied\n`);
+      }
+      return 255;
+    }
   }
   // Sync daemon lines run after the table is in place, in their order.
   for (const d of daemons) {
@@ -381,6 +428,31 @@ async function restore(io: IpvsadmIO, api: ControlApi, env: ParseEnv): Promise<n
     if (code) return code;
   }
   return 0;
+}
+
+/** Bytes gathered before one write to stdout: few writes, no listing-sized string. */
+const WRITE_BATCH_CHARS = 64 * 1024;
+
+/** Writes the pieces of a listing in batches. */
+function writeChunks(io: IpvsadmIO, chunks: Iterable<string>): void {
+  let buf = '';
+  for (const c of chunks) {
+    buf += c;
+    if (buf.length >= WRITE_BATCH_CHARS) {
+      io.stdout(buf);
+      buf = '';
+    }
+  }
+  if (buf) io.stdout(buf);
+}
+
+/** The table, streamed when the API can (large tables), whole otherwise. */
+async function readTable(api: ControlApi): Promise<Pick<TableView, 'version' | 'size' | 'services'>> {
+  if (!api.streamTable) return api.getTable();
+  const { head, services } = await api.streamTable();
+  const list: ServiceView[] = [];
+  for await (const s of services) list.push(s);
+  return { version: head.version, size: head.size, services: list };
 }
 
 async function list(
@@ -393,9 +465,13 @@ async function list(
   const wantNames = !o.numeric && !o.json;
   try {
     if (cmd.cmd === 'save') {
-      const table = await api.getTable();
+      if (o.json) {
+        io.stdout(jsonRules(await api.getTable(), o));
+        return 0;
+      }
+      const table = await readTable(api);
       const names = wantNames ? await namesFor(resolver, addressesOf(table)) : undefined;
-      io.stdout(o.json ? jsonRules(table, o) : formatRules(table, o, names));
+      writeChunks(io, rulesChunks(table, o, names));
       return 0;
     }
     switch (cmd.view) {
@@ -406,8 +482,9 @@ async function list(
         return 0;
       }
       case 'timeout': {
-        const table = await api.getTable();
-        io.stdout(o.json ? jsonTimeouts(table.timeouts) : formatTimeouts(table.timeouts));
+        // Only the timeouts, not the whole table, when the API can.
+        const t = api.getTimeouts ? await api.getTimeouts() : (await api.getTable()).timeouts;
+        io.stdout(o.json ? jsonTimeouts(t) : formatTimeouts(t));
         return 0;
       }
       case 'daemon': {
@@ -416,7 +493,17 @@ async function list(
         return 0;
       }
       case 'services': {
-        const table = await api.getTable();
+        if (o.json) {
+          const table = await api.getTable();
+          const svc = cmd.service ? table.services.find((s) => sameService(s, cmd.service!)) : undefined;
+          if (cmd.service && !svc) {
+            io.stderr('No such service\n');
+            return 1;
+          }
+          io.stdout(svc ? jsonOneService(svc, o) : jsonTable(table, o));
+          return 0;
+        }
+        const table = await readTable(api);
         if (cmd.service) {
           const key = cmd.service;
           const svc = table.services.find((s) => sameService(s, key));
@@ -424,13 +511,12 @@ async function list(
             io.stderr('No such service\n');
             return 1;
           }
-          const one: TableView = { ...table, services: [svc] };
-          const names = wantNames ? await namesFor(resolver, addressesOf(one)) : undefined;
-          io.stdout(o.json ? jsonOneService(svc, o) : formatService(svc, o, names));
+          const names = wantNames ? await namesFor(resolver, addressesOf({ services: [svc] })) : undefined;
+          io.stdout(formatService(svc, o, names));
           return 0;
         }
         const names = wantNames ? await namesFor(resolver, addressesOf(table)) : undefined;
-        io.stdout(o.json ? jsonTable(table, o) : formatTable(table, o, names));
+        writeChunks(io, tableChunks(table, o, names));
         return 0;
       }
     }
