@@ -132,15 +132,17 @@ export class RealServer implements SchedDest {
   }
 
   view(): DestView {
-    return {
-      ...this.config(),
-      activeconns: this.activeconns,
-      inactconns: this.inactconns,
-      persistconns: this.persistconns,
-      overloaded: this.overloaded,
-      stats: this.stats.snapshot(),
-      rates: this.stats.rates(),
-    };
+    // The fields are set on config()'s object rather than spread into a new one (same key
+    // order): V8 builds spread objects slowly, and a listing of 10,000 services makes
+    // 40,000 of these (measured: 1.0-1.65 s for the whole view, 0.35-0.56 s this way).
+    const v = this.config() as DestView;
+    v.activeconns = this.activeconns;
+    v.inactconns = this.inactconns;
+    v.persistconns = this.persistconns;
+    v.overloaded = this.overloaded;
+    v.stats = this.stats.snapshot();
+    v.rates = this.stats.rates();
+    return v;
   }
 }
 
@@ -283,8 +285,13 @@ export class VirtualService {
   }
 
   config(): ServiceConfig {
+    const k = this.key();
     const c: ServiceConfig = {
-      ...this.key(),
+      af: k.af,
+      protocol: k.protocol,
+      addr: k.addr,
+      port: k.port,
+      fwmark: k.fwmark,
       scheduler: this.scheduler,
       schedFlags: this.schedFlags,
       persistent: this.persistent,
@@ -298,11 +305,10 @@ export class VirtualService {
   }
 
   view(): ServiceView {
-    return {
-      ...this.config(),
-      dests: this.dests.map((d) => d.view()),
-      stats: this.stats.snapshot(),
-      rates: this.stats.rates(),
-    };
+    const v = this.config() as ServiceView;
+    v.dests = this.dests.map((d) => d.view());
+    v.stats = this.stats.snapshot();
+    v.rates = this.stats.rates();
+    return v;
   }
 }

@@ -559,6 +559,7 @@ export class NftablesDataPlane implements DataPlane {
     const c = this.mirrored.get(key);
     if (!c || c.dead || !c.dest || this.marks.get(`${c.svc.id}|${c.dest.id}`) !== e.mark) return;
     this.touched.set(key, { at: t.now(), destroyed: ev.kind === 'destroy' });
+    if (c.dest.uThreshold) this.eventThresholds.set(c.dest, { svc: c.svc });
     if (ev.kind === 'destroy') {
       t.dropConn(c);
       this.mirrored.delete(key);
@@ -748,6 +749,8 @@ export class NftablesDataPlane implements DataPlane {
   private eventMarks = new Set<number>();
   /** Read every counter at the next round (events were lost). */
   private readAllCounters = false;
+  /** Servers with thresholds whose connections an event changed since the last round (their OVERLOAD flag may have moved). */
+  private readonly eventThresholds = new Map<RealServer, { svc: VirtualService }>();
 
   /**
    * The named counters to read this round: those of the servers with conntrack entries now
@@ -785,12 +788,15 @@ export class NftablesDataPlane implements DataPlane {
   /** OVERLOAD flags as compiled into each fragment: services whose servers' flags differ now. */
   private overloadMoved(): Set<VirtualService> {
     const out = new Set<VirtualService>();
-    for (const { svc, dest } of this.owners.values()) {
-      if (!dest.uThreshold || out.has(svc)) continue;
-      const frag = this.frags.get(svc.id);
-      if (frag && frag.overloaded.has(this.marks.get(`${svc.id}|${dest.id}`)!) !== dest.overloaded) out.add(svc);
-    }
+    for (const { svc, dest } of this.owners.values()) if (dest.uThreshold && !out.has(svc) && this.compiledOverloadDiffers(svc)) out.add(svc);
     return out;
+  }
+
+  /** Whether a NAT service's servers' OVERLOAD flags differ from what its fragment was compiled with. */
+  private compiledOverloadDiffers(svc: VirtualService): boolean {
+    const frag = this.frags.get(svc.id);
+    if (!frag) return false;
+    return svc.dests.some((d) => frag.overloaded.has(this.marks.get(`${svc.id}|${d.id}`)!) !== d.overloaded);
   }
 
   /** The persistence sets' elements, with the service and server each belongs to. */
@@ -870,10 +876,11 @@ export class NftablesDataPlane implements DataPlane {
     const t = this.table!;
     const now = t.now();
     const byMark = this.owners;
-    // OVERLOAD as it was, for the servers whose connections this round changes.
-    const before = new Map<RealServer, { svc: VirtualService; was: boolean }>();
+    // The servers with thresholds whose connections this round (or an event since) changed.
+    const before = new Map<RealServer, { svc: VirtualService }>(this.eventThresholds);
+    this.eventThresholds.clear();
     const touch = (svc: VirtualService, dest: RealServer | null) => {
-      if (dest?.uThreshold && !before.has(dest)) before.set(dest, { svc, was: dest.overloaded });
+      if (dest?.uThreshold && !before.has(dest)) before.set(dest, { svc });
     };
     const seen = new Set<string>();
     // In chunks: decisions of the first-packet path run in between (a large table takes a while).
@@ -927,7 +934,7 @@ export class NftablesDataPlane implements DataPlane {
     }
     for (const [key, tch] of this.touched) if (tch.at < snapshotAt) this.touched.delete(key);
     const crossed = new Set<VirtualService>();
-    for (const [dest, { svc, was }] of before) if (dest.overloaded !== was) crossed.add(svc);
+    for (const { svc } of before.values()) if (this.compiledOverloadDiffers(svc)) crossed.add(svc);
     return crossed;
   }
 }
