@@ -4,7 +4,7 @@
  * at that step.
  */
 import { strict as assert } from 'node:assert';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -402,7 +402,16 @@ describe('state file: snapshot + journal', () => {
     let issued = 0;
     const capture = () => {
       const to = join(dir, `crash-${points.length}`);
-      cpSync(join(dir, 'live'), to, { recursive: true });
+      // File by file: a temp file renamed away while this runs is skipped (the disk could
+      // hold either name at that instant; the rename's own captures cover both sides).
+      mkdirSync(to, { recursive: true });
+      for (const name of readdirSync(join(dir, 'live'))) {
+        try {
+          writeFileSync(join(to, name), readFileSync(join(dir, 'live', name)));
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        }
+      }
       points.push({ dir: to, acked, issued });
     };
     const proto = await handleProto();

@@ -411,7 +411,7 @@ export class NftablesDataPlane implements DataPlane {
     let sent = { messages: 0, bytes: 0 };
     try {
       const head = [...newQueueFams].flatMap((f) => queueBaseCommands(f));
-      sent = this.sendChunked(pairs, head, goneQueueFams.flatMap((f) => queueRemoveCommands(f)), why);
+      sent = this.sendChunked(pairs, head, goneQueueFams.flatMap((f) => queueRemoveCommands(f)), why, [...newQueueFams].flatMap((f) => queueRemoveCommands(f)));
     } catch (e) {
       if (drPlan?.commands.length) {
         // The DR half went in: take it back, so that the batch is all or nothing.
@@ -441,7 +441,7 @@ export class NftablesDataPlane implements DataPlane {
    * 250). If the kernel refuses one, the ones already sent are taken back, so the batch is
    * still all or nothing as the table and its clients see it.
    */
-  private sendChunked(pairs: ReadonlyArray<[Fragment | undefined, Fragment | undefined]>, head: Cmd[], tail: Cmd[], why: string): { messages: number; bytes: number } {
+  private sendChunked(pairs: ReadonlyArray<[Fragment | undefined, Fragment | undefined]>, head: Cmd[], tail: Cmd[], why: string, undoHead: Cmd[] = []): { messages: number; bytes: number } {
     const total = { messages: 0, bytes: 0 };
     const done: Array<[Fragment | undefined, Fragment | undefined]> = [];
     let headSent = false;
@@ -467,6 +467,7 @@ export class NftablesDataPlane implements DataPlane {
             for (const [prev, next] of done.slice(i, i + CHUNK_SERVICES)) undo.fragment(next, prev);
             if (!undo.empty) this.sender.send(undo.commands(), `${why}: undo`);
           }
+          if (headSent && undoHead.length) this.sender.send(undoHead, `${why}: undo`);
         } catch (u) {
           this.opts.log('error', `nftables: ${why}: could not take back the part of the batch already in the kernel; it is ahead of the table until the next change to those services`, { err: (u as Error).message });
         }
