@@ -18,8 +18,6 @@ export class TxnBuilder {
   private readonly elemDels = new Map<string, Elem[]>();
   private readonly elemAdds = new Map<string, Elem[]>();
   private readonly removes: Cmd[] = [];
-  /** Services whose fragment changed (for logs and tests). */
-  changed = 0;
 
   /** Adds what turns `prev` (in the kernel, or undefined) into `next` (or undefined: the service goes). */
   fragment(prev: Fragment | undefined, next: Fragment | undefined): void {
@@ -31,7 +29,6 @@ export class TxnBuilder {
     }
     const f = (next ?? prev)!.f;
     if (!prev) return this.fresh(next!);
-    let touched = false;
     const prevCounters = new Set(prev?.counters);
     const nextCounters = new Set(next?.counters);
     for (const c of nextCounters) if (!prevCounters.has(c)) this.adds.push({ c: 'add-counter', f, name: c });
@@ -42,7 +39,6 @@ export class TxnBuilder {
     if (next && (!prev || JSON.stringify(prev.rules) !== JSON.stringify(next.rules))) {
       if (prev) this.rules.push({ c: 'flush-chain', f, name: next.chain });
       for (const rule of next.rules) this.rules.push({ c: 'add-rule', f, chain: next.chain, rule });
-      touched = true;
     }
     if (prev && !next) this.rules.push({ c: 'flush-chain', f, name: prev.chain });
     // Elements by identity (map + key); a changed value is removed and added again.
@@ -53,18 +49,15 @@ export class TxnBuilder {
       const n = nextElems.get(id);
       if (n && JSON.stringify(n.elem.data) === JSON.stringify(e.elem.data)) continue;
       push(this.elemDels, `${f}\u0000${e.set}`, { key: e.elem.key });
-      touched = true;
     }
     for (const [id, e] of nextElems) {
       const p = prevElems.get(id);
       if (p && JSON.stringify(p.elem.data) === JSON.stringify(e.elem.data)) continue;
       push(this.elemAdds, `${f}\u0000${e.set}`, e.elem);
-      touched = true;
     }
     if (prev && !next) this.removes.push({ c: 'delete-chain', f, name: prev.chain });
     for (const s of prev?.sets ?? []) if (!nextSets.has(s.name)) this.removes.push({ c: 'delete-set', f, name: s.name });
     for (const c of prevCounters) if (!nextCounters.has(c)) this.removes.push({ c: 'delete-counter', f, name: c });
-    if (touched || !prev || !next || prevCounters.size !== nextCounters.size) this.changed++;
   }
 
   /** A new service: everything added, nothing to compare. */
@@ -75,7 +68,6 @@ export class TxnBuilder {
     this.adds.push({ c: 'add-chain', f, chain: { name: next.chain } });
     for (const rule of next.rules) this.rules.push({ c: 'add-rule', f, chain: next.chain, rule });
     for (const e of next.elems) push(this.elemAdds, `${f}\u0000${e.set}`, e.elem);
-    this.changed++;
   }
 
   /** Raw commands that go first (a family's queue objects, a full load's tables). */
