@@ -7,7 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import { NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, type CtEvent } from './ctnetlink.js';
 import { CT_SHARED_BYTES, CTRL_INFLIGHT, CTRL_STOP, type CtWorkerConfig, type CtWorkerMessage } from './ct-shared.js';
-import { BOOTSTRAP } from './nfqueue.js';
+import { startWorker } from './nfqueue.js';
 
 export interface CtEventOptions {
   /** Network namespace file (/run/netns/NAME); absent: this process's namespace. */
@@ -50,9 +50,7 @@ export class CtEventReader {
   /** Starts the reader; resolves once it listens, rejects with the reason it cannot. */
   start(): Promise<void> {
     if (this.worker) return Promise.resolve();
-    const self = import.meta.url;
-    const underTsx = self.endsWith('.ts');
-    const cfg: CtWorkerConfig & { entry: string; tsx: string | null } = {
+    const cfg: CtWorkerConfig = {
       groups: (this.opts.kinds ?? ['new', 'update', 'destroy']).map((k) => GROUPS[k]),
       rcvBufBytes: this.opts.rcvBufBytes ?? 8 << 20,
       maxBatch: this.opts.maxBatch ?? 4096,
@@ -60,13 +58,11 @@ export class CtEventReader {
       markedOnly: this.opts.markedOnly ?? true,
       holdMs: this.opts.holdMs ?? 0,
       shared: this.shared,
-      entry: new URL(underTsx ? './ct-worker.ts' : './ct-worker.js', self).href,
-      tsx: underTsx ? import.meta.resolve('tsx/esm/api') : null,
       ...(this.opts.nsPath ? { nsPath: this.opts.nsPath } : {}),
     };
     Atomics.store(this.ctrl, CTRL_STOP, 0);
     Atomics.store(this.ctrl, CTRL_INFLIGHT, 0);
-    const w = new Worker(BOOTSTRAP, { eval: true, workerData: cfg, name: 'tsvs-ctevents' });
+    const w = startWorker('ct-worker', cfg, 'tsvs-ctevents');
     this.worker = w;
     return new Promise<void>((resolve, reject) => {
       let settled = false;

@@ -22,6 +22,17 @@ const { workerData } = require('node:worker_threads');
 })().catch((e) => { setImmediate(() => { throw e; }); });
 `;
 
+/**
+ * A worker thread running `script` (a sibling of this file, without its extension) through
+ * BOOTSTRAP: the .ts source under tsx (tests), the built .js otherwise.
+ */
+export function startWorker(script: string, cfg: object, name: string): Worker {
+  const self = import.meta.url;
+  const underTsx = self.endsWith('.ts');
+  const workerData = { ...cfg, entry: new URL(`./${script}${underTsx ? '.ts' : '.js'}`, self).href, tsx: underTsx ? import.meta.resolve('tsx/esm/api') : null };
+  return new Worker(BOOTSTRAP, { eval: true, workerData, name });
+}
+
 export interface NfQueueOptions {
   queue: number;
   nsPath?: string;
@@ -53,18 +64,14 @@ export class NfQueueReader {
   /** Starts the reader; resolves once the queue is bound, rejects with a TsvsError saying why not. */
   start(): Promise<void> {
     if (this.worker) return Promise.resolve();
-    const self = import.meta.url;
-    const underTsx = self.endsWith('.ts');
-    const cfg: WorkerConfig & { entry: string; tsx: string | null } = {
+    const cfg: WorkerConfig = {
       queue: this.opts.queue,
       timeoutMs: this.opts.timeoutMs,
       shared: this.shared,
-      entry: new URL(underTsx ? './nfq-worker.ts' : './nfq-worker.js', self).href,
-      tsx: underTsx ? import.meta.resolve('tsx/esm/api') : null,
       ...(this.opts.nsPath ? { nsPath: this.opts.nsPath } : {}),
     };
     Atomics.store(this.ctrl, CTRL_STOP, 0);
-    const w = new Worker(BOOTSTRAP, { eval: true, workerData: cfg, name: 'tsvs-nfqueue' });
+    const w = startWorker('nfq-worker', cfg, 'tsvs-nfqueue');
     this.worker = w;
     return new Promise<void>((resolve, reject) => {
       let settled = false;
