@@ -11,7 +11,7 @@
  * Written by hand rather than with prom-client: every value is read from the table at
  * scrape time, which is the "custom collector" case prom-client handles least directly.
  */
-import { HEALTH_STATES } from './health.js';
+import { HEALTH_STATES } from '../health/source.js';
 import type { ServerStatus, ServiceStatus, StatusView } from './routes/view.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';

@@ -7,7 +7,8 @@ import { stringify } from 'yaml';
 import { formatIPv4 } from '../core/addr.js';
 import type { FwdMethod } from '../core/types.js';
 import { formatDiagnostic } from './errors.js';
-import type { CheckerConfig, RealServerConfig, TsvsConfig, VirtualServiceConfig } from './model.js';
+import type { CheckerConfig } from '../health/model.js';
+import type { RealServerConfig, TsvsConfig, VirtualServiceConfig } from './model.js';
 import { SCHED_FLAGS } from './yaml.js';
 
 const METHOD_NAME: Record<FwdMethod, string> = { masq: 'nat', route: 'dr', tunnel: 'tunnel', fullnat: 'fullnat' };

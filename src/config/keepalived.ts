@@ -13,15 +13,12 @@ import { canonicalAddr, familyOf, formatIPv4, parseIPv4, parseMask4 } from '../c
 import { DEFAULT_PERSISTENT_TIMEOUT } from '../core/table.js';
 import type { Family, FwdMethod, Protocol, TunnelOptions } from '../core/types.js';
 import { DNS_TYPES } from '../health/dns.js';
+import { checkerDefaults, type CheckerConfig, type CheckerType, type HttpUrl } from '../health/model.js';
 import { ConfigError, formatDiagnostic, suggest } from './errors.js';
 import { KEEPALIVED_KEYWORDS } from './keepalived-keywords.js';
 import { lexKeepalived, type LexOptions, type Stmt } from './keepalived-lexer.js';
 import {
-  checkerDefaults,
-  type CheckerConfig,
-  type CheckerType,
   type Diagnostic,
-  type HttpUrl,
   type Origin,
   type RealServerConfig,
   type TsvsConfig,

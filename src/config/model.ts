@@ -1,86 +1,23 @@
 /**
  * The declarative configuration model that both file formats (YAML, keepalived.conf) are
- * read into: virtual services with their real servers and health checkers, the sorry
- * server, quorum, and the VRRP instances and scripts (src/ha). Plain data; times are in
- * seconds as in keepalived.conf, converted to milliseconds only where timers are set.
+ * read into: virtual services with their real servers (health checking's part of them,
+ * checkers, sorry server and quorum, is declared in src/health/model.ts), and the VRRP
+ * instances and scripts (src/ha), each with the place it was written. Plain data; times
+ * are in seconds as in keepalived.conf.
  */
-import type { DestConfig, FwdMethod, ServiceConfig, Timeouts } from '../core/types.js';
+import type { Timeouts } from '../core/types.js';
+import type { CheckedRealServer, CheckedService } from '../health/model.js';
 import type { SyncSettings } from '../sync/ha.js';
 
-export type CheckerType = 'tcp' | 'http' | 'https' | 'udp' | 'dns' | 'misc';
-
-/** Checker names as keepalived spells them, for logs ("TCP check of ..."). */
-export const CHECKER_LABEL: Record<CheckerType, string> = {
-  tcp: 'TCP',
-  http: 'HTTP',
-  https: 'SSL',
-  udp: 'UDP',
-  dns: 'DNS',
-  misc: 'MISC',
-};
-
-export interface HttpUrl {
-  path: string;
-  /** Accepted status ranges, inclusive; default [[200, 299]]. */
-  statusCodes: Array<[number, number]>;
-  /** Lowercase hex MD5 of the body, when set. */
-  digest?: string;
-  virtualhost?: string;
-}
-
-export interface CheckerConfig {
-  type: CheckerType;
-  /** Defaults to the real server's address and port. */
-  connectIp?: string;
-  connectPort?: number;
-  /** Source address to bind (keepalived bindto). */
-  bindto?: string;
-  /** Seconds between checks (delay_loop). */
-  interval: number;
-  /** Seconds a single attempt may take (connect_timeout). */
-  timeout: number;
-  /** Extra attempts after a failure before the checker fails (retry). */
-  retry: number;
-  /** Seconds between those attempts (delay_before_retry). */
-  delayBeforeRetry: number;
-  /** Consecutive failed checks before down (1 = keepalived). */
-  fall: number;
-  /** Consecutive passed checks before up (1 = keepalived). */
-  rise: number;
-  /** Start in the failed state (keepalived alpha). */
-  alpha: boolean;
-  http?: { urls: HttpUrl[]; virtualhost?: string; sni: boolean };
-  udp?: { payload?: string; requireReply: boolean; minReplyLength: number; maxReplyLength: number };
-  dns?: { type: string; name: string };
-  misc?: { path: string; timeout: number; dynamic: boolean };
-}
-
-export interface RealServerConfig extends DestConfig {
-  inhibitOnFailure: boolean;
-  notifyUp?: string;
-  notifyDown?: string;
-  checkers: CheckerConfig[];
+/** A real server as written in a config file. */
+export interface RealServerConfig extends CheckedRealServer {
   /** Where it was declared, for messages. */
   origin?: Origin;
 }
 
-export interface SorryServerConfig {
-  addr: string;
-  port: number;
-  fwd: FwdMethod;
-  /** Keep the sorry server in the table at weight 0 instead of removing it. */
-  inhibit: boolean;
-}
-
-export interface VirtualServiceConfig extends ServiceConfig {
+/** A virtual service as written in a config file. */
+export interface VirtualServiceConfig extends CheckedService {
   realServers: RealServerConfig[];
-  sorryServer?: SorryServerConfig;
-  quorum: number;
-  hysteresis: number;
-  quorumUp?: string;
-  quorumDown?: string;
-  /** Run quorum-down and real-server-down notifiers when the daemon stops. */
-  omega: boolean;
   origin?: Origin;
 }
 
@@ -173,36 +110,4 @@ export interface TsvsConfig {
   sync?: SyncSettings;
   /** Keywords parsed but not acted on (keepalived.conf), each with its place. */
   unsupported: Diagnostic[];
-}
-
-/** Checker defaults from keepalived.conf(5). */
-export function checkerDefaults(type: CheckerType): Omit<CheckerConfig, 'type'> {
-  return {
-    interval: 60,
-    timeout: 5,
-    retry: type === 'dns' ? 3 : type === 'misc' ? 0 : 1,
-    delayBeforeRetry: type === 'http' || type === 'https' ? 3 : 1,
-    fall: 1,
-    rise: 1,
-    alpha: false,
-  };
-}
-
-/** Text of a checker config that is equal exactly when two checkers behave the same. */
-export function checkerFingerprint(c: CheckerConfig): string {
-  return stableJson(c);
-}
-
-/** JSON with object keys sorted at every level, so equal data gives equal text. */
-export function stableJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
-  if (v && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .filter((k) => o[k] !== undefined)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v);
 }

@@ -9,20 +9,9 @@ import { canonicalAddr, familyOf, parseMask4 } from '../core/addr.js';
 import { DEFAULT_PERSISTENT_TIMEOUT } from '../core/table.js';
 import { SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3, type Family, type FwdMethod, type Protocol } from '../core/types.js';
 import { DNS_TYPES } from '../health/dns.js';
+import { checkerDefaults, type CheckerConfig, type CheckerType, type HttpUrl } from '../health/model.js';
 import { ConfigError, suggest } from './errors.js';
-import {
-  checkerDefaults,
-  type CheckerConfig,
-  type CheckerType,
-  type Diagnostic,
-  type HttpUrl,
-  type Origin,
-  type RealServerConfig,
-  type TsvsConfig,
-  type VirtualServiceConfig,
-  type VrrpInstanceConfig,
-  type VrrpScriptConfig,
-} from './model.js';
+import type { Diagnostic, Origin, RealServerConfig, TsvsConfig, VirtualServiceConfig, VrrpInstanceConfig, VrrpScriptConfig } from './model.js';
 import { validateServices } from './validate.js';
 import { validateVrrp } from './vrrp.js';
 import type { SyncSettings } from '../sync/ha.js';

@@ -4,7 +4,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import type { CheckerConfig } from '../config/model.js';
+import type { CheckerConfig } from './model.js';
 
 export interface CheckResult {
   ok: boolean;

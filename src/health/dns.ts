@@ -4,7 +4,7 @@
  * record arrives within connect_timeout.
  */
 import { randomInt } from 'node:crypto';
-import type { CheckerConfig } from '../config/model.js';
+import type { CheckerConfig } from './model.js';
 import { udpExchange, type CheckResult, type CheckTarget } from './checker.js';
 
 /** Query types keepalived's DNS_CHECK accepts. */

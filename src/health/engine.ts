@@ -5,7 +5,8 @@
  *   - `desiredDests` (pure): from the servers' health and the quorum, what each declared
  *     real server and the sorry server should look like in the table.
  *   - `HealthEngine`: timers, retries, notify scripts, logs, and the one path to the
- *     table, Director.apply, with only the operations that make the table match.
+ *     table, PoolControl.apply (the daemon's Director), with only the operations that
+ *     make the table match.
  *
  * Policy: a failed server is removed, or set to weight 0 with inhibit_on_failure (its open
  * connections finish); it comes back with its configured weight (or its MISC_CHECK dynamic
@@ -14,18 +15,10 @@
  */
 import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
-import type { HealthSource, ServerHealth as ApiServerHealth } from '../api/health.js';
 import { destId, serviceId, serviceLabel } from '../core/service.js';
 import type { DestConfig, Op, ServiceConfig, ServiceKey } from '../core/types.js';
-import type { Director } from '../daemon/director.js';
-import {
-  CHECKER_LABEL,
-  checkerFingerprint,
-  type CheckerConfig,
-  type RealServerConfig,
-  type TsvsConfig,
-  type VirtualServiceConfig,
-} from '../config/model.js';
+import { CHECKER_LABEL, checkerFingerprint, type CheckedRealServer, type CheckedService, type CheckerConfig } from './model.js';
+import type { HealthSource, ServerHealth } from './source.js';
 import type { CheckFn, CheckResult } from './checker.js';
 import { CHECKERS } from './index.js';
 import { splitCommand } from './misc.js';
@@ -69,7 +62,7 @@ export interface ServerStatus {
 }
 
 /** The weight a live server carries: its dynamic weight if a script set one, else the configured one. */
-export function liveWeight(rs: RealServerConfig, st: ServerStatus): number {
+function liveWeight(rs: CheckedRealServer, st: ServerStatus): number {
   return st.dynamicWeight ?? rs.weight;
 }
 
@@ -78,7 +71,8 @@ export function nextQuorum(wasUp: boolean, weightSum: number, quorum: number, hy
   return wasUp ? weightSum >= quorum - hysteresis : weightSum >= quorum + hysteresis;
 }
 
-export function liveWeightSum(svc: VirtualServiceConfig, status: (rs: RealServerConfig) => ServerStatus): number {
+/** The sum of the live weights of a service's servers, which the quorum is measured against. */
+function liveWeightSum(svc: CheckedService, status: (rs: CheckedRealServer) => ServerStatus): number {
   let sum = 0;
   for (const rs of svc.realServers) {
     const st = status(rs);
@@ -92,8 +86,8 @@ export function liveWeightSum(svc: VirtualServiceConfig, status: (rs: RealServer
  * for "absent". Servers the config does not declare are not in the map and are left alone.
  */
 export function desiredDests(
-  svc: VirtualServiceConfig,
-  status: (rs: RealServerConfig) => ServerStatus,
+  svc: CheckedService,
+  status: (rs: CheckedRealServer) => ServerStatus,
   quorumUp: boolean,
 ): Map<string, DestConfig | null> {
   const out = new Map<string, DestConfig | null>();
@@ -114,13 +108,13 @@ export function desiredDests(
   return out;
 }
 
-export function destConfigOf(rs: RealServerConfig): DestConfig {
+export function destConfigOf(rs: CheckedRealServer): DestConfig {
   const d: DestConfig = { af: rs.af, addr: rs.addr, port: rs.port, weight: rs.weight, fwd: rs.fwd, uThreshold: rs.uThreshold, lThreshold: rs.lThreshold };
   if (rs.tunnel) d.tunnel = rs.tunnel;
   return d;
 }
 
-export function serviceConfigOf(svc: VirtualServiceConfig): ServiceConfig {
+export function serviceConfigOf(svc: CheckedService): ServiceConfig {
   return {
     af: svc.af,
     protocol: svc.protocol,
@@ -174,13 +168,13 @@ interface CheckerRun {
 }
 
 interface ServerRun {
-  rs: RealServerConfig;
+  rs: CheckedRealServer;
   checkers: CheckerRun[];
   alive: boolean;
 }
 
 export interface ServiceRun {
-  cfg: VirtualServiceConfig;
+  cfg: CheckedService;
   key: ServiceKey;
   label: string;
   servers: Map<string, ServerRun>;
@@ -193,8 +187,18 @@ export interface PreparedHealth {
   desired(): Array<{ service: ServiceConfig; dests: Map<string, DestConfig | null> }>;
 }
 
+/**
+ * The engine's hold on the table, which the daemon's Director provides: read the real
+ * servers a service has now, and apply a batch of operations.
+ */
+export interface PoolControl {
+  readonly table: { get(key: ServiceKey): { readonly dests: ReadonlyArray<{ config(): DestConfig }> } | undefined };
+  /** Applies the operations as one batch; rejects, changing nothing, if the table refuses one. */
+  apply(ops: readonly Op[]): Promise<void>;
+}
+
 export interface HealthEngineOptions {
-  director: Director;
+  director: PoolControl;
   log: Logger;
   /** Checker implementations; tests replace them. */
   checkers?: Partial<Record<CheckerConfig['type'], CheckFn>>;
@@ -219,7 +223,7 @@ export class HealthEngine implements HealthSource {
   /**
    * Takes a configuration at once (start, tests): prepare + commit.
    */
-  load(config: TsvsConfig): void {
+  load(config: { services: readonly CheckedService[] }): void {
     this.commit(this.prepare(config));
   }
 
@@ -228,7 +232,7 @@ export class HealthEngine implements HealthSource {
    * and checkers already running with the same settings keep their state (a reload); new
    * ones start up, or down with alpha. `commit` puts it into effect; dropping it is free.
    */
-  prepare(config: TsvsConfig): PreparedHealth {
+  prepare(config: { services: readonly CheckedService[] }): PreparedHealth {
     const next = new Map<string, ServiceRun>();
     for (const cfg of config.services) {
       const key: ServiceKey = { af: cfg.af, protocol: cfg.protocol, addr: cfg.addr, port: cfg.port, fwmark: cfg.fwmark };
@@ -314,14 +318,14 @@ export class HealthEngine implements HealthSource {
     return this.queue;
   }
 
-  get(service: ServiceKey, dest: string): ApiServerHealth {
+  get(service: ServiceKey, dest: string): ServerHealth {
     const srv = this.services.get(serviceId(service))?.servers.get(dest);
     if (!srv || !srv.checkers.length) return { state: 'unchecked' };
     const last = srv.checkers
       .map((c) => c.last)
       .filter((l): l is NonNullable<typeof l> => !!l)
       .sort((a, b) => Number(a.ok) - Number(b.ok))[0];
-    const out: ApiServerHealth = { state: srv.alive ? 'up' : 'down', checker: srv.checkers.map((c) => c.cfg.type).join('+') };
+    const out: ServerHealth = { state: srv.alive ? 'up' : 'down', checker: srv.checkers.map((c) => c.cfg.type).join('+') };
     if (last) out.lastCheck = { at: last.at, ok: last.ok, reason: last.reason, latencyMs: last.latencyMs };
     return out;
   }
@@ -332,7 +336,7 @@ export class HealthEngine implements HealthSource {
     return liveWeightSum(s.cfg, (rs) => this.statusOf(s, rs));
   }
 
-  private statusOf(s: ServiceRun, rs: RealServerConfig): ServerStatus {
+  private statusOf(s: ServiceRun, rs: CheckedRealServer): ServerStatus {
     const srv = s.servers.get(destId(rs));
     if (!srv) return { alive: true };
     const dyn = srv.checkers.map((c) => c.dynamicWeight).find((w) => w !== undefined);
@@ -456,7 +460,7 @@ export class HealthEngine implements HealthSource {
     }
   }
 
-  /** Makes the table's declared servers of `s` match its health, through Director.apply. */
+  /** Makes the table's declared servers of `s` match its health, through PoolControl.apply. */
   private reconcile(s: ServiceRun): void {
     this.queue = this.queue.then(async () => {
       if (this.services.get(serviceId(s.key)) !== s) return; // replaced by a reload meanwhile

@@ -1,5 +1,5 @@
 /** The checker registry: one function per checker type, each in its own file. */
-import type { CheckerType } from '../config/model.js';
+import type { CheckerType } from './model.js';
 import type { CheckFn } from './checker.js';
 import { dnsCheck } from './dns.js';
 import { httpCheck } from './http.js';

@@ -5,7 +5,7 @@
  * misc_timeout (default: the check interval) is killed with its whole process group.
  */
 import { spawn } from 'node:child_process';
-import type { CheckerConfig } from '../config/model.js';
+import type { CheckerConfig } from './model.js';
 import { errText, since, type CheckResult, type CheckTarget } from './checker.js';
 
 /** Splits a command line the way keepalived splits misc_path / notify scripts. */

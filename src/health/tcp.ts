@@ -1,6 +1,6 @@
 /** TCP_CHECK: the real server is up when a TCP connection to it completes within connect_timeout. */
 import { connect } from 'node:net';
-import type { CheckerConfig } from '../config/model.js';
+import type { CheckerConfig } from './model.js';
 import { errText, since, type CheckResult, type CheckTarget } from './checker.js';
 
 export function tcpCheck(cfg: CheckerConfig, t: CheckTarget): Promise<CheckResult> {

@@ -4,7 +4,7 @@
  * [min_reply_length, max_reply_length]; without it the server is down only when an ICMP
  * port-unreachable comes back (ECONNREFUSED on the connected socket).
  */
-import type { CheckerConfig } from '../config/model.js';
+import type { CheckerConfig } from './model.js';
 import { udpExchange, type CheckResult, type CheckTarget } from './checker.js';
 
 export function udpCheck(cfg: CheckerConfig, t: CheckTarget): Promise<CheckResult> {

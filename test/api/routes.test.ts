@@ -6,7 +6,7 @@
 import { strict as assert } from 'node:assert';
 import { after, before, describe, test } from 'node:test';
 import { HttpControlClient } from '../../src/api/client.js';
-import { UNCHECKED, type HealthSource } from '../../src/api/health.js';
+import { UNCHECKED, type HealthSource } from '../../src/health/source.js';
 import { openApiDocument } from '../../src/api/openapi.js';
 import { TsvsError } from '../../src/core/errors.js';
 import { openEcho, startEchoServer, waitFor, type EchoConn, type TestServer } from '../helper.js';

@@ -7,7 +7,7 @@
  */
 import { pino } from 'pino';
 import type { Hono } from 'hono';
-import type { ServerHealth, HealthSource } from '../../src/api/health.js';
+import type { ServerHealth, HealthSource } from '../../src/health/source.js';
 import { createControlApp } from '../../src/api/server.js';
 import { IpvsTable } from '../../src/core/table.js';
 import type { DestConfig, Op, ServiceConfig } from '../../src/core/types.js';

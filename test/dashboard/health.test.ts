@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import { writeSharedContent } from '../../src/demo/realserver.js';
 import { parsePrometheusText, valueOf } from '../api/promtext.js';
 import { ROOT, startTsvsd } from '../daemon/spawn.js';
-import type { HealthSource } from '../../src/api/health.js';
+import type { HealthSource } from '../../src/health/source.js';
 import { createControlApp, destConfig, freeVipPort, listen, serviceConfig, startDirector } from '../api/harness.js';
 import { freePort, httpGet, startEchoServer } from '../helper.js';
 import { haveChromium, launchBrowser } from './browser.js';

@@ -6,7 +6,8 @@ import { pino, type Logger } from 'pino';
 import { IpvsTable } from '../../src/core/table.js';
 import type { DataPlane } from '../../src/dataplane/dataplane.js';
 import { Director } from '../../src/daemon/director.js';
-import { checkerDefaults, type CheckerConfig, type CheckerType, type RealServerConfig, type VirtualServiceConfig } from '../../src/config/model.js';
+import type { RealServerConfig, VirtualServiceConfig } from '../../src/config/model.js';
+import { checkerDefaults, type CheckerConfig, type CheckerType } from '../../src/health/model.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -6,7 +6,8 @@
 import { destId, serviceId, serviceLabel, type VirtualService } from '../../core/service.js';
 import type { ConnView, DestView, Rates, ServiceView, Stats, Timeouts } from '../../core/types.js';
 import type { Director } from '../../daemon/director.js';
-import { dataPlaneCounters, NO_VRRP, UNCHECKED, type DataPlaneCounters, type HealthSource, type ServerHealth, type VrrpSource, type VrrpStatus } from '../health.js';
+import { UNCHECKED, type HealthSource, type ServerHealth } from '../../health/source.js';
+import { dataPlaneCounters, NO_VRRP, type DataPlaneCounters, type VrrpSource, type VrrpStatus } from '../health.js';
 
 /** A real server as the API shows it. */
 export interface ServerStatus extends DestView {
