@@ -7,7 +7,7 @@
 import { isTsvsError } from '../core/errors.js';
 import { ConfigError, formatDiagnostic } from '../config/errors.js';
 import { toYaml } from '../config/convert.js';
-import { loadConfig } from '../daemon/config.js';
+import { loadConfig } from '../config/load.js';
 
 const USAGE = `Usage: tsvs config check FILE     validate a config (YAML, keepalived.conf or ipvsadm rules)
        tsvs config convert FILE   print the YAML equivalent of a config

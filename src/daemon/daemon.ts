@@ -21,7 +21,7 @@ import { setupSync } from '../sync/ha.js';
 import { IpvsTable } from '../core/table.js';
 import type { Op } from '../core/types.js';
 import { createDataPlane, DATAPLANE_NAMES, type DataPlaneName } from '../dataplane/index.js';
-import { loadConfig, type LoadedConfig } from './config.js';
+import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { Director } from './director.js';
 import { ConfigManager, type ReloadResult } from './reload.js';
 import { configToOps, StateStore } from './state.js';

@@ -15,7 +15,7 @@ import { planReload } from '../config/diff.js';
 import type { TsvsConfig } from '../config/model.js';
 import { formatDiagnostic } from '../config/errors.js';
 import { HealthEngine } from '../health/engine.js';
-import { loadConfig, type LoadedConfig } from './config.js';
+import { loadConfig, type LoadedConfig } from '../config/load.js';
 import type { Director } from './director.js';
 
 export interface ReloadResult {

@@ -10,7 +10,7 @@ import { ConfigError, formatDiagnostic } from '../../src/config/errors.js';
 import { parseKeepalivedConfig } from '../../src/config/keepalived.js';
 import type { TsvsConfig, VirtualServiceConfig } from '../../src/config/model.js';
 import { parseYamlConfig } from '../../src/config/yaml.js';
-import { loadConfig } from '../../src/daemon/config.js';
+import { loadConfig } from '../../src/config/load.js';
 import { runConfig } from '../../src/cli/config.js';
 import { desiredDests, serviceConfigOf } from '../../src/health/engine.js';
 import { realServer, vservice } from '../health/helper.js';

@@ -1,5 +1,6 @@
 /**
- * `tsvsd --config FILE`. Three formats, detected from the file (src/config/detect.ts):
+ * Loads a config file (`tsvsd --config FILE`, `tsvs config check FILE`). Three formats,
+ * detected from the file (detect.ts):
  *   - YAML, the tsvs format (docs/config.md): services, real servers, health checks;
  *   - keepalived.conf: its LVS part (and vrrp_instance, kept for the HA work);
  *   - ipvsadm rules (`ipvsadm -S` / `ipvsadm-save` output, the file an LVS director
@@ -12,12 +13,12 @@ import { TsvsError } from '../core/errors.js';
 import { serviceId } from '../core/service.js';
 import type { Op } from '../core/types.js';
 import { builtinServices, parseCommand, parseServices, type ServicesDb } from '../cli/ipvsadm/parse.js';
-import { detectFormat, type ConfigFormat } from '../config/detect.js';
-import { ConfigError } from '../config/errors.js';
-import { parseKeepalivedConfig } from '../config/keepalived.js';
-import type { TsvsConfig, VirtualServiceConfig } from '../config/model.js';
-import { validateServices } from '../config/validate.js';
-import { parseYamlConfig } from '../config/yaml.js';
+import { detectFormat, type ConfigFormat } from './detect.js';
+import { ConfigError } from './errors.js';
+import { parseKeepalivedConfig } from './keepalived.js';
+import type { TsvsConfig, VirtualServiceConfig } from './model.js';
+import { validateServices } from './validate.js';
+import { parseYamlConfig } from './yaml.js';
 
 function loadServicesDb(): ServicesDb {
   try {
@@ -27,11 +28,7 @@ function loadServicesDb(): ServicesDb {
   }
 }
 
-/** Parses ipvsadm rules into operations; an error names the file and line. */
-export async function parseRules(text: string, file: string): Promise<Op[]> {
-  return (await parseRulesWithLines(text, file)).map((r) => r.op);
-}
-
+/** Parses ipvsadm rules into operations, each with its line; an error names the file and line. */
 async function parseRulesWithLines(text: string, file: string): Promise<Array<{ op: Op; line: number }>> {
   const env = {
     progName: 'tsvsd',
@@ -119,9 +116,4 @@ function rulesToConfig(rules: Array<{ op: Op; line: number }>, file: string): Ts
   const diags = validateServices(cfg.services, file);
   if (diags.length) throw new ConfigError(diags);
   return cfg;
-}
-
-/** The rule-format start path, unchanged: the operations of an ipvsadm rules file. */
-export async function loadConfigFile(path: string): Promise<Op[]> {
-  return parseRules(await readText(path), path);
 }
