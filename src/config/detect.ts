@@ -2,7 +2,7 @@
  * Which format a config file is in: YAML (tsvs), keepalived.conf, or ipvsadm rules
  * (`ipvsadm -S` output). Decided by the file name when it says (.yaml/.yml), else by content.
  */
-import { KEEPALIVED_KEYWORDS } from './keepalived-keywords.js';
+import { KEEPALIVED_KEYWORDS } from './keepalived/keywords.js';
 
 export type ConfigFormat = 'yaml' | 'keepalived' | 'ipvsadm';
 

@@ -15,7 +15,7 @@ import type { Op } from '../core/types.js';
 import { builtinServices, parseCommand, parseServices, type ServicesDb } from '../cli/ipvsadm/parse.js';
 import { detectFormat, type ConfigFormat } from './detect.js';
 import { ConfigError } from './errors.js';
-import { parseKeepalivedConfig } from './keepalived.js';
+import { parseKeepalivedConfig } from './keepalived/index.js';
 import type { TsvsConfig, VirtualServiceConfig } from './model.js';
 import { validateServices } from './validate.js';
 import { parseYamlConfig } from './yaml.js';

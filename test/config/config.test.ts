@@ -7,7 +7,7 @@ import { toYaml } from '../../src/config/convert.js';
 import { detectFormat } from '../../src/config/detect.js';
 import { planReload } from '../../src/config/diff.js';
 import { ConfigError, formatDiagnostic } from '../../src/config/errors.js';
-import { parseKeepalivedConfig } from '../../src/config/keepalived.js';
+import { parseKeepalivedConfig } from '../../src/config/keepalived/index.js';
 import type { TsvsConfig, VirtualServiceConfig } from '../../src/config/model.js';
 import { parseYamlConfig } from '../../src/config/yaml.js';
 import { loadConfig } from '../../src/config/load.js';

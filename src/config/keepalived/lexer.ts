@@ -9,7 +9,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
-import type { Diagnostic, Origin } from './model.js';
+import type { Diagnostic, Origin } from '../model.js';
 
 export interface Stmt {
   /** The keyword and its arguments. */
