@@ -221,13 +221,6 @@ export class HealthEngine implements HealthSource {
   }
 
   /**
-   * Takes a configuration at once (start, tests): prepare + commit.
-   */
-  load(config: { services: readonly CheckedService[] }): void {
-    this.commit(this.prepare(config));
-  }
-
-  /**
    * Builds the engine state for a configuration without touching the running one. Servers
    * and checkers already running with the same settings keep their state (a reload); new
    * ones start up, or down with alpha. `commit` puts it into effect; dropping it is free.
@@ -276,11 +269,6 @@ export class HealthEngine implements HealthSource {
     if (this.started) this.scheduleAll(false);
   }
 
-  /** The table contents the configuration asks for, given current health: whole services. */
-  desiredTable(): Array<{ service: ServiceConfig; dests: Map<string, DestConfig | null> }> {
-    return [...this.services.values()].map((s) => ({ service: serviceConfigOf(s.cfg), dests: this.desired(s) }));
-  }
-
   /** Starts every checker; the first check of each runs after a random part of its interval (keepalived warmup). */
   start(): void {
     this.started = true;
@@ -311,11 +299,6 @@ export class HealthEngine implements HealthSource {
       () => undefined,
     );
     return run;
-  }
-
-  /** Waits until every table change requested so far has been applied. */
-  idle(): Promise<void> {
-    return this.queue;
   }
 
   get(service: ServiceKey, dest: string): ServerHealth {
