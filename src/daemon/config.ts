@@ -11,7 +11,7 @@ import { lookup } from 'node:dns/promises';
 import { TsvsError } from '../core/errors.js';
 import { serviceId } from '../core/service.js';
 import type { Op } from '../core/types.js';
-import { builtinServices, parseCommand, parseServices, type ServicesDb } from '../cli/ipvsadm/parse.js';
+import { builtinServices, parseCommand, parseServices, type ServicesDb } from '../ipvsadm/parse.js';
 import { detectFormat, type ConfigFormat } from '../config/detect.js';
 import { ConfigError } from '../config/errors.js';
 import { parseKeepalivedConfig } from '../config/keepalived.js';

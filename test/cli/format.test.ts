@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
-import { formatConnections, mergeSort, ntop, printLargenum } from '../../src/cli/ipvsadm/format.js';
+import { formatConnections, mergeSort, ntop, printLargenum } from '../../src/ipvsadm/format.js';
 import { FakeApi, run, stubResolver } from './fake-api.js';
 import { connections, ipv4Table, ipv6Table, longNameTable, sortTable } from './fixtures/tables.js';
 

@@ -14,7 +14,7 @@ import {
   stringToNumber,
   type Command,
   type ParseEnv,
-} from '../../src/cli/ipvsadm/parse.js';
+} from '../../src/ipvsadm/parse.js';
 import { SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3, type Op } from '../../src/core/types.js';
 import { stubResolver } from './fake-api.js';
 

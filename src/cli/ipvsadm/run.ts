@@ -43,7 +43,7 @@ import {
   jsonTimeouts,
   ntop,
   type Names,
-} from './format.js';
+} from '../../ipvsadm/format.js';
 import {
   builtinServices,
   parseCommand,
@@ -53,7 +53,7 @@ import {
   type ListOptions,
   type ParseEnv,
   type ServicesDb,
-} from './parse.js';
+} from '../../ipvsadm/parse.js';
 
 /** tsvsadm's own version, shown by -v and -h. */
 export const TSVSADM_VERSION = '0.1.0';

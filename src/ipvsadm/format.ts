@@ -8,8 +8,8 @@
  * wrap-around quirks included, run through glibc's merge sort so that even their
  * non-transitive cases come out in ipvsadm's order.
  */
-import type { SyncDaemonView } from '../../api/control.js';
-import { formatIPv6, parseIPv4, parseIPv6 } from '../../core/addr.js';
+import type { SyncDaemonView } from '../api/control.js';
+import { formatIPv6, parseIPv4, parseIPv6 } from '../core/addr.js';
 import {
   SCHED_FLAG_1,
   SCHED_FLAG_2,
@@ -22,7 +22,7 @@ import {
   type ServiceView,
   type TableView,
   type Timeouts,
-} from '../../core/types.js';
+} from '../core/types.js';
 
 /** Listing switches (a subset of the parser's ListOptions). */
 export interface FormatOptions {

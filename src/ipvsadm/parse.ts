@@ -10,7 +10,7 @@
  * kernel interface stubbed out; where it differs from the upstream source or the man
  * page, the comment says which one we follow.
  */
-import { anyAddr, canonicalAddr, parseIPv4, parseIPv6 } from '../../core/addr.js';
+import { anyAddr, canonicalAddr, parseIPv4, parseIPv6 } from '../core/addr.js';
 import {
   SCHED_FLAG_1,
   SCHED_FLAG_2,
@@ -25,7 +25,7 @@ import {
   type ServiceKey,
   type TunCsum,
   type TunType,
-} from '../../core/types.js';
+} from '../core/types.js';
 
 /** Longest persistence / connection timeout ipvsadm accepts (31 days). */
 export const MAX_TIMEOUT = 86400 * 31;
