@@ -14,7 +14,7 @@ import type {
 } from '../../src/core/types.js';
 import type { IpvsadmIO, NameResolver } from '../../src/cli/ipvsadm/run.js';
 import { runIpvsadm } from '../../src/cli/ipvsadm/run.js';
-import { builtinServices } from '../../src/ipvsadm/parse.js';
+import { builtinServices } from '../../src/ipvsadm/services.js';
 
 export class FakeApi implements ControlApi {
   /** Every apply() call, in order (also the failed ones). */

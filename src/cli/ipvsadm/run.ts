@@ -1,8 +1,9 @@
 /**
- * tsvsadm: ipvsadm 1.31's command line over the tsvs control API. parse.ts turns argv into
- * a Command, this file carries it out through a ControlApi and writes what ipvsadm would
- * write, and format.ts lays out the listings. All I/O goes through IpvsadmIO so that the
- * whole program runs in tests without a daemon, a terminal or a network.
+ * tsvsadm: ipvsadm 1.31's command line over the tsvs control API. The ipvsadm library
+ * (src/ipvsadm/) turns argv into a Command and lays out the listings; this file carries
+ * the Command out through a ControlApi and writes what ipvsadm would write. All I/O goes
+ * through IpvsadmIO so that the whole program runs in tests without a daemon, a terminal
+ * or a network.
  *
  * Decisions where ipvsadm gives no answer:
  * - The program name in "Try `%s -h' ..." and in the usage text is `io.progName`
@@ -44,19 +45,11 @@ import {
   ntop,
   type Names,
 } from '../../ipvsadm/format.js';
-import {
-  builtinServices,
-  parseCommand,
-  parseServices,
-  tryHelpText,
-  type Command,
-  type ListOptions,
-  type ParseEnv,
-  type ServicesDb,
-} from '../../ipvsadm/parse.js';
+import { parseCommand, tryHelpText, type Command, type ListOptions, type ParseEnv } from '../../ipvsadm/parse.js';
+import { builtinServices, parseServices, type ServicesDb } from '../../ipvsadm/services.js';
 
 /** tsvsadm's own version, shown by -v and -h. */
-export const TSVSADM_VERSION = '0.1.0';
+const TSVSADM_VERSION = '0.1.0';
 
 /** Name lookups, injectable so that tests never touch DNS or /etc. */
 export interface NameResolver {
