@@ -56,8 +56,8 @@ function expectedLog(ops: Op[]): string[] {
   });
 }
 
-/** Tables whose -S covers methods, weights, persistence, masks, flags, ops and fwmarks. */
-function tables(): Array<[string, TableView]> {
+/** The IPv4 fixture and more: sched flags, OPS, port-zero persistence, a wide mask, a second fwmark. */
+function mixedTable(): TableView {
   const mixed = ipv4Table();
   mixed.services = [
     ...mixed.services,
@@ -65,8 +65,13 @@ function tables(): Array<[string, TableView]> {
     svc({ protocol: 'tcp', addr: '10.9.0.80', port: 0, scheduler: 'mh', schedFlags: 1, persistent: 7200, netmask: 0xfffff000 }),
     svc({ fwmark: 4242, addr: '0.0.0.0', port: 0, scheduler: 'lblcr', persistent: 360 }),
   ];
+  return mixed;
+}
+
+/** Tables whose -S covers methods, weights, persistence, masks, flags, ops and fwmarks. */
+function tables(): Array<[string, TableView]> {
   return [
-    ['ipv4 fixture and more', mixed],
+    ['ipv4 fixture and more', mixedTable()],
     ['sort fixture', sortTable()],
   ];
 }
@@ -88,10 +93,15 @@ const worlds: Array<[string, World, string[][]]> = [
   [
     'ipv4 fixture',
     { table: ipv4Table(), conns: connections(), daemons, resolve: stubResolver },
-    [['-L', '-t', '10.0.0.1:80'], ['-L', '-n', '-t', '10.0.0.1:80', '--stats'], ['-Ln', '-u', '192.168.100.200:53', '--rate'], ['-L', '-f', '7', '--thresholds']],
+    [
+      ['-L', '-t', '10.0.0.1:80'],
+      ['-L', '-n', '-t', '10.0.0.1:80', '--stats'],
+      ['-Ln', '-u', '192.168.100.200:53', '--rate'],
+      ['-L', '-f', '7', '--thresholds'],
+    ],
   ],
   ['ipv4 fixture, other timeouts and no daemons', { table: { ...ipv4Table(), timeouts: { tcp: 0, tcpfin: 5, udp: 86400 * 31 } }, resolve: stubResolver }, []],
-  ['ipv4 fixture and more', { table: tables()[0]![1], resolve: stubResolver }, [['-Ln', '-t', '10.9.0.80:0'], ['-L', '-f', '4242']]],
+  ['ipv4 fixture and more', { table: mixedTable(), resolve: stubResolver }, [['-Ln', '-t', '10.9.0.80:0'], ['-L', '-f', '4242']]],
   ['sort fixture', { table: sortTable(), resolve: stubResolver }, [['-Ln', '-f', '4294967295']]],
   ['long names', { table: longNameV4(), resolve: stubResolver }, [['-L', '-t', '10.0.0.1:8080', '--persistent-conn']]],
 ];
@@ -144,6 +154,7 @@ describe('the real ipvsadm -R accepts tsvsadm -S output', gate(), () => {
   test('build the shim', () => {
     shim = buildShim(dir);
   });
+
   for (const [name, table] of tables()) {
     test(name, async () => {
       const saved = await run(['-S', '-n'], new FakeApi(table));
