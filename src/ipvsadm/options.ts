@@ -83,6 +83,7 @@ export class OptionsSeen {
     this.bits.add(bit);
   }
 
+  /** Whether the command line has used the option. */
   has(name: OptName): boolean {
     return this.bits.has(OPTC[name]);
   }

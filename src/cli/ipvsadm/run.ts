@@ -45,7 +45,7 @@ import {
   ntop,
   type Names,
 } from '../../ipvsadm/format.js';
-import { parseCommand, tryHelpText, type Command, type ListOptions, type ParseEnv } from '../../ipvsadm/parse.js';
+import { parseCommand, tryHelpText, type Command, type ListOptions, type ParseEnv, type ParseError } from '../../ipvsadm/parse.js';
 import { builtinServices, parseServices, type ServicesDb } from '../../ipvsadm/services.js';
 
 /** tsvsadm's own version, shown by -v and -h. */
@@ -285,7 +285,7 @@ export async function runIpvsadm(argv: string[], io: IpvsadmIO, api: ControlApi)
   const env: ParseEnv = { progName, services: resolver.services, lookupHost: (n) => resolver.lookupHost(n) };
 
   // ipvsadm with no arguments lists the table, names resolved.
-  const cmd: Command | { cmd: 'error'; text: string; exitCode: number } =
+  const cmd: Command | ParseError =
     argv.length === 0 ? { cmd: 'list', view: 'services', opts: LIST_DEFAULTS } : await parseCommand(argv, env);
 
   switch (cmd.cmd) {
