@@ -4,16 +4,10 @@
  * control socket.
  */
 import type { ConnView, Op, ServiceView, TableView, Timeouts } from '../core/types.js';
+import type { SyncDaemonConfig } from '../sync/manager.js';
 
 /** Sync daemon state as `ipvsadm -L --daemon` lists it. */
-export interface SyncDaemonView {
-  state: 'master' | 'backup';
-  mcastIfn: string;
-  syncid: number;
-  maxlen?: number;
-  group?: string;
-  port?: number;
-  ttl?: number;
+export interface SyncDaemonView extends SyncDaemonConfig {
   /** The daemon's message counters (tsvs extension; not printed by -L --daemon). */
   counters?: unknown;
 }

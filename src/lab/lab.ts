@@ -37,7 +37,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { connect } from 'node:net';
-import { drSteps } from '../cli/realserver.js';
+import { drSteps } from '../realserver/steps.js';
 
 export const CLIENT_ADDR = '198.18.0.10';
 export const VIP_ADDR = '198.18.0.1';

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loggedBatchMs } from '../../bench/scale-daemon.js';
 import { ChangeStream, changeArgs, changeOp, realsOf, rulesText, vipOf, type Plan } from '../../bench/scale-plan.js';
-import { builtinServices, parseCommand, type ParseEnv } from '../../src/cli/ipvsadm/parse.js';
+import { parseCommand, type ParseEnv } from '../../src/ipvsadm/parse.js';
+import { builtinServices } from '../../src/ipvsadm/services.js';
 import { IpvsTable } from '../../src/core/table.js';
 import type { Op } from '../../src/core/types.js';
 

@@ -14,7 +14,7 @@ import type {
 } from '../../src/core/types.js';
 import type { IpvsadmIO, NameResolver } from '../../src/cli/ipvsadm/run.js';
 import { runIpvsadm } from '../../src/cli/ipvsadm/run.js';
-import { builtinServices } from '../../src/cli/ipvsadm/parse.js';
+import { builtinServices } from '../../src/ipvsadm/services.js';
 
 export class FakeApi implements ControlApi {
   /** Every apply() call, in order (also the failed ones). */
@@ -121,6 +121,12 @@ export const stubResolver: NameResolver = {
   },
   services: builtinServices,
 };
+
+/**
+ * The names the IPv4 goldens were listed with (those of the machine that first produced
+ * them): only 127.0.0.1 has a host name; ports are named from the built-in services.
+ */
+export const goldenResolver: NameResolver = { ...stubResolver, lookupAddr: async (a) => (a === '127.0.0.1' ? 'localhost' : null) };
 
 export interface RunResult {
   code: number;

@@ -1,14 +1,15 @@
 /**
- * Golden tests of tsvsadm's listings. The ipv4-* and sort-* goldens are the output of the
- * real ipvsadm 1.31 for the same tables (see fixtures/oracle/); the others were checked
- * by hand against ipvsadm.c's printf formats. Trailing blanks matter and are compared.
+ * Golden tests of tsvsadm's listings. The ipv4-*, sort-* and conn-* goldens are the output
+ * of the real ipvsadm 1.31 for the same data (fixtures/oracle/generate.ts); the others
+ * were produced by tsvs and checked by hand against ipvsadm.c's printf formats
+ * (fixtures/README.md lists each one's source). Trailing blanks matter and are compared.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
-import { formatConnections, mergeSort, ntop, printLargenum } from '../../src/cli/ipvsadm/format.js';
-import { FakeApi, run, stubResolver } from './fake-api.js';
+import { formatConnections, mergeSort, ntop, printLargenum } from '../../src/ipvsadm/format.js';
+import { FakeApi, goldenResolver, run, stubResolver } from './fake-api.js';
 import { connections, ipv4Table, ipv6Table, longNameTable, sortTable } from './fixtures/tables.js';
 
 const golden = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
@@ -18,8 +19,6 @@ const daemons = [
   { state: 'master' as const, mcastIfn: 'eth0', syncid: 0, maxlen: 1472, group: '224.0.0.81', port: 8848, ttl: 1 },
 ];
 
-/** What glibc answered on the machine that produced the IPv4 goldens. */
-const oracleResolver = { ...stubResolver, lookupAddr: async (a: string) => (a === '127.0.0.1' ? 'localhost' : null) };
 
 async function listing(api: FakeApi, argv: string[], resolve = stubResolver): Promise<string> {
   const r = await run(argv, api, { resolve });
@@ -28,7 +27,7 @@ async function listing(api: FakeApi, argv: string[], resolve = stubResolver): Pr
   return r.stdout;
 }
 
-describe('listings match ipvsadm 1.31 (IPv4 goldens from the real binary)', () => {
+describe('listings match ipvsadm 1.31 (goldens from the real binary)', () => {
   const cases: Array<[string, string[]]> = [
     ['ipv4-Ln.txt', ['-Ln']],
     ['ipv4-L.txt', ['-L']],
@@ -46,12 +45,23 @@ describe('listings match ipvsadm 1.31 (IPv4 goldens from the real binary)', () =
   ];
   for (const [file, argv] of cases) {
     it(`${argv.join(' ')} = ${file}`, async () => {
-      assert.equal(await listing(new FakeApi(ipv4Table()), argv, oracleResolver), golden(file));
+      assert.equal(await listing(new FakeApi(ipv4Table()), argv, goldenResolver), golden(file));
+    });
+  }
+
+  const connCases: Array<[string, string[]]> = [
+    ['conn-Lnc.txt', ['-Lnc']],
+    ['conn-Lc.txt', ['-Lc']],
+    ['conn-Lnc-persistent.txt', ['-Lnc', '--persistent-conn']],
+  ];
+  for (const [file, argv] of connCases) {
+    it(`${argv.join(' ')} = ${file}`, async () => {
+      assert.equal(await listing(new FakeApi(ipv6Table(), connections(), daemons), argv), golden(file));
     });
   }
 
   it('no arguments lists like -L', async () => {
-    assert.equal(await listing(new FakeApi(ipv4Table()), [], oracleResolver), golden('ipv4-L.txt'));
+    assert.equal(await listing(new FakeApi(ipv4Table()), [], goldenResolver), golden('ipv4-L.txt'));
   });
 
   it('-l, --list and bundled forms are the same command', async () => {
@@ -86,7 +96,7 @@ describe('listings match ipvsadm 1.31 (IPv4 goldens from the real binary)', () =
   });
 });
 
-describe('listings beyond what the IPv4 oracle can show (hand-checked goldens)', () => {
+describe('listings beyond what the oracle can show (tsvs-produced, hand-checked goldens)', () => {
   const api = () => new FakeApi(ipv6Table(), connections(), daemons);
   const cases: Array<[string, () => FakeApi, string[]]> = [
     ['ipv6-Ln.txt', api, ['-Ln']],
@@ -94,9 +104,6 @@ describe('listings beyond what the IPv4 oracle can show (hand-checked goldens)',
     ['ipv6-tun-info.txt', api, ['-Ln', '--tun-info']],
     ['ipv6-Sn.txt', api, ['-Sn']],
     ['ipv6-S.txt', api, ['-S']],
-    ['conn-Lnc.txt', api, ['-Lnc']],
-    ['conn-Lc.txt', api, ['-Lc']],
-    ['conn-Lnc-persistent.txt', api, ['-Lnc', '--persistent-conn']],
     ['daemon.txt', api, ['-L', '--daemon']],
     ['long-L.txt', () => new FakeApi(longNameTable()), ['-L']],
     ['long-stats.txt', () => new FakeApi(longNameTable()), ['-L', '--stats']],
@@ -209,5 +216,20 @@ describe('helpers', () => {
     assert.deepEqual(rules.timeouts, { tcp: 900, tcpfin: 120, udp: 300 });
     const one = JSON.parse(await listing(a, ['-L', '-t', '[2001:db8::1]:443', '--json']));
     assert.deepEqual(one.dests.map((d: { port: number }) => d.port), [443, 8443]);
+  });
+});
+
+describe('fixtures/README.md', () => {
+  it('names the source of every golden: the real ipvsadm, or tsvs itself', () => {
+    const rows = new Map(
+      golden('README.md')
+        .split('\n')
+        .map((l) => /^\| (\S+\.txt) \| ([^|]+) \|/.exec(l))
+        .filter((m) => m !== null)
+        .map((m) => [m[1]!, m[2]!.trim()]),
+    );
+    const files = readdirSync(new URL('./fixtures/', import.meta.url)).filter((f) => f.endsWith('.txt'));
+    assert.deepEqual([...rows.keys()].sort(), files.sort());
+    for (const [file, source] of rows) assert.match(source, /^(oracle|produced by tsvs, not an oracle)$/, file);
   });
 });

@@ -6,15 +6,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import {
-  builtinServices,
-  inetAton,
-  parseCommand,
-  parseServices,
-  stringToNumber,
-  type Command,
-  type ParseEnv,
-} from '../../src/cli/ipvsadm/parse.js';
+import { inetAton, stringToNumber } from '../../src/ipvsadm/libc.js';
+import { parseCommand, type Command, type ParseEnv } from '../../src/ipvsadm/parse.js';
+import { builtinServices, parseServices } from '../../src/ipvsadm/services.js';
 import { SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3, type Op } from '../../src/core/types.js';
 import { stubResolver } from './fake-api.js';
 

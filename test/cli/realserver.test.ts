@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { drSteps, runRealserver, tunSteps } from '../../src/cli/realserver.js';
+import { runRealserver } from '../../src/cli/realserver.js';
+import { drSteps, tunSteps } from '../../src/realserver/steps.js';
 import { findModule } from '../../src/dataplane/tunnel/support.js';
 import { privileged } from '../privileged.js';
 

@@ -7,8 +7,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { builtinServices, parseCommand, type ParseEnv } from '../../src/cli/ipvsadm/parse.js';
-import { sortedServices } from '../../src/cli/ipvsadm/format.js';
+import { parseCommand, type ParseEnv } from '../../src/ipvsadm/parse.js';
+import { builtinServices } from '../../src/ipvsadm/services.js';
+import { sortedServices } from '../../src/ipvsadm/format.js';
 import type { DestView, FwdMethod, Op, Protocol, ServiceView, TableView } from '../../src/core/types.js';
 import { SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3 } from '../../src/core/types.js';
 import { FakeApi, dest, emptyTable, run, stubResolver, svc } from './fake-api.js';

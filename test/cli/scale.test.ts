@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { formatRules, formatTable } from '../../src/cli/ipvsadm/format.js';
+import { formatRules, formatTable } from '../../src/ipvsadm/format.js';
 import { ENTRY, startTsvsd, type Tsvsd } from '../daemon/spawn.js';
 
 interface Run {

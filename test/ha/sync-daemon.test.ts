@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ControlApi } from '../../src/api/control.js';
 import { runIpvsadm } from '../../src/cli/ipvsadm/run.js';
-import { builtinServices } from '../../src/cli/ipvsadm/parse.js';
+import { builtinServices } from '../../src/ipvsadm/services.js';
 import { CLIENTS, REALS, ROOT, VIP, syncPairUp, type SyncPair } from '../sync/netns.js';
 import { privileged } from '../privileged.js';
 

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { HttpControlClient } from '../../src/api/client.js';
 import { createControlApp } from '../../src/api/server.js';
 import { runIpvsadm } from '../../src/cli/ipvsadm/run.js';
-import { builtinServices } from '../../src/cli/ipvsadm/parse.js';
+import { builtinServices } from '../../src/ipvsadm/services.js';
 import { SyncManager } from '../../src/sync/manager.js';
 import { interfaceAddress, type SocketParams } from '../../src/sync/transport.js';
 import { freeVipPort, listen, startDirector, type TestDirector } from '../api/harness.js';

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { formatRules } from '../../src/cli/ipvsadm/format.js';
+import { formatRules } from '../../src/ipvsadm/format.js';
 import { toYaml } from '../../src/config/convert.js';
 import { planReload } from '../../src/config/diff.js';
 import { parseYamlConfig } from '../../src/config/yaml.js';

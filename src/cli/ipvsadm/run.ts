@@ -1,8 +1,9 @@
 /**
- * tsvsadm: ipvsadm 1.31's command line over the tsvs control API. parse.ts turns argv into
- * a Command, this file carries it out through a ControlApi and writes what ipvsadm would
- * write, and format.ts lays out the listings. All I/O goes through IpvsadmIO so that the
- * whole program runs in tests without a daemon, a terminal or a network.
+ * tsvsadm: ipvsadm 1.31's command line over the tsvs control API. The ipvsadm library
+ * (src/ipvsadm/) turns argv into a Command and lays out the listings; this file carries
+ * the Command out through a ControlApi and writes what ipvsadm would write. All I/O goes
+ * through IpvsadmIO so that the whole program runs in tests without a daemon, a terminal
+ * or a network.
  *
  * Decisions where ipvsadm gives no answer:
  * - The program name in "Try `%s -h' ..." and in the usage text is `io.progName`
@@ -43,20 +44,12 @@ import {
   jsonTimeouts,
   ntop,
   type Names,
-} from './format.js';
-import {
-  builtinServices,
-  parseCommand,
-  parseServices,
-  tryHelpText,
-  type Command,
-  type ListOptions,
-  type ParseEnv,
-  type ServicesDb,
-} from './parse.js';
+} from '../../ipvsadm/format.js';
+import { parseCommand, tryHelpText, type Command, type ListOptions, type ParseEnv, type ParseError } from '../../ipvsadm/parse.js';
+import { builtinServices, parseServices, type ServicesDb } from '../../ipvsadm/services.js';
 
 /** tsvsadm's own version, shown by -v and -h. */
-export const TSVSADM_VERSION = '0.1.0';
+const TSVSADM_VERSION = '0.1.0';
 
 /** Name lookups, injectable so that tests never touch DNS or /etc. */
 export interface NameResolver {
@@ -292,7 +285,7 @@ export async function runIpvsadm(argv: string[], io: IpvsadmIO, api: ControlApi)
   const env: ParseEnv = { progName, services: resolver.services, lookupHost: (n) => resolver.lookupHost(n) };
 
   // ipvsadm with no arguments lists the table, names resolved.
-  const cmd: Command | { cmd: 'error'; text: string; exitCode: number } =
+  const cmd: Command | ParseError =
     argv.length === 0 ? { cmd: 'list', view: 'services', opts: LIST_DEFAULTS } : await parseCommand(argv, env);
 
   switch (cmd.cmd) {

@@ -8,8 +8,7 @@
  * wrap-around quirks included, run through glibc's merge sort so that even their
  * non-transitive cases come out in ipvsadm's order.
  */
-import type { SyncDaemonView } from '../../api/control.js';
-import { formatIPv6, parseIPv4, parseIPv6 } from '../../core/addr.js';
+import { formatIPv6, parseIPv4, parseIPv6 } from '../core/addr.js';
 import {
   SCHED_FLAG_1,
   SCHED_FLAG_2,
@@ -22,10 +21,11 @@ import {
   type ServiceView,
   type TableView,
   type Timeouts,
-} from '../../core/types.js';
+} from '../core/types.js';
+import type { SyncDaemonConfig } from '../sync/manager.js';
 
 /** Listing switches (a subset of the parser's ListOptions). */
-export interface FormatOptions {
+interface FormatOptions {
   stats?: boolean;
   rate?: boolean;
   thresholds?: boolean;
@@ -152,17 +152,7 @@ function unionWordsUncached(addr: string): [number, number, number, number] {
 /** (int)(a - b) for two u32s: libipvs subtracts unsigned values into an int. */
 const wrapDiff = (a: number, b: number): number => (a - b) | 0;
 
-/** ipvs_cmp_services: fwmark, family, protocol, address, port. */
-export function compareServices(a: ServiceView, b: ServiceView): number {
-  return cmpServices(a, unionWords(a.addr), b, unionWords(b.addr));
-}
-
-/** ipvs_cmp_dests: address (as wide as the first one's family), then port. */
-export function compareDests(a: DestView, b: DestView): number {
-  return cmpDests(a, unionWords(a.addr), b, unionWords(b.addr));
-}
-
-/** compareServices with each address's words given (parsed once per listing, not per comparison). */
+/** ipvs_cmp_services (fwmark, family, protocol, address, port), each address's words given (parsed once per listing). */
 function cmpServices(a: ServiceView, wa: readonly number[], b: ServiceView, wb: readonly number[]): number {
   let r = wrapDiff(a.fwmark, b.fwmark);
   if (r) return r;
@@ -176,7 +166,7 @@ function cmpServices(a: ServiceView, wa: readonly number[], b: ServiceView, wb: 
   return a.port - b.port;
 }
 
-/** compareDests with each address's words given. */
+/** ipvs_cmp_dests: address (as wide as the first one's family), then port; words given. */
 function cmpDests(a: DestView, wa: readonly number[], b: DestView, wb: readonly number[]): number {
   const n = a.af === 6 ? 4 : 1;
   let r = 0;
@@ -219,13 +209,13 @@ function keyed<T extends { addr: string }>(items: readonly T[]): Keyed<T>[] {
 }
 
 /** Servers of one service in listing order. */
-export function sortedDests(dests: readonly DestView[], nosort = false): DestView[] {
+function sortedDests(dests: readonly DestView[], nosort = false): DestView[] {
   if (nosort || dests.length <= 1) return dests.slice();
   return mergeSort(keyed(dests), (a, b) => cmpDests(a.v, a.w, b.v, b.w)).map((k) => k.v);
 }
 
 /** Services in listing order, their servers not yet sorted (see sortedDests). */
-export function sortedServiceList(services: readonly ServiceView[], nosort = false): ServiceView[] {
+function sortedServiceList(services: readonly ServiceView[], nosort = false): ServiceView[] {
   if (nosort) return services.slice();
   return mergeSort(keyed(services), (a, b) => cmpServices(a.v, a.w, b.v, b.w)).map((k) => k.v);
 }
@@ -433,7 +423,7 @@ export function formatTimeouts(t: Timeouts): string {
 }
 
 /** `ipvsadm -L --daemon`: master first, then backup, as the kernel reports them. */
-export function formatDaemons(daemons: readonly SyncDaemonView[]): string {
+export function formatDaemons(daemons: readonly SyncDaemonConfig[]): string {
   let out = '';
   for (const state of ['master', 'backup'] as const) {
     for (const d of daemons.filter((x) => x.state === state)) {
@@ -549,8 +539,8 @@ export function jsonTimeouts(t: Timeouts): string {
 }
 
 /** -L --daemon --json. */
-export function jsonDaemons(daemons: readonly SyncDaemonView[]): string {
-  const order = (d: SyncDaemonView) => (d.state === 'master' ? 0 : 1);
+export function jsonDaemons(daemons: readonly SyncDaemonConfig[]): string {
+  const order = (d: SyncDaemonConfig) => (d.state === 'master' ? 0 : 1);
   return pretty(
     daemons
       .slice()
