@@ -12,8 +12,7 @@ import { ESTIMATOR_INTERVAL_MS, StatsBlock } from './stats.js';
 import { TCP_DEFAULT_TIMEOUTS, TcpState, UDP_DEFAULT_TIMEOUT, type TcpDir, type TcpFlag } from './tcpstate.js';
 import type { ConnView, Op, ServiceKey, TableConfig, TableView, Timeouts } from './types.js';
 import { validateBatch } from './validate.js';
-import { getScheduler } from '../schedulers/index.js';
-import type { SchedInput, SchedulerFactory } from '../schedulers/scheduler.js';
+import type { SchedInput, SchedulerLookup } from './scheduler.js';
 
 export { checkServiceKey, MAX_TIMEOUT } from './validate.js';
 
@@ -91,10 +90,13 @@ export interface TableListener {
 }
 
 export interface TableOptions {
+  /**
+   * Where the table finds the scheduler a service names (src/schedulers' getScheduler in
+   * the daemon). A name it does not know is refused as ipvsadm refuses it.
+   */
+  schedulers: SchedulerLookup;
   /** Milliseconds, monotonic. Defaults to performance.now(). */
   now?: () => number;
-  /** Scheduler lookup; defaults to the built-in registry. */
-  schedulers?: (name: string) => SchedulerFactory | undefined;
   /** Uniform 32-bit random numbers for twos. */
   randomU32?: () => number;
   /** sysctl expire_quiescent_template: a template pointing at a weight-0 server is dropped when used. */
@@ -145,7 +147,7 @@ export class IpvsTable {
   /** Totals over every service (/proc/net/ip_vs_stats). */
   readonly totals = new StatsBlock();
   readonly now: () => number;
-  private readonly lookupScheduler: (name: string) => SchedulerFactory | undefined;
+  private readonly lookupScheduler: SchedulerLookup;
   private readonly randomU32: () => number;
   expireQuiescentTemplate: boolean;
   private lastEstimate: number;
@@ -154,9 +156,9 @@ export class IpvsTable {
   /** Every entry importSynced created (templates too), so listing them walks only them. */
   private readonly syncedAll = new Set<Conn>();
 
-  constructor(opts: TableOptions = {}) {
+  constructor(opts: TableOptions) {
     this.now = opts.now ?? (() => performance.now());
-    this.lookupScheduler = opts.schedulers ?? getScheduler;
+    this.lookupScheduler = opts.schedulers;
     this.randomU32 = opts.randomU32 ?? (() => Math.floor(Math.random() * 0x1_0000_0000));
     this.expireQuiescentTemplate = opts.expireQuiescentTemplate ?? false;
     this.conns = new ConnTable(

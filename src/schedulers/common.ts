@@ -13,7 +13,7 @@
  */
 import { addrFold, addrWords, parseIPv4 } from '../core/addr.js';
 import type { Family } from '../core/types.js';
-import type { SchedDest } from './scheduler.js';
+import type { SchedDest } from '../core/scheduler.js';
 
 /**
  * ip_vs_dest_conn_overhead(): an active connection is taken to cost 256 times an

@@ -5,7 +5,7 @@
  * server per lap, regardless of weight; the weight only decides 0 = unavailable.
  */
 import { foldAddr, GOLDEN_PRIME } from './common.js';
-import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 /** IP_VS_DH_TAB_BITS 8. */
 export const DH_TAB_SIZE = 256;

@@ -3,7 +3,7 @@
  * with the highest weight; the others are standbys. Strict `>`, so among equal highest
  * weights the first in list order wins.
  */
-import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 function foPick<D extends SchedDest>(dests: readonly D[]): D | null {
   let best: D | null = null;

@@ -16,7 +16,7 @@
  * scheduler in tsvs picks an overloaded server.
  */
 import { foldAddr, localityOverloaded, mulHash, wlcPick } from './common.js';
-import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 /** CHECK_EXPIRE_INTERVAL: how often the garbage collector runs (ms). */
 export const CHECK_EXPIRE_INTERVAL = 60 * 1000;

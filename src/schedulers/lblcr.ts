@@ -10,7 +10,7 @@
 import { connOverhead, foldAddr, hash32, localityOverloaded, wlcPick } from './common.js';
 import { CacheExpiry, DEFAULT_EXPIRATION, LBLC_TAB_BITS } from './lblc.js';
 import type { CacheEntry } from './lblc.js';
-import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 interface LblcrEntry<D> extends CacheEntry {
   /** The server set, newest first (list_add_rcu inserts at the head). */

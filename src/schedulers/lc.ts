@@ -3,7 +3,7 @@
  * overhead (activeconns * 256 + inactconns). The weight only matters as zero or not.
  */
 import { connOverhead } from './common.js';
-import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 /** lc's choice over a list: strict `<`, so ties go to the earlier server. */
 export function lcPick<D extends SchedDest>(dests: readonly D[]): D | null {

@@ -16,7 +16,7 @@
 import { SCHED_FLAG_1, SCHED_FLAG_2 } from '../core/types.js';
 import type { Family } from '../core/types.js';
 import { fls, foldAddr, foldForFamily, gcd, hsiphash32, hsiphashKey } from './common.js';
-import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 /** Table sizes the kernel can be built with (primes, so every skip is a generator). */
 const PRIMES = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071] as const;

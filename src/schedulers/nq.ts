@@ -2,7 +2,7 @@
  * nq - never queue (ip_vs_nq.c): an idle server (no active connections) gets the job at
  * once, the first one in list order; when none is idle, the sed choice.
  */
-import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 function nqPick<D extends SchedDest>(dests: readonly D[]): D | null {
   let least: D | null = null;

@@ -4,7 +4,7 @@
  * connections count, so the kernel warns it "might not be suitable for UDP" (UDP
  * connections stay inactive).
  */
-import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 function ovfPick<D extends SchedDest>(dests: readonly D[]): D | null {
   let best: D | null = null;

@@ -3,7 +3,7 @@
  * and continues after it, skipping overloaded and quiesced servers; a full circle that
  * finds nothing means "no destination available".
  */
-import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 class RoundRobin<D extends SchedDest> implements Scheduler<D> {
   /**

@@ -3,7 +3,7 @@
  * the delay a new job would see. Unlike wlc it ignores inactive connections and counts
  * the incoming job, which favours heavy servers when all are nearly idle.
  */
-import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 /** sed's choice over a list; same loop shape as wlc, with overhead = activeconns + 1. */
 export function sedPick<D extends SchedDest>(dests: readonly D[]): D | null {

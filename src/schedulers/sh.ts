@@ -9,7 +9,7 @@
  */
 import { SCHED_FLAG_1, SCHED_FLAG_2 } from '../core/types.js';
 import { foldAddr, GOLDEN_PRIME } from './common.js';
-import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 /** IP_VS_SH_TAB_BITS 8. */
 export const SH_TAB_SIZE = 256;

@@ -4,7 +4,7 @@
  * Randomness comes from env.randomU32() so that tests can replay a sequence.
  */
 import { connOverhead } from './common.js';
-import type { SchedDest, SchedEnv, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedEnv, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 function twosPick<D extends SchedDest>(dests: readonly D[], env: SchedEnv): D | null {
   const n = dests.length;
