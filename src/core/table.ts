@@ -467,28 +467,16 @@ export class IpvsTable {
   /** Counts client→server traffic for the connection's server, service and the total. */
   countIn(c: Conn, pkts: number, bytes: number): void {
     c.inPkts += pkts;
-    const d = c.dest;
-    if (d) {
-      d.stats.inpkts += pkts;
-      d.stats.inbytes += bytes;
-    }
-    c.svc.stats.inpkts += pkts;
-    c.svc.stats.inbytes += bytes;
-    this.totals.inpkts += pkts;
-    this.totals.inbytes += bytes;
+    c.dest?.stats.countIn(pkts, bytes);
+    c.svc.stats.countIn(pkts, bytes);
+    this.totals.countIn(pkts, bytes);
   }
 
   /** Counts server→client traffic. */
   countOut(c: Conn, pkts: number, bytes: number): void {
-    const d = c.dest;
-    if (d) {
-      d.stats.outpkts += pkts;
-      d.stats.outbytes += bytes;
-    }
-    c.svc.stats.outpkts += pkts;
-    c.svc.stats.outbytes += bytes;
-    this.totals.outpkts += pkts;
-    this.totals.outbytes += bytes;
+    c.dest?.stats.countOut(pkts, bytes);
+    c.svc.stats.countOut(pkts, bytes);
+    this.totals.countOut(pkts, bytes);
   }
 
   // ------------------------------------------------------------------ state sync (backup side)
