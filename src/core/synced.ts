@@ -107,7 +107,7 @@ export class SyncedConns {
       c.timeoutMs = (e.timeout || stateTimeout) * 1000;
     }
     c.inPkts = SYNC_THRESHOLD;
-    c.expires = now + c.timeoutMs;
+    conns.touch(c, now);
     return c;
   }
 
