@@ -168,7 +168,11 @@ interface LblcEntry<D> extends CacheEntry {
 
 class LocalityLeastConnection<D extends SchedDest> extends LocalityCache<D, LblcEntry<D>> {
   clone(svc: SchedService<D>, map: (d: D) => D): LocalityLeastConnection<D> {
-    return this.copyInto(new LocalityLeastConnection(svc, this.expiration), (en) => ({ bucket: en.bucket, lastuse: en.lastuse, dest: map(en.dest) }));
+    return this.copyInto(new LocalityLeastConnection(svc, this.expiration), (en) => ({
+      bucket: en.bucket,
+      lastuse: en.lastuse,
+      dest: map(en.dest),
+    }));
   }
 
   schedule(input: SchedInput): D | null {
