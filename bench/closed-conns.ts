@@ -10,6 +10,7 @@
  * compaction existed), for comparison on the same code.
  */
 import { IpvsTable } from '../src/core/table.js';
+import { getScheduler } from '../src/schedulers/index.js';
 import type { Conn } from '../src/core/conn.js';
 
 const N = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 100_000);
@@ -26,7 +27,7 @@ function heap(): number {
 }
 
 const clock = { t: 1_000_000 };
-const table = new IpvsTable({ now: () => clock.t });
+const table = new IpvsTable({ schedulers: getScheduler, now: () => clock.t });
 const svc = { af: 4 as const, protocol: 'tcp' as const, addr: '198.18.0.1', port: 80, fwmark: 0, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
 table.applyAll([
   { op: 'add-service', service: svc },

@@ -6,10 +6,11 @@
  *   node --import tsx bench/preview.ts [N]
  */
 import { IpvsTable } from '../src/core/table.js';
+import { getScheduler } from '../src/schedulers/index.js';
 import type { Op } from '../src/core/types.js';
 
 const N = Number(process.argv[2] ?? 10_000);
-const table = new IpvsTable();
+const table = new IpvsTable({ schedulers: getScheduler });
 const ops: Op[] = [];
 const svcOf = (i: number) => ({ af: 4 as const, protocol: 'tcp' as const, addr: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 80, fwmark: 0, scheduler: 'wrr', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' });
 const destOf = (j: number, weight = 1) => ({ af: 4 as const, addr: `198.19.0.${j}`, port: 80, weight, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 });

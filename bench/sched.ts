@@ -9,7 +9,7 @@
  */
 import { cpus } from 'node:os';
 import { getScheduler, schedulerNames } from '../src/schedulers/index.js';
-import type { SchedInput } from '../src/schedulers/scheduler.js';
+import type { SchedInput } from '../src/core/scheduler.js';
 import { FakeService, ip4, seededEnv, seededRandom } from '../test/schedulers/fake.js';
 import { writeSection } from './results.js';
 

@@ -13,6 +13,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IpvsTable } from '../src/core/table.js';
+import { getScheduler } from '../src/schedulers/index.js';
 import type { DestConfig, Op, ServiceConfig } from '../src/core/types.js';
 import { StateStore, writeFileAtomic } from '../src/daemon/state.js';
 import { writeSection } from './results.js';
@@ -37,7 +38,7 @@ const ms = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.
 
 async function main(): Promise<void> {
   const dir = arg('dir') ?? mkdtempSync(join(tmpdir(), 'tsvs-bench-state-'));
-  const table = new IpvsTable();
+  const table = new IpvsTable({ schedulers: getScheduler });
   const build: Op[] = [];
   for (let i = 0; i < N; i++) {
     build.push({ op: 'add-service', service: svc(i) });

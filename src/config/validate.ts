@@ -6,6 +6,7 @@
 import { TsvsError } from '../core/errors.js';
 import { destId, serviceId, serviceLabel } from '../core/service.js';
 import { IpvsTable } from '../core/table.js';
+import { getScheduler } from '../schedulers/index.js';
 import { destConfigOf, serviceConfigOf } from '../health/engine.js';
 import type { Diagnostic, Origin, VirtualServiceConfig } from './model.js';
 
@@ -23,7 +24,7 @@ export function validateServices(services: readonly VirtualServiceConfig[], file
       continue;
     }
     seen.set(id, svc);
-    const table = new IpvsTable();
+    const table = new IpvsTable({ schedulers: getScheduler });
     try {
       table.applyAll([{ op: 'add-service', service: serviceConfigOf(svc) }]);
     } catch (e) {
@@ -47,7 +48,7 @@ export function validateServices(services: readonly VirtualServiceConfig[], file
     if (svc.sorryServer) {
       const s = svc.sorryServer;
       try {
-        new IpvsTable().validate([
+        new IpvsTable({ schedulers: getScheduler }).validate([
           { op: 'add-service', service: serviceConfigOf(svc) },
           { op: 'add-server', service: svc, dest: { af: svc.af, addr: s.addr, port: s.port, weight: 1, fwd: s.fwd, uThreshold: 0, lThreshold: 0 } },
         ]);

@@ -15,18 +15,12 @@
 import { formatIPv4, parseIPv4 } from './addr.js';
 import type { RealServer, VirtualService } from './service.js';
 import { TCP_STATE_NAMES } from './tcpstate.js';
-import type { ConnView, Family } from './types.js';
+import type { ConnTuple, ConnView, Family } from './types.js';
 
 /** What a closed entry keeps of its connection. */
-export interface ClosedConnInput {
+export interface ClosedConnInput extends Readonly<ConnTuple> {
   readonly protocol: string;
   readonly af: Family;
-  readonly caddr: string;
-  readonly cport: number;
-  readonly vaddr: string;
-  readonly vport: number;
-  readonly daddr: string;
-  readonly dport: number;
   readonly svc: VirtualService;
   readonly dest: RealServer;
   /** TcpState (an inactive one). */

@@ -276,7 +276,7 @@ export class ConnTable {
     if (c.dead) return;
     this.setTcpState(c, tcpNextState(c.state as TcpState, dir, flag));
     c.timeoutMs = this.tcpTimeoutsMs[c.state] ?? 2000;
-    c.expires = now + c.timeoutMs;
+    this.touch(c, now);
   }
 
   /**
@@ -307,7 +307,7 @@ export class ConnTable {
   datagram(c: Conn, now: number): void {
     if (c.dead) return;
     c.timeoutMs = (c.flags & CONN_F_ONE_PACKET) !== 0 ? 0 : this.udpTimeoutMs;
-    c.expires = now + c.timeoutMs;
+    this.touch(c, now);
   }
 
   // ----- persistence templates -----
@@ -327,7 +327,7 @@ export class ConnTable {
     const vaddr = svc.addr;
     const c = this.create(protocol, svc.af, snet, 0, vaddr, svc.port, dest.addr, dest.port, svc, dest, CONN_F_TEMPLATE, now);
     c.timeoutMs = svc.persistent * 1000;
-    c.expires = now + c.timeoutMs;
+    this.touch(c, now);
     c.tplKey = key;
     this.templates.set(key, c);
     return c;

@@ -18,7 +18,7 @@ import type {
   ServiceView,
   TunnelOptions,
 } from './types.js';
-import type { SchedDest, Scheduler } from '../schedulers/scheduler.js';
+import type { SchedDest, Scheduler } from './scheduler.js';
 
 /** Stable text id of a service, used as a map key and in the API's URLs. */
 export function serviceId(k: ServiceKey): string {

@@ -20,6 +20,11 @@ function sar(x: number, n: number): number {
   return Math.floor(x / 2 ** n);
 }
 
+/** The average moved a quarter (W = 1/4) of the way to the new scaled rate. */
+function ewma(avg: number, rate: number): number {
+  return avg + sar(rate - avg, 2);
+}
+
 /** One set of counters with its estimator. */
 export class StatsBlock implements Stats {
   conns = 0;
@@ -43,26 +48,29 @@ export class StatsBlock implements Stats {
   /** One estimator step; call every ESTIMATOR_INTERVAL_MS. */
   estimate(): void {
     // Packets and connections: delta << 9 is "scaled by 2^10, divided by 2 seconds".
-    let rate = (this.conns - this.lastConns) * 512;
-    this.lastConns = this.conns;
-    this.cpsScaled += sar(rate - this.cpsScaled, 2);
-
-    rate = (this.inpkts - this.lastInpkts) * 512;
-    this.lastInpkts = this.inpkts;
-    this.inppsScaled += sar(rate - this.inppsScaled, 2);
-
-    rate = (this.outpkts - this.lastOutpkts) * 512;
-    this.lastOutpkts = this.outpkts;
-    this.outppsScaled += sar(rate - this.outppsScaled, 2);
-
+    this.cpsScaled = ewma(this.cpsScaled, (this.conns - this.lastConns) * 512);
+    this.inppsScaled = ewma(this.inppsScaled, (this.inpkts - this.lastInpkts) * 512);
+    this.outppsScaled = ewma(this.outppsScaled, (this.outpkts - this.lastOutpkts) * 512);
     // Bytes: delta << 4 is "scaled by 2^5, divided by 2 seconds".
-    rate = (this.inbytes - this.lastInbytes) * 16;
+    this.inbpsScaled = ewma(this.inbpsScaled, (this.inbytes - this.lastInbytes) * 16);
+    this.outbpsScaled = ewma(this.outbpsScaled, (this.outbytes - this.lastOutbytes) * 16);
+    this.lastConns = this.conns;
+    this.lastInpkts = this.inpkts;
+    this.lastOutpkts = this.outpkts;
     this.lastInbytes = this.inbytes;
-    this.inbpsScaled += sar(rate - this.inbpsScaled, 2);
-
-    rate = (this.outbytes - this.lastOutbytes) * 16;
     this.lastOutbytes = this.outbytes;
-    this.outbpsScaled += sar(rate - this.outbpsScaled, 2);
+  }
+
+  /** Counts client-to-server traffic. */
+  countIn(pkts: number, bytes: number): void {
+    this.inpkts += pkts;
+    this.inbytes += bytes;
+  }
+
+  /** Counts server-to-client traffic. */
+  countOut(pkts: number, bytes: number): void {
+    this.outpkts += pkts;
+    this.outbytes += bytes;
   }
 
   /** The rates as ip_vs_read_estimator rounds them. */

@@ -5,17 +5,15 @@
  * estimator when its owner calls `tick`. The daemon and the data planes drive it.
  */
 import { familyOf, maskAddr } from './addr.js';
-import { ConnTable, mergeTimeouts, CONN_F_ONE_PACKET, CONN_F_NOOUTPUT, CONN_F_SYNC, CONN_F_TEMPLATE, type Conn, type ConnProtocol } from './conn.js';
+import { ConnTable, mergeTimeouts, CONN_F_ONE_PACKET, CONN_F_NOOUTPUT, CONN_F_SYNC, type Conn } from './conn.js';
 import { TsvsError } from './errors.js';
 import { RealServer, VirtualService, serviceId, serviceKeyOf } from './service.js';
 import { ESTIMATOR_INTERVAL_MS, StatsBlock } from './stats.js';
-import { TCP_DEFAULT_TIMEOUTS, TcpState, UDP_DEFAULT_TIMEOUT, type TcpDir, type TcpFlag } from './tcpstate.js';
+import { SyncedConns, type SyncedEntry, type SyncImportMiss } from './synced.js';
+import { TCP_DEFAULT_TIMEOUTS, UDP_DEFAULT_TIMEOUT, type TcpDir, type TcpFlag } from './tcpstate.js';
 import type { ConnView, Op, ServiceKey, TableConfig, TableView, Timeouts } from './types.js';
 import { validateBatch } from './validate.js';
-import { getScheduler } from '../schedulers/index.js';
-import type { SchedInput, SchedulerFactory } from '../schedulers/scheduler.js';
-
-export { checkServiceKey, MAX_TIMEOUT } from './validate.js';
+import type { SchedInput, SchedulerLookup } from './scheduler.js';
 
 /** IPVS_SVC_PERSISTENT_TIMEOUT: what `-p` without a value means (the man page's 300 is wrong). */
 export const DEFAULT_PERSISTENT_TIMEOUT = 360;
@@ -91,42 +89,18 @@ export interface TableListener {
 }
 
 export interface TableOptions {
+  /**
+   * Where the table finds the scheduler a service names (src/schedulers' getScheduler in
+   * the daemon). A name it does not know is refused as ipvsadm refuses it.
+   */
+  schedulers: SchedulerLookup;
   /** Milliseconds, monotonic. Defaults to performance.now(). */
   now?: () => number;
-  /** Scheduler lookup; defaults to the built-in registry. */
-  schedulers?: (name: string) => SchedulerFactory | undefined;
   /** Uniform 32-bit random numbers for twos. */
   randomU32?: () => number;
   /** sysctl expire_quiescent_template: a template pointing at a weight-0 server is dropped when used. */
   expireQuiescentTemplate?: boolean;
 }
-
-/**
- * A connection entry or persistence template received from a sync master (see src/sync),
- * in the core's terms. Templates carry the client network in `caddr` and port 0.
- */
-export interface SyncedEntry {
-  protocol: ConnProtocol;
-  af: 4 | 6;
-  caddr: string;
-  cport: number;
-  vaddr: string;
-  vport: number;
-  daddr: string;
-  dport: number;
-  /** The service's firewall mark, 0 for address services. */
-  fwmark: number;
-  template: boolean;
-  /** TcpState for TCP, 0 otherwise; 0/1 (NONE/ASSURED) for templates. */
-  state: number;
-  /** Seconds until expiry; 0 means the protocol's timeout for the state (3 min for templates). */
-  timeout: number;
-  /** The master's NOOUTPUT flag (DR/TUN). */
-  noOutput?: boolean;
-}
-
-/** Why a synced entry could not be imported. */
-export type SyncImportMiss = 'no-service' | 'no-dest';
 
 /** A packet that may start a new connection. */
 export interface NewConnInput {
@@ -145,30 +119,29 @@ export class IpvsTable {
   /** Totals over every service (/proc/net/ip_vs_stats). */
   readonly totals = new StatsBlock();
   readonly now: () => number;
-  private readonly lookupScheduler: (name: string) => SchedulerFactory | undefined;
+  private readonly lookupScheduler: SchedulerLookup;
   private readonly randomU32: () => number;
   expireQuiescentTemplate: boolean;
   private lastEstimate: number;
-  /** Entries created by importSynced, by tuple, so a later message updates them. */
-  private readonly synced = new Map<string, Conn>();
-  /** Every entry importSynced created (templates too), so listing them walks only them. */
-  private readonly syncedAll = new Set<Conn>();
+  /** What importSynced created, indexed. */
+  private readonly synced: SyncedConns;
 
-  constructor(opts: TableOptions = {}) {
+  constructor(opts: TableOptions) {
     this.now = opts.now ?? (() => performance.now());
-    this.lookupScheduler = opts.schedulers ?? getScheduler;
+    this.lookupScheduler = opts.schedulers;
     this.randomU32 = opts.randomU32 ?? (() => Math.floor(Math.random() * 0x1_0000_0000));
     this.expireQuiescentTemplate = opts.expireQuiescentTemplate ?? false;
     this.conns = new ConnTable(
       {
         expired: (c) => {
-          if (c.flags & CONN_F_SYNC) this.forgetSynced(c);
+          if (c.flags & CONN_F_SYNC) this.synced.forget(c);
           this.emit((l) => l.connExpired?.(c));
         },
       },
       TCP_DEFAULT_TIMEOUTS,
       UDP_DEFAULT_TIMEOUT,
     );
+    this.synced = new SyncedConns(this);
     this.lastEstimate = this.now();
   }
 
@@ -492,42 +465,28 @@ export class IpvsTable {
   /** Counts client→server traffic for the connection's server, service and the total. */
   countIn(c: Conn, pkts: number, bytes: number): void {
     c.inPkts += pkts;
-    const d = c.dest;
-    if (d) {
-      d.stats.inpkts += pkts;
-      d.stats.inbytes += bytes;
-    }
-    c.svc.stats.inpkts += pkts;
-    c.svc.stats.inbytes += bytes;
-    this.totals.inpkts += pkts;
-    this.totals.inbytes += bytes;
+    c.dest?.stats.countIn(pkts, bytes);
+    c.svc.stats.countIn(pkts, bytes);
+    this.totals.countIn(pkts, bytes);
   }
 
   /** Counts server→client traffic. */
   countOut(c: Conn, pkts: number, bytes: number): void {
-    const d = c.dest;
-    if (d) {
-      d.stats.outpkts += pkts;
-      d.stats.outbytes += bytes;
-    }
-    c.svc.stats.outpkts += pkts;
-    c.svc.stats.outbytes += bytes;
-    this.totals.outpkts += pkts;
-    this.totals.outbytes += bytes;
+    c.dest?.stats.countOut(pkts, bytes);
+    c.svc.stats.countOut(pkts, bytes);
+    this.totals.countOut(pkts, bytes);
   }
 
   // ------------------------------------------------------------------ state sync (backup side)
 
   /** The service a synced entry belongs to (by mark, else by address, port-zero services included). */
   syncedService(e: Pick<SyncedEntry, 'af' | 'protocol' | 'vaddr' | 'vport' | 'fwmark'>): VirtualService | undefined {
-    if (e.fwmark) return this.get({ af: e.af, protocol: 'tcp', addr: '', port: 0, fwmark: e.fwmark });
-    if (e.protocol === 'ip') return undefined;
-    return this.lookup(e.protocol, e.vaddr, e.vport);
+    return this.synced.service(e);
   }
 
   /** The real server a synced entry names: same address and port, or (port-zero templates) same address. */
   syncedDest(svc: VirtualService, daddr: string, dport: number): RealServer | undefined {
-    return svc.dests.find((d) => d.addr === daddr && d.port === dport) ?? svc.dests.find((d) => d.addr === daddr && dport === 0);
+    return this.synced.dest(svc, daddr, dport);
   }
 
   /**
@@ -541,62 +500,12 @@ export class IpvsTable {
    * is not configured here are not imported; the reason is returned.
    */
   importSynced(e: SyncedEntry): Conn | SyncImportMiss {
-    const svc = this.syncedService(e);
-    if (!svc) return 'no-service';
-    const dest = this.syncedDest(svc, e.daddr, e.dport);
-    if (!dest) return 'no-dest';
-    const now = this.now();
-    let c: Conn | undefined;
-    if (e.template) {
-      const key = this.conns.templateKey(svc, e.caddr);
-      c = this.conns.findTemplate(key);
-      if (c && c.dest !== dest) {
-        // Connections it still controls keep it alive; new ones go to the synced server.
-        if (c.nControl > 0) this.conns.retireTemplate(c);
-        else this.conns.remove(c);
-        c = undefined;
-      }
-      if (!c) {
-        c = this.conns.createTemplate(key, svc, e.caddr, dest, now);
-        c.flags |= CONN_F_SYNC;
-        this.syncedAll.add(c);
-      }
-      c.state = e.state === 1 ? 1 : 0;
-      c.timeoutMs = (e.timeout || 180) * 1000;
-    } else {
-      const key = syncKey(e.protocol, e.caddr, e.cport, e.vaddr, e.vport, e.fwmark);
-      c = this.synced.get(key);
-      if (c && (c.dead || c.dest !== dest)) {
-        if (!c.dead) this.conns.remove(c);
-        c = undefined;
-      }
-      if (!c) {
-        const flags = CONN_F_SYNC | (e.noOutput ? CONN_F_NOOUTPUT : 0);
-        c = this.conns.create(e.protocol, e.af, e.caddr, e.cport, e.vaddr, e.vport, dest.addr, e.dport, svc, dest, flags, now);
-        this.synced.set(key, c);
-        this.syncedAll.add(c);
-      }
-      if (e.protocol === 'tcp') this.conns.setTcpState(c, e.state as TcpState);
-      const t = this.timeouts();
-      const stateTimeout =
-        e.protocol !== 'tcp' ? t.udp : e.state === TcpState.ESTABLISHED ? t.tcp : e.state === TcpState.FIN_WAIT ? t.tcpfin : (TCP_DEFAULT_TIMEOUTS[e.state] ?? 2);
-      c.timeoutMs = (e.timeout || stateTimeout) * 1000;
-    }
-    c.inPkts = SYNC_THRESHOLD;
-    c.expires = now + c.timeoutMs;
-    return c;
+    return this.synced.import(e);
   }
 
   /** Entries created by importSynced that are still in the table. */
   syncedEntries(): Conn[] {
-    const out: Conn[] = [];
-    for (const c of this.syncedAll) {
-      // Entries leave the table (expiry, a data plane's drop) or are adopted (flag cleared)
-      // by many ways: prune here.
-      if (c.dead || !(c.flags & CONN_F_SYNC)) this.syncedAll.delete(c);
-      else out.push(c);
-    }
-    return out;
+    return this.synced.entries();
   }
 
   /**
@@ -605,20 +514,7 @@ export class IpvsTable {
    * (nftables plane with conntrackd) or which ended with it (userspace proxy).
    */
   dropSyncedConns(): number {
-    let n = 0;
-    for (const c of this.syncedEntries()) {
-      if (c.flags & CONN_F_TEMPLATE) continue;
-      this.conns.remove(c);
-      this.forgetSynced(c);
-      n++;
-    }
-    return n;
-  }
-
-  private forgetSynced(c: Conn): void {
-    this.syncedAll.delete(c);
-    const key = syncKey(c.protocol, c.caddr, c.cport, c.vaddr, c.vport, c.svc.fwmark);
-    if (this.synced.get(key) === c) this.synced.delete(key);
+    return this.synced.dropConns();
   }
 
   /** Removes an entry at once (e.g. its server was removed and the data plane closed it). */
@@ -655,11 +551,4 @@ export class IpvsTable {
       }
     }
   }
-}
-
-/** sysctl sync_threshold: what a synced entry's packet count is set to (ip_vs_proc_conn). */
-const SYNC_THRESHOLD = 3;
-
-function syncKey(protocol: string, caddr: string, cport: number, vaddr: string, vport: number, fwmark: number): string {
-  return `${protocol}|${caddr}|${cport}|${vaddr}|${vport}|${fwmark}`;
 }

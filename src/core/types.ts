@@ -175,17 +175,21 @@ export interface TableView {
   rates: Rates;
 }
 
-/** One entry of the connection table as `ipvsadm -Lnc` shows it. */
-export interface ConnView {
-  /** "TCP", "UDP", "SCTP", or "IP" for fwmark templates. */
-  protocol: string;
-  af: Family;
+/** The addresses of a connection: client, virtual (what the client sent to) and real server. */
+export interface ConnTuple {
   caddr: string;
   cport: number;
   vaddr: string;
   vport: number;
   daddr: string;
   dport: number;
+}
+
+/** One entry of the connection table as `ipvsadm -Lnc` shows it. */
+export interface ConnView extends ConnTuple {
+  /** "TCP", "UDP", "SCTP", or "IP" for fwmark templates. */
+  protocol: string;
+  af: Family;
   /** Kernel state name: ESTABLISHED, FIN_WAIT, ..., UDP, NONE. */
   state: string;
   /** Seconds until expiry. */

@@ -19,6 +19,7 @@ import type { HaTransitionHooks } from '../ha/hooks.js';
 import { VrrpSpeaker } from '../ha/speaker.js';
 import { setupSync } from '../sync/ha.js';
 import { IpvsTable } from '../core/table.js';
+import { getScheduler } from '../schedulers/index.js';
 import type { Op } from '../core/types.js';
 import { createDataPlane, DATAPLANE_NAMES, type DataPlaneName } from '../dataplane/index.js';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
@@ -199,7 +200,7 @@ async function listenControlSocket(server: Server, path: string): Promise<void> 
 
 export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   const log = pino({ level: opts.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, opts.logStream as never);
-  const table = new IpvsTable();
+  const table = new IpvsTable({ schedulers: getScheduler });
   const dataplane = await createDataPlane(opts.dataplane, {
     log: (level, msg, fields) => log[level]({ ...fields, component: opts.dataplane }, msg),
     workers: opts.workers,

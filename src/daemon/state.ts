@@ -21,6 +21,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { TsvsError } from '../core/errors.js';
 import { IpvsTable } from '../core/table.js';
+import { getScheduler } from '../schedulers/index.js';
 import type { Op, TableConfig } from '../core/types.js';
 import { encodeRecord, JOURNAL_HEADER, JournalError, parseJournal, type JournalRecord } from './journal.js';
 
@@ -251,7 +252,7 @@ export class StateStore {
     // its whole contents, so a batch per record would cost O(table) each.
     const snapOps = configToOps(snap.table);
     const replay = (n: number): IpvsTable => {
-      const t = new IpvsTable();
+      const t = new IpvsTable({ schedulers: getScheduler });
       t.applyAll(n ? snapOps.concat(todo.slice(0, n).flatMap((r) => r.ops)) : snapOps);
       return t;
     };

@@ -13,7 +13,7 @@
  */
 import { addrFold, addrWords, parseIPv4 } from '../core/addr.js';
 import type { Family } from '../core/types.js';
-import type { SchedDest } from './scheduler.js';
+import type { SchedDest } from '../core/scheduler.js';
 
 /**
  * ip_vs_dest_conn_overhead(): an active connection is taken to cost 256 times an
@@ -23,7 +23,13 @@ export function connOverhead(d: SchedDest): number {
   return d.activeconns * 256 + d.inactconns;
 }
 
-/** The test every scheduler applies before picking a server for a new connection. */
+/**
+ * The test the kernel's schedulers apply before picking a server for a new connection:
+ * not quiesced (weight > 0) and not over its upper threshold (IP_VS_DEST_F_OVERLOAD).
+ * Where a scheduler asks more, it says so next to its own use: dh, lblc and lblcr also
+ * want the server still in the service (`available`), ovf wants it not full, wrr wants
+ * its weight at the current threshold.
+ */
 export function usable(d: SchedDest): boolean {
   return !d.overloaded && d.weight > 0;
 }
@@ -105,37 +111,54 @@ export function fls(x: number): number {
 }
 
 /**
- * Weighted least-connection choice over `dests` in list order, exactly as ip_vs_wlc.c
- * (and __ip_vs_lblc_schedule / __ip_vs_lblcr_schedule, which copy it): the first usable
- * server seeds the search, later ones win only with a strictly smaller overhead/weight,
- * so ties go to the earlier server. Overloaded servers are skipped; a weight-0 server
- * after the seed is not skipped explicitly but can never win (`loh * 0 > doh * w` is false).
+ * What a least-load scheduler counts as a server's overhead, the numerator of its load:
+ * - `conn`: connOverhead, activeconns * 256 + inactconns (wlc, lc, lblc/lblcr);
+ * - `sed`: activeconns + 1, the delay a new job would see (sed, nq);
+ * - `flat`: 1 for every server, so the highest weight has the smallest load (fo, ovf).
  */
-export function wlcPick<D extends SchedDest>(dests: readonly D[]): D | null {
-  const n = dests.length;
-  let i = 0;
-  let least: D | undefined;
-  for (; i < n; i++) {
+export type Overhead = 'conn' | 'sed' | 'flat';
+
+/**
+ * What a least-load scheduler asks of a server on top of usable():
+ * - `none`;
+ * - `room`: not full, activeconns <= weight (ovf);
+ * - `in-service`: still in the service, IP_VS_DEST_F_AVAILABLE (lblcr's server sets,
+ *   which may hold removed servers).
+ */
+export type AlsoTest = 'none' | 'room' | 'in-service';
+
+/**
+ * The one least-load loop of the kernel's schedulers: among the usable servers that pass
+ * `also`, in list order, the one with the smallest overhead / weight. The first of them
+ * seeds the search and a later one wins only with a strictly smaller load, so ties go
+ * to the earlier server. Loads are compared by cross-multiplication
+ * (`loh * w > doh * lw`), never divided, as ip_vs_wlc.c does. `weighted` false counts
+ * every server as weight 1 (lc: the plain overhead decides).
+ *
+ * The variations are names, not callbacks, on purpose: with callbacks V8 ran this loop
+ * three to eight times slower once several schedulers shared it.
+ */
+export function leastLoaded<D extends SchedDest>(dests: readonly D[], overhead: Overhead, also: AlsoTest, weighted: boolean): D | null {
+  let least: D | null = null;
+  let loh = 0;
+  let lw = 0;
+  for (let i = 0; i < dests.length; i++) {
     const d = dests[i]!;
-    if (!d.overloaded && d.weight > 0) {
-      least = d;
-      break;
-    }
-  }
-  if (least === undefined) return null;
-  let loh = connOverhead(least);
-  let lw = least.weight;
-  for (i++; i < n; i++) {
-    const d = dests[i]!;
-    if (d.overloaded) continue;
-    const doh = connOverhead(d);
-    if (loh * d.weight > doh * lw) {
+    if (!usable(d) || (also === 'room' ? d.activeconns > d.weight : also === 'in-service' && !d.available)) continue;
+    const doh = overhead === 'conn' ? connOverhead(d) : overhead === 'sed' ? d.activeconns + 1 : 1;
+    const dw = weighted ? d.weight : 1;
+    if (least === null || loh * dw > doh * lw) {
       least = d;
       loh = doh;
-      lw = d.weight;
+      lw = dw;
     }
   }
   return least;
+}
+
+/** ip_vs_wlc_schedule: the smallest connOverhead / weight (also lblc's and lblcr's choice). */
+export function wlcPick<D extends SchedDest>(dests: readonly D[]): D | null {
+  return leastLoaded(dests, 'conn', 'none', true);
 }
 
 /**

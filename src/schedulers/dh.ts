@@ -4,8 +4,9 @@
  * destinations, e.g. cache clusters) to a server. Buckets are dealt round robin, one per
  * server per lap, regardless of weight; the weight only decides 0 = unavailable.
  */
-import { foldAddr, GOLDEN_PRIME } from './common.js';
-import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import { foldAddr, GOLDEN_PRIME, usable } from './common.js';
+import { hashedScheduler } from './hashed.js';
+import type { SchedDest, SchedulerFactory } from '../core/scheduler.js';
 
 /** IP_VS_DH_TAB_BITS 8. */
 export const DH_TAB_SIZE = 256;
@@ -20,52 +21,14 @@ export function dhBuckets<D extends SchedDest>(dests: readonly D[]): (D | null)[
   return buckets;
 }
 
-class DestinationHashing<D extends SchedDest> implements Scheduler<D> {
-  private buckets: (D | null)[];
-
-  constructor(
-    private readonly svc: SchedService<D>,
-    buckets?: (D | null)[],
-  ) {
-    this.buckets = buckets ?? dhBuckets(svc.dests);
-  }
-
-  clone(svc: SchedService<D>, map: (d: D) => D): DestinationHashing<D> {
-    return new DestinationHashing(svc, this.buckets.map((d) => (d === null ? null : map(d))));
-  }
-
-  private reassign(): void {
-    this.buckets = dhBuckets(this.svc.dests);
-  }
-
-  addDest(): void {
-    this.reassign();
-  }
-
-  delDest(): void {
-    this.reassign();
-  }
-
-  updDest(): void {
-    this.reassign();
-  }
-
-  done(): void {
-    this.buckets = new Array<D | null>(DH_TAB_SIZE).fill(null);
-  }
-
-  schedule(input: SchedInput): D | null {
-    const hash = Math.imul(foldAddr(input.vaddr), GOLDEN_PRIME) & DH_TAB_MASK;
-    const dest = this.buckets[hash] ?? null;
-    if (dest === null || !dest.available || dest.weight <= 0 || dest.overloaded) return null;
-    return dest;
-  }
-}
-
 /** Destination hashing: virtual (destination) address to a fixed server. */
-export const dh: SchedulerFactory = {
+export const dh: SchedulerFactory = hashedScheduler({
   name: 'dh',
-  create<D extends SchedDest>(svc: SchedService<D>): Scheduler<D> {
-    return new DestinationHashing(svc);
+  size: DH_TAB_SIZE,
+  build: (svc) => dhBuckets(svc.dests),
+  lookup(slots, _svc, input) {
+    const dest = slots[Math.imul(foldAddr(input.vaddr), GOLDEN_PRIME) & DH_TAB_MASK] ?? null;
+    // dh, unlike sh and mh, also checks that the server is still in the service, as the kernel does.
+    return dest !== null && dest.available && usable(dest) ? dest : null;
   },
-};
+});

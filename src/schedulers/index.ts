@@ -12,7 +12,7 @@ import { mh } from './mh.js';
 import { nq } from './nq.js';
 import { ovf } from './ovf.js';
 import { rr } from './rr.js';
-import type { SchedulerFactory } from './scheduler.js';
+import type { SchedulerFactory } from '../core/scheduler.js';
 import { sed } from './sed.js';
 import { sh } from './sh.js';
 import { twos } from './twos.js';

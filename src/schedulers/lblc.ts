@@ -15,21 +15,21 @@
  * treat an overloaded cached server like a quiesced one and reschedule, so that no
  * scheduler in tsvs picks an overloaded server.
  */
-import { foldAddr, localityOverloaded, mulHash, wlcPick } from './common.js';
-import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import { foldAddr, localityOverloaded, mulHash, usable, wlcPick } from './common.js';
+import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 /** CHECK_EXPIRE_INTERVAL: how often the garbage collector runs (ms). */
-export const CHECK_EXPIRE_INTERVAL = 60 * 1000;
+const CHECK_EXPIRE_INTERVAL = 60 * 1000;
 /** ENTRY_TIMEOUT: idle time after which an entry may go when the table is too big (ms). */
-export const ENTRY_TIMEOUT = 6 * 60 * 1000;
+const ENTRY_TIMEOUT = 6 * 60 * 1000;
 /** DEFAULT_EXPIRATION: default of the lblc_expiration / lblcr_expiration sysctls (ms). */
 export const DEFAULT_EXPIRATION = 24 * 60 * 60 * 1000;
 /** COUNT_FOR_FULL_EXPIRATION: every this many runs, a full expiration check. */
-export const COUNT_FOR_FULL_EXPIRATION = 30;
+const COUNT_FOR_FULL_EXPIRATION = 30;
 /** CONFIG_IP_VS_LBLC_TAB_BITS (also lblcr's). */
 export const LBLC_TAB_BITS = 10;
 /** Buckets of the kernel's cache hash table; the collector walks them in order. */
-export const LBLC_TAB_SIZE = 1 << LBLC_TAB_BITS;
+const LBLC_TAB_SIZE = 1 << LBLC_TAB_BITS;
 const LBLC_TAB_MASK = LBLC_TAB_SIZE - 1;
 /** tbl->max_size: above this many entries the periodic check starts collecting. */
 export const LBLC_MAX_SIZE = LBLC_TAB_SIZE * 16;
@@ -45,7 +45,7 @@ export interface CacheEntry {
  * The periodic check shared by lblc and lblcr (ip_vs_lblc_check_expire and
  * ip_vs_lblcr_check_expire are the same code): timer, run counter and bucket rover.
  */
-export class CacheExpiry<E extends CacheEntry> {
+class CacheExpiry<E extends CacheEntry> {
   /** Number of runs since the last full check; starts at 1 as in init_svc. */
   private counter = 1;
   /** Bucket where the last partial collection stopped. */
@@ -119,20 +119,19 @@ export class CacheExpiry<E extends CacheEntry> {
   }
 }
 
-interface LblcEntry<D> extends CacheEntry {
-  dest: D;
-}
-
-class LocalityLeastConnection<D extends SchedDest> implements Scheduler<D> {
-  /** cachenode[dest_ip], keyed by the canonical virtual address. */
-  private readonly entries = new Map<string, LblcEntry<D>>();
-  private readonly expiry: CacheExpiry<LblcEntry<D>>;
+/**
+ * What lblc and lblcr share: the cache of destination addresses (the kernel's hash table,
+ * here keyed by the canonical virtual address), its periodic expiry, and the `dead` flag.
+ */
+export abstract class LocalityCache<D extends SchedDest, E extends CacheEntry> implements Scheduler<D> {
+  protected readonly entries = new Map<string, E>();
+  protected readonly expiry: CacheExpiry<E>;
   /** Set by done(), like tbl->dead: no new entries once the table is being flushed. */
-  private dead = false;
+  protected dead = false;
 
   constructor(
-    private readonly svc: SchedService<D>,
-    private readonly expiration: number,
+    protected readonly svc: SchedService<D>,
+    protected readonly expiration: number,
   ) {
     this.expiry = new CacheExpiry(this.entries, expiration);
   }
@@ -142,15 +141,6 @@ class LocalityLeastConnection<D extends SchedDest> implements Scheduler<D> {
     return this.entries.size;
   }
 
-  clone(svc: SchedService<D>, map: (d: D) => D): LocalityLeastConnection<D> {
-    const c = new LocalityLeastConnection(svc, this.expiration);
-    // Same insertion order, so the full collection walks the copy as it walks the original.
-    for (const [k, en] of this.entries) c.entries.set(k, { bucket: en.bucket, lastuse: en.lastuse, dest: map(en.dest) });
-    c.expiry.copyFrom(this.expiry);
-    c.dead = this.dead;
-    return c;
-  }
-
   tick(now: number): void {
     this.expiry.tick(now);
   }
@@ -158,6 +148,31 @@ class LocalityLeastConnection<D extends SchedDest> implements Scheduler<D> {
   done(): void {
     this.dead = true;
     this.entries.clear();
+  }
+
+  abstract schedule(input: SchedInput): D | null;
+
+  /** Gives `c`, a new instance for a clone, a copy of this cache (`copy` copies one entry) and of its expiry state. */
+  protected copyInto<C extends LocalityCache<D, E>>(c: C, copy: (en: E) => E): C {
+    // Same insertion order, so the full collection walks the copy as it walks the original.
+    for (const [k, en] of this.entries) c.entries.set(k, copy(en));
+    c.expiry.copyFrom(this.expiry);
+    c.dead = this.dead;
+    return c;
+  }
+}
+
+interface LblcEntry<D> extends CacheEntry {
+  dest: D;
+}
+
+class LocalityLeastConnection<D extends SchedDest> extends LocalityCache<D, LblcEntry<D>> {
+  clone(svc: SchedService<D>, map: (d: D) => D): LocalityLeastConnection<D> {
+    return this.copyInto(new LocalityLeastConnection(svc, this.expiration), (en) => ({
+      bucket: en.bucket,
+      lastuse: en.lastuse,
+      dest: map(en.dest),
+    }));
   }
 
   schedule(input: SchedInput): D | null {
@@ -171,7 +186,7 @@ class LocalityLeastConnection<D extends SchedDest> implements Scheduler<D> {
       const d = en.dest;
       // available: a removed server may still be referenced here (the kernel keeps it
       // in the trash); it only counts again if it is re-added as the same object.
-      if (d.available && d.weight > 0 && !d.overloaded && !localityOverloaded(d, dests)) return d;
+      if (d.available && usable(d) && !localityOverloaded(d, dests)) return d;
     }
     const dest = wlcPick(dests);
     if (dest === null) return null;

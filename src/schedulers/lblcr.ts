@@ -7,10 +7,10 @@
  *
  * Expiry of whole entries is the same periodic check as lblc's (see lblc.ts).
  */
-import { connOverhead, foldAddr, hash32, localityOverloaded, wlcPick } from './common.js';
-import { CacheExpiry, DEFAULT_EXPIRATION, LBLC_TAB_BITS } from './lblc.js';
+import { connOverhead, foldAddr, hash32, leastLoaded, localityOverloaded, wlcPick } from './common.js';
+import { DEFAULT_EXPIRATION, LBLC_TAB_BITS, LocalityCache } from './lblc.js';
 import type { CacheEntry } from './lblc.js';
-import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 interface LblcrEntry<D> extends CacheEntry {
   /** The server set, newest first (list_add_rcu inserts at the head). */
@@ -19,61 +19,26 @@ interface LblcrEntry<D> extends CacheEntry {
   lastmod: number;
 }
 
-/**
- * ip_vs_dest_set_min: weighted least connection within the set. The seed must be
- * usable and still in the service (available); later members are compared even when
- * quiesced, but weight 0 cannot win.
- */
+/** ip_vs_dest_set_min: weighted least connection among the members still in the service. */
 function setMin<D extends SchedDest>(set: readonly D[]): D | null {
-  const n = set.length;
-  let i = 0;
-  let least: D | undefined;
-  for (; i < n; i++) {
-    const d = set[i]!;
-    if (d.overloaded) continue;
-    if (d.weight > 0 && d.available) {
-      least = d;
-      break;
-    }
-  }
-  if (least === undefined) return null;
-  let loh = connOverhead(least);
-  let lw = least.weight;
-  for (i++; i < n; i++) {
-    const d = set[i]!;
-    if (d.overloaded) continue;
-    const doh = connOverhead(d);
-    if (loh * d.weight > doh * lw && d.available) {
-      least = d;
-      loh = doh;
-      lw = d.weight;
-    }
-  }
-  return least;
+  return leastLoaded(set, 'conn', 'in-service', true);
 }
 
 /**
- * ip_vs_dest_set_max: the weighted most loaded member with weight > 0. Overload and
- * availability are not considered: a removed server is a fine candidate to shed.
+ * ip_vs_dest_set_max: the weighted most loaded member with weight > 0; ties go to the
+ * earlier member. Overload and availability are not considered: a removed server is a
+ * fine candidate to shed.
  */
 function setMax<D extends SchedDest>(set: readonly D[]): D | null {
-  const n = set.length;
-  let i = 0;
-  let most: D | undefined;
-  for (; i < n; i++) {
-    if (set[i]!.weight > 0) {
-      most = set[i]!;
-      break;
-    }
-  }
-  if (most === undefined) return null;
-  let moh = connOverhead(most);
-  let mw = most.weight;
-  for (i++; i < n; i++) {
+  let most: D | null = null;
+  let moh = 0;
+  let mw = 0;
+  for (let i = 0; i < set.length; i++) {
     const d = set[i]!;
+    if (d.weight <= 0) continue;
     const doh = connOverhead(d);
     // moh/mw < doh/dw  <=>  moh*dw < doh*mw, for mw, dw > 0
-    if (moh * d.weight < doh * mw && d.weight > 0) {
+    if (most === null || moh * d.weight < doh * mw) {
       most = d;
       moh = doh;
       mw = d.weight;
@@ -82,44 +47,19 @@ function setMax<D extends SchedDest>(set: readonly D[]): D | null {
   return most;
 }
 
-class LocalityReplicated<D extends SchedDest> implements Scheduler<D> {
-  /** serverSet[dest_ip], keyed by the canonical virtual address. */
-  private readonly entries = new Map<string, LblcrEntry<D>>();
-  private readonly expiry: CacheExpiry<LblcrEntry<D>>;
-  private dead = false;
-
-  constructor(
-    private readonly svc: SchedService<D>,
-    private readonly expiration: number,
-  ) {
-    this.expiry = new CacheExpiry(this.entries, expiration);
-  }
-
-  /** Number of cached destinations (for tests and listings). */
-  get size(): number {
-    return this.entries.size;
-  }
-
+class LocalityReplicated<D extends SchedDest> extends LocalityCache<D, LblcrEntry<D>> {
   clone(svc: SchedService<D>, map: (d: D) => D): LocalityReplicated<D> {
-    const c = new LocalityReplicated(svc, this.expiration);
-    for (const [k, en] of this.entries) c.entries.set(k, { bucket: en.bucket, lastuse: en.lastuse, lastmod: en.lastmod, set: en.set.map(map) });
-    c.expiry.copyFrom(this.expiry);
-    c.dead = this.dead;
-    return c;
+    return this.copyInto(new LocalityReplicated(svc, this.expiration), (en) => ({
+      bucket: en.bucket,
+      lastuse: en.lastuse,
+      lastmod: en.lastmod,
+      set: en.set.map(map),
+    }));
   }
 
   /** The server set of a destination address, newest first (for tests and listings). */
   serverSet(vaddr: string): readonly D[] | undefined {
     return this.entries.get(vaddr)?.set;
-  }
-
-  tick(now: number): void {
-    this.expiry.tick(now);
-  }
-
-  done(): void {
-    this.dead = true;
-    this.entries.clear();
   }
 
   schedule(input: SchedInput): D | null {

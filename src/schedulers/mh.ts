@@ -13,10 +13,10 @@
  * Hashes are the kernel's hsiphash with its fixed keys, so for the same servers and
  * the same list order the table matches the kernel's slot for slot.
  */
-import { SCHED_FLAG_1, SCHED_FLAG_2 } from '../core/types.js';
 import type { Family } from '../core/types.js';
-import { fls, foldAddr, foldForFamily, gcd, hsiphash32, hsiphashKey } from './common.js';
-import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import { fls, foldForFamily, gcd, hsiphash32, hsiphashKey } from './common.js';
+import { clientLookup, hashedScheduler } from './hashed.js';
+import type { SchedDest, SchedulerFactory } from '../core/scheduler.js';
 
 /** Table sizes the kernel can be built with (primes, so every skip is a generator). */
 const PRIMES = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071] as const;
@@ -106,73 +106,18 @@ export function mhTable<D extends SchedDest>(af: Family, dests: readonly D[]): (
   }
 }
 
-function unavailable(d: SchedDest): boolean {
-  return d.weight <= 0 || d.overloaded;
+/** A client's slot: ip_vs_mh_hashkey with hash1, reduced to the table size. */
+function mhSlot(fold: number, port: number, offset: number): number {
+  return mhHash1(fold, port, offset) % MH_TAB_SIZE;
 }
 
-class MaglevHashing<D extends SchedDest> implements Scheduler<D> {
-  private lookup: (D | null)[];
-
-  constructor(
-    private readonly svc: SchedService<D>,
-    lookup?: (D | null)[],
-  ) {
-    this.lookup = lookup ?? mhTable(svc.af, svc.dests) ?? new Array<D | null>(MH_TAB_SIZE).fill(null);
-  }
-
-  clone(svc: SchedService<D>, map: (d: D) => D): MaglevHashing<D> {
-    // Copying the table costs far less than rebuilding it, and keeps a table the kernel
-    // would have kept (too many servers to rebuild).
-    return new MaglevHashing(svc, this.lookup.map((d) => (d === null ? null : map(d))));
-  }
-
-  /** ip_vs_mh_dest_changed: rebuild; on -EINVAL (too many servers) keep the old table. */
-  private reassign(): void {
-    const t = mhTable(this.svc.af, this.svc.dests);
-    if (t !== null) this.lookup = t;
-  }
-
-  addDest(): void {
-    this.reassign();
-  }
-
-  delDest(): void {
-    this.reassign();
-  }
-
-  updDest(): void {
-    this.reassign();
-  }
-
-  done(): void {
-    this.lookup = new Array<D | null>(MH_TAB_SIZE).fill(null);
-  }
-
-  schedule(input: SchedInput): D | null {
-    const flags = this.svc.schedFlags;
-    const fold = foldAddr(input.caddr);
-    const port = flags & SCHED_FLAG_2 ? input.cport : 0;
-    const M = MH_TAB_SIZE;
-    const ihash = mhHash1(fold, port, 0) % M;
-    const dest = this.lookup[ihash] ?? null;
-    if (dest === null) return null;
-    if (!unavailable(dest)) return dest;
-    if (!(flags & SCHED_FLAG_1)) return null;
-    // mh-fallback: rehash with growing offsets starting from the original slot.
-    for (let offset = 0; offset < M; offset++) {
-      const roffset = (offset + ihash) % M;
-      const d = this.lookup[mhHash1(fold, port, roffset) % M] ?? null;
-      if (d === null) break;
-      if (!unavailable(d)) return d;
-    }
-    return null;
-  }
-}
-
-/** Maglev hashing: consistent client-to-server mapping with minimal disruption. */
-export const mh: SchedulerFactory = {
+/**
+ * Maglev hashing: consistent client-to-server mapping with minimal disruption. On
+ * -EINVAL (more servers than slots) a change keeps the old table, as the kernel does.
+ */
+export const mh: SchedulerFactory = hashedScheduler({
   name: 'mh',
-  create<D extends SchedDest>(svc: SchedService<D>): Scheduler<D> {
-    return new MaglevHashing(svc);
-  },
-};
+  size: MH_TAB_SIZE,
+  build: (svc) => mhTable(svc.af, svc.dests),
+  lookup: (slots, svc, input) => clientLookup(slots, svc, input, mhSlot),
+});

@@ -2,24 +2,16 @@
  * nq - never queue (ip_vs_nq.c): an idle server (no active connections) gets the job at
  * once, the first one in list order; when none is idle, the sed choice.
  */
-import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import { leastLoaded, usable } from './common.js';
+import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 function nqPick<D extends SchedDest>(dests: readonly D[]): D | null {
-  let least: D | null = null;
-  let loh = 0;
-  let lw = 0;
   for (let i = 0; i < dests.length; i++) {
     const d = dests[i]!;
-    if (d.overloaded || d.weight === 0) continue;
-    if (d.activeconns === 0) return d;
-    const doh = d.activeconns + 1;
-    if (least === null || loh * d.weight > doh * lw) {
-      least = d;
-      loh = doh;
-      lw = d.weight;
-    }
+    if (d.activeconns === 0 && usable(d)) return d;
   }
-  return least;
+  // The kernel does both in one loop; with no idle server its comparisons are sed's.
+  return leastLoaded(dests, 'sed', 'none', true);
 }
 
 /** Never queue: first idle server, else shortest expected delay. */

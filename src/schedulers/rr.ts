@@ -3,7 +3,8 @@
  * and continues after it, skipping overloaded and quiesced servers; a full circle that
  * finds nothing means "no destination available".
  */
-import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import { usable } from './common.js';
+import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 class RoundRobin<D extends SchedDest> implements Scheduler<D> {
   /**
@@ -53,7 +54,7 @@ class RoundRobin<D extends SchedDest> implements Scheduler<D> {
     for (let k = 1; k <= n; k++) {
       const i = (pos + k) % n;
       const d = dests[i]!;
-      if (!d.overloaded && d.weight > 0) {
+      if (usable(d)) {
         this.pos = i;
         this.cur = d;
         return d;

@@ -7,9 +7,9 @@
  * the low 8 bits of addr + port matter: IPv4 clients are spread by their last octet.
  * This is the kernel's behaviour and we keep it.
  */
-import { SCHED_FLAG_1, SCHED_FLAG_2 } from '../core/types.js';
-import { foldAddr, GOLDEN_PRIME } from './common.js';
-import type { SchedDest, SchedInput, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import { GOLDEN_PRIME } from './common.js';
+import { clientLookup, hashedScheduler } from './hashed.js';
+import type { SchedDest, SchedulerFactory } from '../core/scheduler.js';
 
 /** IP_VS_SH_TAB_BITS 8. */
 export const SH_TAB_SIZE = 256;
@@ -42,69 +42,10 @@ export function shHash(fold: number, port: number, offset: number): number {
   return (offset + Math.imul((port + fold) >>> 0, GOLDEN_PRIME)) & SH_TAB_MASK;
 }
 
-function unavailable(d: SchedDest): boolean {
-  return d.weight <= 0 || d.overloaded;
-}
-
-class SourceHashing<D extends SchedDest> implements Scheduler<D> {
-  private buckets: (D | null)[];
-
-  constructor(
-    private readonly svc: SchedService<D>,
-    buckets?: (D | null)[],
-  ) {
-    this.buckets = buckets ?? shBuckets(svc.dests);
-  }
-
-  clone(svc: SchedService<D>, map: (d: D) => D): SourceHashing<D> {
-    return new SourceHashing(svc, this.buckets.map((d) => (d === null ? null : map(d))));
-  }
-
-  private reassign(): void {
-    this.buckets = shBuckets(this.svc.dests);
-  }
-
-  addDest(): void {
-    this.reassign();
-  }
-
-  delDest(): void {
-    this.reassign();
-  }
-
-  updDest(): void {
-    this.reassign();
-  }
-
-  done(): void {
-    this.buckets = new Array<D | null>(SH_TAB_SIZE).fill(null);
-  }
-
-  schedule(input: SchedInput): D | null {
-    const flags = this.svc.schedFlags;
-    const fold = foldAddr(input.caddr);
-    const port = flags & SCHED_FLAG_2 ? input.cport : 0;
-    const ihash = shHash(fold, port, 0);
-    const dest = this.buckets[ihash] ?? null;
-    if (dest === null) return null;
-    if (!unavailable(dest)) return dest;
-    if (!(flags & SCHED_FLAG_1)) return null;
-    // sh-fallback: probe the table from a point derived from the original hash, so the
-    // replacement is deterministic for the client as well.
-    for (let offset = 0; offset < SH_TAB_SIZE; offset++) {
-      const roffset = (offset + ihash) % SH_TAB_SIZE;
-      const d = this.buckets[shHash(fold, port, roffset)] ?? null;
-      if (d === null) break;
-      if (!unavailable(d)) return d;
-    }
-    return null;
-  }
-}
-
 /** Source hashing: client address (and optionally port) to a fixed server. */
-export const sh: SchedulerFactory = {
+export const sh: SchedulerFactory = hashedScheduler({
   name: 'sh',
-  create<D extends SchedDest>(svc: SchedService<D>): Scheduler<D> {
-    return new SourceHashing(svc);
-  },
-};
+  size: SH_TAB_SIZE,
+  build: (svc) => shBuckets(svc.dests),
+  lookup: (slots, svc, input) => clientLookup(slots, svc, input, shHash),
+});

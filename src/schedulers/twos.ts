@@ -3,8 +3,8 @@
  * proportion to their weights and keep the one with the smaller overhead / weight.
  * Randomness comes from env.randomU32() so that tests can replay a sequence.
  */
-import { connOverhead } from './common.js';
-import type { SchedDest, SchedEnv, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import { connOverhead, usable } from './common.js';
+import type { SchedDest, SchedEnv, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 function twosPick<D extends SchedDest>(dests: readonly D[], env: SchedEnv): D | null {
   const n = dests.length;
@@ -12,7 +12,7 @@ function twosPick<D extends SchedDest>(dests: readonly D[], env: SchedEnv): D | 
   let choice1: D | null = null;
   for (let i = 0; i < n; i++) {
     const d = dests[i]!;
-    if (!d.overloaded && d.weight > 0) {
+    if (usable(d)) {
       total += d.weight;
       choice1 = d;
     }
@@ -33,9 +33,8 @@ function twosPick<D extends SchedDest>(dests: readonly D[], env: SchedEnv): D | 
   let oh2 = 0;
   for (let i = 0; i < n; i++) {
     const d = dests[i]!;
-    if (d.overloaded) continue;
+    if (!usable(d)) continue;
     const w = d.weight;
-    if (w <= 0) continue;
     r1 -= w;
     r2 -= w;
     if (r1 <= 0 && w1 === -1) {

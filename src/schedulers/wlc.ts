@@ -4,7 +4,7 @@
  * lblcr fall back to the very same choice.
  */
 import { wlcPick } from './common.js';
-import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 /** Weighted least connection: smallest (active * 256 + inactive) / weight. */
 export const wlc: SchedulerFactory = {

@@ -7,7 +7,7 @@
  * runs with cw = 1 and still finds a server whose weight was lowered below di.
  */
 import { gcd } from './common.js';
-import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from './scheduler.js';
+import type { SchedDest, SchedService, Scheduler, SchedulerFactory } from '../core/scheduler.js';
 
 class WeightedRoundRobin<D extends SchedDest> implements Scheduler<D> {
   /** Index of the current server; -1 = list head (the kernel's `cl`). */

@@ -22,7 +22,8 @@
  */
 import { CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_F_ONE_PACKET, CONN_F_SYNC, type Conn, type ConnProtocol } from '../core/conn.js';
 import type { RealServer } from '../core/service.js';
-import type { IpvsTable, SyncedEntry, SyncImportMiss } from '../core/table.js';
+import type { SyncedEntry, SyncImportMiss } from '../core/synced.js';
+import type { IpvsTable } from '../core/table.js';
 import { TcpState } from '../core/tcpstate.js';
 import { decodeMessage, encodeMessages, IPVS_CONN_F, PROTO, protocolName, type DropReason, type SkipReason, type SyncConn } from './proto.js';
 import { formatIPv4 } from '../core/addr.js';

@@ -9,7 +9,8 @@ import { getRequestListener } from '@hono/node-server';
 import { pino } from 'pino';
 import type { Hono } from 'hono';
 import { createControlApp, type ApiOptions } from '../../src/api/server.js';
-import { IpvsTable } from '../../src/core/table.js';
+import type { IpvsTable } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 import type { DestConfig, ServiceConfig } from '../../src/core/types.js';
 import { Director } from '../../src/daemon/director.js';
 import { UserspaceDataPlane } from '../../src/dataplane/userspace/index.js';
@@ -24,7 +25,7 @@ export interface TestDirector {
 }
 
 export async function startDirector(): Promise<TestDirector> {
-  const table = new IpvsTable();
+  const table = newTable();
   const director = new Director(table, new UserspaceDataPlane({ connectTimeoutMs: 2000 }), null, pino({ level: 'silent' }));
   await director.start();
   return { director, table, app: createControlApp(director), stop: () => director.stop(0) };

@@ -13,7 +13,8 @@ import { loggedBatchMs } from '../../bench/scale-daemon.js';
 import { ChangeStream, changeArgs, changeOp, realsOf, rulesText, vipOf, type Plan } from '../../bench/scale-plan.js';
 import { parseCommand, type ParseEnv } from '../../src/ipvsadm/parse.js';
 import { builtinServices } from '../../src/ipvsadm/services.js';
-import { IpvsTable } from '../../src/core/table.js';
+import type { IpvsTable } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 import type { Op } from '../../src/core/types.js';
 
 const env: ParseEnv = { progName: 'tsvsadm', services: builtinServices, lookupHost: async () => null };
@@ -25,7 +26,7 @@ async function opOf(words: string[]): Promise<Op> {
 }
 
 async function loaded(plan: Plan): Promise<IpvsTable> {
-  const t = new IpvsTable();
+  const t = newTable();
   const lines = rulesText(plan).trim().split('\n');
   let want = 0;
   for (let i = 0; i < plan.size; i++) want += 1 + realsOf(plan, i).length;

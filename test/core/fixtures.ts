@@ -1,6 +1,7 @@
 /** Builders for core tests: services and real servers with ipvsadm's defaults. */
 import type { DestConfig, ServiceConfig } from '../../src/core/types.js';
-import { IpvsTable } from '../../src/core/table.js';
+import type { IpvsTable } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 
 export function svc(addr: string, port: number, extra: Partial<ServiceConfig> = {}): ServiceConfig {
   return {
@@ -26,5 +27,5 @@ export function dest(addr: string, port: number, extra: Partial<DestConfig> = {}
 /** A table on a fake clock; advance it with `clock.t += ms`. */
 export function fakeTable(): { table: IpvsTable; clock: { t: number } } {
   const clock = { t: 1_000_000 };
-  return { table: new IpvsTable({ now: () => clock.t, randomU32: () => 0x12345678 }), clock };
+  return { table: newTable({ now: () => clock.t, randomU32: () => 0x12345678 }), clock };
 }

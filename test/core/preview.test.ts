@@ -13,7 +13,8 @@ import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import { TsvsError } from '../../src/core/errors.js';
 import { serviceId as idOf, type RealServer, type VirtualService } from '../../src/core/service.js';
-import { IpvsTable, type BatchPreview } from '../../src/core/table.js';
+import type { IpvsTable, BatchPreview } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 import type { DestConfig, Op, ServiceConfig, ServiceKey } from '../../src/core/types.js';
 import { schedulerNames } from '../../src/schedulers/index.js';
 import { wrrSnapshot } from '../../src/schedulers/wrr.js';
@@ -36,7 +37,7 @@ type Rng = ReturnType<typeof rng>;
  */
 function replayableTable(clock: { t: number }) {
   let stream = seededRandom(99);
-  const table = new IpvsTable({ now: () => clock.t, randomU32: () => stream() });
+  const table = newTable({ now: () => clock.t, randomU32: () => stream() });
   return { table, replay: () => (stream = seededRandom(99)) };
 }
 
@@ -247,7 +248,7 @@ describe('IpvsTable.preview', () => {
 
   test('wrr: the previewed position is the one the live scheduler reaches', () => {
     const clock = { t: 1000 };
-    const table = new IpvsTable({ now: () => clock.t });
+    const table = newTable({ now: () => clock.t });
     const s = svc('10.0.0.1', 80, { scheduler: 'wrr' });
     table.applyAll([{ op: 'add-service', service: s }, ...[1, 2, 3].map((i) => ({ op: 'add-server' as const, service: s, dest: dest(`192.168.0.${i}`, 80, { weight: i * 2 }) }))]);
     const live = table.get(s)!;
@@ -263,7 +264,7 @@ describe('IpvsTable.preview', () => {
 
   test('OVERLOAD and lastWeight follow the batch, earlier ops included', () => {
     const clock = { t: 1000 };
-    const table = new IpvsTable({ now: () => clock.t });
+    const table = newTable({ now: () => clock.t });
     const s = svc('10.0.0.1', 80, { scheduler: 'rr' });
     table.applyAll([{ op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('192.168.0.1', 80, { weight: 5, uThreshold: 1 }) }]);
     table.schedule(table.get(s)!, { caddr: '198.18.0.1', cport: 1, vaddr: s.addr, vport: 80 });
@@ -281,7 +282,7 @@ describe('IpvsTable.preview', () => {
   });
 
   test('delete, flush and re-add', () => {
-    const table = new IpvsTable();
+    const table = newTable();
     const a = svc('10.0.0.1', 80);
     const b = svc('10.0.0.2', 80);
     table.applyAll([{ op: 'add-service', service: a }, { op: 'add-service', service: b }]);
@@ -299,7 +300,7 @@ describe('IpvsTable.preview', () => {
   });
 
   test('cost: a one-server change copies one service, however large the table', () => {
-    const table = new IpvsTable();
+    const table = newTable();
     const ops: Op[] = [];
     for (let i = 0; i < 2000; i++) {
       const s = svc(`10.${i >> 8}.${i & 255}.1`, 80, { scheduler: 'mh' });

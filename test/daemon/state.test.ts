@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { TsvsError } from '../../src/core/errors.js';
-import { IpvsTable } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 import type { Op, ServiceConfig, TableConfig } from '../../src/core/types.js';
 import type { DataPlane } from '../../src/dataplane/dataplane.js';
 import { Director } from '../../src/daemon/director.js';
@@ -48,7 +48,7 @@ function batch(i: number): Op[] {
 
 /** A live table and a store journaling it, as the director wires them. */
 class Live {
-  readonly table = new IpvsTable();
+  readonly table = newTable();
   readonly logs: string[] = [];
   readonly store: StateStore;
   constructor(
@@ -78,7 +78,7 @@ function plain<T>(v: T): T {
 
 /** The table after batches 1..n. */
 function expected(n: number): TableConfig {
-  const t = new IpvsTable();
+  const t = newTable();
   for (let i = 1; i <= n; i++) t.applyAll(batch(i));
   return plain(t.config());
 }
@@ -533,7 +533,7 @@ describe('state file: snapshot + journal', () => {
   test('the director answers INTERNAL "Change applied but not saved" when the save fails, and the change is live', async () => {
     const path = join(tempDir(), 'state.json');
     const store = new StateStore(path);
-    const table = new IpvsTable();
+    const table = newTable();
     const dataplane: DataPlane = {
       name: 'test',
       methods: new Set(['masq']),

@@ -9,7 +9,8 @@ import { pino } from 'pino';
 import type { Hono } from 'hono';
 import type { ServerHealth, HealthSource } from '../../src/health/source.js';
 import { createControlApp } from '../../src/api/server.js';
-import { IpvsTable } from '../../src/core/table.js';
+import type { IpvsTable } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 import type { DestConfig, Op, ServiceConfig } from '../../src/core/types.js';
 import { Director } from '../../src/daemon/director.js';
 import type { DataPlane } from '../../src/dataplane/dataplane.js';
@@ -71,7 +72,7 @@ const health: HealthSource = {
 
 /** Builds the table of `n` services (n > 4000 for every SPECIAL service to exist). */
 export async function bigDirector(n: number, opts: { eventIntervalMs?: number } = {}): Promise<BigDirector> {
-  const table = new IpvsTable();
+  const table = newTable();
   const ops: Op[] = [];
   for (let i = 0; i < n; i++) {
     const service = serviceOf(i);

@@ -12,7 +12,7 @@ import net from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 import { formatAddrPort } from '../../src/core/addr.js';
 import { isTsvsError, type TsvsError } from '../../src/core/errors.js';
-import { IpvsTable } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 import type { Op } from '../../src/core/types.js';
 import { UserspaceDataPlane } from '../../src/dataplane/userspace/index.js';
 import {
@@ -131,14 +131,14 @@ describe('userspace data plane: binding and refusals', { timeout: 30_000 }, () =
     const [rs] = [await startServer('http', 'restored')];
     t.after(() => rs!.close());
     const port = await freePort();
-    const table = new IpvsTable();
+    const table = newTable();
     const svc = { ...serviceOf({ vip: '127.0.0.1', vport: port } as Harness) };
     table.applyAll([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: { af: 4, addr: rs!.addr, port: rs!.port, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 } }]);
     const h = await harness(t, { table });
     assert.deepEqual(await newHttpConnections(2, '127.0.0.1', port), ['restored', 'restored']);
     assert.ok(h.table.list().length === 1);
 
-    const bad = new IpvsTable();
+    const bad = newTable();
     bad.applyAll([{ op: 'add-service', service: { ...svc, addr: '198.18.0.1', port: 80 } }]);
     const plane = new UserspaceDataPlane();
     const e = await rejection(plane.start(bad));

@@ -3,7 +3,8 @@ import { createServer as createHttp, type IncomingMessage, type ServerResponse }
 import { createServer as createTcp, type AddressInfo, type Server } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import { IpvsTable } from '../../src/core/table.js';
+import type { IpvsTable } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 import type { DataPlane } from '../../src/dataplane/dataplane.js';
 import { Director } from '../../src/daemon/director.js';
 import type { RealServerConfig, VirtualServiceConfig } from '../../src/config/model.js';
@@ -51,7 +52,7 @@ export function captureLog(): LogCapture {
 
 export async function makeDirector(): Promise<{ director: Director; table: IpvsTable; logs: LogCapture }> {
   const logs = captureLog();
-  const table = new IpvsTable();
+  const table = newTable();
   const director = new Director(table, fakePlane(), null, logs.log);
   await director.start();
   return { director, table, logs };

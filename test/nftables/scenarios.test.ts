@@ -30,7 +30,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { strict as assert } from 'node:assert';
 import { after, describe, test } from 'node:test';
-import { IpvsTable } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 import type { Op } from '../../src/core/types.js';
 import { NftablesDataPlane } from '../../src/dataplane/nftables/index.js';
 import { newEchoConnections, openEcho, waitFor, type TestServer, type TestServerKind } from '../helper.js';
@@ -182,7 +182,7 @@ const ONE_SHOT = 'refused by the nftables plane: conntrack keeps one NAT binding
 
 async function makeNftablesHarness(af: 4 | 6 = 4): Promise<Harness & { plane: NftablesDataPlane }> {
   buildNetwork();
-  const table = new IpvsTable();
+  const table = newTable();
   const plane = new NftablesDataPlane({ log: () => {}, netns: DIRECTOR });
   try {
     await plane.start(table);

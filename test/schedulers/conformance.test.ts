@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SCHED_FLAG_1, SCHED_FLAG_2 } from '../../src/core/types.js';
 import { getScheduler, schedulerNames } from '../../src/schedulers/index.js';
-import type { SchedInput } from '../../src/schedulers/scheduler.js';
+import type { SchedInput } from '../../src/core/scheduler.js';
 import { FakeService, ip4, seededEnv } from './fake.js';
 import type { FakeDest } from './fake.js';
 

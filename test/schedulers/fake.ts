@@ -13,7 +13,7 @@ import type {
   SchedService,
   Scheduler,
   SchedulerFactory,
-} from '../../src/schedulers/scheduler.js';
+} from '../../src/core/scheduler.js';
 
 /** A real server whose counters the test may change directly. */
 export interface FakeDest extends SchedDest {

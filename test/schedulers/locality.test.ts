@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { lblc, lblcWith, LBLC_MAX_SIZE } from '../../src/schedulers/lblc.js';
 import { lblcr, lblcrWith } from '../../src/schedulers/lblcr.js';
-import type { Scheduler, SchedulerFactory } from '../../src/schedulers/scheduler.js';
+import type { Scheduler, SchedulerFactory } from '../../src/core/scheduler.js';
 import { FakeService, ip4 } from './fake.js';
 import type { FakeDest } from './fake.js';
 

@@ -11,7 +11,7 @@ import { lc } from '../../src/schedulers/lc.js';
 import { nq } from '../../src/schedulers/nq.js';
 import { ovf } from '../../src/schedulers/ovf.js';
 import { rr } from '../../src/schedulers/rr.js';
-import type { SchedulerFactory } from '../../src/schedulers/scheduler.js';
+import type { SchedulerFactory } from '../../src/core/scheduler.js';
 import { sed } from '../../src/schedulers/sed.js';
 import { twos } from '../../src/schedulers/twos.js';
 import { wlc } from '../../src/schedulers/wlc.js';

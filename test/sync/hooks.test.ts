@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CONN_F_SYNC } from '../../src/core/conn.js';
-import { IpvsTable } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 import { TcpState } from '../../src/core/tcpstate.js';
 import { SyncMaster } from '../../src/sync/syncd.js';
 import { setupSync, type ConntrackdControl } from '../../src/sync/ha.js';
@@ -41,7 +41,7 @@ describe('state sync HA hooks', () => {
   it('run conntrackd and the sync daemon in the measured order around the VIP changes', async () => {
     const events: string[] = [];
     const s = await setupSync({
-      table: new IpvsTable(),
+      table: newTable(),
       log: () => {},
       settings: { daemon: { mcastIfn: 'lo', instance: 'VI_1' }, conntrackd: CT },
       vrids: new Map([['VI_1', 51]]),
@@ -76,7 +76,7 @@ describe('state sync HA hooks', () => {
 
   it('a transition waits for the previous one to finish', async () => {
     const events: string[] = [];
-    const s = await setupSync({ table: new IpvsTable(), log: () => {}, settings: { conntrackd: CT }, socketPath: '/tmp/y/s.sock', sockets, makeConntrackd: recorder(events, 30) });
+    const s = await setupSync({ table: newTable(), log: () => {}, settings: { conntrackd: CT }, socketPath: '/tmp/y/s.sock', sockets, makeConntrackd: recorder(events, 30) });
     events.splice(0);
     await Promise.all([s.hooks.afterBackup!('VI_1'), s.hooks.beforeMaster!('VI_1'), s.hooks.afterMaster!('VI_1')]);
     assert.deepEqual(events, ['conntrackd -t', 'conntrackd -n', 'conntrackd -c', 'conntrackd -f', 'conntrackd -R', 'conntrackd -B']);
@@ -84,7 +84,7 @@ describe('state sync HA hooks', () => {
   });
 
   it('lvs_sync_daemon without an instance runs master and backup at once; syncid defaults to 0', async () => {
-    const s = await setupSync({ table: new IpvsTable(), log: () => {}, settings: { daemon: { mcastIfn: 'lo' } }, socketPath: '/tmp/z/s.sock', sockets });
+    const s = await setupSync({ table: newTable(), log: () => {}, settings: { daemon: { mcastIfn: 'lo' } }, socketPath: '/tmp/z/s.sock', sockets });
     assert.deepEqual(s.manager.list().map((d) => `${d.state}/${d.syncid}`), ['master/0', 'backup/0']);
     await s.hooks.afterMaster!('VI_1');
     assert.deepEqual(s.manager.list().map((d) => d.state), ['master', 'backup']);
@@ -94,7 +94,7 @@ describe('state sync HA hooks', () => {
   it('a configured conntrackd that cannot start stops tsvsd from starting, naming the problem', async () => {
     await assert.rejects(
       setupSync({
-        table: new IpvsTable(),
+        table: newTable(),
         log: () => {},
         settings: { conntrackd: CT },
         socketPath: '/tmp/z/s.sock',
@@ -106,7 +106,7 @@ describe('state sync HA hooks', () => {
   });
 
   it('on becoming master, synced templates become its own (announced again) and synced connections go', async () => {
-    const table = new IpvsTable();
+    const table = newTable();
     const svc = { af: 4 as const, protocol: 'tcp' as const, addr: '198.18.0.1', port: 80, fwmark: 0 };
     table.applyAll([
       { op: 'add-service', service: { ...svc, scheduler: 'rr', schedFlags: 0, persistent: 300, netmask: 0xffffffff, ops: false, pe: '' } },

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CONN_F_SYNC } from '../../src/core/conn.js';
-import { IpvsTable } from '../../src/core/table.js';
+import type { IpvsTable } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 import { TcpState } from '../../src/core/tcpstate.js';
 import type { Op } from '../../src/core/types.js';
 import { encodeMessages } from '../../src/sync/proto.js';
@@ -16,7 +17,7 @@ const RS = ['198.19.0.11', '198.19.0.12'];
 const svcKey = { af: 4 as const, protocol: 'tcp' as const, addr: VIP, port: 80, fwmark: 0 };
 
 function director(clock: { t: number }, persistent = 360): IpvsTable {
-  const t = new IpvsTable({ now: () => clock.t });
+  const t = newTable({ now: () => clock.t });
   const ops: Op[] = [
     { op: 'add-service', service: { ...svcKey, scheduler: 'rr', schedFlags: 0, persistent, netmask: 0xffffffff, ops: false, pe: '' } },
     ...RS.map((addr): Op => ({ op: 'add-server', service: svcKey, dest: { af: 4, addr, port: 80, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 } })),

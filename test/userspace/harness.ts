@@ -3,7 +3,8 @@
  * be moved forward, the plane (optionally with worker threads), and test servers on port 0.
  * Shared by test/dataplane/userspace*.test.ts, which run the conformance scenarios with it.
  */
-import { IpvsTable } from '../../src/core/table.js';
+import type { IpvsTable } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 import type { Op } from '../../src/core/types.js';
 import { UserspaceDataPlane, type LogLevel } from '../../src/dataplane/userspace/index.js';
 import { freePort, startServer, type TestServer, type TestServerKind } from '../helper.js';
@@ -24,7 +25,7 @@ export interface UserspaceHarness extends Harness {
 export async function makeUserspaceHarness(opts: { vip?: string; connectTimeoutMs?: number; table?: IpvsTable; workers?: number } = {}): Promise<UserspaceHarness> {
   const vip = opts.vip ?? '127.0.0.1';
   let skew = 0;
-  const table = opts.table ?? new IpvsTable({ now: () => performance.now() + skew });
+  const table = opts.table ?? newTable({ now: () => performance.now() + skew });
   const logs: Array<{ level: LogLevel; msg: string }> = [];
   const plane = new UserspaceDataPlane({ log: (level, msg) => logs.push({ level, msg }), connectTimeoutMs: opts.connectTimeoutMs ?? 5000, workers: opts.workers ?? 1 });
   await plane.start(table);

@@ -12,7 +12,7 @@ import { formatRules } from '../../src/ipvsadm/format.js';
 import { toYaml } from '../../src/config/convert.js';
 import { planReload } from '../../src/config/diff.js';
 import { parseYamlConfig } from '../../src/config/yaml.js';
-import { IpvsTable } from '../../src/core/table.js';
+import { newTable } from '../table.js';
 import { serviceConfigOf } from '../../src/health/engine.js';
 import { configToOps, StateStore } from '../../src/daemon/state.js';
 
@@ -36,7 +36,7 @@ describe('userspace service options in the configuration', () => {
     assert.equal(cfg.services[0]!.transparent, true);
     assert.equal(cfg.services[1]!.proxyProtocol, 'v1');
     assert.equal(cfg.services[1]!.transparent, undefined);
-    const table = new IpvsTable();
+    const table = newTable();
     table.applyAll(cfg.services.map((s) => ({ op: 'add-service' as const, service: serviceConfigOf(s) })));
     const saved = table.config();
     assert.equal(saved.services[0]!.proxyProtocol, 'v2');
@@ -48,7 +48,7 @@ describe('userspace service options in the configuration', () => {
       const store = new StateStore(join(dir, 'state.json'));
       await store.save(saved);
       assert.match(readFileSync(join(dir, 'state.json'), 'utf8'), /"proxyProtocol": "v2"/);
-      const restored = new IpvsTable();
+      const restored = newTable();
       restored.applyAll(configToOps((await store.load())!));
       assert.deepEqual(restored.config().services.map((s) => [s.port, s.proxyProtocol, s.transparent]), [
         [80, 'v2', true],
@@ -60,7 +60,7 @@ describe('userspace service options in the configuration', () => {
   });
 
   test('ipvsadm -S rules never carry them', () => {
-    const table = new IpvsTable();
+    const table = newTable();
     const cfg = parseYamlConfig(YAML, 'tsvs.yaml');
     table.applyAll(cfg.services.map((s) => ({ op: 'add-service' as const, service: serviceConfigOf(s) })));
     const rules = formatRules(table.view());
@@ -70,7 +70,7 @@ describe('userspace service options in the configuration', () => {
 
   test('a reload that changes only proxy_protocol edits the service', () => {
     const before = parseYamlConfig(YAML, 'a.yaml');
-    const table = new IpvsTable();
+    const table = newTable();
     table.applyAll(before.services.map((s) => ({ op: 'add-service' as const, service: serviceConfigOf(s) })));
     const after = parseYamlConfig(YAML.replace('proxy_protocol: v2', 'proxy_protocol: v1'), 'b.yaml');
     const plan = planReload(table.config(), before.services, after.services.map((s) => ({ service: serviceConfigOf(s), dests: new Map() })));
@@ -81,7 +81,7 @@ describe('userspace service options in the configuration', () => {
 
   test('a reload whose file no longer has them turns them off; tsvsadm -E keeps them', () => {
     const before = parseYamlConfig(YAML, 'a.yaml');
-    const table = new IpvsTable();
+    const table = newTable();
     table.applyAll(before.services.map((s) => ({ op: 'add-service' as const, service: serviceConfigOf(s) })));
     // tsvsadm -E -t 198.18.0.1:80 -s wlc: a service config without the options.
     const { proxyProtocol: _p, transparent: _t, ...bare } = table.config().services[0]!;

@@ -10,7 +10,7 @@ import { foldAddr, gcd, GOLDEN_PRIME } from '../../schedulers/common.js';
 import { dhBuckets, DH_TAB_SIZE } from '../../schedulers/dh.js';
 import { getScheduler } from '../../schedulers/index.js';
 import { MH_TAB_SIZE, mhTable } from '../../schedulers/mh.js';
-import type { SchedDest } from '../../schedulers/scheduler.js';
+import type { SchedDest } from '../../core/scheduler.js';
 import { shBuckets, SH_TAB_SIZE } from '../../schedulers/sh.js';
 import { wrrRestore, type WrrState } from '../../schedulers/wrr.js';
 

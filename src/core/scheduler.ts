@@ -2,8 +2,10 @@
  * The scheduler interface, shaped like the kernel's `struct ip_vs_scheduler` ops
  * (include/net/ip_vs.h): every hook but `schedule` is optional, and a scheduler keeps its
  * per-service state in the instance that `create` returns (the kernel's `sched_data`).
+ * The schedulers themselves live in src/schedulers; the table finds them through the
+ * SchedulerLookup its owner hands it (the daemon passes src/schedulers' registry).
  */
-import type { Family } from '../core/types.js';
+import type { Family } from './types.js';
 
 /** What a scheduler may read of a real server. */
 export interface SchedDest {
@@ -80,9 +82,13 @@ export interface Scheduler<D extends SchedDest = SchedDest> {
   clone?(svc: SchedService<D>, map: (d: D) => D): Scheduler<D>;
 }
 
+/** A scheduler kind: what the registry holds and the table binds to each service. */
 export interface SchedulerFactory {
   /** The name ipvsadm -s uses: rr, wrr, lc, ... */
   readonly name: string;
   /** Binds a new instance to a service (kernel init_service). `svc.dests` may be non-empty. */
   create<D extends SchedDest>(svc: SchedService<D>, env: SchedEnv): Scheduler<D>;
 }
+
+/** Finds a scheduler by the name ipvsadm -s uses; undefined when there is none. */
+export type SchedulerLookup = (name: string) => SchedulerFactory | undefined;
