@@ -8,7 +8,7 @@ import { formatIPv4 } from '../core/addr.js';
 import type { FwdMethod } from '../core/types.js';
 import { formatDiagnostic } from './errors.js';
 import type { CheckerConfig, RealServerConfig, TsvsConfig, VirtualServiceConfig } from './model.js';
-import { SCHED_FLAGS } from './yaml.js';
+import { SCHED_FLAGS } from '../core/schema.js';
 
 const METHOD_NAME: Record<FwdMethod, string> = { masq: 'nat', route: 'dr', tunnel: 'tunnel', fullnat: 'fullnat' };
 

@@ -10,7 +10,7 @@
  * not a keepalived keyword at all, or a bad value, is an error.
  */
 import { canonicalAddr, familyOf, formatIPv4, parseIPv4, parseMask4 } from '../core/addr.js';
-import { DEFAULT_PERSISTENT_TIMEOUT } from '../core/table.js';
+import { DEFAULT_PERSISTENT_TIMEOUT, MAX_TIMEOUT, SCHED_FLAGS } from '../core/schema.js';
 import type { Family, FwdMethod, Protocol, TunnelOptions } from '../core/types.js';
 import { DNS_TYPES } from '../health/dns.js';
 import { ConfigError, formatDiagnostic, suggest } from './errors.js';
@@ -30,7 +30,6 @@ import {
   type VrrpScriptConfig,
 } from './model.js';
 import { validateVrrp } from './vrrp.js';
-import { SCHED_FLAGS } from './yaml.js';
 import { validateServices } from './validate.js';
 
 const LB_KIND: Record<string, FwdMethod> = { NAT: 'masq', DR: 'route', TUN: 'tunnel', FNAT: 'fullnat', FULLNAT: 'fullnat' };
@@ -108,7 +107,7 @@ class Reader {
   timer(st: Stmt, i = 1): number | undefined {
     const s = st.words[i];
     const v = s !== undefined && /^\d+(\.\d+)?$/.test(s) ? Number(s) : NaN;
-    if (!Number.isFinite(v) || v > 86400 * 31) {
+    if (!Number.isFinite(v) || v > MAX_TIMEOUT) {
       this.error(st, `${st.words[0]}: expected a time in seconds, got ${s === undefined ? 'nothing' : `"${s}"`}`);
       return undefined;
     }
@@ -195,7 +194,7 @@ function readGlobals(r: Reader, st: Stmt, cfg: TsvsConfig): void {
           r.error(s, `lvs_timeouts: expected tcp, tcpfin or udp, got "${k}"`);
           continue;
         }
-        const v = r.int(s, i + 1, 0, 86400 * 31);
+        const v = r.int(s, i + 1, 0, MAX_TIMEOUT);
         if (v !== undefined) t[k] = v;
       }
       cfg.timeouts = t;
@@ -381,7 +380,7 @@ function readVirtualServer(r: Reader, st: Stmt, groups: Map<string, { entries: A
         break;
       }
       case 'persistence_timeout':
-        if (r.args(s, 0, 1, '[seconds]')) persistent = s.words[1] === undefined ? DEFAULT_PERSISTENT_TIMEOUT : (r.int(s, 1, 1, 86400 * 31) ?? 0);
+        if (r.args(s, 0, 1, '[seconds]')) persistent = s.words[1] === undefined ? DEFAULT_PERSISTENT_TIMEOUT : (r.int(s, 1, 1, MAX_TIMEOUT) ?? 0);
         break;
       case 'persistence_granularity':
         if (r.args(s, 1, 1, 'a netmask')) {

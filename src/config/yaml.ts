@@ -6,8 +6,8 @@
  */
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 import { canonicalAddr, familyOf, parseMask4 } from '../core/addr.js';
-import { DEFAULT_PERSISTENT_TIMEOUT } from '../core/table.js';
-import { SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3, type Family, type FwdMethod, type Protocol } from '../core/types.js';
+import { DEFAULT_PERSISTENT_TIMEOUT, SCHED_FLAGS } from '../core/schema.js';
+import type { Family, FwdMethod, Protocol } from '../core/types.js';
 import { DNS_TYPES } from '../health/dns.js';
 import { ConfigError, suggest } from './errors.js';
 import {
@@ -28,15 +28,6 @@ import { validateVrrp } from './vrrp.js';
 import type { SyncSettings } from '../sync/ha.js';
 
 export const METHODS: Record<string, FwdMethod> = { nat: 'masq', masq: 'masq', dr: 'route', route: 'route', tun: 'tunnel', tunnel: 'tunnel', fullnat: 'fullnat' };
-export const SCHED_FLAGS: Record<string, number> = {
-  'flag-1': SCHED_FLAG_1,
-  'flag-2': SCHED_FLAG_2,
-  'flag-3': SCHED_FLAG_3,
-  'sh-fallback': SCHED_FLAG_1,
-  'sh-port': SCHED_FLAG_2,
-  'mh-fallback': SCHED_FLAG_1,
-  'mh-port': SCHED_FLAG_2,
-};
 
 /** Collects diagnostics with positions from one parsed document. */
 class Ctx {

@@ -15,10 +15,6 @@ import { validateBatch } from './validate.js';
 import { getScheduler } from '../schedulers/index.js';
 import type { SchedInput, SchedulerFactory } from '../schedulers/scheduler.js';
 
-export { checkServiceKey, MAX_TIMEOUT } from './validate.js';
-
-/** IPVS_SVC_PERSISTENT_TIMEOUT: what `-p` without a value means (the man page's 300 is wrong). */
-export const DEFAULT_PERSISTENT_TIMEOUT = 360;
 /** The version and connection hash size kernel IPVS reports in the listing header. */
 export const IPVS_VERSION = '1.2.1';
 export const IPVS_CONN_TAB_SIZE = 4096;

@@ -7,7 +7,7 @@ import type { Context, Hono, MiddlewareHandler } from 'hono';
 import { TsvsError } from '../../core/errors.js';
 import { canonicalAddr, formatAddrPort } from '../../core/addr.js';
 import { destId } from '../../core/service.js';
-import { checkServiceKey } from '../../core/table.js';
+import { checkServiceKey } from '../../core/validate.js';
 import type { VirtualService, RealServer } from '../../core/service.js';
 import type { DestConfig, FwdMethod, Op, ServiceConfig } from '../../core/types.js';
 import { drainKey, openConnections, serviceStatus, statusView, type ApiContext } from './view.js';
