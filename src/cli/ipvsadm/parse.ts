@@ -26,11 +26,8 @@ import {
   type TunCsum,
   type TunType,
 } from '../../core/types.js';
+import { DEFAULT_PERSISTENT_TIMEOUT, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT } from '../../core/schema.js';
 
-/** Longest persistence / connection timeout ipvsadm accepts (31 days). */
-export const MAX_TIMEOUT = 86400 * 31;
-/** `-p` without a value: IPVS_SVC_PERSISTENT_TIMEOUT in libipvs.h (the man page's 300 is wrong). */
-export const DEFAULT_PERSISTENT_TIMEOUT = 360;
 /** Scheduler used when -A/-E is given no -s. */
 export const DEFAULT_SCHEDULER = 'wlc';
 /** The kernel's IP_VS_SCHEDNAME_MAXLEN - 1: ipvsadm silently truncates longer names. */
@@ -38,7 +35,6 @@ const SCHED_NAME_MAX = 15;
 /** IP_VS_PENAME_MAXLEN: ipvsadm copies at most this many bytes of --pe. */
 const PE_NAME_MAX = 16;
 const IFNAME_MAX = 15;
-const INT_MAX = 2147483647;
 const UINT_MAX = 4294967295;
 
 // ---------------------------------------------------------------------------------------
@@ -745,21 +741,21 @@ async function parseOrFail(argv: readonly string[], env: ParseEnv): Promise<Comm
         setOption('weight');
         // 0..65535 as upstream ipvsadm's source and the kernel's weight field
         // (Debian's 1.31 binary accepts up to INT_MAX).
-        const w = stringToNumber(arg, 0, 65535);
+        const w = stringToNumber(arg, 0, MAX_WEIGHT);
         if (w === null) fail('illegal weight specified');
         ce.dest.weight = w;
         break;
       }
       case 'x': {
         setOption('u-threshold');
-        const v = stringToNumber(arg, 0, INT_MAX);
+        const v = stringToNumber(arg, 0, MAX_THRESHOLD);
         if (v === null) fail('illegal u_threshold specified');
         ce.dest.uThreshold = v;
         break;
       }
       case 'y': {
         setOption('l-threshold');
-        const v = stringToNumber(arg, 0, INT_MAX);
+        const v = stringToNumber(arg, 0, MAX_THRESHOLD);
         if (v === null) fail('illegal l_threshold specified');
         ce.dest.lThreshold = v;
         break;
