@@ -29,8 +29,7 @@ import {
   type VrrpInstanceConfig,
   type VrrpScriptConfig,
 } from './model.js';
-import { validateVrrp } from './vrrp.js';
-import { validateServices } from './validate.js';
+import { checkModel } from './schema.js';
 
 const LB_KIND: Record<string, FwdMethod> = { NAT: 'masq', DR: 'route', TUN: 'tunnel', FNAT: 'fullnat', FULLNAT: 'fullnat' };
 const CHECKERS: Record<string, CheckerType> = { TCP_CHECK: 'tcp', HTTP_GET: 'http', SSL_GET: 'https', UDP_CHECK: 'udp', DNS_CHECK: 'dns', MISC_CHECK: 'misc' };
@@ -173,7 +172,7 @@ export function parseKeepalivedConfig(text: string, file: string, opts: Keepaliv
   }
   for (const st of pending) cfg.services.push(...readVirtualServer(r, st, groups));
   for (const st of vrrpStmts) cfg.vrrp.push(readVrrp(r, st));
-  if (!r.errors.length) r.errors.push(...validateServices(cfg.services, file), ...validateVrrp(cfg.vrrp, cfg.vrrpScripts ?? [], file));
+  if (!r.errors.length) r.errors.push(...checkModel(cfg));
   if (r.errors.length) throw new ConfigError(r.errors);
   return cfg;
 }

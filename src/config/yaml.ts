@@ -23,8 +23,7 @@ import {
   type VrrpInstanceConfig,
   type VrrpScriptConfig,
 } from './model.js';
-import { validateServices } from './validate.js';
-import { validateVrrp } from './vrrp.js';
+import { checkModel } from './schema.js';
 import type { SyncSettings } from '../sync/ha.js';
 
 export const METHODS: Record<string, FwdMethod> = { nat: 'masq', masq: 'masq', dr: 'route', route: 'route', tun: 'tunnel', tunnel: 'tunnel', fullnat: 'fullnat' };
@@ -242,7 +241,7 @@ export function parseYamlConfig(text: string, file: string): TsvsConfig {
   const sync = readSync(ctx, top);
   if (sync) cfg.sync = sync;
   top.done(['timeouts', 'dataplane', 'api', 'services', 'vrrp', 'vrrp_scripts', 'sync']);
-  if (!ctx.diags.length) ctx.diags.push(...validateServices(cfg.services, file), ...validateVrrp(cfg.vrrp, cfg.vrrpScripts ?? [], file));
+  if (!ctx.diags.length) ctx.diags.push(...checkModel(cfg));
   if (ctx.diags.length) throw new ConfigError(ctx.diags);
   return cfg;
 }
