@@ -17,7 +17,7 @@ import { ConfigError } from '../config/errors.js';
 import { parseKeepalivedConfig } from '../config/keepalived.js';
 import type { TsvsConfig, VirtualServiceConfig } from '../config/model.js';
 import { validateServices } from '../config/validate.js';
-import { parseYamlConfig } from '../config/yaml.js';
+import { parseYamlConfig } from '../config/yaml/parse.js';
 
 function loadServicesDb(): ServicesDb {
   try {
