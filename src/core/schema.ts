@@ -48,7 +48,7 @@ export const FwdSchema = z.enum(['masq', 'route', 'tunnel', 'fullnat']);
 export const TunTypeSchema = z.enum(['ipip', 'gue', 'gre']);
 export const TunCsumSchema = z.enum(['nocsum', 'csum', 'remcsum']);
 export const ProxyProtocolSchema = z.enum(['v1', 'v2', 'none']);
-export const FamilySchema = z.union([z.literal(4), z.literal(6)]);
+export const FamilySchema = z.literal([4, 6]);
 const PortSchema = int(0, MAX_PORT);
 
 /** What identifies a virtual service: protocol + address + port, or a firewall mark. */
