@@ -165,7 +165,7 @@ const WEIGHT = bounds(RS.weight);
 const U_THRESHOLD = bounds(RS.uThreshold);
 const L_THRESHOLD = bounds(RS.lThreshold);
 const TUN_PORT = bounds(TunnelSchema.shape.port);
-const TIMEOUT = bounds(TimeoutsSchema.shape.tcp);
+const TIMEOUTS = { tcp: bounds(TimeoutsSchema.shape.tcp), tcpfin: bounds(TimeoutsSchema.shape.tcpfin), udp: bounds(TimeoutsSchema.shape.udp) };
 
 function isInt(v: unknown, b: Bounds): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= b.min && v <= b.max;
@@ -310,7 +310,8 @@ function checkTimeouts(raw: unknown): Timeouts {
   if (!raw || typeof raw !== 'object') bad('timeouts must be an object with tcp, tcpfin and udp');
   const t = raw as Record<string, unknown>;
   for (const f of ['tcp', 'tcpfin', 'udp'] as const) {
-    if (!isInt(t[f], TIMEOUT)) bad(`timeout ${f} ${JSON.stringify(t[f])} must be an integer ${TIMEOUT.min}..${TIMEOUT.max} seconds`);
+    const b = TIMEOUTS[f];
+    if (!isInt(t[f], b)) bad(`timeout ${f} ${JSON.stringify(t[f])} must be an integer ${b.min}..${b.max} seconds`);
   }
   return { tcp: t.tcp as number, tcpfin: t.tcpfin as number, udp: t.udp as number };
 }
