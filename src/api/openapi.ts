@@ -1,8 +1,30 @@
 /**
  * The OpenAPI 3 document of the control API, served at /v1/openapi.json. test/api checks
- * that every route the app serves is described here and the other way round.
+ * that every route the app serves is described here and the other way round. The objects
+ * the API takes (service, real server, timeouts, operations) are generated from their one
+ * schema (core/schema.ts), so the document states the bounds the table enforces.
  */
+import { z } from 'zod';
+import { OpSchema, RealServerSchema, ServiceConfigSchema, ServiceKeySchema, TimeoutsSchema, TunnelSchema } from '../core/schema.js';
 import { statusPagePaths } from './routes/status-page-openapi.js';
+
+/** The component schemas generated from core/schema.ts, by component name. */
+const generated: Record<string, unknown> = (() => {
+  const reg = z.registry<{ id: string }>();
+  reg.add(ServiceKeySchema, { id: 'ServiceKey' });
+  reg.add(ServiceConfigSchema, { id: 'ServiceConfig' });
+  reg.add(RealServerSchema, { id: 'ServerConfig' });
+  reg.add(RealServerSchema.partial().meta({ description: 'Fields of a real server to change (ipvsadm -e); addr and port come from the URL' }), { id: 'ServerEdit' });
+  reg.add(TunnelSchema, { id: 'Tunnel' });
+  reg.add(TimeoutsSchema, { id: 'Timeouts' });
+  reg.add(TimeoutsSchema.partial().meta({ description: 'Timeouts to change (ipvsadm --set); the others keep their values' }), { id: 'TimeoutsEdit' });
+  reg.add(OpSchema, { id: 'Op' });
+  reg.add(z.object({ weight: RealServerSchema.shape.weight.unwrap().optional() }).meta({ description: 'The weight to restore; default: the one from before the drain' }), { id: 'Restore' });
+  const { schemas } = z.toJSONSchema(reg, { target: 'openapi-3.0', io: 'input', uri: (id) => `#/components/schemas/${id}` });
+  // OpenAPI 3.0 has no $id; the component's name is its identity.
+  for (const s of Object.values(schemas)) delete s.$id;
+  return schemas;
+})();
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (schema: unknown) => ({ 'application/json': { schema } });
@@ -70,38 +92,7 @@ export function openApiDocument(): Record<string, unknown> {
         },
         Stats: statsSchema,
         Rates: ratesSchema,
-        ServiceConfig: {
-          type: 'object',
-          description: 'What ipvsadm -A/-E set. Either protocol+addr+port or fwmark.',
-          properties: {
-            protocol: { type: 'string', enum: ['tcp', 'udp', 'sctp'] },
-            addr: { type: 'string', example: '10.0.0.1' },
-            port: { type: 'integer', minimum: 0, maximum: 65535 },
-            fwmark: { type: 'integer', default: 0 },
-            af: { type: 'integer', enum: [4, 6], description: 'Derived from addr; needed only for IPv6 fwmark services' },
-            scheduler: { type: 'string', default: 'wlc' },
-            schedFlags: { type: 'integer', minimum: 0, maximum: 7, default: 0 },
-            persistent: { type: 'integer', description: 'Persistence timeout in seconds; 0 = none', default: 0 },
-            netmask: { type: 'integer' },
-            ops: { type: 'boolean', default: false },
-            pe: { type: 'string', default: '' },
-            proxyProtocol: { type: 'string', enum: ['v1', 'v2', 'none'], description: 'Userspace plane: PROXY protocol header toward real servers; in an edit, absent = unchanged, none = off. Not in ipvsadm -S.' },
-            transparent: { type: 'boolean', description: 'Userspace plane, TCP: connect to real servers from the client address (root; docs/userspace.md). In an edit, absent = unchanged.' },
-          },
-        },
-        ServerConfig: {
-          type: 'object',
-          description: 'What ipvsadm -a/-e set.',
-          required: ['addr', 'port'],
-          properties: {
-            addr: { type: 'string' },
-            port: { type: 'integer', minimum: 0, maximum: 65535 },
-            weight: { type: 'integer', minimum: 0, maximum: 65535, default: 1 },
-            fwd: { type: 'string', enum: ['masq', 'route', 'tunnel', 'fullnat'], description: "Default: the data plane's first of masq, fullnat, route" },
-            uThreshold: { type: 'integer', default: 0 },
-            lThreshold: { type: 'integer', default: 0 },
-          },
-        },
+        ...generated,
         Health: {
           type: 'object',
           properties: {
@@ -171,7 +162,6 @@ export function openApiDocument(): Record<string, unknown> {
             vrrp: ref('Vrrp'),
           },
         },
-        Timeouts: { type: 'object', properties: { tcp: { type: 'integer' }, tcpfin: { type: 'integer' }, udp: { type: 'integer' } } },
         Vrrp: {
           type: 'object',
           properties: { configured: { type: 'boolean' }, state: { type: 'string', example: 'not configured' }, instances: { type: 'array', items: { type: 'object' } } },
@@ -184,7 +174,6 @@ export function openApiDocument(): Record<string, unknown> {
             daddr: { type: 'string' }, dport: { type: 'integer' }, state: { type: 'string' }, expires: { type: 'integer' }, template: { type: 'boolean' },
           },
         },
-        Op: { type: 'object', description: 'One tsvsadm operation (see src/core/types.ts Op)', required: ['op'], properties: { op: { type: 'string' } } },
       },
     },
     paths: {
@@ -261,8 +250,8 @@ export function openApiDocument(): Record<string, unknown> {
       '/v1/services/{service}/servers/{server}': {
         parameters: [svcParam, rsParam],
         get: { summary: 'One real server', responses: { '200': ok('Server', ref('Server')), '404': changeErrors['404'] } },
-        put: { summary: 'Edit a real server (ipvsadm -e); fields given replace the current ones', security: auth, requestBody: { content: json(ref('ServerConfig')) }, responses: { '200': ok('Edited', ref('Server')), ...changeErrors } },
-        patch: { summary: 'Same as PUT', security: auth, requestBody: { content: json(ref('ServerConfig')) }, responses: { '200': ok('Edited', ref('Server')), ...changeErrors } },
+        put: { summary: 'Edit a real server (ipvsadm -e); fields given replace the current ones', security: auth, requestBody: { content: json(ref('ServerEdit')) }, responses: { '200': ok('Edited', ref('Server')), ...changeErrors } },
+        patch: { summary: 'Same as PUT', security: auth, requestBody: { content: json(ref('ServerEdit')) }, responses: { '200': ok('Edited', ref('Server')), ...changeErrors } },
         delete: { summary: 'Delete a real server (ipvsadm -d)', security: auth, responses: { '200': ok('Deleted', { type: 'object' }), ...changeErrors } },
       },
       '/v1/services/{service}/servers/{server}/drain': {
@@ -278,14 +267,14 @@ export function openApiDocument(): Record<string, unknown> {
         post: {
           summary: 'Restore the weight from before the drain (or the one given)',
           security: auth,
-          requestBody: { content: json({ type: 'object', properties: { weight: { type: 'integer' } } }) },
+          requestBody: { content: json(ref('Restore')) },
           responses: { '200': ok('Restored', ref('Server')), ...changeErrors },
         },
       },
       '/v1/zero': { post: { summary: 'Zero every counter (ipvsadm -Z)', security: auth, responses: { '200': ok('Zeroed', { type: 'object' }), '401': changeErrors['401'] } } },
       '/v1/timeouts': {
         get: { summary: 'Connection timeouts (ipvsadm -L --timeout)', responses: { '200': ok('Timeouts', ref('Timeouts')) } },
-        put: { summary: 'Set timeouts (ipvsadm --set); fields given replace the current ones', security: auth, requestBody: { content: json(ref('Timeouts')) }, responses: { '200': ok('Timeouts', ref('Timeouts')), ...changeErrors } },
+        put: { summary: 'Set timeouts (ipvsadm --set); fields given replace the current ones', security: auth, requestBody: { content: json(ref('TimeoutsEdit')) }, responses: { '200': ok('Timeouts', ref('Timeouts')), ...changeErrors } },
       },
       '/v1/stats': { get: { summary: 'Counters and rates: totals, per service and per real server', responses: { '200': ok('Stats', { type: 'object' }) } } },
       '/v1/history': {

@@ -9,7 +9,7 @@ import type { FwdMethod } from '../core/types.js';
 import { formatDiagnostic } from './errors.js';
 import type { CheckerConfig } from '../health/model.js';
 import type { RealServerConfig, TsvsConfig, VirtualServiceConfig } from './model.js';
-import { SCHED_FLAGS } from './yaml.js';
+import { SCHED_FLAGS } from '../core/schema.js';
 
 const METHOD_NAME: Record<FwdMethod, string> = { masq: 'nat', route: 'dr', tunnel: 'tunnel', fullnat: 'fullnat' };
 

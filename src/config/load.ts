@@ -19,7 +19,7 @@ import { ConfigError } from './errors.js';
 import { parseKeepalivedConfig } from './keepalived/index.js';
 import type { TsvsConfig, VirtualServiceConfig } from './model.js';
 import { validateServices } from './validate.js';
-import { parseYamlConfig } from './yaml.js';
+import { parseYamlConfig } from './yaml/parse.js';
 
 function loadServicesDb(): ServicesDb {
   try {

@@ -5,7 +5,13 @@
  * the place the key was written.
  */
 import { canonicalAddr, familyOf } from '../core/addr.js';
+import { bounds } from '../core/schema.js';
+import { TrackWeightSchema, VrrpInstanceSchema } from '../ha/schema.js';
 import type { Diagnostic, Origin, VrrpInstanceConfig, VrrpScriptConfig } from './model.js';
+
+const ADVERT = bounds(VrrpInstanceSchema.shape.advertInt);
+const PREEMPT = bounds(VrrpInstanceSchema.shape.preemptDelay);
+const WEIGHT = bounds(TrackWeightSchema);
 
 /** One virtual address as `ip addr add` takes it. */
 export interface Vip {
@@ -59,10 +65,10 @@ export function validateVrrp(instances: readonly VrrpInstanceConfig[], scripts: 
     names.set(v.name, v);
     if (!v.interface) err(v, 'interface', 'is required');
     if (v.virtualRouterId === undefined) err(v, 'virtual_router_id', 'is required (1-255)');
-    if (v.advertInt !== undefined && (v.advertInt < 0.01 || v.advertInt > 40.95)) {
-      err(v, 'advert_int', `${v.advertInt} s out of range: VRRPv3 carries 0.01 to 40.95 s`);
+    if (v.advertInt !== undefined && (v.advertInt < ADVERT.min || v.advertInt > ADVERT.max)) {
+      err(v, 'advert_int', `${v.advertInt} s out of range: VRRPv3 carries ${ADVERT.min} to ${ADVERT.max} s`);
     }
-    if (v.preemptDelay !== undefined && (v.preemptDelay < 0 || v.preemptDelay > 1000)) err(v, 'preempt_delay', `${v.preemptDelay} out of range 0-1000 s`);
+    if (v.preemptDelay !== undefined && (v.preemptDelay < PREEMPT.min || v.preemptDelay > PREEMPT.max)) err(v, 'preempt_delay', `${v.preemptDelay} out of range ${PREEMPT.min}-${PREEMPT.max} s`);
     if (!v.virtualIpaddress.length) err(v, 'virtual_ipaddress', 'at least one address is required');
     let fam: number | undefined;
     for (const text of v.virtualIpaddress) {
@@ -78,7 +84,7 @@ export function validateVrrp(instances: readonly VrrpInstanceConfig[], scripts: 
     for (const p of v.unicastPeer ?? []) if (!canonicalAddr(p)) err(v, 'unicast_peer', `expected an address, got "${p}"`);
     for (const t of v.trackScript ?? []) if (!scriptNames.has(t.name)) err(v, 'track_script', `no vrrp_script "${t.name}" is defined`);
     for (const t of [...(v.trackInterface ?? []), ...(v.trackScript ?? [])]) {
-      if (t.weight !== undefined && (t.weight < -253 || t.weight > 253)) err(v, t.name, `weight ${t.weight} out of range -253..253`);
+      if (t.weight !== undefined && (t.weight < WEIGHT.min || t.weight > WEIGHT.max)) err(v, t.name, `weight ${t.weight} out of range ${WEIGHT.min}..${WEIGHT.max}`);
     }
     if (v.interface && v.virtualRouterId !== undefined) {
       const fam4or6 = fam ?? 4;

@@ -15,8 +15,6 @@ import type { ConnView, Op, ServiceKey, TableConfig, TableView, Timeouts } from 
 import { validateBatch } from './validate.js';
 import type { SchedInput, SchedulerLookup } from './scheduler.js';
 
-/** IPVS_SVC_PERSISTENT_TIMEOUT: what `-p` without a value means (the man page's 300 is wrong). */
-export const DEFAULT_PERSISTENT_TIMEOUT = 360;
 /** The version and connection hash size kernel IPVS reports in the listing header. */
 export const IPVS_VERSION = '1.2.1';
 export const IPVS_CONN_TAB_SIZE = 4096;

@@ -6,10 +6,8 @@
 import { canonicalAddr, familyOf, parseIPv4, parseIPv6 } from './addr.js';
 import { TsvsError } from './errors.js';
 import { destId, serviceId, serviceKeyOf, serviceLabel, type VirtualService } from './service.js';
+import { bounds, choices, NETMASK6, OP_NAMES, orList, RealServerSchema, SCHEDULER_NAME, ServiceConfigSchema, TimeoutsSchema, TunnelSchema, type Bounds } from './schema.js';
 import type { DestConfig, DestKey, Op, ServiceConfig, ServiceKey, Timeouts, TunnelOptions } from './types.js';
-
-/** ipvsadm's MAX_TIMEOUT: 31 days. */
-export const MAX_TIMEOUT = 86400 * 31;
 
 /**
  * Checks and canonicalizes a batch against `services` (the table's, by serviceId). Only
@@ -27,7 +25,7 @@ export function validateBatch(ops: readonly Op[], services: ReadonlyMap<string, 
       case 'edit-service': {
         const cfg = checkServiceConfig(op.service);
         const id = serviceId(cfg);
-        if (!hasScheduler(cfg.scheduler) || (cfg.pe !== '' && cfg.pe !== 'sip')) {
+        if (!hasScheduler(cfg.scheduler) || !PE.includes(cfg.pe)) {
           throw new TsvsError('SCHEDULER_NOT_FOUND', `${serviceLabel(cfg)}: scheduler "${cfg.scheduler}"${cfg.pe ? ` or persistence engine "${cfg.pe}"` : ''} not found`);
         }
         if (op.op === 'add-service') {
@@ -90,7 +88,6 @@ export function validateBatch(ops: readonly Op[], services: ReadonlyMap<string, 
     }
   }
   return out;
-  return out;
 }
 
 /** One service as a batch being validated sees it: its family, and which servers exist. */
@@ -149,11 +146,29 @@ class ShadowTable {
   }
 }
 
-const PROTOCOLS = new Set(['tcp', 'udp', 'sctp']);
-const FWD = new Set(['masq', 'route', 'tunnel', 'fullnat']);
+// Every bound and allowed value below comes from the schema (schema.ts), read once here.
+const SVC = ServiceConfigSchema.shape;
+const RS = RealServerSchema.shape;
+const PROTOCOLS = choices(SVC.protocol);
+const FWD = choices(RS.fwd);
+const PROXY = choices(SVC.proxyProtocol);
+const TUN_TYPES = choices(TunnelSchema.shape.type);
+const CSUM = choices(TunnelSchema.shape.csum);
+const PE = choices(SVC.pe);
+const FWMARK = bounds(SVC.fwmark);
+const PORT = bounds(SVC.port);
+const SCHED_FLAGS = bounds(SVC.schedFlags);
+const PERSISTENT = bounds(SVC.persistent);
+const NETMASK4 = bounds(SVC.netmask);
+const DEST_PORT = bounds(RS.port);
+const WEIGHT = bounds(RS.weight);
+const U_THRESHOLD = bounds(RS.uThreshold);
+const L_THRESHOLD = bounds(RS.lThreshold);
+const TUN_PORT = bounds(TunnelSchema.shape.port);
+const TIMEOUTS = { tcp: bounds(TimeoutsSchema.shape.tcp), tcpfin: bounds(TimeoutsSchema.shape.tcpfin), udp: bounds(TimeoutsSchema.shape.udp) };
 
-function isInt(v: unknown, lo: number, hi: number): v is number {
-  return typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
+function isInt(v: unknown, b: Bounds): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= b.min && v <= b.max;
 }
 
 function bad(detail: string): never {
@@ -163,8 +178,7 @@ function bad(detail: string): never {
 function checkOpShape(raw: unknown): Op {
   if (!raw || typeof raw !== 'object') bad('operation must be an object');
   const op = (raw as { op?: unknown }).op;
-  const known = ['add-service', 'edit-service', 'delete-service', 'flush', 'add-server', 'edit-server', 'delete-server', 'zero', 'set-timeouts'];
-  if (typeof op !== 'string' || !known.includes(op)) bad(`unknown operation ${JSON.stringify(op)}; expected one of ${known.join(', ')}`);
+  if (typeof op !== 'string' || !OP_NAMES.includes(op)) bad(`unknown operation ${JSON.stringify(op)}; expected one of ${OP_NAMES.join(', ')}`);
   return raw as Op;
 }
 
@@ -173,18 +187,18 @@ export function checkServiceKey(raw: unknown): ServiceKey {
   if (!raw || typeof raw !== 'object') bad('service must be an object');
   const k = raw as Record<string, unknown>;
   const fwmark = k.fwmark ?? 0;
-  if (!isInt(fwmark, 0, 0xffffffff)) bad(`service fwmark ${JSON.stringify(k.fwmark)}: must be an integer 0..4294967295`);
+  if (!isInt(fwmark, FWMARK)) bad(`service fwmark ${JSON.stringify(k.fwmark)}: must be an integer ${FWMARK.min}..${FWMARK.max}`);
   if (fwmark) {
     const af = k.af ?? 4;
     if (af !== 4 && af !== 6) bad(`service FWM ${fwmark}: af must be 4 or 6`);
     return serviceKeyOf({ af, protocol: 'tcp', addr: '', port: 0, fwmark });
   }
-  if (typeof k.protocol !== 'string' || !PROTOCOLS.has(k.protocol)) bad(`service protocol ${JSON.stringify(k.protocol)}: must be tcp, udp or sctp`);
+  if (typeof k.protocol !== 'string' || !PROTOCOLS.includes(k.protocol)) bad(`service protocol ${JSON.stringify(k.protocol)}: must be ${orList(PROTOCOLS)}`);
   const addr = typeof k.addr === 'string' ? canonicalAddr(k.addr) : null;
   if (!addr) bad(`service address ${JSON.stringify(k.addr)}: not an IPv4 or IPv6 address`);
   const af = familyOf(addr)!;
   if (k.af !== undefined && k.af !== af) bad(`service ${addr}: af ${String(k.af)} does not match the address`);
-  if (!isInt(k.port, 0, 65535)) bad(`service ${addr}: port ${JSON.stringify(k.port)} must be an integer 0..65535`);
+  if (!isInt(k.port, PORT)) bad(`service ${addr}: port ${JSON.stringify(k.port)} must be an integer ${PORT.min}..${PORT.max}`);
   return { af, protocol: k.protocol as ServiceKey['protocol'], addr, port: k.port, fwmark: 0 };
 }
 
@@ -193,13 +207,13 @@ function checkServiceConfig(raw: ServiceConfig): ServiceConfig {
   const label = serviceLabel(key);
   const r = raw as unknown as Record<string, unknown>;
   const scheduler = r.scheduler ?? 'wlc';
-  if (typeof scheduler !== 'string' || !/^[a-z0-9]{1,15}$/.test(scheduler)) bad(`${label}: scheduler ${JSON.stringify(r.scheduler)} is not a scheduler name`);
+  if (typeof scheduler !== 'string' || !SCHEDULER_NAME.test(scheduler)) bad(`${label}: scheduler ${JSON.stringify(r.scheduler)} is not a scheduler name`);
   const schedFlags = r.schedFlags ?? 0;
-  if (!isInt(schedFlags, 0, 7)) bad(`${label}: schedFlags must be an integer 0..7`);
+  if (!isInt(schedFlags, SCHED_FLAGS)) bad(`${label}: schedFlags must be an integer ${SCHED_FLAGS.min}..${SCHED_FLAGS.max}`);
   const persistent = r.persistent ?? 0;
-  if (!isInt(persistent, 0, MAX_TIMEOUT)) bad(`${label}: persistent timeout ${JSON.stringify(r.persistent)} must be 0..${MAX_TIMEOUT} seconds`);
-  const netmask = r.netmask ?? (key.af === 4 ? 0xffffffff : 128);
-  if (key.af === 4 ? !isInt(netmask, 0, 0xffffffff) : !isInt(netmask, 1, 128)) {
+  if (!isInt(persistent, PERSISTENT)) bad(`${label}: persistent timeout ${JSON.stringify(r.persistent)} must be ${PERSISTENT.min}..${PERSISTENT.max} seconds`);
+  const netmask = r.netmask ?? (key.af === 4 ? NETMASK4.max : NETMASK6.max);
+  if (!isInt(netmask, key.af === 4 ? NETMASK4 : NETMASK6)) {
     throw new TsvsError('INVALID', `${label}: persistence netmask ${JSON.stringify(r.netmask)} is out of range`);
   }
   const ops = r.ops ?? false;
@@ -215,8 +229,10 @@ function checkServiceConfig(raw: ServiceConfig): ServiceConfig {
   const out: ServiceConfig = { ...key, scheduler, schedFlags: schedFlags as number, persistent: persistent as number, netmask: netmask as number, ops, pe };
   // Userspace-plane options (never in -S output): kept only when set.
   if (r.proxyProtocol !== undefined) {
-    if (r.proxyProtocol !== 'v1' && r.proxyProtocol !== 'v2' && r.proxyProtocol !== 'none') bad(`${label}: proxyProtocol ${JSON.stringify(r.proxyProtocol)} must be "v1", "v2" or "none"`);
-    out.proxyProtocol = r.proxyProtocol;
+    if (typeof r.proxyProtocol !== 'string' || !PROXY.includes(r.proxyProtocol)) {
+      bad(`${label}: proxyProtocol ${JSON.stringify(r.proxyProtocol)} must be ${orList(PROXY.map((v) => `"${v}"`))}`);
+    }
+    out.proxyProtocol = r.proxyProtocol as NonNullable<ServiceConfig['proxyProtocol']>;
   }
   if (r.transparent !== undefined) {
     if (typeof r.transparent !== 'boolean') bad(`${label}: transparent must be true or false`);
@@ -230,7 +246,7 @@ function checkDestKey(raw: unknown, what: string): DestKey {
   const k = raw as Record<string, unknown>;
   const addr = typeof k.addr === 'string' ? canonicalAddr(k.addr) : null;
   if (!addr) bad(`${what} address ${JSON.stringify(k.addr)}: not an IPv4 or IPv6 address`);
-  if (!isInt(k.port, 0, 65535)) bad(`${what} ${addr}: port ${JSON.stringify(k.port)} must be an integer 0..65535`);
+  if (!isInt(k.port, DEST_PORT)) bad(`${what} ${addr}: port ${JSON.stringify(k.port)} must be an integer ${DEST_PORT.min}..${DEST_PORT.max}`);
   return { af: familyOf(addr)!, addr, port: k.port };
 }
 
@@ -248,13 +264,13 @@ function checkDestConfig(raw: DestConfig, svc: ServiceKey, svcAf: 4 | 6): DestCo
   const r = raw as unknown as Record<string, unknown>;
   const weight = r.weight ?? 1;
   if (typeof weight !== 'number' || !Number.isInteger(weight)) bad(`${id}: weight must be an integer`);
-  if (weight < 0 || weight > 65535) throw new TsvsError('OUT_OF_RANGE', `${id}: weight ${weight} is outside 0..65535`);
+  if (!isInt(weight, WEIGHT)) throw new TsvsError('OUT_OF_RANGE', `${id}: weight ${weight} is outside ${WEIGHT.min}..${WEIGHT.max}`);
   const fwd = r.fwd ?? 'route';
-  if (typeof fwd !== 'string' || !FWD.has(fwd)) bad(`${id}: forwarding method ${JSON.stringify(r.fwd)} must be masq, route, tunnel or fullnat`);
+  if (typeof fwd !== 'string' || !FWD.includes(fwd)) bad(`${id}: forwarding method ${JSON.stringify(r.fwd)} must be ${orList(FWD)}`);
   const u = r.uThreshold ?? 0;
   const l = r.lThreshold ?? 0;
-  if (!isInt(u, 0, 0x7fffffff)) bad(`${id}: upper threshold must be an integer 0..2147483647`);
-  if (!isInt(l, 0, 0x7fffffff)) bad(`${id}: lower threshold must be an integer 0..2147483647`);
+  if (!isInt(u, U_THRESHOLD)) bad(`${id}: upper threshold must be an integer ${U_THRESHOLD.min}..${U_THRESHOLD.max}`);
+  if (!isInt(l, L_THRESHOLD)) bad(`${id}: lower threshold must be an integer ${L_THRESHOLD.min}..${L_THRESHOLD.max}`);
   if (l > u) throw new TsvsError('OUT_OF_RANGE', `${id}: lower threshold ${l} is above upper threshold ${u}`);
   if (k.af !== svcAf && fwd !== 'tunnel') {
     throw new TsvsError('AF_NOT_SUPPORTED', `${id}: an IPv${k.af} real server in an IPv${svcAf} service needs tunnelling`);
@@ -271,16 +287,17 @@ function checkTunnel(raw: unknown, id: string): TunnelOptions {
   if (!raw || typeof raw !== 'object') bad(`${id}: tunnel must be an object`);
   const t = raw as Record<string, unknown>;
   const type = t.type ?? 'ipip';
-  if (type !== 'ipip' && type !== 'gue' && type !== 'gre') bad(`${id}: tunnel type ${JSON.stringify(t.type)} must be ipip, gue or gre`);
-  const out: TunnelOptions = { type };
+  if (typeof type !== 'string' || !TUN_TYPES.includes(type)) bad(`${id}: tunnel type ${JSON.stringify(t.type)} must be ${orList(TUN_TYPES)}`);
+  const out: TunnelOptions = { type: type as TunnelOptions['type'] };
   if (type === 'gue') {
-    if (!isInt(t.port, 1, 65535)) bad(`${id}: a gue tunnel needs a port 1..65535`);
+    if (!isInt(t.port, TUN_PORT)) bad(`${id}: a gue tunnel needs a port ${TUN_PORT.min}..${TUN_PORT.max}`);
     out.port = t.port as number;
   } else if (t.port !== undefined) {
     bad(`${id}: a ${type} tunnel takes no port`);
   }
   if (t.csum !== undefined) {
-    const ok = type === 'gue' ? ['nocsum', 'csum', 'remcsum'] : type === 'gre' ? ['nocsum', 'csum'] : [];
+    // remcsum (remote checksum offload) exists only for gue.
+    const ok = type === 'gue' ? CSUM : type === 'gre' ? CSUM.filter((c) => c !== 'remcsum') : [];
     if (typeof t.csum !== 'string' || !ok.includes(t.csum)) bad(`${id}: checksum option ${JSON.stringify(t.csum)} is not valid for ${type}`);
     out.csum = t.csum as TunnelOptions['csum'];
   } else if (type !== 'ipip') {
@@ -293,7 +310,8 @@ function checkTimeouts(raw: unknown): Timeouts {
   if (!raw || typeof raw !== 'object') bad('timeouts must be an object with tcp, tcpfin and udp');
   const t = raw as Record<string, unknown>;
   for (const f of ['tcp', 'tcpfin', 'udp'] as const) {
-    if (!isInt(t[f], 0, MAX_TIMEOUT)) bad(`timeout ${f} ${JSON.stringify(t[f])} must be an integer 0..${MAX_TIMEOUT} seconds`);
+    const b = TIMEOUTS[f];
+    if (!isInt(t[f], b)) bad(`timeout ${f} ${JSON.stringify(t[f])} must be an integer ${b.min}..${b.max} seconds`);
   }
   return { tcp: t.tcp as number, tcpfin: t.tcpfin as number, udp: t.udp as number };
 }

@@ -27,15 +27,12 @@ import {
   type TunType,
 } from '../core/types.js';
 import type { SyncDaemonConfig } from '../sync/manager.js';
+import { DEFAULT_PERSISTENT_TIMEOUT, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT } from '../core/schema.js';
 import { lookupV4, parseAddrPort, type NameLookup } from './address.js';
 import { OptionScanner } from './getopt.js';
 import { atoi, formatV4, inetAton, pton6, stringToNumber } from './libc.js';
 import { COMMAND_TAGS, Fail, fail, genericOptCheck, OptionsSeen, tunnelOptCheck, type CmdName, type OptName } from './options.js';
 
-/** Longest persistence / connection timeout ipvsadm accepts (31 days). */
-const MAX_TIMEOUT = 86400 * 31;
-/** `-p` without a value: IPVS_SVC_PERSISTENT_TIMEOUT in libipvs.h (the man page's 300 is wrong). */
-const DEFAULT_PERSISTENT_TIMEOUT = 360;
 /** Scheduler used when -A/-E is given no -s. */
 const DEFAULT_SCHEDULER = 'wlc';
 /** The kernel's IP_VS_SCHEDNAME_MAXLEN - 1: ipvsadm silently truncates longer names. */
@@ -43,7 +40,6 @@ const SCHED_NAME_MAX = 15;
 /** IP_VS_PENAME_MAXLEN: ipvsadm copies at most this many bytes of --pe. */
 const PE_NAME_MAX = 16;
 const IFNAME_MAX = 15;
-const INT_MAX = 2147483647;
 const UINT_MAX = 4294967295;
 
 /** Output switches of -L / -S. `json` is a tsvs extension. */
@@ -373,9 +369,9 @@ const OPTION_HANDLERS: Record<string, OptionHandler> = {
   fullnat: forwarding('fullnat'),
   // 0..65535 as upstream ipvsadm's source and the kernel's weight field (Debian's 1.31
   // binary accepts up to INT_MAX).
-  w: bounded('weight', 0, 65535, 'illegal weight specified', (ce, v) => (ce.dest.weight = v)),
-  x: bounded('u-threshold', 0, INT_MAX, 'illegal u_threshold specified', (ce, v) => (ce.dest.uThreshold = v)),
-  y: bounded('l-threshold', 0, INT_MAX, 'illegal l_threshold specified', (ce, v) => (ce.dest.lThreshold = v)),
+  w: bounded('weight', 0, MAX_WEIGHT, 'illegal weight specified', (ce, v) => (ce.dest.weight = v)),
+  x: bounded('u-threshold', 0, MAX_THRESHOLD, 'illegal u_threshold specified', (ce, v) => (ce.dest.uThreshold = v)),
+  y: bounded('l-threshold', 0, MAX_THRESHOLD, 'illegal l_threshold specified', (ce, v) => (ce.dest.lThreshold = v)),
   'tun-type': (p, arg) => {
     p.options.add('tun-type');
     if (arg !== 'ipip' && arg !== 'gue' && arg !== 'gre') fail('illegal tunnel type specified');

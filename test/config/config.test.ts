@@ -9,7 +9,7 @@ import { planReload } from '../../src/config/diff.js';
 import { ConfigError, formatDiagnostic } from '../../src/config/errors.js';
 import { parseKeepalivedConfig } from '../../src/config/keepalived/index.js';
 import type { TsvsConfig, VirtualServiceConfig } from '../../src/config/model.js';
-import { parseYamlConfig } from '../../src/config/yaml.js';
+import { parseYamlConfig } from '../../src/config/yaml/parse.js';
 import { loadConfig } from '../../src/config/load.js';
 import { runConfig } from '../../src/cli/config.js';
 import { desiredDests, serviceConfigOf } from '../../src/health/engine.js';

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import { toYaml } from '../../src/config/convert.js';
 import { ConfigError, formatDiagnostic } from '../../src/config/errors.js';
 import { parseKeepalivedConfig } from '../../src/config/keepalived/index.js';
-import { parseYamlConfig } from '../../src/config/yaml.js';
+import { parseYamlConfig } from '../../src/config/yaml/parse.js';
 import { parseVip } from '../../src/config/vrrp.js';
 import { resolveInstance } from '../../src/ha/speaker.js';
 

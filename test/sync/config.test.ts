@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { toYaml } from '../../src/config/convert.js';
 import { parseKeepalivedConfig } from '../../src/config/keepalived/index.js';
-import { parseYamlConfig } from '../../src/config/yaml.js';
+import { parseYamlConfig } from '../../src/config/yaml/parse.js';
 import { conntrackdPaths, renderConntrackdConf } from '../../src/sync/conntrackd.js';
 
 describe('YAML sync section', () => {

@@ -11,7 +11,7 @@ import { describe, test } from 'node:test';
 import { formatRules } from '../../src/ipvsadm/format.js';
 import { toYaml } from '../../src/config/convert.js';
 import { planReload } from '../../src/config/diff.js';
-import { parseYamlConfig } from '../../src/config/yaml.js';
+import { parseYamlConfig } from '../../src/config/yaml/parse.js';
 import { newTable } from '../table.js';
 import { serviceConfigOf } from '../../src/health/engine.js';
 import { configToOps, StateStore } from '../../src/daemon/state.js';

@@ -2,6 +2,7 @@
  * keepalived.conf `global_defs`: the IPVS timeouts (lvs_timeouts), the sync daemon
  * (lvs_sync_daemon) and vrrp_version; every other global keyword is reported.
  */
+import { MAX_TIMEOUT } from '../../core/schema.js';
 import type { TsvsConfig } from '../model.js';
 import type { Stmt } from './lexer.js';
 import type { Reader } from './reader.js';
@@ -17,7 +18,7 @@ export function readGlobals(r: Reader, st: Stmt, cfg: TsvsConfig): void {
           r.error(s, `lvs_timeouts: expected tcp, tcpfin or udp, got "${k}"`);
           continue;
         }
-        const v = r.int(s, i + 1, 0, 86400 * 31);
+        const v = r.int(s, i + 1, 0, MAX_TIMEOUT);
         if (v !== undefined) t[k] = v;
       }
       cfg.timeouts = t;

@@ -9,8 +9,7 @@
  * keyword at all (keywords.ts), or a bad value, is an error.
  */import { ConfigError } from '../errors.js';
 import type { TsvsConfig } from '../model.js';
-import { validateServices } from '../validate.js';
-import { validateVrrp } from '../vrrp.js';
+import { checkModel } from '../schema.js';
 import { readGlobals } from './global.js';
 import { readGroup, readVirtualServer, type ServiceAddr } from './ipvs.js';
 import { KEEPALIVED_KEYWORDS } from './keywords.js';
@@ -63,7 +62,7 @@ export function parseKeepalivedConfig(text: string, file: string, opts: LexOptio
   // Groups may be declared after the virtual servers that use them, and vrrp_scripts after the instances that track them.
   for (const st of pending) cfg.services.push(...readVirtualServer(r, st, groups));
   for (const st of vrrpStmts) cfg.vrrp.push(readVrrp(r, st));
-  if (!r.errors.length) r.errors.push(...validateServices(cfg.services, file), ...validateVrrp(cfg.vrrp, cfg.vrrpScripts ?? [], file));
+  if (!r.errors.length) r.errors.push(...checkModel(cfg));
   if (r.errors.length) throw new ConfigError(r.errors);
   return cfg;
 }

@@ -4,10 +4,9 @@
  * notify scripts. The checkers inside real servers are read by checkers.ts.
  */
 import { canonicalAddr, familyOf, formatIPv4, parseIPv4, parseMask4 } from '../../core/addr.js';
-import { DEFAULT_PERSISTENT_TIMEOUT } from '../../core/table.js';
+import { DEFAULT_PERSISTENT_TIMEOUT, MAX_TIMEOUT, SCHED_FLAGS } from '../../core/schema.js';
 import type { Family, FwdMethod, Protocol, TunnelOptions } from '../../core/types.js';
 import type { RealServerConfig, VirtualServiceConfig } from '../model.js';
-import { SCHED_FLAGS } from '../yaml.js';
 import { CHECKER_KEYWORDS, readChecker, readCommon, UNSUPPORTED_CHECKERS, type Inherit } from './checkers.js';
 import type { Stmt } from './lexer.js';
 import { setIf, type Reader } from './reader.js';
@@ -158,7 +157,7 @@ export function readVirtualServer(r: Reader, st: Stmt, groups: ReadonlyMap<strin
         break;
       }
       case 'persistence_timeout':
-        if (r.args(s, 0, 1, '[seconds]')) persistent = s.words[1] === undefined ? DEFAULT_PERSISTENT_TIMEOUT : (r.int(s, 1, 1, 86400 * 31) ?? 0);
+        if (r.args(s, 0, 1, '[seconds]')) persistent = s.words[1] === undefined ? DEFAULT_PERSISTENT_TIMEOUT : (r.int(s, 1, 1, MAX_TIMEOUT) ?? 0);
         break;
       case 'persistence_granularity':
         if (r.args(s, 1, 1, 'a netmask')) {

@@ -3,6 +3,7 @@
  * reports it collects, and the readers of one statement's arguments (counts, integers,
  * times, addresses), each reporting a bad value at the statement's place.
  */
+import { MAX_TIMEOUT } from '../../core/schema.js';
 import { canonicalAddr } from '../../core/addr.js';
 import { suggest } from '../errors.js';
 import type { Diagnostic, Origin } from '../model.js';
@@ -66,7 +67,7 @@ export class Reader {
   timer(st: Stmt, i = 1): number | undefined {
     const s = st.words[i];
     const v = s !== undefined && /^\d+(\.\d+)?$/.test(s) ? Number(s) : NaN;
-    if (!Number.isFinite(v) || v > 86400 * 31) {
+    if (!Number.isFinite(v) || v > MAX_TIMEOUT) {
       this.error(st, `${st.words[0]}: expected a time in seconds, got ${s === undefined ? 'nothing' : `"${s}"`}`);
       return undefined;
     }
