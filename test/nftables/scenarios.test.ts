@@ -32,7 +32,7 @@ import { strict as assert } from 'node:assert';
 import { after, describe, test } from 'node:test';
 import { IpvsTable } from '../../src/core/table.js';
 import type { Op } from '../../src/core/types.js';
-import { NftablesDataPlane } from '../../src/dataplane/nftables/index.js';
+import { NftablesDataPlane } from '../../src/dataplane/nftables/plane.js';
 import { newEchoConnections, openEcho, waitFor, type TestServer, type TestServerKind } from '../helper.js';
 import { runDataPlaneScenarios, type Harness } from '../dataplane/scenarios.js';
 import { privileged } from '../privileged.js';
