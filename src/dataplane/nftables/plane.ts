@@ -7,44 +7,37 @@
  * never pass through Node: the VIP is DNATed to the chosen real server on a connection's
  * first packet and conntrack carries the rest, replies included.
  *
- * The plane reads the kernel back into the core table: nft counters become the
- * conns/packets/bytes counters, and conntrack entries (marked with their real server)
- * become the connection table, with active/inactive counts, the OVERLOAD flag of -x/-y
- * thresholds, and `-Lnc`. A threshold crossing recompiles that service's fragment. The
- * read-back runs once a second, or less often when a round costs more than 5% of that
- * time (a big table); listings ask for a fresh round first.
+ * This file is the plane itself: checks, start and stop, and the kernel transactions. Its
+ * parts: model.ts (what the kernel holds per service, and the servers' marks),
+ * readback.ts (counters, conntrack and persistence read back into the core table; a
+ * threshold crossing recompiles that service's fragment) and first-packet.ts.
  *
  * Schedulers: rr, wrr, sh, dh and mh run in the kernel. The connection-count schedulers
- * (lc, wlc, sed, nq, lblc, lblcr, fo, ovf, twos) take the first-packet path: the first
- * packet of each new flow to such a service goes through NFQUEUE to a reader thread
- * (nfqueue.ts), the core table schedules it here (`decide`, so the scheduler sees the
- * live counts), and the verdict's mark names the real server in the kernel; a numgen
- * rule is the fallback when no answer comes. Direct routing (-g) services are compiled
- * by dr.ts into `netdev tsvs`. See docs/nftables.md.
+ * (lc, wlc, sed, nq, lblc, lblcr, fo, ovf, twos) take the first-packet path
+ * (first-packet.ts): the first packet of each new flow to such a service goes through
+ * NFQUEUE to the core table's scheduler. Direct routing (-g) services are compiled by
+ * dr.ts into `netdev tsvs`. See docs/nftables.md.
  */
 import { TsvsError } from '../../core/errors.js';
-import type { Conn } from '../../core/conn.js';
 import { serviceId, serviceLabel, type RealServer, type VirtualService } from '../../core/service.js';
 import type { IpvsTable, TableEvent } from '../../core/table.js';
-import { tcpStateByName } from '../../core/tcpstate.js';
-import type { FwdMethod, Op, Stats } from '../../core/types.js';
-import { wrrSnapshot } from '../../schedulers/wrr.js';
+import type { FwdMethod, Op } from '../../core/types.js';
 import type { DataPlane, LogFn } from '../dataplane.js';
-import { CHUNK, conntrackProblem, conntrackDeleteMark, conntrackDump, conntrackEvents, yieldLoop, type CtEntry, type CtEvent } from './conntrack.js';
-import { makeRunner, type Runner } from './exec.js';
-import { setReadLimits } from './nldump.js';
-import { compileService, famOf, queueBaseCommands, queueRemoveCommands, type Cmd, type Fam, type Fragment } from './nat.js';
-import { nftApply, nftCounters, nftPersistElements, nftVersion, type CounterValue, type PersistElement } from './nft.js';
-import { NftSender } from './nftsend.js';
-import { connsCounter, inCounter, KERNEL_SCHEDULERS, outCounter, parseSnat, persistSet, type NftService } from './ruleset.js';
-import { DIRECTOR_SYSCTLS, readSysctl, writeSysctl } from './sysctl.js';
-import type { QueuedPacket } from './netlink.js';
-import { checkNfqueueRule, installNfqueueRule } from './netsock.js';
-import { NfQueueReader } from './nfqueue.js';
-import { NFQ_CHAIN, NO_DEST_MARK, QUEUE_SCHEDULERS, TABLE } from './ruleset.js';
+import { conntrackDeleteMark, conntrackProblem } from './conntrack.js';
 import { DrPlanner } from './dr-plane.js';
+import { makeRunner, type Runner } from './exec.js';
+import { FirstPacketPath, QUEUE_TIMEOUT_MS, queueFromEnv } from './first-packet.js';
+import { isDr, NftModel } from './model.js';
+import { compileService, queueBaseCommands, queueRemoveCommands, type Cmd, type Fam, type Fragment } from './nat.js';
+import { nftApply, nftVersion } from './nft.js';
+import { dataplaneError, NftSender } from './nftsend.js';
+import { setReadLimits } from './nldump.js';
+import { ReadBack } from './readback.js';
+import { KERNEL_SCHEDULERS, parseSnat, persistSet, QUEUE_SCHEDULERS, type NftService } from './ruleset.js';
+import { DIRECTOR_SYSCTLS, readSysctl, writeSysctl } from './sysctl.js';
 import { loadHead, removal, TxnBuilder } from './txn.js';
 
+/** How the nftables plane is set up (tsvsd fills these from its TSVS_NFT_* variables). */
 export interface NftablesOptions {
   log: LogFn;
   /** TSVS_NFT_SETUP: "sysctl" lets tsvsd set forwarding and rp_filter itself. */
@@ -65,34 +58,10 @@ export interface NftablesOptions {
   queueTimeoutMs?: number;
 }
 
-/**
- * How long a new flow's first packet waits for the scheduler before it is accepted without
- * a mark (the kernel's round-robin fallback takes it). Far below TCP's first SYN
- * retransmission (1 s), and high enough that a loaded director does not miss it often.
- */
-const QUEUE_TIMEOUT_MS = 200;
-/** How long a connection scheduled through the queue may be missing from conntrack (not confirmed yet) before the read-back drops it. */
-const QUEUED_GRACE_MS = 3000;
 /** Services per kernel transaction (see sendChunked). */
 const CHUNK_SERVICES = 250;
-const connKey = (af: number, protocol: string, caddr: string, cport: number, vaddr: string, vport: number) => `${af}|${protocol}|${caddr}|${cport}|${vaddr}|${vport}`;
 
-/** conntrack's TCP states as IPVS names them for a NAT connection. */
-const CT_TO_IPVS: Record<string, string> = {
-  SYN_SENT: 'SYN_RECV', // the client's SYN was forwarded: IPVS INPUT syn -> SYN_RECV
-  SYN_SENT2: 'SYN_RECV',
-  SYN_RECV: 'SYN_RECV',
-  ESTABLISHED: 'ESTABLISHED',
-  FIN_WAIT: 'FIN_WAIT',
-  CLOSE_WAIT: 'CLOSE_WAIT',
-  LAST_ACK: 'LAST_ACK',
-  TIME_WAIT: 'TIME_WAIT',
-  CLOSE: 'CLOSE',
-  NONE: 'NONE',
-};
-
-const ZERO: Stats = { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, outbytes: 0 };
-
+/** Kernel LVS-NAT and direct routing through nftables (`tsvsd --dataplane nftables`). */
 export class NftablesDataPlane implements DataPlane {
   readonly name = 'nftables';
   readonly methods: ReadonlySet<FwdMethod> = new Set<FwdMethod>(['masq', 'route', 'tunnel']);
@@ -102,62 +71,54 @@ export class NftablesDataPlane implements DataPlane {
   private unsubscribe: (() => void) | null = null;
   /** Sends the NAT fragments' batches over nf_tables netlink. */
   private readonly sender: NftSender;
-  /** The NAT fragment of each service, as the kernel holds it, by service id. */
-  private readonly frags = new Map<string, Fragment>();
-  /** How many of those use the first-packet path, per family. */
-  private readonly queuedByFam: Record<Fam, number> = { ip: 0, ip6: 0 };
-  /** Families whose first-packet objects (queue chains, maps) are in the kernel. */
-  private readonly queueFams = new Set<Fam>();
-  /** Direct-routing services as last compiled into `netdev tsvs`, by service id. */
-  private drModel = new Map<string, NftService>();
+  /** What the kernel holds per service. */
+  private readonly model = new NftModel();
+  /** Counters, conntrack and persistence read back into the table. */
+  private readonly readback: ReadBack;
+  /** The NFQUEUE path of the connection-count schedulers. */
+  private readonly firstPacket: FirstPacketPath;
   /** Serializes every kernel transaction. */
   private queue: Promise<unknown> = Promise.resolve();
-  private readonly svcIds = new Map<string, number>();
-  private readonly marks = new Map<string, number>();
-  /** The marks in use (a new one must not collide). */
-  private readonly markTaken = new Set<number>();
-  /** Each live real server by its mark. */
-  private readonly owners = new Map<number, { svc: VirtualService; dest: RealServer }>();
-  private nextSvcId = 1;
-  private timer: NodeJS.Timeout | null = null;
-  /** Raw kernel counter values at the last -Z, per mark. */
-  private readonly baseline = new Map<number, Stats>();
-  private readonly lastRaw = new Map<number, Stats>();
-  /** Counters of removed servers, kept in their service's totals (kernel svc stats are cumulative). */
-  private readonly retired = new Map<string, Stats>();
-  /** Mirrored conntrack entries by tuple. */
-  private readonly mirrored = new Map<string, Conn>();
-  /** Mirrored persistence entries. */
-  private readonly templates = new Map<string, Conn>();
-  private conntrackOk = false;
   private stopped = false;
-  private pollRun: Promise<void> | null = null;
   private readonly run: Runner;
-
   private readonly snat: string[];
-  /** The NFQUEUE reader of the first-packet path, started with the first queue-scheduled service. */
-  private nfq: NfQueueReader | null = null;
-  private readonly queueNo: number;
-  /** Connections scheduled through the queue, by tuple, with when (conntrack shows them once confirmed). */
-  private readonly queuedAt = new Map<string, number>();
-  /**
-   * Keys changed by a decision or a conntrack event since the read-back's dump was taken:
-   * that (older) dump must neither drop them nor bring a destroyed one back.
-   */
-  private readonly touched = new Map<string, { at: number; destroyed: boolean }>();
-  /** `conntrack -E`, followed while the first-packet path runs: closes reach the counts before the next read-back. */
-  private events: { stop(): void } | null = null;
 
   constructor(private readonly opts: NftablesOptions) {
     this.run = makeRunner(opts.netns);
-    this.queueNo = opts.queue ?? NftablesDataPlane.queueFromEnv(process.env.TSVS_NFT_QUEUE) ?? 4242;
+    const queueNo = opts.queue ?? queueFromEnv(process.env.TSVS_NFT_QUEUE) ?? 4242;
     this.dr = new DrPlanner(this.run);
-    this.sender = new NftSender(this.nsPath());
+    const nsPath = opts.netns ? `/run/netns/${opts.netns}` : undefined;
+    this.sender = new NftSender(nsPath);
     try {
       this.snat = parseSnat(opts.snat ?? '');
     } catch (e) {
       throw dataplaneError((e as Error).message);
     }
+    const table = () => this.table;
+    this.readback = new ReadBack({
+      run: this.run,
+      log: opts.log,
+      netns: opts.netns,
+      model: this.model,
+      dr: this.dr,
+      pollMs: opts.pollMs ?? 1000,
+      table,
+      recompile: (svcs, why) => this.recompile(svcs, why),
+      // A queue reader that died is restarted by the read-back.
+      reviveQueue: async () => {
+        if (this.model.queuedFrags && !this.firstPacket.running) await this.enqueue(() => this.firstPacket.start());
+      },
+    });
+    this.firstPacket = new FirstPacketPath({
+      log: opts.log,
+      model: this.model,
+      readback: this.readback,
+      table,
+      nsPath,
+      queue: queueNo,
+      timeoutMs: opts.queueTimeoutMs ?? QUEUE_TIMEOUT_MS,
+      onStarted: () => this.readback.startEvents(),
+    });
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -166,14 +127,14 @@ export class NftablesDataPlane implements DataPlane {
     await this.checkHost();
     this.table = table;
     const ctProblem = await conntrackProblem(this.run);
-    this.conntrackOk = !ctProblem;
+    this.readback.conntrackOk = !ctProblem;
     if (ctProblem) this.opts.log('warn', `conntrack cannot be read (${ctProblem}): connection listings and active/inactive counts stay empty`);
     setReadLimits({}, (m) => this.opts.log('warn', `nftables read-back: ${m}`));
-    for (const svc of table.list()) for (const dest of svc.dests) this.owners.set(this.markOf(svc.id, dest.id), { svc, dest });
+    for (const svc of table.list()) for (const dest of svc.dests) this.model.owners.set(this.model.markOf(svc.id, dest.id), { svc, dest });
     await this.enqueue(() => this.loadAll('start'));
-    this.startEvents();
+    this.readback.startEvents();
     this.unsubscribe = table.subscribe({ change: (ev) => this.onChange(ev) });
-    this.schedulePoll(this.opts.pollMs ?? 1000);
+    this.readback.schedulePoll(this.opts.pollMs ?? 1000);
     if (this.snat.length) this.opts.log('warn', `masquerading outbound connections from ${this.snat.join(', ')} because TSVS_NFT_SNAT is set`);
     this.opts.log('info', 'nftables data plane started: rules in tables ip tsvs and ip6 tsvs');
   }
@@ -196,8 +157,8 @@ export class NftablesDataPlane implements DataPlane {
     // The core says what the batch changes: the touched services as they will be.
     const preview = this.table!.preview(ops);
     const next = new Map<string, NftService | null>();
-    if (preview.flushed) for (const id of [...this.frags.keys(), ...this.drModel.keys()]) next.set(id, null);
-    for (const [id, svc] of preview.services) next.set(id, svc ? this.nftService(svc) : null);
+    if (preview.flushed) for (const id of [...this.model.frags.keys(), ...this.model.drModel.keys()]) next.set(id, null);
+    for (const [id, svc] of preview.services) next.set(id, svc ? this.model.nftService(svc) : null);
     await this.enqueue(() => this.applyChanges(next, 'batch'));
   }
 
@@ -207,11 +168,11 @@ export class NftablesDataPlane implements DataPlane {
     const next = new Map<string, NftService | null>();
     for (const op of ops) {
       if (op.op === 'flush') {
-        for (const id of [...this.frags.keys(), ...this.drModel.keys()]) next.set(id, null);
-        for (const svc of t.list()) next.set(svc.id, this.nftService(svc));
+        for (const id of [...this.model.frags.keys(), ...this.model.drModel.keys()]) next.set(id, null);
+        for (const svc of t.list()) next.set(svc.id, this.model.nftService(svc));
       } else if ('service' in op && op.service) {
         const live = t.get(op.service);
-        next.set(serviceId(op.service), live ? this.nftService(live) : null);
+        next.set(serviceId(op.service), live ? this.model.nftService(live) : null);
       }
     }
     void this.enqueue(() => this.applyChanges(next, 'abort')).catch((e) =>
@@ -223,25 +184,58 @@ export class NftablesDataPlane implements DataPlane {
     // Kernel NAT needs no draining: conntrack keeps carrying open connections after the
     // rules are gone; new connections to the VIPs are no longer balanced.
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.readback.stop();
     this.unsubscribe?.();
     this.unsubscribe = null;
-    this.events?.stop();
-    this.events = null;
-    await this.nfq?.stop();
+    await this.firstPacket.stop();
     await this.enqueue(async () => {
       // A transaction that was already running when stop() began may have (re)started these.
-      await this.nfq?.stop();
-      this.events?.stop();
-      this.events = null;
+      await this.firstPacket.stop();
+      this.readback.stopEvents();
       this.sender.send(removal(), 'remove tables');
       this.sender.close();
       await nftApply(this.run, { nftables: this.dr.removal() }, 'remove table netdev tsvs');
-      this.frags.clear();
-      this.queueFams.clear();
+      this.model.clearFrags();
+      this.model.queueFams.clear();
     });
     this.opts.log('info', 'nftables tables ip tsvs, ip6 tsvs and netdev tsvs removed');
+  }
+
+  /**
+   * State sync (src/sync), backup side: puts persistence entries synced from the master
+   * into the kernel's per-server sets, so that clients keep their server after a failover;
+   * the read-back then lists them as templates.
+   */
+  async importPersistence(entries: ReadonlyArray<{ svc: VirtualService; dest: RealServer; addr: string; timeout: number }>): Promise<void> {
+    const nftables: unknown[] = [];
+    for (const e of entries) {
+      const mark = this.model.markFor(e.svc.id, e.dest.id);
+      if (mark === undefined || !e.svc.persistent) continue;
+      if (QUEUE_SCHEDULERS.has(e.svc.scheduler)) {
+        // lc/wlc/...: templates live in the core table, where the first-packet path's decisions use them.
+        const t = this.table!;
+        const key = t.conns.templateKey(e.svc, e.addr);
+        if (!t.conns.findTemplate(key)) t.conns.createTemplate(key, e.svc, e.addr, e.dest, t.now());
+        continue;
+      }
+      const elem = [{ elem: { val: e.addr, timeout: Math.min(e.timeout, e.svc.persistent) } }];
+      // A DR (-g) server's persistence set is in `netdev tsvs` (dr.ts), not in ip/ip6 tsvs.
+      const family = e.dest.fwd === 'route' ? 'netdev' : e.svc.af === 6 ? 'ip6' : 'ip';
+      nftables.push({ add: { element: { family, table: 'tsvs', name: persistSet(mark, e.svc), elem } } });
+    }
+    if (nftables.length) await this.enqueue(() => nftApply(this.run, { nftables }, 'synced persistence entries'));
+  }
+
+  refresh(): Promise<void> {
+    return this.poll();
+  }
+
+  /**
+   * One read-back round (readback.ts); resolves when the table reflects the kernel as of
+   * this call, so tests and `view()` callers can wait for current numbers.
+   */
+  poll(): Promise<void> {
+    return this.readback.poll();
   }
 
   // ------------------------------------------------------------------ checks
@@ -269,56 +263,9 @@ export class NftablesDataPlane implements DataPlane {
     }
   }
 
-  // ------------------------------------------------------------------ model
+  // ------------------------------------------------------------------ kernel transactions
 
-  private svcIdOf(key: string): number {
-    let id = this.svcIds.get(key);
-    if (id === undefined) this.svcIds.set(key, (id = this.nextSvcId++));
-    return id;
-  }
-
-  /**
-   * A server's mark is a hash of its service and address, so that it is the same after a
-   * restart of tsvsd: conntrack entries made before the restart are still counted and
-   * listed under their server. A collision with another live server probes onward.
-   */
-  private markOf(svcKey: string, destKey: string): number {
-    const k = `${svcKey}|${destKey}`;
-    let m = this.marks.get(k);
-    if (m !== undefined) return m;
-    m = markHash(k);
-    while (this.markTaken.has(m)) m = m >= 0x7fffffff ? 1 : m + 1;
-    this.marks.set(k, m);
-    this.markTaken.add(m);
-    return m;
-  }
-
-  private forgetMark(key: string): number | undefined {
-    const m = this.marks.get(key);
-    if (m === undefined) return undefined;
-    this.marks.delete(key);
-    this.markTaken.delete(m);
-    this.owners.delete(m);
-    return m;
-  }
-
-  /** A service (live, or a preview's copy) as the compilers see it. */
-  private nftService(s: VirtualService): NftService {
-    return {
-      id: this.svcIdOf(s.id),
-      af: s.af,
-      protocol: s.protocol as 'tcp' | 'udp',
-      addr: s.addr,
-      port: s.port,
-      scheduler: s.scheduler,
-      schedFlags: s.schedFlags,
-      persistent: s.persistent,
-      netmask: s.netmask,
-      dests: s.dests.map((d) => ({ addr: d.addr, port: d.port, weight: d.weight, lastWeight: d.lastWeight, overloaded: d.overloaded, mark: this.markOf(s.id, d.id), fwd: d.fwd })),
-      wrr: wrrSnapshot(s.sched),
-    };
-  }
-
+  /** Runs `f` after every kernel transaction queued before it. */
   private enqueue<T>(f: () => Promise<T>): Promise<T> {
     const run = this.queue.then(f);
     this.queue = run.catch(() => undefined);
@@ -331,38 +278,22 @@ export class NftablesDataPlane implements DataPlane {
     const nat: Array<[string, Fragment]> = [];
     const dr = new Map<string, NftService>();
     for (const svc of this.table!.list()) {
-      const m = this.nftService(svc);
+      const m = this.model.nftService(svc);
       if (isDr(m)) dr.set(svc.id, m);
       else nat.push([svc.id, compileService(m)]);
     }
     const plan = await this.dr.plan({ services: [...dr.values()] }, this.table);
     if (plan.commands.length) await nftApply(this.run, { nftables: plan.commands }, why);
     plan.commit();
-    this.drModel = dr;
+    this.model.drModel = dr;
     const { head, queueFams } = loadHead(nat.map(([, f]) => f), this.snat);
     const sent = this.sendChunked(nat.map(([, f]) => [undefined, f]), head, [], why);
-    this.frags.clear();
-    this.queuedByFam.ip = this.queuedByFam.ip6 = 0;
-    for (const [id, f] of nat) this.setFrag(id, f);
-    this.queueFams.clear();
-    this.queueRules(queueFams);
-    if (this.queuedFrags) await this.startQueue();
+    this.model.clearFrags();
+    for (const [id, f] of nat) this.model.setFrag(id, f);
+    this.model.queueFams.clear();
+    this.firstPacket.installRules(queueFams);
+    if (this.model.queuedFrags) await this.firstPacket.start();
     this.opts.log('info', `nftables: tables loaded (${why}): ${nat.length} NAT services, ${dr.size} DR services, ${sent.messages} netlink messages`);
-  }
-
-  private get queuedFrags(): number {
-    return this.queuedByFam.ip + this.queuedByFam.ip6;
-  }
-
-  private setFrag(id: string, f: Fragment | undefined): void {
-    const old = this.frags.get(id);
-    if (old?.queued) this.queuedByFam[old.f]--;
-    if (f) {
-      this.frags.set(id, f);
-      if (f.queued) this.queuedByFam[f.f]++;
-    } else {
-      this.frags.delete(id);
-    }
   }
 
   /**
@@ -373,34 +304,30 @@ export class NftablesDataPlane implements DataPlane {
   private async applyChanges(next: ReadonlyMap<string, NftService | null>, why: string): Promise<void> {
     // After stop(): a read-back round or a late batch must not put the tables back.
     if (this.stopped || !next.size) return;
+    const model = this.model;
     const frags = new Map<string, Fragment | undefined>();
     const pairs: Array<[Fragment | undefined, Fragment | undefined]> = [];
     let drNext: Map<string, NftService> | null = null;
     for (const [id, svc] of next) {
       const toDr = !!svc && isDr(svc);
-      if (toDr || this.drModel.has(id)) {
-        drNext ??= new Map(this.drModel);
+      if (toDr || model.drModel.has(id)) {
+        drNext ??= new Map(model.drModel);
         if (toDr) drNext.set(id, svc!);
         else drNext.delete(id);
       }
-      const prev = this.frags.get(id);
+      const prev = model.frags.get(id);
       const frag = svc && !toDr ? compileService(svc) : undefined;
       if (!prev && !frag) continue;
       pairs.push([prev, frag]);
       frags.set(id, frag);
     }
     // The first-packet objects come with a family's first queue-scheduled service and go with its last.
-    const queued = { ...this.queuedByFam };
-    for (const [id, f] of frags) {
-      const old = this.frags.get(id);
-      if (old?.queued) queued[old.f]--;
-      if (f?.queued) queued[f.f]++;
-    }
+    const queued = model.queuedAfter(frags);
     const newQueueFams = new Set<Fam>();
     const goneQueueFams: Fam[] = [];
     for (const f of ['ip', 'ip6'] as const) {
-      if (queued[f] && !this.queueFams.has(f)) newQueueFams.add(f);
-      if (!queued[f] && this.queueFams.has(f)) goneQueueFams.push(f);
+      if (queued[f] && !model.queueFams.has(f)) newQueueFams.add(f);
+      if (!queued[f] && model.queueFams.has(f)) goneQueueFams.push(f);
     }
     let drPlan: Awaited<ReturnType<DrPlanner['plan']>> | null = null;
     if (drNext) {
@@ -415,7 +342,7 @@ export class NftablesDataPlane implements DataPlane {
       if (drPlan?.commands.length) {
         // The DR half went in: take it back, so that the batch is all or nothing.
         drPlan.commit();
-        const back = await this.dr.plan({ services: [...this.drModel.values()] }, this.table);
+        const back = await this.dr.plan({ services: [...model.drModel.values()] }, this.table);
         await nftApply(this.run, { nftables: back.commands }, `${why}: undo`);
         back.commit();
       }
@@ -423,12 +350,12 @@ export class NftablesDataPlane implements DataPlane {
     }
     if (drPlan && drNext) {
       drPlan.commit();
-      this.drModel = drNext;
+      model.drModel = drNext;
     }
-    for (const [id, f] of frags) this.setFrag(id, f);
-    for (const f of goneQueueFams) this.queueFams.delete(f);
-    this.queueRules(newQueueFams);
-    if (this.queuedFrags) await this.startQueue();
+    for (const [id, f] of frags) model.setFrag(id, f);
+    for (const f of goneQueueFams) model.queueFams.delete(f);
+    this.firstPacket.installRules(newQueueFams);
+    if (model.queuedFrags) await this.firstPacket.start();
     if (sent.messages) this.opts.log('debug', `nftables: ${why}: ${pairs.length} services changed, ${sent.messages} netlink messages, ${sent.bytes} bytes`);
   }
 
@@ -479,483 +406,37 @@ export class NftablesDataPlane implements DataPlane {
   /** Recompiles services whose servers' OVERLOAD flags changed. */
   private recompile(svcs: Iterable<VirtualService>, why: string): Promise<void> {
     const next = new Map<string, NftService | null>();
-    for (const s of svcs) if (this.table?.get(s) === s) next.set(s.id, this.nftService(s));
+    for (const s of svcs) if (this.table?.get(s) === s) next.set(s.id, this.model.nftService(s));
     return this.enqueue(() => this.applyChanges(next, why));
-  }
-
-  // ------------------------------------------------------------------ first-packet path
-
-  /** Puts the NFQUEUE rule into the nfq chain of each family that just got one (netlink: nft's JSON has no xt targets). */
-  private queueRules(fams: Iterable<Fam>): void {
-    for (const f of fams) {
-      try {
-        const target = { queue: this.queueNum(), total: 1, bypass: true };
-        installNfqueueRule(this.nsPath(), f, TABLE, NFQ_CHAIN, target);
-        // The kernel's own copy, not nft's text (which shows xt targets only with iptables's libxt).
-        checkNfqueueRule(this.nsPath(), f, TABLE, NFQ_CHAIN, target);
-        this.queueFams.add(f);
-      } catch (e) {
-        throw dataplaneError(
-          `could not add the NFQUEUE rule to ${f} ${TABLE} ${NFQ_CHAIN}: ${(e as Error).message}; the kernel needs nft_compat and xt_NFQUEUE (modprobe nft_compat xt_NFQUEUE)`,
-        );
-      }
-    }
-  }
-
-  private nsPath(): string | undefined {
-    return this.opts.netns ? `/run/netns/${this.opts.netns}` : undefined;
-  }
-
-  private queueNum(): number {
-    return this.queueNo;
-  }
-
-  /** TSVS_NFT_QUEUE, checked: an NFQUEUE number. */
-  static queueFromEnv(text: string | undefined): number | undefined {
-    if (text === undefined || text === '') return undefined;
-    if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) throw dataplaneError(`TSVS_NFT_QUEUE: "${text}" is not a queue number (0-65535)`);
-    return Number(text);
-  }
-
-  private async startQueue(): Promise<void> {
-    if (this.nfq?.running) return;
-    this.nfq = new NfQueueReader({
-      queue: this.queueNum(),
-      timeoutMs: this.opts.queueTimeoutMs ?? QUEUE_TIMEOUT_MS,
-      ...(this.nsPath() ? { nsPath: this.nsPath()! } : {}),
-      decide: (pkts) => this.decide(pkts),
-      onStats: (s) => {
-        this.opts.log('debug', 'nftables: first-packet path', { ...s, avgBatch: +(s.packets / (s.batches || 1)).toFixed(1), avgWaitUs: Math.round(s.waitUs / (s.batches || 1)) });
-        if (s.late) this.opts.log('warn', `nftables: ${s.late} of ${s.packets} new connections were not scheduled within ${this.opts.queueTimeoutMs ?? QUEUE_TIMEOUT_MS} ms and went to the round-robin fallback`);
-      },
-      onError: (msg) => this.opts.log('error', `nftables: ${msg}`),
-    });
-    await this.nfq.start();
-    this.startEvents();
-    this.opts.log('info', `nftables: first-packet path on NFQUEUE ${this.queueNum()} (reader thread started)`);
-  }
-
-  /** Follows conntrack's events (marked entries only): the servers with traffic, and for the first-packet path the closes. */
-  private startEvents(): void {
-    if (!this.conntrackOk || this.events || this.stopped) return;
-    this.events = conntrackEvents(this.opts.netns, (e) => this.onConntrackEvent(e), (why) => this.opts.log('warn', `nftables: ${why}; restarting it`), {
-      // Events were lost: the next round reads every counter.
-      onLost: () => (this.readAllCounters = true),
-    });
-  }
-
-  /**
-   * A conntrack state change or end of a connection the table holds, applied at once so
-   * that lc/wlc/... see a closed connection as inactive before the next read-back (kernel
-   * IPVS sees every packet). Entries the table does not hold yet wait for the read-back.
-   */
-  private onConntrackEvent(ev: CtEvent): void {
-    const t = this.table;
-    if (!t || this.stopped) return;
-    const e = ev.entry;
-    // Its counters moved (also for a connection that ends before the next dump sees it).
-    if (this.owners.has(e.mark)) this.eventMarks.add(e.mark);
-    const key = connKey(e.af, e.protocol, e.caddr, e.cport, e.vaddr, e.vport);
-    const c = this.mirrored.get(key);
-    if (!c || c.dead || !c.dest || this.marks.get(`${c.svc.id}|${c.dest.id}`) !== e.mark) return;
-    this.touched.set(key, { at: t.now(), destroyed: ev.kind === 'destroy' });
-    if (c.dest.uThreshold) this.eventThresholds.set(c.dest, { svc: c.svc });
-    if (ev.kind === 'destroy') {
-      t.dropConn(c);
-      this.mirrored.delete(key);
-      this.queuedAt.delete(key);
-      return;
-    }
-    if (e.protocol === 'tcp') t.conns.setTcpState(c, tcpStateByName(CT_TO_IPVS[e.state] ?? 'NONE'));
-    c.timeoutMs = e.timeout * 1000;
-    c.expires = t.now() + c.timeoutMs;
-  }
-
-  /**
-   * The core scheduler's choice for each queued first packet: the real server's mark, 0
-   * (not a queue-scheduled service: the kernel goes on as if not queued), or NO_DEST_MARK
-   * (no server available: the service chain rejects). The connection enters the core
-   * table now, so the next decision counts it; the read-back later binds it to its
-   * conntrack entry by tuple.
-   */
-  private decide(pkts: readonly QueuedPacket[]): number[] {
-    const t = this.table;
-    if (!t || this.stopped) return [];
-    return pkts.map((p) => {
-      const svc = t.lookup(p.protocol, p.vaddr, p.vport);
-      if (!svc || svc.af !== p.af || !QUEUE_SCHEDULERS.has(svc.scheduler)) return 0;
-      // Kernel IPVS schedules TCP only on a SYN. A mid-stream segment conntrack picked up
-      // (e.g. after its server was removed) goes on unmarked: the fallback's server answers
-      // it with a reset, and no connection is counted for it.
-      if (!p.syn) return 0;
-      const key = connKey(p.af, p.protocol, p.caddr, p.cport, p.vaddr, p.vport);
-      const old = this.mirrored.get(key);
-      if (old && !old.dead) t.dropConn(old); // the tuple's previous connection (TIME_WAIT reuse)
-      const c = t.schedule(svc, { protocol: p.protocol, caddr: p.caddr, cport: p.cport, vaddr: p.vaddr, vport: p.vport });
-      if (!c || !c.dest) return NO_DEST_MARK;
-      const mark = this.marks.get(`${svc.id}|${c.dest.id}`);
-      if (mark === undefined) {
-        t.dropConn(c);
-        return 0;
-      }
-      if (p.protocol === 'tcp') t.tcpEvent(c, 'input', 'syn');
-      else t.datagram(c);
-      // Without conntrack nothing ever prunes these maps (the read-back does): the core's own expiry ends the connection.
-      if (this.conntrackOk) {
-        this.mirrored.set(key, c);
-        this.queuedAt.set(key, t.now());
-        this.touched.set(key, { at: t.now(), destroyed: false });
-      }
-      return mark;
-    });
   }
 
   // ------------------------------------------------------------------ events
 
   private onChange(ev: TableEvent): void {
     if (ev.type === 'dest-added') {
-      this.owners.set(this.markOf(ev.svc.id, ev.dest.id), { svc: ev.svc, dest: ev.dest });
+      this.model.owners.set(this.model.markOf(ev.svc.id, ev.dest.id), { svc: ev.svc, dest: ev.dest });
     } else if (ev.type === 'dest-deleted') {
-      const mark = this.forgetMark(`${ev.svc.id}|${ev.dest.id}`);
+      const mark = this.model.forgetMark(ev.svc.id, ev.dest.id);
       if (mark === undefined) return;
-      // Keep the server's counted traffic in its service's totals.
-      const raw = this.lastRaw.get(mark);
-      if (raw) {
-        const base = this.baseline.get(mark) ?? ZERO;
-        const r = this.retired.get(ev.svc.id) ?? { ...ZERO };
-        for (const k of Object.keys(ZERO) as (keyof Stats)[]) r[k] += raw[k] - base[k];
-        this.retired.set(ev.svc.id, r);
-      }
-      this.lastRaw.delete(mark);
-      this.baseline.delete(mark);
+      this.readback.retire(ev.svc.id, mark);
       // expire_nodest_conn: the removed server's connections end now (after the rules no
       // longer send anyone there), instead of hanging on a server that is gone.
-      if (this.conntrackOk) {
+      if (this.readback.conntrackOk) {
         void this.enqueue(async () => {
           const n = await conntrackDeleteMark(this.run, mark);
           if (n) this.opts.log('info', `${ev.svc.label} real server ${ev.dest.id} removed: ${n} conntrack entries deleted`);
         });
       }
     } else if (ev.type === 'service-deleted') {
-      this.retired.delete(ev.svc.id);
+      this.readback.forgetService(ev.svc.id);
       // A batch that deleted and re-added the service compiled it under the same id: keep it.
-      if (!this.frags.has(ev.svc.id) && !this.drModel.has(ev.svc.id)) this.svcIds.delete(ev.svc.id);
+      this.model.forgetService(ev.svc.id);
     } else if (ev.type === 'zeroed') {
-      const svcs = ev.svc ? [ev.svc] : this.table!.list();
-      for (const s of svcs) {
-        this.retired.delete(s.id);
-        for (const d of s.dests) {
-          const mark = this.marks.get(`${s.id}|${d.id}`);
-          if (mark !== undefined) this.baseline.set(mark, this.lastRaw.get(mark) ?? { ...ZERO });
-        }
-      }
+      this.readback.zero(ev.svc ? [ev.svc] : this.table!.list());
     }
   }
-
-  // ------------------------------------------------------------------ read-back
-
-  /**
-   * State sync (src/sync), backup side: puts persistence entries synced from the master
-   * into the kernel's per-server sets, so that clients keep their server after a failover;
-   * the read-back then lists them as templates.
-   */
-  async importPersistence(entries: ReadonlyArray<{ svc: VirtualService; dest: RealServer; addr: string; timeout: number }>): Promise<void> {
-    const nftables: unknown[] = [];
-    for (const e of entries) {
-      const mark = this.marks.get(`${e.svc.id}|${e.dest.id}`);
-      if (mark === undefined || !e.svc.persistent) continue;
-      if (QUEUE_SCHEDULERS.has(e.svc.scheduler)) {
-        // lc/wlc/...: templates live in the core table, where the first-packet path's decisions use them.
-        const t = this.table!;
-        const key = t.conns.templateKey(e.svc, e.addr);
-        if (!t.conns.findTemplate(key)) t.conns.createTemplate(key, e.svc, e.addr, e.dest, t.now());
-        continue;
-      }
-      const elem = [{ elem: { val: e.addr, timeout: Math.min(e.timeout, e.svc.persistent) } }];
-      // A DR (-g) server's persistence set is in `netdev tsvs` (dr.ts), not in ip/ip6 tsvs.
-      const family = e.dest.fwd === 'route' ? 'netdev' : e.svc.af === 6 ? 'ip6' : 'ip';
-      nftables.push({ add: { element: { family, table: 'tsvs', name: persistSet(mark, e.svc), elem } } });
-    }
-    if (nftables.length) await this.enqueue(() => nftApply(this.run, { nftables }, 'synced persistence entries'));
-  }
-
-  refresh(): Promise<void> {
-    return this.poll();
-  }
-
-  /**
-   * The next read-back round in `ms`, or later when the last round was long: a round may
-   * take at most 5% of the time between rounds, so that a table of tens of thousands of
-   * servers does not keep the director busy reading itself back.
-   */
-  private schedulePoll(ms: number): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      const t0 = performance.now();
-      void this.poll().finally(() => this.schedulePoll(Math.max(this.opts.pollMs ?? 1000, 20 * (performance.now() - t0))));
-    }, ms);
-    this.timer.unref();
-  }
-
-  /**
-   * One read-back round: counters, conntrack entries, persistence entries. Resolves when
-   * the table reflects the kernel as of this call (a round already running is followed by
-   * a new one), so tests and `view()` callers can wait for current numbers.
-   */
-  poll(): Promise<void> {
-    const next = (this.pollRun ?? Promise.resolve()).then(() => this.pollOnce());
-    this.pollRun = next.finally(() => {
-      if (this.pollRun === tail) this.pollRun = null;
-    });
-    const tail = this.pollRun;
-    return next;
-  }
-
-  private async pollOnce(): Promise<void> {
-    if (this.stopped || !this.table) return;
-    try {
-      // Conntrack first: its entries say which servers carried traffic since the last round.
-      const snapshotAt = this.table.now();
-      const entries = this.conntrackOk ? await conntrackDump(this.run) : null;
-      if (this.stopped) return;
-      const counters = await nftCounters(this.run, entries ? this.activeCounters(entries) : undefined);
-      if (this.drModel.size) {
-        for (const [k, v] of await this.dr.readBack(this.table, (s, d) => this.marks.get(`${s}|${d}`))) counters.set(k, v);
-        if (this.dr.takeOverloadChange()) await this.recompile(this.drServices(), 'threshold');
-      }
-      if (this.stopped) return;
-      this.applyCounters(counters);
-      const persist = await this.readPersistence();
-      if (this.stopped) return;
-      this.applyPersistence(persist);
-      // A queue reader that died is restarted here.
-      if (this.queuedFrags && !this.nfq?.running) await this.enqueue(() => this.startQueue());
-      if (entries) {
-        // Services where a threshold was crossed: their rules must skip (or take back) that server.
-        const crossed = await this.applyConntrack(entries, snapshotAt);
-        if (crossed.size && !this.stopped) await this.recompile(crossed, 'threshold');
-      } else if (this.queuedFrags) {
-        // Queue-scheduled connections change OVERLOAD between rounds.
-        await this.recompile(this.overloadMoved(), 'threshold');
-      }
-    } catch (e) {
-      this.opts.log('warn', 'nftables read-back failed', { err: (e as Error).message });
-    }
-  }
-
-  /** Marks whose connections were in conntrack at the last round: their counters may still move. */
-  private activeMarks = new Set<number>();
-  /** Marks of conntrack events since the last round. */
-  private eventMarks = new Set<number>();
-  /** Read every counter at the next round (events were lost). */
-  private readAllCounters = false;
-  /** Servers with thresholds whose connections an event changed since the last round (their OVERLOAD flag may have moved). */
-  private readonly eventThresholds = new Map<RealServer, { svc: VirtualService }>();
-
-  /**
-   * The named counters to read this round: those of the servers with conntrack entries now
-   * or at the last round (a connection's last packets are counted before its entry goes),
-   * or with conntrack events since (a connection refused at once leaves no entry to dump).
-   * An idle server's counters do not move, so the cost follows the traffic, not the table:
-   * the kernel's dump of named objects restarts its walk for every 32 KiB it returns, which
-   * makes a full dump quadratic (11.7 s for 120,000 counters, bench/readback.ts).
-   */
-  private activeCounters(entries: readonly CtEntry[]): Record<Fam, string[]> | undefined {
-    const now = new Set<number>();
-    for (const e of entries) if (this.owners.has(e.mark)) now.add(e.mark);
-    const events = this.eventMarks;
-    this.eventMarks = new Set();
-    if (this.readAllCounters || !this.events) {
-      // No events to say which servers moved: every counter, by dump.
-      this.readAllCounters = false;
-      this.activeMarks = now;
-      return undefined;
-    }
-    const names: Record<Fam, string[]> = { ip: [], ip6: [] };
-    for (const mark of new Set([...now, ...this.activeMarks, ...events])) {
-      const o = this.owners.get(mark);
-      if (!o || o.dest.fwd === 'route') continue;
-      names[famOf(o.svc.af)].push(connsCounter(mark), inCounter(mark), outCounter(mark));
-    }
-    this.activeMarks = now;
-    return names;
-  }
-
-  private *drServices(): Iterable<VirtualService> {
-    for (const { svc } of this.owners.values()) if (this.drModel.has(svc.id)) yield svc;
-  }
-
-  /** OVERLOAD flags as compiled into each fragment: services whose servers' flags differ now. */
-  private overloadMoved(): Set<VirtualService> {
-    const out = new Set<VirtualService>();
-    for (const { svc, dest } of this.owners.values()) if (dest.uThreshold && !out.has(svc) && this.compiledOverloadDiffers(svc)) out.add(svc);
-    return out;
-  }
-
-  /** Whether a NAT service's servers' OVERLOAD flags differ from what its fragment was compiled with. */
-  private compiledOverloadDiffers(svc: VirtualService): boolean {
-    const frag = this.frags.get(svc.id);
-    if (!frag) return false;
-    return svc.dests.some((d) => frag.overloaded.has(this.marks.get(`${svc.id}|${d.id}`)!) !== d.overloaded);
-  }
-
-  /** The persistence sets' elements, with the service and server each belongs to. */
-  private async readPersistence(): Promise<Array<PersistElement & { svc: VirtualService; dest: RealServer }>> {
-    const owners = new Map<string, { svc: VirtualService; dest: RealServer; family: 'ip' | 'ip6' }>();
-    for (const [mark, { svc, dest }] of this.owners) {
-      // Queue-scheduled services keep their templates in the core table (decide), not in
-      // sets; a DR server's set lives in netdev tsvs and is not listed (docs/forwarding.md).
-      if (!svc.persistent || QUEUE_SCHEDULERS.has(svc.scheduler) || dest.fwd === 'route') continue;
-      owners.set(persistSet(mark, svc), { svc, dest, family: famOf(svc.af) });
-    }
-    const out: Array<PersistElement & { svc: VirtualService; dest: RealServer }> = [];
-    for (const family of ['ip', 'ip6'] as const) {
-      const sets = [...owners].filter(([, o]) => o.family === family).map(([name]) => name);
-      if (!sets.length) continue;
-      for (const e of await nftPersistElements(this.run, family, sets)) {
-        const o = owners.get(e.set);
-        if (o) out.push({ ...e, svc: o.svc, dest: o.dest });
-      }
-    }
-    return out;
-  }
-
-  /** Mirrors persistence entries as the core's templates (-Lnc, PersistConn). */
-  private applyPersistence(elems: Array<PersistElement & { svc: VirtualService; dest: RealServer }>): void {
-    const t = this.table!;
-    const now = t.now();
-    const seen = new Set<string>();
-    for (const e of elems) {
-      const key = `tpl|${e.svc.id}|${e.dest.id}|${e.addr}`;
-      seen.add(key);
-      let c = this.templates.get(key);
-      if (c?.dead) c = undefined;
-      if (!c) {
-        c = t.conns.createTemplate(t.conns.templateKey(e.svc, e.addr), e.svc, e.addr, e.dest, now);
-        this.templates.set(key, c);
-      }
-      c.expires = now + e.expires * 1000;
-    }
-    for (const [key, c] of this.templates) {
-      if (!seen.has(key)) {
-        if (!c.dead) t.dropConn(c);
-        this.templates.delete(key);
-      }
-    }
-  }
-
-  private applyCounters(counters: Map<string, CounterValue>): void {
-    const t = this.table!;
-    const total = { ...ZERO };
-    for (const svc of t.list()) {
-      const fam = famOf(svc.af);
-      const sum = { ...(this.retired.get(svc.id) ?? ZERO) };
-      for (const dest of svc.dests) {
-        const mark = this.marks.get(`${svc.id}|${dest.id}`);
-        if (mark === undefined) continue;
-        const c = counters.get(`${fam}/${connsCounter(mark)}`);
-        const i = counters.get(`${fam}/${inCounter(mark)}`);
-        const o = counters.get(`${fam}/${outCounter(mark)}`);
-        // Not read this round (idle): as at its last read.
-        const raw: Stats | undefined = c && i && o ? { conns: c.packets, inpkts: i.packets, inbytes: i.bytes, outpkts: o.packets, outbytes: o.bytes } : this.lastRaw.get(mark);
-        if (!raw) continue;
-        this.lastRaw.set(mark, raw);
-        const base = this.baseline.get(mark) ?? ZERO;
-        const s: Stats = { conns: raw.conns - base.conns, inpkts: raw.inpkts - base.inpkts, inbytes: raw.inbytes - base.inbytes, outpkts: raw.outpkts - base.outpkts, outbytes: raw.outbytes - base.outbytes };
-        dest.stats.set(s);
-        for (const k of Object.keys(ZERO) as (keyof Stats)[]) sum[k] += s[k];
-      }
-      svc.stats.set(sum);
-      for (const k of Object.keys(ZERO) as (keyof Stats)[]) total[k] += sum[k];
-    }
-    t.totals.set(total);
-  }
-
-  /** Mirrors conntrack into the core's connection table; returns the services where an OVERLOAD flag changed. */
-  private async applyConntrack(entries: CtEntry[], snapshotAt: number): Promise<Set<VirtualService>> {
-    const t = this.table!;
-    const now = t.now();
-    const byMark = this.owners;
-    // The servers with thresholds whose connections this round (or an event since) changed.
-    const before = new Map<RealServer, { svc: VirtualService }>(this.eventThresholds);
-    this.eventThresholds.clear();
-    const touch = (svc: VirtualService, dest: RealServer | null) => {
-      if (dest?.uThreshold && !before.has(dest)) before.set(dest, { svc });
-    };
-    const seen = new Set<string>();
-    // In chunks: decisions of the first-packet path run in between (a large table takes a while).
-    let n = 0;
-    for (const e of entries) {
-      if (++n % CHUNK === 0) await yieldLoop();
-      const owner = byMark.get(e.mark);
-      if (!owner || !owner.svc.dests.includes(owner.dest)) continue;
-      const key = connKey(e.af, e.protocol, e.caddr, e.cport, e.vaddr, e.vport);
-      seen.add(key);
-      this.queuedAt.delete(key);
-      const tch = this.touched.get(key);
-      if (tch && tch.at >= snapshotAt) {
-        // Newer than the dump: an event or a decision already said more (or that it is gone).
-        if (tch.destroyed || this.mirrored.get(key)?.dead === false) continue;
-      }
-      let c = this.mirrored.get(key);
-      if (c && (c.dead || c.dest !== owner.dest)) {
-        if (!c.dead) {
-          touch(c.svc, c.dest);
-          t.dropConn(c);
-        }
-        c = undefined;
-      }
-      touch(owner.svc, owner.dest);
-      if (!c) {
-        c = t.conns.create(e.protocol, e.af, e.caddr, e.cport, e.vaddr, e.vport, e.daddr, e.dport, owner.svc, owner.dest, 0, now);
-        this.mirrored.set(key, c);
-      }
-      if (e.protocol === 'tcp') t.conns.setTcpState(c, tcpStateByName(CT_TO_IPVS[e.state] ?? 'NONE'));
-      // conntrack owns the lifetime; the core's own expiry only acts if the read-back stops.
-      c.timeoutMs = e.timeout * 1000;
-      c.expires = now + c.timeoutMs;
-    }
-    for (const [key, c] of this.mirrored) {
-      if (++n % CHUNK === 0) await yieldLoop();
-      const q = this.queuedAt.get(key);
-      if (q !== undefined) {
-        // Scheduled through the queue and not in conntrack yet: confirmed soon, or never (dropped).
-        if (now - q < QUEUED_GRACE_MS && !c.dead) continue;
-        this.queuedAt.delete(key);
-      }
-      if (!seen.has(key)) {
-        if ((this.touched.get(key)?.at ?? -1) >= snapshotAt && !c.dead) continue; // made after the dump
-        if (!c.dead) {
-          touch(c.svc, c.dest);
-          t.dropConn(c);
-        }
-        this.mirrored.delete(key);
-      }
-    }
-    for (const [key, tch] of this.touched) if (tch.at < snapshotAt) this.touched.delete(key);
-    const crossed = new Set<VirtualService>();
-    for (const { svc } of before.values()) if (this.compiledOverloadDiffers(svc)) crossed.add(svc);
-    return crossed;
-  }
-}
-
-/** A direct-routing service: compiled by dr.ts into `netdev tsvs` (splitDr refuses a service that mixes methods). */
-const isDr = (svc: NftService) => svc.dests.some((d) => d.fwd === 'route');
-
-/** FNV-1a of the key, folded into 1..2^31-1 (0 means "no mark" to conntrack users). */
-export function markHash(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h & 0x7fffffff || 1;
 }
 
 function notSupported(detail: string): TsvsError {
   return new TsvsError('NOT_SUPPORTED', detail, detail);
-}
-
-function dataplaneError(detail: string): TsvsError {
-  return new TsvsError('DATAPLANE', detail, detail);
 }
