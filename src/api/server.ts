@@ -16,9 +16,10 @@ import { formatAddrPort } from '../core/addr.js';
 import { isTsvsError, TsvsError } from '../core/errors.js';
 import { IPVS_CONN_TAB_SIZE, IPVS_VERSION } from '../core/table.js';
 import type { Op } from '../core/types.js';
-import type { Director } from '../daemon/director.js';
 import type { SyncDaemonView } from './control.js';
-import type { HealthSource, VrrpSource } from './health.js';
+import type { VrrpSource } from '../ha/source.js';
+import type { ApiDirector } from './director.js';
+import type { HealthSource } from './health.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import { failingOpIndex } from './failing-op.js';
 import { openApiDocument } from './openapi.js';
@@ -34,7 +35,7 @@ export type { ReloadOutcome };
  * Runs the director's reload (the one given to createControlApp) and counts it in
  * tsvs_config_reloads_total; for the daemon's SIGHUP handler, so that every reload counts.
  */
-export function reloadCounted(director: Director): Promise<ReloadOutcome> {
+export function reloadCounted(director: ApiDirector): Promise<ReloadOutcome> {
   return runReload(apiContext(director));
 }
 
@@ -106,7 +107,7 @@ function intParam(c: Context, name: string): number | undefined {
   return Number(v);
 }
 
-export function createControlApp(director: Director, opts: ApiOptions = {}): Hono {
+export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): Hono {
   const app = new Hono();
   const { table } = director;
   const ctx = apiContext(director, opts.health, opts.vrrp);

@@ -27,7 +27,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
-import type { VrrpStatus } from '../api/health.js';
+import type { VrrpStatus } from '../ha/source.js';
 import { checkSuffix, clearNamespaces, nsRun, socketAnswers, sysctl, tsvsdCommand } from './lab.js';
 
 export const HA = {
