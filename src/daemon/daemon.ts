@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { getRequestListener } from '@hono/node-server';
 import { pino, type Logger } from 'pino';
 import { createControlApp, reloadCounted } from '../api/server.js';
-import { defaultSocketPath } from '../api/socket.js';
+import { defaultSocketPath, formatListenAddress, parseHostPort } from '../api/socket.js';
 import { isTsvsError } from '../core/errors.js';
 import { destId, serviceLabel } from '../core/service.js';
 import type { HaTransitionHooks } from '../ha/hooks.js';
@@ -25,8 +25,7 @@ import { loadConfig, type LoadedConfig } from './config.js';
 import { Director } from './director.js';
 import { ConfigManager, type ReloadResult } from './reload.js';
 import { configToOps, StateStore } from './state.js';
-
-export const VERSION = '0.1.0';
+import { VERSION } from '../version.js';
 
 export interface DaemonOptions {
   config?: string | undefined;
@@ -152,13 +151,6 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
     drainMs: drain * 1000,
     workers,
   };
-}
-
-function parseHostPort(s: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(s);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port < 0 || port > 65535) throw new Error(`--api "${s}": expected HOST:PORT, e.g. 127.0.0.1:9180 or [::1]:9180`);
-  return { host: (m[1] ?? m[2])!, port };
 }
 
 /** True when something accepts connections on the control socket (a live tsvsd). */
@@ -394,8 +386,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
       await fsp.rm(opts.socket, { force: true });
       throw new Error(`--api ${opts.api}: ${(e as Error).message}`);
     }
-    const a = apiServer.address();
-    apiAddress = a && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : null;
+    apiAddress = formatListenAddress(apiServer.address());
   }
   log.info({ socket: opts.socket, api: apiAddress, dataplane: dataplane.name, state: opts.state ?? null }, 'tsvsd started');
 
