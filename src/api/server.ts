@@ -74,9 +74,9 @@ function errorResponse(c: Context, e: unknown) {
 }
 
 /** Largest body of POST /v1/ops: about 250,000 ipvsadm -R lines. */
-export const OPS_BODY_LIMIT = 64 * 1024 * 1024;
+const OPS_BODY_LIMIT = 64 * 1024 * 1024;
 /** Largest body of any other request. */
-export const BODY_LIMIT = 1024 * 1024;
+const BODY_LIMIT = 1024 * 1024;
 
 /** 413 naming the limit, so that a client can split its batch. */
 function tooLarge(c: Context, limit: number, what: string) {

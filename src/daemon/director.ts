@@ -130,7 +130,7 @@ export class Director implements ApiDirector {
 }
 
 /** A one-line description of an operation for logs, in ipvsadm's terms. */
-export function describeOp(op: Op): string {
+function describeOp(op: Op): string {
   switch (op.op) {
     case 'add-service':
     case 'edit-service':

@@ -65,7 +65,7 @@ export interface CounterSample {
 }
 
 /** Samples kept for /v1/history: two minutes at one per second. */
-export const HISTORY_SAMPLES = 120;
+const HISTORY_SAMPLES = 120;
 const HISTORY_EVERY_MS = 1000;
 /**
  * Up to this many services, every service is sampled. Beyond it, only the services a
