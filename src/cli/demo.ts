@@ -158,7 +158,10 @@ export async function runDemo(argv: string[]): Promise<number> {
     // Reads are open (curl /metrics works); drain and weight changes need the token, which
     // goes in the environment rather than on tsvsd's command line (ps shows that).
     const env = { ...process.env, TSVS_API_TOKEN: apiToken };
-    const args = (api: string) => ['--socket', socket, '--dataplane', 'userspace', '--log-level', values['log-level'], '--drain-timeout', '2', '--api', api, '--api-public-read'];
+    const args = (api: string) => [
+      ...['--socket', socket, '--dataplane', 'userspace', '--log-level', values['log-level'], '--drain-timeout', '2'],
+      ...['--api', api, '--api-public-read'],
+    ];
     let apiAddress = await apiAddressFor(values.api);
     try {
       daemon = await startTsvsd(args(apiAddress), env, socket);

@@ -354,7 +354,11 @@ function reloader(manager: ConfigManager | null, ha: Ha, log: Logger): () => Pro
  * listener fails, the control socket is closed and removed again, so that the caller may
  * retry (tsvs demo falls back to a free port).
  */
-async function startApi(opts: DaemonOptions, director: Director, api: ApiOptions): Promise<{ control: Server; apiServer: Server | null; apiAddress: string | null }> {
+async function startApi(
+  opts: DaemonOptions,
+  director: Director,
+  api: ApiOptions,
+): Promise<{ control: Server; apiServer: Server | null; apiAddress: string | null }> {
   const control = createServer(getRequestListener(createControlApp(director, api).fetch));
   await listenControlSocket(control, opts.socket);
   if (!opts.api) return { control, apiServer: null, apiAddress: null };
