@@ -1,51 +1,7 @@
 /**
- * What the API, /metrics and the dashboard know about VRRP (VrrpSource: "not configured"
- * until it exists) and the data plane's counters. Real-server health comes from
- * src/health/source.ts.
+ * The data plane's error counters, as the API, /metrics and the dashboard show them.
+ * Real-server health comes from src/health/source.ts, VRRP from src/ha/source.ts.
  */
-export type VrrpRole = 'master' | 'backup' | 'fault' | 'init';
-
-export interface VrrpInstance {
-  name: string;
-  vrid: number;
-  state: VrrpRole;
-  /** Effective priority (configured plus track weights). */
-  priority: number;
-  vips: string[];
-  /** The rest is filled in by the speaker (src/ha/speaker.ts). */
-  interface?: string;
-  /** Configured priority. */
-  basePriority?: number;
-  /** Own advert interval, milliseconds. */
-  advertIntMs?: number;
-  /** While BACKUP: the master heard last. */
-  master?: string | null;
-  /** Why the instance is in its state (FAULT: which interface or script). */
-  reason?: string;
-  /** ISO time of the last transition. */
-  since?: string;
-  advertsSent?: number;
-  advertsReceived?: number;
-  transitions?: number;
-  /** Packets for this instance dropped, by reason (src/ha/packet.ts DROP_REASONS). */
-  dropped?: Record<string, number>;
-}
-
-/** `configured: false` means no VRRP instance exists on this director. */
-export interface VrrpStatus {
-  configured: boolean;
-  instances: VrrpInstance[];
-  /** Packets dropped before an instance could be told (malformed, unknown VRID), by reason. */
-  dropped?: Record<string, number>;
-}
-
-export interface VrrpSource {
-  status(): VrrpStatus;
-}
-
-export const NO_VRRP: VrrpSource = {
-  status: () => ({ configured: false, instances: [] }),
-};
 
 /** Data plane error counters, when the plane offers them (the userspace plane does). */
 export interface DataPlaneCounters {

@@ -16,10 +16,10 @@ import { formatAddrPort } from '../core/addr.js';
 import { isTsvsError, TsvsError } from '../core/errors.js';
 import { IPVS_CONN_TAB_SIZE, IPVS_VERSION } from '../core/table.js';
 import type { Op } from '../core/types.js';
-import type { Director } from '../daemon/director.js';
 import type { SyncDaemonView } from './control.js';
+import type { VrrpSource } from '../ha/source.js';
 import type { HealthSource } from '../health/source.js';
-import type { VrrpSource } from './health.js';
+import type { ApiDirector } from './director.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import { failingOpIndex } from './failing-op.js';
 import { openApiDocument } from './openapi.js';
@@ -35,7 +35,7 @@ export type { ReloadOutcome };
  * Runs the director's reload (the one given to createControlApp) and counts it in
  * tsvs_config_reloads_total; for the daemon's SIGHUP handler, so that every reload counts.
  */
-export function reloadCounted(director: Director): Promise<ReloadOutcome> {
+export function reloadCounted(director: ApiDirector): Promise<ReloadOutcome> {
   return runReload(apiContext(director));
 }
 
@@ -74,9 +74,9 @@ function errorResponse(c: Context, e: unknown) {
 }
 
 /** Largest body of POST /v1/ops: about 250,000 ipvsadm -R lines. */
-export const OPS_BODY_LIMIT = 64 * 1024 * 1024;
+const OPS_BODY_LIMIT = 64 * 1024 * 1024;
 /** Largest body of any other request. */
-export const BODY_LIMIT = 1024 * 1024;
+const BODY_LIMIT = 1024 * 1024;
 
 /** 413 naming the limit, so that a client can split its batch. */
 function tooLarge(c: Context, limit: number, what: string) {
@@ -107,7 +107,7 @@ function intParam(c: Context, name: string): number | undefined {
   return Number(v);
 }
 
-export function createControlApp(director: Director, opts: ApiOptions = {}): Hono {
+export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): Hono {
   const app = new Hono();
   const { table } = director;
   const ctx = apiContext(director, opts.health, opts.vrrp);

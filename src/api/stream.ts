@@ -5,7 +5,7 @@
  */
 
 /** Media type of the streamed listings. */
-export const NDJSON_TYPE = 'application/x-ndjson';
+const NDJSON_TYPE = 'application/x-ndjson';
 
 /** A batch is cut at whichever comes first. */
 const BATCH_ITEMS = 256;

@@ -5,7 +5,7 @@ import { runDrain } from './drain.js';
 import { runLab } from './lab.js';
 import { runRealserver } from './realserver.js';
 import { runTop } from './top.js';
-import { VERSION } from '../daemon/daemon.js';
+import { VERSION } from '../version.js';
 
 const USAGE = `Usage: tsvs COMMAND [options]
 

@@ -1,7 +1,8 @@
 /**
  * Starting and stopping a director process: logger, table, data plane, restored state,
- * the control socket and the optional TCP API. `bin/tsvsd.ts` calls `runDaemon` with
- * process.argv; `tsvs demo` and tests call `startDaemon` directly.
+ * health checks, state sync, VRRP, the control socket and the optional TCP API, one named
+ * step each (startDaemon). `bin/tsvsd.ts` calls `runDaemon` with process.argv; `tsvs demo`
+ * runs that bin as a child process.
  */
 import { mkdirSync, promises as fsp, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -11,25 +12,25 @@ import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { getRequestListener } from '@hono/node-server';
 import { pino, type Logger } from 'pino';
-import { createControlApp, reloadCounted } from '../api/server.js';
-import { defaultSocketPath } from '../api/socket.js';
+import { createControlApp, reloadCounted, type ApiOptions } from '../api/server.js';
+import { defaultSocketPath, formatListenAddress, parseHostPort } from '../api/socket.js';
 import { isTsvsError } from '../core/errors.js';
 import { destId, serviceLabel } from '../core/service.js';
-import type { HaTransitionHooks } from '../ha/hooks.js';
 import { VrrpSpeaker } from '../ha/speaker.js';
-import { setupSync } from '../sync/ha.js';
+import { setupSync, type SyncSetup } from '../sync/ha.js';
 import { IpvsTable } from '../core/table.js';
 import { getScheduler } from '../schedulers/index.js';
 import type { Op } from '../core/types.js';
+import type { DataPlane } from '../dataplane/dataplane.js';
 import { createDataPlane, DATAPLANE_NAMES, type DataPlaneName } from '../dataplane/index.js';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { Director } from './director.js';
 import { ConfigManager, type ReloadResult } from './reload.js';
 import { configToOps, StateStore } from './state.js';
+import { VERSION } from '../version.js';
 
-export const VERSION = '0.1.0';
-
-export interface DaemonOptions {
+/** tsvsd's command line, checked. */
+interface DaemonOptions {
   config?: string | undefined;
   state?: string | undefined;
   socket: string;
@@ -42,26 +43,14 @@ export interface DaemonOptions {
   drainMs: number;
   /** Userspace plane worker threads (--workers N|auto); default 1. */
   workers?: number | undefined;
-  /** Where logs go; defaults to stdout. */
-  logStream?: NodeJS.WritableStream;
-  /**
-   * What state sync does around VRRP transitions (src/ha/hooks.ts); the sync side passes
-   * its implementation here. Without it, transitions move only the VIPs.
-   */
-  hooks?: HaTransitionHooks | undefined;
 }
 
-export interface DaemonHandle {
+/** A running director process, as runDaemon holds it until a signal stops it. */
+interface DaemonHandle {
   director: Director;
-  table: IpvsTable;
   log: Logger;
-  socketPath: string;
-  /** "host:port" the TCP API listens on, when enabled. */
-  apiAddress: string | null;
   /** The --config file as running, with its health engine; null without --config. */
   config: ConfigManager | null;
-  /** The VRRP speaker when the config has vrrp instances, else null. */
-  vrrp: VrrpSpeaker | null;
   /** Re-reads --config and applies the difference (SIGHUP does this). */
   reload(): Promise<ReloadResult>;
   /** Drains and stops everything; resolves when done. */
@@ -155,13 +144,6 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
   };
 }
 
-function parseHostPort(s: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(s);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port < 0 || port > 65535) throw new Error(`--api "${s}": expected HOST:PORT, e.g. 127.0.0.1:9180 or [::1]:9180`);
-  return { host: (m[1] ?? m[2])!, port };
-}
-
 /** True when something accepts connections on the control socket (a live tsvsd). */
 function socketAnswers(path: string): Promise<boolean> {
   return new Promise<boolean>((resolve) => {
@@ -198,8 +180,11 @@ async function listenControlSocket(server: Server, path: string): Promise<void> 
   }
 }
 
-export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
-  const log = pino({ level: opts.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, opts.logStream as never);
+/** What a failed start takes down again: the steps already started, last first. */
+type Undo = Array<() => unknown>;
+
+/** Builds the core table and the data plane, and starts the director over them (state file not read yet). */
+async function buildDirector(opts: DaemonOptions, log: Logger): Promise<{ director: Director; store: StateStore | null }> {
   const table = new IpvsTable({ schedulers: getScheduler });
   const dataplane = await createDataPlane(opts.dataplane, {
     log: (level, msg, fields) => log[level]({ ...fields, component: opts.dataplane }, msg),
@@ -208,46 +193,39 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
   const store = opts.state ? new StateStore(opts.state, { log: (level, msg, fields) => log[level]({ ...fields, component: 'state' }, msg) }) : null;
   const director = new Director(table, dataplane, store, log);
   await director.start();
+  return { director, store };
+}
 
-  // A rules file (ipvsadm -S): the saved table wins, as it holds every change made since.
-  // YAML / keepalived.conf: the saved table is restored, then the config applied over it
-  // as a reload would (authoritative for what it declares; see src/config/diff.ts).
-  let loaded: LoadedConfig | null = null;
-  if (opts.config) {
-    try {
-      loaded = await loadConfig(opts.config);
-    } catch (e) {
-      await director.stop(0);
-      // Every error of the file, one "file:line:column: message" per line.
-      throw new Error(isTsvsError(e) ? `invalid configuration:\n${e.detail}` : (e as Error).message);
-    }
-    // VRRP needs raw sockets: refuse to start rather than run without failover.
-    const n = loaded.config.vrrp.length;
-    const problem = n ? VrrpSpeaker.problem() : null;
-    if (problem) {
-      await director.stop(0);
-      throw new Error(`VRRP cannot run, so tsvsd will not start (${opts.config} configures ${n} vrrp instance(s)): ${problem}`);
-    }
-    const nonlocal = n && dataplane.name === 'userspace' ? vipBindProblem(loaded.config) : null;
-    if (nonlocal) {
-      await director.stop(0);
-      throw new Error(nonlocal);
-    }
+/** Reads --config and refuses one that this host cannot run (VRRP without raw sockets or non-local binds). */
+async function loadDaemonConfig(path: string, dataplane: DataPlane): Promise<LoadedConfig> {
+  let loaded: LoadedConfig;
+  try {
+    loaded = await loadConfig(path);
+  } catch (e) {
+    // Every error of the file, one "file:line:column: message" per line.
+    throw new Error(isTsvsError(e) ? `invalid configuration:\n${e.detail}` : (e as Error).message);
   }
+  // VRRP needs raw sockets: refuse to start rather than run without failover.
+  const n = loaded.config.vrrp.length;
+  const problem = n ? VrrpSpeaker.problem() : null;
+  if (problem) throw new Error(`VRRP cannot run, so tsvsd will not start (${path} configures ${n} vrrp instance(s)): ${problem}`);
+  const nonlocal = n && dataplane.name === 'userspace' ? vipBindProblem(loaded.config) : null;
+  if (nonlocal) throw new Error(nonlocal);
+  return loaded;
+}
+
+/**
+ * Restores the table from the state file, or else from a rules file, and opens the state
+ * file for the changes to come. A rules file (ipvsadm -S): the saved table wins, as it
+ * holds every change made since. YAML / keepalived.conf: the saved table is restored, then
+ * the config applied over it as a reload would (startHealth; see src/config/diff.ts).
+ */
+async function openState(opts: DaemonOptions, director: Director, store: StateStore | null, loaded: LoadedConfig | null, log: Logger): Promise<void> {
+  // A second tsvsd on the same socket must not touch the running one's state file.
+  if (store && (await socketAnswers(opts.socket))) throw new Error(socketInUse(opts.socket));
+  const saved = store ? await store.load() : null;
   let initial: Op[] = [];
   let source = '';
-  // A second tsvsd on the same socket must not touch the running one's state file.
-  if (store && (await socketAnswers(opts.socket))) {
-    await director.stop(0);
-    throw new Error(socketInUse(opts.socket));
-  }
-  let saved: Awaited<ReturnType<StateStore['load']>> = null;
-  try {
-    saved = store ? await store.load() : null;
-  } catch (e) {
-    await director.stop(0);
-    throw e;
-  }
   if (saved) {
     initial = configToOps(saved);
     source = `state file ${opts.state}`;
@@ -260,74 +238,85 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
       // Saved whole just below, rather than journaled as one huge batch.
       await director.restore(initial);
     } catch (e) {
-      await director.stop(0);
       const why = isTsvsError(e) ? `${e.detail} (${e.message})` : (e as Error).message;
       throw new Error(`cannot restore the table from ${source}: ${why}`);
     }
-    log.info({ services: table.list().length, source }, 'table restored');
+    log.info({ services: director.table.list().length, source }, 'table restored');
   }
   if (store) {
     // A fresh snapshot of the restored table and an empty journal; then every change is journaled.
     try {
-      await store.open(() => table.config());
+      await store.open(() => director.table.config());
     } catch (e) {
-      await director.stop(0);
       throw new Error(`cannot write the state file ${store.path}: ${(e as Error).message}`);
     }
   }
-  const manager = loaded && opts.config ? new ConfigManager(director, log, opts.config) : null;
-  if (manager && loaded) {
-    try {
-      await manager.start(loaded);
-    } catch (e) {
-      await manager.stop();
-      await director.stop(0);
-      const why = isTsvsError(e) ? `${e.detail} (${e.message})` : (e as Error).message;
-      throw new Error(`cannot apply config ${opts.config}: ${why}`);
-    }
+}
+
+/** Applies the config's services over the table and starts its health checks (ConfigManager). */
+async function startHealth(manager: ConfigManager, loaded: LoadedConfig, path: string): Promise<void> {
+  try {
+    await manager.start(loaded);
+  } catch (e) {
+    const why = isTsvsError(e) ? `${e.detail} (${e.message})` : (e as Error).message;
+    throw new Error(`cannot apply config ${path}: ${why}`);
   }
+}
 
-  // State sync (src/sync): the config's sync daemons and conntrackd, and the VRRP hooks.
-  const sync = await setupSync({
-    table,
-    dataplane,
-    log: (level, msg, fields) => log[level]({ ...fields, component: 'sync' }, msg),
-    settings: loaded?.config.sync,
-    vrids: new Map((loaded?.config.vrrp ?? []).map((v) => [v.name, v.virtualRouterId ?? 0])),
-    socketPath: opts.socket,
-  }).catch(async (e: unknown) => {
-    await manager?.stop();
-    await director.stop(0);
+/** State sync (src/sync): the config's sync daemons and conntrackd, and the VRRP hooks. */
+async function startSync(opts: DaemonOptions, director: Director, loaded: LoadedConfig | null, log: Logger): Promise<SyncSetup> {
+  try {
+    return await setupSync({
+      table: director.table,
+      dataplane: director.dataplane,
+      log: (level, msg, fields) => log[level]({ ...fields, component: 'sync' }, msg),
+      settings: loaded?.config.sync,
+      vrids: new Map((loaded?.config.vrrp ?? []).map((v) => [v.name, v.virtualRouterId ?? 0])),
+      socketPath: opts.socket,
+    });
+  } catch (e) {
     throw new Error(`cannot start state sync: ${isTsvsError(e) ? e.detail : (e as Error).message}`);
-  });
+  }
+}
 
-  // VRRP, once the table is in place: a director that becomes master serves at once.
-  let vrrp: VrrpSpeaker | null = null;
-  const vrrpDeps = {
-    log,
-    hooks: opts.hooks ?? sync.hooks,
-    healthDown: () => {
-      const cur = manager?.current;
-      if (!cur || !manager) return [];
-      return cur.services
-        .filter((s) => s.realServers.length > 0 && s.realServers.every((rs) => manager.engine.get(s, destId(rs)).state === 'down'))
-        .map((s) => serviceLabel(s));
+/** The VRRP side: the speaker, once the config has instances (at start or on a later reload). */
+interface Ha {
+  speaker: VrrpSpeaker | null;
+  readonly deps: ConstructorParameters<typeof VrrpSpeaker>[0];
+}
+
+/** VRRP, once the table is in place: a director that becomes master serves at once. */
+async function startHa(manager: ConfigManager | null, loaded: LoadedConfig | null, sync: SyncSetup, log: Logger, undo: Undo): Promise<Ha> {
+  const ha: Ha = {
+    speaker: null,
+    deps: {
+      log,
+      hooks: sync.hooks,
+      healthDown: () => {
+        const cur = manager?.current;
+        if (!cur || !manager) return [];
+        return cur.services
+          .filter((s) => s.realServers.length > 0 && s.realServers.every((rs) => manager.engine.get(s, destId(rs)).state === 'down'))
+          .map((s) => serviceLabel(s));
+      },
     },
   };
+  // A speaker that a reload starts later is stopped too.
+  undo.push(() => ha.speaker?.stop());
   if (loaded?.config.vrrp.length) {
-    vrrp = new VrrpSpeaker(vrrpDeps);
+    ha.speaker = new VrrpSpeaker(ha.deps);
     try {
-      await vrrp.start(loaded.config.vrrp, loaded.config.vrrpScripts ?? []);
+      await ha.speaker.start(loaded.config.vrrp, loaded.config.vrrpScripts ?? []);
     } catch (e) {
-      await vrrp.stop();
-      await sync.stop();
-      await manager?.stop();
-      await director.stop(0);
       throw new Error(`cannot start VRRP: ${isTsvsError(e) ? e.detail : (e as Error).message}`);
     }
   }
+  return ha;
+}
 
-  const reload = async (): Promise<ReloadResult> => {
+/** Re-reads --config and applies the difference, VRRP included (SIGHUP and POST /v1/reload). */
+function reloader(manager: ConfigManager | null, ha: Ha, log: Logger): () => Promise<ReloadResult> {
+  return async () => {
     if (!manager) {
       log.warn('reload: tsvsd was started without --config; nothing to reload, the table is unchanged');
       return { ok: false, changes: [], error: 'tsvsd was started without --config' };
@@ -337,11 +326,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     // VRRP follows the file too: instances added, removed, restarted or updated in place.
     const cur = manager.current;
     try {
-      if (vrrp) res.changes.push(...(await vrrp.reload(cur.vrrp, cur.vrrpScripts ?? [])));
+      if (ha.speaker) res.changes.push(...(await ha.speaker.reload(cur.vrrp, cur.vrrpScripts ?? [])));
       else if (cur.vrrp.length) {
         const problem = VrrpSpeaker.problem();
         if (problem) throw new Error(`VRRP cannot run: ${problem}`);
-        const sp = new VrrpSpeaker(vrrpDeps);
+        const sp = new VrrpSpeaker(ha.deps);
         try {
           await sp.start(cur.vrrp, cur.vrrpScripts ?? []);
         } catch (e) {
@@ -349,7 +338,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
           await sp.stop();
           throw e;
         }
-        vrrp = sp;
+        ha.speaker = sp;
         res.changes.push(`vrrp: started ${cur.vrrp.length} instance(s)`);
       }
     } catch (e) {
@@ -359,77 +348,81 @@ export async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     }
     return res;
   };
-  const vrrpSource = { status: () => (vrrp ? vrrp.status() : { configured: false, instances: [] }) };
-  // Health and reload for the API (POST /v1/reload), when there is a config to follow.
-  const configApi = manager ? { health: manager.engine, reload, vrrp: vrrpSource, sync: sync.manager } : { vrrp: vrrpSource, sync: sync.manager };
-  const app = createControlApp(director, configApi);
-  const control = createServer(getRequestListener(app.fetch));
+}
+
+/**
+ * Serves the control API on the control socket and, with --api, on TCP. If the TCP
+ * listener fails, the control socket is closed and removed again, so that the caller may
+ * retry (tsvs demo falls back to a free port).
+ */
+async function startApi(
+  opts: DaemonOptions,
+  director: Director,
+  api: ApiOptions,
+): Promise<{ control: Server; apiServer: Server | null; apiAddress: string | null }> {
+  const control = createServer(getRequestListener(createControlApp(director, api).fetch));
+  await listenControlSocket(control, opts.socket);
+  if (!opts.api) return { control, apiServer: null, apiAddress: null };
+  const { host, port } = parseHostPort(opts.api);
+  const tcpApp = createControlApp(director, { token: opts.apiToken, readOnly: true, protectReads: !opts.apiPublicRead, ...api });
+  const apiServer = createServer(getRequestListener(tcpApp.fetch));
   try {
-    await listenControlSocket(control, opts.socket);
+    await new Promise<void>((resolve, reject) => {
+      apiServer.once('error', reject);
+      apiServer.listen(port, host, () => resolve());
+    });
   } catch (e) {
-    await vrrp?.stop();
-    await sync.stop();
-    await manager?.stop();
-    await director.stop(0);
+    control.close();
+    await fsp.rm(opts.socket, { force: true });
+    throw new Error(`--api ${opts.api}: ${(e as Error).message}`);
+  }
+  return { control, apiServer, apiAddress: formatListenAddress(apiServer.address()) };
+}
+
+/** Starts a director process: each step below, in order; a step that fails takes the earlier ones down again. */
+async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
+  const log = pino({ level: opts.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+  const { director, store } = await buildDirector(opts, log);
+  const undo: Undo = [() => director.stop(0)];
+  try {
+    const loaded = opts.config ? await loadDaemonConfig(opts.config, director.dataplane) : null;
+    await openState(opts, director, store, loaded, log);
+    const manager = loaded && opts.config ? new ConfigManager(director, log, opts.config) : null;
+    if (manager && loaded) {
+      undo.push(() => manager.stop());
+      await startHealth(manager, loaded, opts.config!);
+    }
+    const sync = await startSync(opts, director, loaded, log);
+    undo.push(() => sync.stop());
+    const ha = await startHa(manager, loaded, sync, log, undo);
+    const reload = reloader(manager, ha, log);
+    const vrrpSource = { status: () => (ha.speaker ? ha.speaker.status() : { configured: false, instances: [] }) };
+    // Health and reload for the API (POST /v1/reload), when there is a config to follow.
+    const configApi: ApiOptions = manager ? { health: manager.engine, reload, vrrp: vrrpSource, sync: sync.manager } : { vrrp: vrrpSource, sync: sync.manager };
+    const { control, apiServer, apiAddress } = await startApi(opts, director, configApi);
+    log.info({ socket: opts.socket, api: apiAddress, dataplane: director.dataplane.name, state: opts.state ?? null }, 'tsvsd started');
+
+    let stopping: Promise<void> | null = null;
+    const stop = () =>
+      (stopping ??= (async () => {
+        // Priority 0 first, so the backup takes over after Skew_Time while we drain.
+        await ha.speaker?.stop();
+        log.info({ drainMs: opts.drainMs }, 'draining');
+        control.close();
+        apiServer?.close();
+        await manager?.stop();
+        await director.stop(opts.drainMs);
+        await sync.stop();
+        control.closeAllConnections();
+        apiServer?.closeAllConnections();
+        await fsp.rm(opts.socket, { force: true });
+        log.info('stopped');
+      })());
+    return { director, log, config: manager, reload, stop };
+  } catch (e) {
+    for (const step of undo.reverse()) await step();
     throw e;
   }
-
-  let apiServer: Server | null = null;
-  let apiAddress: string | null = null;
-  if (opts.api) {
-    const { host, port } = parseHostPort(opts.api);
-    const tcpApp = createControlApp(director, { token: opts.apiToken, readOnly: true, protectReads: !opts.apiPublicRead, ...configApi });
-    apiServer = createServer(getRequestListener(tcpApp.fetch));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        apiServer!.once('error', reject);
-        apiServer!.listen(port, host, () => resolve());
-      });
-    } catch (e) {
-      // Leave nothing behind, so that the caller may retry (tsvs demo falls back to a free port).
-      control.close();
-      await vrrp?.stop();
-      await sync.stop();
-      await manager?.stop();
-      await director.stop(0);
-      await fsp.rm(opts.socket, { force: true });
-      throw new Error(`--api ${opts.api}: ${(e as Error).message}`);
-    }
-    const a = apiServer.address();
-    apiAddress = a && typeof a === 'object' ? `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}` : null;
-  }
-  log.info({ socket: opts.socket, api: apiAddress, dataplane: dataplane.name, state: opts.state ?? null }, 'tsvsd started');
-
-  let stopping: Promise<void> | null = null;
-  const stop = () =>
-    (stopping ??= (async () => {
-      // Priority 0 first, so the backup takes over after Skew_Time while we drain.
-      await vrrp?.stop();
-      log.info({ drainMs: opts.drainMs }, 'draining');
-      control.close();
-      apiServer?.close();
-      await manager?.stop();
-      await director.stop(opts.drainMs);
-      await sync.stop();
-      control.closeAllConnections();
-      apiServer?.closeAllConnections();
-      await fsp.rm(opts.socket, { force: true });
-      log.info('stopped');
-    })());
-
-  return {
-    director,
-    table,
-    log,
-    socketPath: opts.socket,
-    apiAddress,
-    config: manager,
-    get vrrp() {
-      return vrrp;
-    },
-    reload,
-    stop,
-  };
 }
 
 /**
@@ -478,6 +471,14 @@ export async function runDaemon(argv: string[]): Promise<number> {
     process.stderr.write(`tsvsd: ${msg}\n`);
     return 1;
   }
+  return untilSignalled(handle);
+}
+
+/**
+ * Signal handling: SIGTERM and SIGINT drain and stop the daemon (resolving with the exit
+ * code), SIGHUP reloads the configuration.
+ */
+function untilSignalled(handle: DaemonHandle): Promise<number> {
   return new Promise<number>((resolve) => {
     const shutdown = (signal: string) => {
       handle.log.info({ signal }, 'shutting down');

@@ -5,6 +5,7 @@
  * journaled and logged, one batch at a time; its caller hears back once it is on disk.
  */
 import type { Logger } from 'pino';
+import type { ApiDirector } from '../api/director.js';
 import { TsvsError } from '../core/errors.js';
 import { serviceLabel, destId } from '../core/service.js';
 import type { IpvsTable } from '../core/table.js';
@@ -17,7 +18,8 @@ const MAX_LOGGED_OPS = 50;
 
 const FWD_NAMES = { masq: 'Masq (-m)', route: 'Route (-g)', tunnel: 'Tunnel (-i)', fullnat: 'FullNat' } as const;
 
-export class Director {
+/** The table, its data plane and its state file, changed one batch at a time. */
+export class Director implements ApiDirector {
   private queue: Promise<unknown> = Promise.resolve();
   private ticker: NodeJS.Timeout | null = null;
 
@@ -128,7 +130,7 @@ export class Director {
 }
 
 /** A one-line description of an operation for logs, in ipvsadm's terms. */
-export function describeOp(op: Op): string {
+function describeOp(op: Op): string {
   switch (op.op) {
     case 'add-service':
     case 'edit-service':

@@ -2,10 +2,8 @@
  * Data plane selection (`tsvsd --dataplane NAME`). Each plane lives in its own folder
  * and implements DataPlane (dataplane.ts).
  */
-import type { DataPlane } from './dataplane.js';
+import type { DataPlane, LogFn } from './dataplane.js';
 import { UserspaceDataPlane } from './userspace/index.js';
-
-export type LogFn = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 export const DATAPLANE_NAMES = ['userspace', 'nftables'] as const;
 export type DataPlaneName = (typeof DATAPLANE_NAMES)[number];
@@ -26,7 +24,7 @@ export async function createDataPlane(name: DataPlaneName, opts: DataPlaneOption
       // Loaded on demand: only a kernel-NAT director needs it. TSVS_NFT_SETUP=sysctl lets it
       // set forwarding and rp_filter itself, TSVS_NFT_SNAT=NET adds the outbound masquerade
       // (both logged); see docs/nftables.md.
-      const { NftablesDataPlane } = await import('./nftables/index.js');
+      const { NftablesDataPlane } = await import('./nftables/plane.js');
       return new NftablesDataPlane({ log: opts.log, setup: process.env.TSVS_NFT_SETUP ?? '', snat: process.env.TSVS_NFT_SNAT ?? '' });
     }
   }

@@ -16,7 +16,7 @@
  * On leaving MASTER: remove VIPs -> hooks.afterBackup -> notify.
  */
 import type { Logger } from 'pino';
-import type { VrrpInstance, VrrpSource, VrrpStatus } from '../api/health.js';
+import type { VrrpInstance, VrrpSource, VrrpStatus } from './source.js';
 import type { VrrpInstanceConfig, VrrpScriptConfig } from '../config/model.js';
 import { parseVip, type Vip } from '../config/vrrp.js';
 import { TsvsError } from '../core/errors.js';

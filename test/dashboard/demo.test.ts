@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { BIN } from '../daemon/spawn.js';
+import { ENTRY } from '../daemon/spawn.js';
 import { freePort, httpGet } from '../helper.js';
 import { parsePrometheusText, valueOf } from '../api/promtext.js';
 import { haveChromium, launchBrowser } from './browser.js';
@@ -18,7 +18,7 @@ test('tsvs demo prints a dashboard link; the dashboard shows rs1 and rs2 and dra
   const dir = mkdtempSync(join(tmpdir(), 'tsvs-demo-dash-'));
   const vport = await freePort();
   const env = { ...process.env, TSVS_SOCKET: join(dir, 'tsvsd.sock') };
-  const demo = spawn(BIN('tsvs'), ['demo', '--vip', `127.0.0.1:${vport}`, '--api', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const demo = spawn(process.execPath, [ENTRY('tsvs'), 'demo', '--vip', `127.0.0.1:${vport}`, '--api', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   demo.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   demo.stderr!.on('data', (d: Buffer) => (out += d.toString()));

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { BIN } from '../daemon/spawn.js';
+import { ENTRY } from '../daemon/spawn.js';
 import { freePort } from '../helper.js';
 
 
@@ -15,7 +15,7 @@ test('tsvs demo: curl through the VIP alternates between rs2 and rs1 serving the
   const dir = mkdtempSync(join(tmpdir(), 'tsvs-demo-test-'));
   const vport = await freePort();
   const env = { ...process.env, TSVS_SOCKET: join(dir, 'tsvsd.sock') };
-  const demo = spawn(BIN('tsvs'), ['demo', '--vip', `127.0.0.1:${vport}`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const demo = spawn(process.execPath, [ENTRY('tsvs'), 'demo', '--vip', `127.0.0.1:${vport}`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   demo.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   demo.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -40,7 +40,7 @@ test('tsvs demo: curl through the VIP alternates between rs2 and rs1 serving the
     assert.equal(curl('/hello.txt'), 'the same bytes from every real server\n');
 
     // tsvsadm against the demo's director, as the printed instructions say.
-    const listing = execFileSync(BIN('tsvsadm'), ['-Ln'], { env, encoding: 'utf8' });
+    const listing = execFileSync(process.execPath, [ENTRY('tsvsadm'), '-Ln'], { env, encoding: 'utf8' });
     assert.match(listing, new RegExp(`TCP  127\\.0\\.0\\.1:${vport} rr`));
     assert.equal((listing.match(/Masq {4}1 /g) ?? []).length, 2);
   } finally {

@@ -11,7 +11,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { haTsvsdCommand } from '../../src/lab/halab.js';
+import { haTsvsdCommand } from './halab.js';
 import { privileged } from '../privileged.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

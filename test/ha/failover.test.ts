@@ -1,5 +1,5 @@
 /**
- * Two tsvs directors running VRRPv3 on the HA lab (src/lab/halab.ts), as root:
+ * Two tsvs directors running VRRPv3 on the HA lab (test/ha/halab.ts), as root:
  *
  *   client 198.18.0.10 --[switch]-- d1 198.18.0.2 / 198.19.0.2 --[switch]-- r1 198.19.0.11
  *                              \--- d2 198.18.0.3 / 198.19.0.3 ---/     r2 198.19.0.12
@@ -30,7 +30,7 @@ import {
   vrrpStatus,
   type HaLab,
   type LabProc,
-} from '../../src/lab/halab.js';
+} from './halab.js';
 import { privileged } from '../privileged.js';
 
 const gate = privileged(['ip', 'nginx', 'arping', 'bridge']);

@@ -1,5 +1,5 @@
 /**
- * Interop with keepalived 2.2.7 (Debian) on the HA lab (src/lab/halab.ts), as root: one
+ * Interop with keepalived 2.2.7 (Debian) on the HA lab (test/ha/halab.ts), as root: one
  * director runs tsvsd, the other keepalived (VRRP only, vrrp_version 3), same instance
  * (VRID 51, VIP 198.18.0.1 and gateway 198.19.0.1, advert_int 0.2 s).
  *
@@ -26,7 +26,7 @@ import {
   vrrpStatus,
   type HaLab,
   type LabProc,
-} from '../../src/lab/halab.js';
+} from './halab.js';
 import { privileged } from '../privileged.js';
 
 const gate = privileged(['ip', 'keepalived', 'arping']);

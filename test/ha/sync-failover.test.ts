@@ -1,5 +1,5 @@
 /**
- * State sync across a real failover on the HA lab (src/lab/halab.ts draws it), as root:
+ * State sync across a real failover on the HA lab (test/ha/halab.ts draws it), as root:
  *
  *   client 198.18.0.10 --[switch]-- d1 198.18.0.2 (VRRP master, prio 150) --[switch]-- r1, r2 (nginx)
  *                              \--- d2 198.18.0.3 (backup, prio 100) -------/
@@ -18,7 +18,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { HA, haLabDown, haLabUp, haTsvsdConfig, hasAddr, labApi, startTsvsd, type HaLab, type LabProc } from '../../src/lab/halab.js';
+import { HA, haLabDown, haLabUp, haTsvsdConfig, hasAddr, labApi, startTsvsd, type HaLab, type LabProc } from './halab.js';
 import { privileged } from '../privileged.js';
 
 const gate = privileged(['ip', 'nginx', 'arping', 'bridge', 'conntrackd', 'curl']);

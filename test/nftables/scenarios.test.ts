@@ -32,7 +32,7 @@ import { strict as assert } from 'node:assert';
 import { after, describe, test } from 'node:test';
 import { newTable } from '../table.js';
 import type { Op } from '../../src/core/types.js';
-import { NftablesDataPlane } from '../../src/dataplane/nftables/index.js';
+import { NftablesDataPlane } from '../../src/dataplane/nftables/plane.js';
 import { newEchoConnections, openEcho, waitFor, type TestServer, type TestServerKind } from '../helper.js';
 import { runDataPlaneScenarios, type Harness } from '../dataplane/scenarios.js';
 import { privileged } from '../privileged.js';
@@ -321,7 +321,7 @@ describe('nftables plane', privileged(['ip', 'nft', 'conntrack']), () => {
     test('with no queue reader (tsvsd gone), --queue-bypass lets the fallback schedule every connection', { timeout: 60_000 }, async (t) => {
       const h = await wlcService();
       t.after(() => h.close());
-      await (h.plane as unknown as { nfq: { stop(): Promise<void> } }).nfq.stop();
+      await (h.plane as unknown as { firstPacket: { nfq: { stop(): Promise<void> } } }).firstPacket.nfq.stop();
       const names: string[] = [];
       for (let i = 0; i < 4; i++) names.push((await curl(h)).split(' ')[0]!);
       assert.deepEqual(names.slice().sort(), ['rs-a', 'rs-a', 'rs-b', 'rs-b'], `${names}`);

@@ -16,7 +16,7 @@ import { dataPlaneCounters } from '../health.js';
 /** Forwarding methods in the order a REST client gets one when it names none. */
 const FWD_PREFERENCE: FwdMethod[] = ['masq', 'fullnat', 'route', 'tunnel'];
 
-export async function readJson(c: Context): Promise<Record<string, unknown>> {
+async function readJson(c: Context): Promise<Record<string, unknown>> {
   let body: unknown;
   try {
     const text = await c.req.text();

@@ -12,7 +12,8 @@ import { streamSSE } from 'hono/streaming';
 import { TsvsError } from '../../core/errors.js';
 import type { VirtualService } from '../../core/service.js';
 import type { Rates, Stats } from '../../core/types.js';
-import { dataPlaneCounters, type VrrpStatus } from '../health.js';
+import type { VrrpStatus } from '../../ha/source.js';
+import { dataPlaneCounters } from '../health.js';
 import { counterHistory, serviceStatus, watchServices, type ApiContext, type CounterSample, type ServiceStatus } from './view.js';
 
 /** What a service can be filtered on: it has at least one real server in that condition. */

@@ -5,9 +5,10 @@
  */
 import { destId, serviceId, serviceLabel, type VirtualService } from '../../core/service.js';
 import type { ConnView, DestView, Rates, ServiceView, Stats, Timeouts } from '../../core/types.js';
-import type { Director } from '../../daemon/director.js';
+import { NO_VRRP, type VrrpSource, type VrrpStatus } from '../../ha/source.js';
 import { UNCHECKED, type HealthSource, type ServerHealth } from '../../health/source.js';
-import { dataPlaneCounters, NO_VRRP, type DataPlaneCounters, type VrrpSource, type VrrpStatus } from '../health.js';
+import type { ApiDirector } from '../director.js';
+import { dataPlaneCounters, type DataPlaneCounters } from '../health.js';
 
 /** A real server as the API shows it. */
 export interface ServerStatus extends DestView {
@@ -65,7 +66,7 @@ export interface CounterSample {
 }
 
 /** Samples kept for /v1/history: two minutes at one per second. */
-export const HISTORY_SAMPLES = 120;
+const HISTORY_SAMPLES = 120;
 const HISTORY_EVERY_MS = 1000;
 /**
  * Up to this many services, every service is sampled. Beyond it, only the services a
@@ -78,7 +79,7 @@ export const WATCH_MAX = 400;
 
 /** What every route handler shares. */
 export interface ApiContext {
-  director: Director;
+  director: ApiDirector;
   health: HealthSource;
   vrrp: VrrpSource;
   /** Weights before a drain, by "serviceId serverId", so that restore can put them back. */
@@ -163,13 +164,13 @@ export function counterHistory(ctx: ApiContext): CounterSample[] {
   return ctx.history;
 }
 
-const contexts = new WeakMap<Director, ApiContext>();
+const contexts = new WeakMap<ApiDirector, ApiContext>();
 
 /**
  * One context per director, shared by its socket and TCP listeners, so that a drain
  * started on one can be restored on the other.
  */
-export function apiContext(director: Director, health?: HealthSource, vrrp?: VrrpSource): ApiContext {
+export function apiContext(director: ApiDirector, health?: HealthSource, vrrp?: VrrpSource): ApiContext {
   let ctx = contexts.get(director);
   if (!ctx) {
     ctx = { director, health: health ?? UNCHECKED, vrrp: vrrp ?? NO_VRRP, drained: new Map(), history: [], watched: new Map(), sampler: null, reloads: { success: 0, failure: 0 } };

@@ -72,7 +72,7 @@ export interface CtDumpOptions {
  * both families in one dump. At most ReadLimits.maxCtEntries entries are returned; past it
  * the dump stops, and the cut is counted and logged.
  */
-export async function conntrackDumpAt(nsPath: string | undefined, opts: CtDumpOptions = {}): Promise<CtEntry[]> {
+async function conntrackDumpAt(nsPath: string | undefined, opts: CtDumpOptions = {}): Promise<CtEntry[]> {
   const out: CtEntry[] = [];
   const max = readLimits().maxCtEntries;
   const seq = nextSeq();
@@ -98,7 +98,7 @@ export function conntrackDump(run: Runner, opts: CtDumpOptions = {}): Promise<Ct
  * there were. The kernel flushes by mark in one request; a kernel that refuses a flush
  * with a mark filter gets one delete per entry of a mark-filtered dump.
  */
-export async function conntrackDeleteMarkAt(nsPath: string | undefined, mark: number): Promise<number> {
+async function conntrackDeleteMarkAt(nsPath: string | undefined, mark: number): Promise<number> {
   const filter = { value: mark >>> 0, mask: 0xffffffff };
   const entries = await conntrackDumpAt(nsPath, { mark: filter });
   if (!entries.length) return 0;

@@ -13,11 +13,10 @@ import { nfnlMessage, NLM_F_ACK, NLM_F_REQUEST, u32be } from './netlink.js';
 
 // linux/netlink.h: NLM_F_ROOT | NLM_F_MATCH
 export const NLM_F_DUMP = 0x300;
-export const NLM_F_MULTI = 0x2;
 export const NLM_F_EXCL = 0x200;
 export const NLM_F_CREATE = 0x400;
 // netfilter/nfnetlink.h
-export const NFNL_SUBSYS_CTNETLINK = 1;
+const NFNL_SUBSYS_CTNETLINK = 1;
 export const NFNLGRP_CONNTRACK_NEW = 1;
 export const NFNLGRP_CONNTRACK_UPDATE = 2;
 export const NFNLGRP_CONNTRACK_DESTROY = 3;
@@ -25,37 +24,37 @@ const AF_UNSPEC = 0;
 const AF_INET = 2;
 const AF_INET6 = 10;
 // netfilter/nfnetlink_conntrack.h: enum cntl_msg_types
-export const IPCTNL_MSG_CT_NEW = 0;
+const IPCTNL_MSG_CT_NEW = 0;
 export const IPCTNL_MSG_CT_GET = 1;
 export const IPCTNL_MSG_CT_DELETE = 2;
 export const IPCTNL_MSG_CT_GET_STATS = 5;
 // enum ctattr_type
-export const CTA_TUPLE_ORIG = 1;
-export const CTA_TUPLE_REPLY = 2;
-export const CTA_PROTOINFO = 4;
-export const CTA_TIMEOUT = 7;
+const CTA_TUPLE_ORIG = 1;
+const CTA_TUPLE_REPLY = 2;
+const CTA_PROTOINFO = 4;
+const CTA_TIMEOUT = 7;
 export const CTA_MARK = 8;
 export const CTA_MARK_MASK = 21;
 // enum ctattr_tuple
-export const CTA_TUPLE_IP = 1;
-export const CTA_TUPLE_PROTO = 2;
+const CTA_TUPLE_IP = 1;
+const CTA_TUPLE_PROTO = 2;
 // enum ctattr_ip
-export const CTA_IP_V4_SRC = 1;
-export const CTA_IP_V4_DST = 2;
-export const CTA_IP_V6_SRC = 3;
-export const CTA_IP_V6_DST = 4;
+const CTA_IP_V4_SRC = 1;
+const CTA_IP_V4_DST = 2;
+const CTA_IP_V6_SRC = 3;
+const CTA_IP_V6_DST = 4;
 // enum ctattr_l4proto
-export const CTA_PROTO_NUM = 1;
-export const CTA_PROTO_SRC_PORT = 2;
-export const CTA_PROTO_DST_PORT = 3;
+const CTA_PROTO_NUM = 1;
+const CTA_PROTO_SRC_PORT = 2;
+const CTA_PROTO_DST_PORT = 3;
 // enum ctattr_protoinfo, ctattr_protoinfo_tcp
 export const CTA_PROTOINFO_TCP = 1;
-export const CTA_PROTOINFO_TCP_STATE = 1;
+const CTA_PROTOINFO_TCP_STATE = 1;
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 
 /** enum tcp_conntrack by value, named as conntrack(8) prints them (9 is SYN_SENT2, formerly LISTEN). */
-export const TCP_STATES = ['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'] as const;
+const TCP_STATES = ['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'] as const;
 
 /** A tsvs connection as conntrack holds it (the same shape conntrack.ts always exported). */
 export interface CtEntry {

@@ -30,8 +30,8 @@ import type { Family, Timeouts } from '../../core/types.js';
 import { connsCounter, inCounter, KERNEL_SCHEDULERS, maskedSaddr, persistSet, rsChain, schedulerRule, svcChain, TABLE, type NftDest, type NftModel, type NftService } from './ruleset.js';
 
 /** IPVS's SYN_RECV timeout (60 s) and CLOSE timeout (10 s): not settable with --set either. */
-export const SYN_RECV_TIMEOUT = 60;
-export const CLOSE_TIMEOUT = 10;
+const SYN_RECV_TIMEOUT = 60;
+const CLOSE_TIMEOUT = 10;
 
 /** A DR real server: the model's dest plus the director's interface towards it. */
 export interface DrDest extends NftDest {
@@ -70,10 +70,10 @@ export interface DrRuleset {
   chains: DrChain[];
 }
 
-export const flowSet = (mark: number) => `flows${mark}`;
-export const finSet = (mark: number) => `fin${mark}`;
-export const fwdChain = (mark: number) => `fwd${mark}`;
-export const ingressChain = (dev: string) => `ingress_${dev}`;
+const flowSet = (mark: number) => `flows${mark}`;
+const finSet = (mark: number) => `fin${mark}`;
+const fwdChain = (mark: number) => `fwd${mark}`;
+const ingressChain = (dev: string) => `ingress_${dev}`;
 
 const payload = (protocol: string, field: string): Expr => ({ payload: { protocol, field } });
 const match = (left: Expr, right: Expr, op = '=='): Stmt => ({ match: { op, left, right } });
@@ -82,7 +82,7 @@ const fam = (af: Family) => (af === 6 ? 'ip6' : 'ip');
 const addrType = (af: Family) => (af === 6 ? 'ipv6_addr' : 'ipv4_addr');
 
 /** The flow key: client address, client port, virtual port. */
-export function flowKey(af: Family): Expr {
+function flowKey(af: Family): Expr {
   return { concat: [payload(fam(af), 'saddr'), payload('th', 'sport'), payload('th', 'dport')] };
 }
 

@@ -122,18 +122,18 @@ export type Cmd =
 // ------------------------------------------------------------------ fixed objects
 
 export const SERVICES = 'services';
-export const SERVICES0 = 'services0';
-export const BACKENDS = 'backends';
-export const BACKENDS0 = 'backends0';
-export const CONNS_MAP = 'conns_counters';
-export const IN_MAP = 'in_counters';
-export const OUT_MAP = 'out_counters';
-export const NAT_CHAIN = 'nat';
-export const QSERVICES = 'qservices';
-export const QSERVICES0 = 'qservices0';
-export const QMARKS = 'qmarks';
-export const FIRSTPKT_CHAIN = 'firstpkt';
-export const QMARK_CHAIN = 'qmark';
+const SERVICES0 = 'services0';
+const BACKENDS = 'backends';
+const BACKENDS0 = 'backends0';
+const CONNS_MAP = 'conns_counters';
+const IN_MAP = 'in_counters';
+const OUT_MAP = 'out_counters';
+const NAT_CHAIN = 'nat';
+const QSERVICES = 'qservices';
+const QSERVICES0 = 'qservices0';
+const QMARKS = 'qmarks';
+const FIRSTPKT_CHAIN = 'firstpkt';
+const QMARK_CHAIN = 'qmark';
 
 /** The objects every family table holds, whatever the services; `snat`: networks to masquerade (TSVS_NFT_SNAT). */
 export function baseCommands(f: Fam, snat: readonly string[]): Cmd[] {
@@ -223,7 +223,7 @@ export interface Fragment {
 const maskOf = (svc: NftService): Mask => ({ af: svc.af, len: prefixLen(svc) });
 
 /** The scheduler's pick as a `ct mark set` value, or null when no server can be picked. */
-export function markValue(svc: NftService, pick: SchedPick | null): MarkValue | null {
+function markValue(svc: NftService, pick: SchedPick | null): MarkValue | null {
   if (!pick) return null;
   if (pick.kind === 'one') return { v: 'imm', mark: pick.dest.mark };
   const elems: Array<[number | [number, number], number]> = [];

@@ -18,7 +18,7 @@ export { encodeAttrs, errorCode, parseAttrList, parseAttrs, parseMessages, NLA_F
 // linux/netlink.h
 export const NETLINK_NETFILTER = 12;
 // netfilter/nfnetlink.h
-export const NFNL_SUBSYS_QUEUE = 3;
+const NFNL_SUBSYS_QUEUE = 3;
 export const NFNL_SUBSYS_NFTABLES = 10;
 export const NFNL_MSG_BATCH_BEGIN = 0x10;
 export const NFNL_MSG_BATCH_END = 0x11;
@@ -26,9 +26,9 @@ export const NFPROTO_UNSPEC = 0;
 export const NFPROTO_IPV4 = 2;
 export const NFPROTO_IPV6 = 10;
 // netfilter/nf_tables.h
-export const NFT_MSG_NEWRULE = 6;
+const NFT_MSG_NEWRULE = 6;
 export const NFT_MSG_GETRULE = 7;
-export const NFT_MSG_GETCHAIN = 4;
+const NFT_MSG_GETCHAIN = 4;
 const NFTA_CHAIN_TABLE = 1;
 const NFTA_CHAIN_NAME = 3;
 // linux/netlink.h: NLM_F_ROOT | NLM_F_MATCH, "return everything that matches".
@@ -43,8 +43,8 @@ const NFTA_TARGET_NAME = 1;
 const NFTA_TARGET_REV = 2;
 const NFTA_TARGET_INFO = 3;
 // netfilter/nfnetlink_queue.h
-export const NFQNL_MSG_PACKET = 0;
-export const NFQNL_MSG_VERDICT = 1;
+const NFQNL_MSG_PACKET = 0;
+const NFQNL_MSG_VERDICT = 1;
 export const NFQNL_MSG_CONFIG = 2;
 const NFQA_PACKET_HDR = 1;
 const NFQA_VERDICT_HDR = 2;
@@ -57,13 +57,13 @@ const NFQA_CFG_MASK = 4;
 const NFQA_CFG_FLAGS = 5;
 export const NFQNL_CFG_CMD_BIND = 1;
 export const NFQNL_CFG_CMD_UNBIND = 2;
-export const NFQNL_COPY_PACKET = 2;
+const NFQNL_COPY_PACKET = 2;
 /** Accept instead of drop when the queue is full (the reader fell behind). */
-export const NFQA_CFG_F_FAIL_OPEN = 1;
+const NFQA_CFG_F_FAIL_OPEN = 1;
 // linux/netfilter.h
-export const NF_ACCEPT = 1;
+const NF_ACCEPT = 1;
 // netfilter/xt_NFQUEUE.h
-export const NFQ_FLAG_BYPASS = 0x01;
+const NFQ_FLAG_BYPASS = 0x01;
 
 export const u32be = (v: number): Buffer => {
   const b = Buffer.alloc(4);

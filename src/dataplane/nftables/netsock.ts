@@ -201,7 +201,7 @@ export function readNfqueueRules(nsPath: string | undefined, family: 'ip' | 'ip6
 }
 
 /** `queue num Q [bypass]`, as nft prints the target (for messages). */
-export function nfqueueText(t: NfqueueTarget): string {
+function nfqueueText(t: NfqueueTarget): string {
   return `queue num ${t.queue}${t.total > 1 ? `-${t.queue + t.total - 1}` : ''}${t.bypass ? ' bypass' : ''}`;
 }
 

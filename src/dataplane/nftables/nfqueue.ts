@@ -14,7 +14,7 @@ import type { QueuedPacket } from './netlink.js';
 import { CTRL_ANSWERED, CTRL_STOP, MARKS_OFFSET, MAX_BATCH, SHARED_BYTES, type WorkerConfig, type WorkerRequest, type WorkerStatus } from './nfq-shared.js';
 
 /** The eval'd worker bootstrap (registers tsx under tests, then imports workerData.entry); ct-events.ts reuses it. */
-export const BOOTSTRAP = `
+const BOOTSTRAP = `
 const { workerData } = require('node:worker_threads');
 (async () => {
   if (workerData.tsx) (await import(workerData.tsx)).register();

@@ -12,27 +12,27 @@ import { dump, nextSeq, readLimits, reportTruncated, requestMany } from './nldum
 import { LibcError } from '../../net/libc.js';
 
 // enum nf_tables_msg_types
-export const NFT_MSG_NEWSETELEM = 12;
+const NFT_MSG_NEWSETELEM = 12;
 export const NFT_MSG_GETSETELEM = 13;
-export const NFT_MSG_NEWOBJ = 18;
+const NFT_MSG_NEWOBJ = 18;
 export const NFT_MSG_GETOBJ = 19;
 // enum nft_object_attributes
-export const NFTA_OBJ_TABLE = 1;
+const NFTA_OBJ_TABLE = 1;
 export const NFTA_OBJ_NAME = 2;
-export const NFTA_OBJ_TYPE = 3;
-export const NFTA_OBJ_DATA = 4;
+const NFTA_OBJ_TYPE = 3;
+const NFTA_OBJ_DATA = 4;
 export const NFT_OBJECT_COUNTER = 1;
 // enum nft_counter_attributes
-export const NFTA_COUNTER_BYTES = 1;
-export const NFTA_COUNTER_PACKETS = 2;
+const NFTA_COUNTER_BYTES = 1;
+const NFTA_COUNTER_PACKETS = 2;
 // enum nft_set_elem_list_attributes, nft_set_elem_attributes, nft_data_attributes
-export const NFTA_SET_ELEM_LIST_TABLE = 1;
-export const NFTA_SET_ELEM_LIST_SET = 2;
-export const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
+const NFTA_SET_ELEM_LIST_TABLE = 1;
+const NFTA_SET_ELEM_LIST_SET = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
 export const NFTA_LIST_ELEM = 1;
-export const NFTA_SET_ELEM_KEY = 1;
-export const NFTA_SET_ELEM_TIMEOUT = 4;
-export const NFTA_SET_ELEM_EXPIRATION = 5;
+const NFTA_SET_ELEM_KEY = 1;
+const NFTA_SET_ELEM_TIMEOUT = 4;
+const NFTA_SET_ELEM_EXPIRATION = 5;
 export const NFTA_DATA_VALUE = 1;
 
 const ENOENT = 2;

@@ -83,6 +83,7 @@ export class NftSender {
   }
 }
 
-function dataplaneError(detail: string): TsvsError {
+/** A DATAPLANE error whose detail is also what the client is told. */
+export function dataplaneError(detail: string): TsvsError {
   return new TsvsError('DATAPLANE', detail, detail);
 }

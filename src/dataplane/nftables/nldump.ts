@@ -15,7 +15,7 @@ import { inNetns, NetfilterSocket } from './netsock.js';
 
 const SO_RCVBUFFORCE = 33;
 /** Read size: above the kernel's 32 KiB dump chunk, so that every chunk arrives whole. */
-export const READ_BYTES = 64 * 1024;
+const READ_BYTES = 64 * 1024;
 
 /** Bounds of the netlink read-back (setReadLimits). */
 export interface ReadLimits {
@@ -36,7 +36,7 @@ export interface ReadLimits {
   readsPerYield: number;
 }
 
-export const DEFAULT_LIMITS: ReadLimits = {
+const DEFAULT_LIMITS: ReadLimits = {
   maxCtEntries: 2_000_000,
   maxObjects: 1_000_000,
   maxSetElements: 1_000_000,

@@ -25,13 +25,13 @@
 import { isIPv4 } from 'node:net';
 import type { TunCsum, TunType } from '../../core/types.js';
 
-export const IPPROTO_IPIP = 4;
+const IPPROTO_IPIP = 4;
 export const IPPROTO_IPV6 = 41;
 export const IPPROTO_UDP = 17;
-export const IPPROTO_GRE = 47;
-export const GUE_FLAG_PRIV = 0x0001;
-export const GUE_PFLAG_REMCSUM = 0x80000000;
-export const GRE_CSUM = 0x8000;
+const IPPROTO_GRE = 47;
+const GUE_FLAG_PRIV = 0x0001;
+const GUE_PFLAG_REMCSUM = 0x80000000;
+const GRE_CSUM = 0x8000;
 
 export interface EncapOptions {
   type: TunType;

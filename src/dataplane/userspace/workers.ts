@@ -263,7 +263,7 @@ export class WorkerPool {
 }
 
 /** A TCP service carried by the workers: one SO_REUSEPORT socket in each. */
-export class WorkerTcpListener implements ServiceListener {
+class WorkerTcpListener implements ServiceListener {
   svc: VirtualService | null = null;
   /** False once draining or closed: the main thread refuses the workers' late clients. */
   accepting = true;

@@ -27,8 +27,8 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { request as httpRequest } from 'node:http';
 import { createRequire } from 'node:module';
-import type { VrrpStatus } from '../api/health.js';
-import { checkSuffix, clearNamespaces, nsRun, socketAnswers, sysctl, tsvsdCommand } from './lab.js';
+import type { VrrpStatus } from '../../src/ha/source.js';
+import { checkSuffix, clearNamespaces, nsRun, socketAnswers, sysctl, tsvsdCommand } from '../../src/lab/lab.js';
 
 export const HA = {
   client: '198.18.0.10',
