@@ -25,7 +25,10 @@ function runAll(): void {
 export function onCleanup(what: string, undo: () => void): () => void {
   if (!installed) {
     installed = true;
-    for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    for (const [sig, code] of [
+      ['SIGINT', 130],
+      ['SIGTERM', 143],
+    ] as const) {
       process.on(sig, () => {
         process.stderr.write(`${sig}: cleaning up\n`);
         runAll();

@@ -28,10 +28,26 @@ function heap(): number {
 
 const clock = { t: 1_000_000 };
 const table = new IpvsTable({ schedulers: getScheduler, now: () => clock.t });
-const svc = { af: 4 as const, protocol: 'tcp' as const, addr: '198.18.0.1', port: 80, fwmark: 0, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
+const svc = {
+  af: 4 as const,
+  protocol: 'tcp' as const,
+  addr: '198.18.0.1',
+  port: 80,
+  fwmark: 0,
+  scheduler: 'wlc',
+  schedFlags: 0,
+  persistent: 0,
+  netmask: 0xffffffff,
+  ops: false,
+  pe: '',
+};
 table.applyAll([
   { op: 'add-service', service: svc },
-  ...[11, 12, 13, 14].map((i) => ({ op: 'add-server' as const, service: svc, dest: { af: 4 as const, addr: `198.19.0.${i}`, port: 80, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 } })),
+  ...[11, 12, 13, 14].map((i) => ({
+    op: 'add-server' as const,
+    service: svc,
+    dest: { af: 4 as const, addr: `198.19.0.${i}`, port: 80, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 },
+  })),
 ]);
 const vs = table.list()[0]!;
 const closed = full ? undefined : (table as unknown as { connClosed?: (c: Conn) => void }).connClosed?.bind(table);
@@ -40,7 +56,7 @@ const before = heap();
 for (let i = 0; i < N; i++) {
   // A fresh string per connection, as socket.remoteAddress gives.
   const caddr = `198.18.${(i >> 16) & 255}.${(i >> 8) & 255}`.concat('');
-  const c = table.schedule(vs, { protocol: 'tcp', caddr, cport: 1024 + (i & 0xffff) % 60000, vaddr: svc.addr, vport: 80 })!;
+  const c = table.schedule(vs, { protocol: 'tcp', caddr, cport: 1024 + ((i & 0xffff) % 60000), vaddr: svc.addr, vport: 80 })!;
   table.tcpEvent(c, 'input', 'syn');
   table.tcpEvent(c, 'input', 'ack');
   table.tcpEvent(c, 'input', 'fin');

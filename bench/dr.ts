@@ -35,19 +35,37 @@ const ROUNDS = Math.min(15, Number(values.rounds));
 const CONNS = Math.min(1000, Number(values.conns));
 
 function service(port: number): ServiceConfig {
-  return { af: 4, protocol: 'tcp', addr: DR_VIP_ADDR, port, fwmark: 0, scheduler: 'rr', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
+  return {
+    af: 4,
+    protocol: 'tcp',
+    addr: DR_VIP_ADDR,
+    port,
+    fwmark: 0,
+    scheduler: 'rr',
+    schedFlags: 0,
+    persistent: 0,
+    netmask: 0xffffffff,
+    ops: false,
+    pe: '',
+  };
 }
 function ops(port: number, rport: number, fwd: 'route' | 'masq'): Op[] {
   const svc = service(port);
   return [
     { op: 'add-service', service: svc },
-    ...REAL_ADDRS.map((addr) => ({ op: 'add-server' as const, service: svc, dest: { af: 4 as const, addr, port: rport, weight: 1, fwd, uThreshold: 0, lThreshold: 0 } })),
+    ...REAL_ADDRS.map((addr) => ({
+      op: 'add-server' as const,
+      service: svc,
+      dest: { af: 4 as const, addr, port: rport, weight: 1, fwd, uThreshold: 0, lThreshold: 0 },
+    })),
   ];
 }
 
 async function main(): Promise<void> {
   for (const c of ['wrk', 'nginx', 'conntrack']) need(c, 'wrk nginx-light conntrack');
-  const load = loadavg().map((x) => x.toFixed(2)).join(' ');
+  const load = loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
   const lab = await labUp({ suffix: values.suffix!, mode: 'dr', tsvsdArgs: ['--log-level', 'warn'] });
   try {
     const api = new HttpControlClient({ socketPath: lab.socket });

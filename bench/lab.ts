@@ -53,18 +53,33 @@ const ROUNDS = Number(values.rounds);
 const CONNS = Number(values.conns);
 
 const need = (cmd: string) => needCmd(cmd, 'wrk haproxy nginx-light libnginx-mod-stream conntrack');
-const wrk = (lab: LabNames, url: string, close: boolean) =>
-  runWrk({ url, close, conns: CONNS, durationS: DURATION, netns: lab.client });
+const wrk = (lab: LabNames, url: string, close: boolean) => runWrk({ url, close, conns: CONNS, durationS: DURATION, netns: lab.client });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function rrService(port: number, scheduler = 'rr'): ServiceConfig {
-  return { af: 4, protocol: 'tcp', addr: VIP_ADDR, port, fwmark: 0, scheduler, schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
+  return {
+    af: 4,
+    protocol: 'tcp',
+    addr: VIP_ADDR,
+    port,
+    fwmark: 0,
+    scheduler,
+    schedFlags: 0,
+    persistent: 0,
+    netmask: 0xffffffff,
+    ops: false,
+    pe: '',
+  };
 }
 function rrOps(port: number, reals: readonly string[] = REAL_ADDRS, scheduler = 'rr'): Op[] {
   const svc = rrService(port, scheduler);
   return [
     { op: 'add-service', service: svc },
-    ...reals.map((addr) => ({ op: 'add-server' as const, service: svc, dest: { af: 4 as const, addr, port: 80, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 } })),
+    ...reals.map((addr) => ({
+      op: 'add-server' as const,
+      service: svc,
+      dest: { af: 4 as const, addr, port: 80, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 },
+    })),
   ];
 }
 
@@ -90,7 +105,9 @@ function firstPacketTable(variants: Array<{ name: string; base: string; run: (cl
         const x = t.get(v.name)!;
         (close ? x.close : x.ka).push(r.rps);
         x.errors += r.errors;
-        process.stderr.write(`round ${round + 1} ${v.name} ${close ? 'close' : 'keep-alive'}: ${r.rps.toFixed(0)} req/s${r.errors ? `, ${r.errors} errors` : ''}\n`);
+        process.stderr.write(
+          `round ${round + 1} ${v.name} ${close ? 'close' : 'keep-alive'}: ${r.rps.toFixed(0)} req/s${r.errors ? `, ${r.errors} errors` : ''}\n`,
+        );
       }
     }
   }
@@ -109,7 +126,9 @@ function firstPacketTable(variants: Array<{ name: string; base: string; run: (cl
 async function firstPacket(): Promise<void> {
   for (const c of ['wrk', 'nginx', 'conntrack']) need(c);
   // info level: tsvsd logs how many new connections missed the decision bound.
-  const load = loadavg().map((x) => x.toFixed(2)).join(' ');
+  const load = loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
   const lab = await labUp({ suffix: values.suffix!, tsvsdArgs: ['--log-level', 'info'] });
   try {
     const [rs1] = REAL_ADDRS;
@@ -159,7 +178,11 @@ async function firstPacket(): Promise<void> {
     let queuedText = 'n/a';
     {
       const [adm, ...pre] = toolCommand('tsvsadm');
-      const r = spawnSync(adm!, [...pre, '-Ln', '--stats'], { env: { ...process.env, TSVS_SOCKET: lab.socket }, encoding: 'utf8', timeout: 20_000 });
+      const r = spawnSync(adm!, [...pre, '-Ln', '--stats'], {
+        env: { ...process.env, TSVS_SOCKET: lab.socket },
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
       for (const l of r.stdout?.split('\n') ?? []) {
         const m = /^TCP\s+\S+:(83|84)\s+(\d+)/.exec(l);
         if (m) queued += Number(m[2]);
@@ -180,7 +203,8 @@ ${process.env.TSVS_BENCH_NOTE ?? ''}
 
 ${table}`;
     process.stdout.write(`${table}\nwlc connections ${queuedText}, missed the bound ${late}\n`);
-    if (!values['no-write']) writeSection('nftables first-packet path (lc/wlc/...) on the netns lab (bench/lab.ts --mode first-packet)', body);
+    if (!values['no-write'])
+      writeSection('nftables first-packet path (lc/wlc/...) on the netns lab (bench/lab.ts --mode first-packet)', body);
   } finally {
     labDown(lab.suffix);
   }

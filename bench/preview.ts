@@ -12,8 +12,28 @@ import type { Op } from '../src/core/types.js';
 const N = Number(process.argv[2] ?? 10_000);
 const table = new IpvsTable({ schedulers: getScheduler });
 const ops: Op[] = [];
-const svcOf = (i: number) => ({ af: 4 as const, protocol: 'tcp' as const, addr: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 80, fwmark: 0, scheduler: 'wrr', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' });
-const destOf = (j: number, weight = 1) => ({ af: 4 as const, addr: `198.19.0.${j}`, port: 80, weight, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 });
+const svcOf = (i: number) => ({
+  af: 4 as const,
+  protocol: 'tcp' as const,
+  addr: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+  port: 80,
+  fwmark: 0,
+  scheduler: 'wrr',
+  schedFlags: 0,
+  persistent: 0,
+  netmask: 0xffffffff,
+  ops: false,
+  pe: '',
+});
+const destOf = (j: number, weight = 1) => ({
+  af: 4 as const,
+  addr: `198.19.0.${j}`,
+  port: 80,
+  weight,
+  fwd: 'masq' as const,
+  uThreshold: 0,
+  lThreshold: 0,
+});
 for (let i = 0; i < N; i++) {
   ops.push({ op: 'add-service', service: svcOf(i) });
   for (let j = 1; j <= 4; j++) ops.push({ op: 'add-server', service: svcOf(i), dest: destOf(j) });
@@ -32,4 +52,12 @@ for (let k = 0; k < 2000; k++) {
   if (p.services.size !== 1) throw new Error('preview touched more than one service');
 }
 samples.sort((a, b) => a - b);
-console.log(JSON.stringify({ services: N, servers: N * 4, loadMs: Math.round(loadMs), validatePlusPreviewUsMedian: Math.round(samples[samples.length >> 1]! * 1000), p99Us: Math.round(samples[Math.floor(samples.length * 0.99)]! * 1000) }));
+console.log(
+  JSON.stringify({
+    services: N,
+    servers: N * 4,
+    loadMs: Math.round(loadMs),
+    validatePlusPreviewUsMedian: Math.round(samples[samples.length >> 1]! * 1000),
+    p99Us: Math.round(samples[Math.floor(samples.length * 0.99)]! * 1000),
+  }),
+);

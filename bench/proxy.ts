@@ -62,15 +62,22 @@ async function waitPort(port: number, ms = 10_000): Promise<void> {
   }
 }
 
-const wrkLocal = (port: number, close: boolean) =>
-  wrk({ url: `http://127.0.0.1:${port}/`, close, conns: CONNS, durationS: DURATION });
+const wrkLocal = (port: number, close: boolean) => wrk({ url: `http://127.0.0.1:${port}/`, close, conns: CONNS, durationS: DURATION });
 
 async function main(): Promise<void> {
   for (const c of ['wrk', 'nginx', 'haproxy']) need(c, 'wrk haproxy nginx-light libnginx-mod-stream');
   const dir = mkdtempSync(join(tmpdir(), 'tsvs-bench-'));
   const procs: ChildProcess[] = [];
   try {
-    const [rs1, rs2, hap, ngx, tsvs, tsvsW, tsvsT] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    const [rs1, rs2, hap, ngx, tsvs, tsvsW, tsvsT] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
     // As root, a transparent service too: its connects go through koffi (socket, IP_TRANSPARENT,
     // bind, non-blocking connect, poll) and `new net.Socket({ fd })` instead of net.connect.
     const root = process.getuid?.() === 0;
@@ -140,12 +147,28 @@ backend rs
           await new Promise((r) => setTimeout(r, 50));
         }
       }
-      const svc: ServiceConfig = { af: 4, protocol: 'tcp', addr: '127.0.0.1', port, fwmark: 0, scheduler: 'rr', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
+      const svc: ServiceConfig = {
+        af: 4,
+        protocol: 'tcp',
+        addr: '127.0.0.1',
+        port,
+        fwmark: 0,
+        scheduler: 'rr',
+        schedFlags: 0,
+        persistent: 0,
+        netmask: 0xffffffff,
+        ops: false,
+        pe: '',
+      };
       // On loopback the client address (127.0.0.1) is local: no reply routing needed.
       if (port === tsvsT) svc.transparent = true;
       await client.apply([
         { op: 'add-service', service: svc },
-        ...[rs1, rs2].map((p) => ({ op: 'add-server' as const, service: svc, dest: { af: 4 as const, addr: '127.0.0.1', port: p, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 } })),
+        ...[rs1, rs2].map((p) => ({
+          op: 'add-server' as const,
+          service: svc,
+          dest: { af: 4 as const, addr: '127.0.0.1', port: p, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 },
+        })),
       ]);
     }
     for (const p of [rs1, rs2, hap, ngx]) await waitPort(p);
@@ -160,7 +183,8 @@ backend rs
     ];
     // Warm-up, not recorded: a fresh Node process (and each worker thread) runs its first
     // second unoptimized, which 1-2 s runs would otherwise count.
-    for (const [, port] of variants) for (const close of [false, true]) wrk({ url: `http://127.0.0.1:${port}/`, close, conns: CONNS, durationS: 1 });
+    for (const [, port] of variants)
+      for (const close of [false, true]) wrk({ url: `http://127.0.0.1:${port}/`, close, conns: CONNS, durationS: 1 });
     const table = measure(
       variants.map(([name, port]) => ({ name, run: (close: boolean) => wrkLocal(port, close) })),
       ROUNDS,
@@ -171,9 +195,15 @@ backend rs
 (${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} cores shared by wrk, the balancer and the real servers).
 wrk -t2 -c${CONNS} -d${DURATION}s against a 600-byte page; median of ${ROUNDS} interleaved rounds. Real servers: one nginx
 (1 worker) with two listeners. haproxy and nginx run one thread/worker, as tsvsd does without --workers;
-\`--workers ${WORKERS}\` runs ${WORKERS} relay threads on SO_REUSEPORT listeners with one scheduler in the main thread.${root ? `
-"transparent" connects to the real servers from the client's address (IP_TRANSPARENT through koffi, the descriptor handed to Node).` : ''}
-Load average when the run started: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (other work shares these cores; read the same-run ratios).
+\`--workers ${WORKERS}\` runs ${WORKERS} relay threads on SO_REUSEPORT listeners with one scheduler in the main thread.${
+      root
+        ? `
+"transparent" connects to the real servers from the client's address (IP_TRANSPARENT through koffi, the descriptor handed to Node).`
+        : ''
+    }
+Load average when the run started: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} (other work shares these cores; read the same-run ratios).
 A second relay thread can only help when a core is idle: with wrk, the real servers and the balancer already sharing the
 2 cores (and a load average near 10 from other work), compare \`--workers\` with 1 thread in the same run only.
 

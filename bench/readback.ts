@@ -45,7 +45,8 @@ const COUNTERS = Math.min(300_000, Number(values.counters));
 const ROUNDS = Math.min(9, Number(values.rounds));
 const ns = `tsvsrb${process.pid % 100_000}`;
 const run = makeRunner(ns);
-const inNs = (cmd: string, args: string[]) => execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, timeout: 300_000 });
+const inNs = (cmd: string, args: string[]) =>
+  execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, timeout: 300_000 });
 
 async function median(f: () => Promise<number | void>): Promise<{ ms: number; n: number }> {
   const times: number[] = [];
@@ -123,7 +124,8 @@ try {
   inNs('conntrack', ['-F']);
 
   const lines = ['table ip tsvs {'];
-  for (let m = 1; m <= COUNTERS / 3; m++) lines.push(`counter conns${m} { packets ${m} bytes ${m} }`, `counter in${m} {}`, `counter out${m} {}`);
+  for (let m = 1; m <= COUNTERS / 3; m++)
+    lines.push(`counter conns${m} { packets ${m} bytes ${m} }`, `counter in${m} {}`, `counter out${m} {}`);
   lines.push('}');
   writeFileSync(join(dir, 'counters.nft'), lines.join('\n'));
   inNs('nft', ['-f', join(dir, 'counters.nft')]);

@@ -127,7 +127,11 @@ export interface Timed {
  * counted in lines and dropped (listings can be megabytes); stderr keeps its first 2 kB.
  * At `timeoutMs` the process is killed and the run says so.
  */
-export function timedRun(cmd: string, args: string[], o: { env?: NodeJS.ProcessEnv; stdinFile?: string; timeoutMs: number }): Promise<Timed> {
+export function timedRun(
+  cmd: string,
+  args: string[],
+  o: { env?: NodeJS.ProcessEnv; stdinFile?: string; timeoutMs: number },
+): Promise<Timed> {
   return new Promise((resolve, reject) => {
     const stdin = o.stdinFile ? openSync(o.stdinFile, 'r') : 'ignore';
     const t0 = performance.now();

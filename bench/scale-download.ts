@@ -82,24 +82,57 @@ export async function downloadCheck(o: DownloadOptions): Promise<DownloadResult>
   try {
     const lab = await labUp({ suffix: o.suffix, tsvsd: false });
     const expected = writeRandomFile(join(lab.www, 'scale.bin'));
-    const plan: Plan = { plane: 'nftables', size: o.size, scheduler: o.scheduler, special: { vip: VIP_ADDR, port: 80, reals: [...REAL_ADDRS] } };
-    const d = await startBenchDaemon({ plane: 'nftables', dir: lab.dir, netns: lab.director, logLevel: o.logLevel, nofile: 8192, timeoutMs: o.stepTimeoutMs });
+    const plan: Plan = {
+      plane: 'nftables',
+      size: o.size,
+      scheduler: o.scheduler,
+      special: { vip: VIP_ADDR, port: 80, reals: [...REAL_ADDRS] },
+    };
+    const d = await startBenchDaemon({
+      plane: 'nftables',
+      dir: lab.dir,
+      netns: lab.director,
+      logLevel: o.logLevel,
+      nofile: 8192,
+      timeoutMs: o.stepTimeoutMs,
+    });
     try {
       const rules = join(lab.dir, 'rules');
       writeFileSync(rules, rulesText(plan));
       const r = await tsvsadm(d.socket, ['-R'], { stdinFile: rules, timeoutMs: o.stepTimeoutMs });
-      if (r.timedOut || r.code !== 0) throw new Error(`tsvsadm -R of ${o.size} services ${r.timedOut ? `timed out after ${o.stepTimeoutMs / 1000} s` : `failed: ${r.stderr}`}`);
+      if (r.timedOut || r.code !== 0)
+        throw new Error(
+          `tsvsadm -R of ${o.size} services ${r.timedOut ? `timed out after ${o.stepTimeoutMs / 1000} s` : `failed: ${r.stderr}`}`,
+        );
       const restoreS = r.ms / 1000;
       const curl = (args: string[]) => ['netns', 'exec', lab.client, 'curl', '-sS', ...args];
       // The path works before the long download starts.
-      const probe = await timedRun('ip', curl(['--max-time', '10', '-o', '/dev/null', '-w', '%{http_code}', `http://${VIP_ADDR}/index.html`]), { timeoutMs: 20_000 });
+      const probe = await timedRun(
+        'ip',
+        curl(['--max-time', '10', '-o', '/dev/null', '-w', '%{http_code}', `http://${VIP_ADDR}/index.html`]),
+        { timeoutMs: 20_000 },
+      );
       if (probe.code !== 0) throw new Error(`GET http://${VIP_ADDR}/index.html through the director failed: ${probe.stderr}`);
 
       const rateKBs = Math.ceil(FILE_BYTES / 1024 / o.seconds);
       const out = join(lab.dir, 'received.bin');
       const maxTime = o.seconds * 3 + 60;
       const t0 = performance.now();
-      const child = spawn('ip', curl(['--limit-rate', `${rateKBs}k`, '--max-time', String(maxTime), '-o', out, '-w', '%{http_code}', `http://${VIP_ADDR}/scale.bin`]), { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(
+        'ip',
+        curl([
+          '--limit-rate',
+          `${rateKBs}k`,
+          '--max-time',
+          String(maxTime),
+          '-o',
+          out,
+          '-w',
+          '%{http_code}',
+          `http://${VIP_ADDR}/scale.bin`,
+        ]),
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       const undoCurl = onCleanup(`curl ${child.pid}`, () => stopPid(child.pid!, 2000));
       let httpCode = '';
       child.stdout.on('data', (b: Buffer) => (httpCode += b.toString()));

@@ -58,7 +58,8 @@ export function sizeTable(rows: readonly SizeResult[]): string {
     ...head,
     ...rows.map((r) => {
       const daemon = r.daemonMs.length ? seriesCell({ ms: r.daemonMs, asked: r.daemonMs.length, note: '' }) : 'not logged';
-      const mem = typeof r.rssRestoreMB === 'number' ? `${fig(r.rssRestoreMB, 0)} / ${fig(r.rssChangesMB, 0)} (${fig(r.peakMB, 0)})` : r.rssRestoreMB;
+      const mem =
+        typeof r.rssRestoreMB === 'number' ? `${fig(r.rssRestoreMB, 0)} / ${fig(r.rssChangesMB, 0)} (${fig(r.peakMB, 0)})` : r.rssRestoreMB;
       return `| ${r.size} | ${fig(r.restoreS, 2)} | ${seriesCell(r.call)} | ${seriesCell(r.api)} | ${daemon} | ${fig(r.saveS, 2)} | ${fig(r.listS, 2)} | ${mem} |`;
     }),
   ].join('\n');
@@ -82,7 +83,9 @@ export function flatness(rows: readonly SizeResult[]): string | null {
 /** The download check as a one-row table. */
 export function downloadTable(d: DownloadResult): string {
   const during = `${d.changesDuringDownload} of ${d.changes}${d.note ? ` (${d.note})` : ''}`;
-  const cms = d.changeMs.length ? `${ms(quantile(d.changeMs, 0.5))} / ${ms(quantile(d.changeMs, 0.95))} / ${ms(Math.max(...d.changeMs))}` : 'none';
+  const cms = d.changeMs.length
+    ? `${ms(quantile(d.changeMs, 0.5))} / ${ms(quantile(d.changeMs, 0.95))} / ${ms(Math.max(...d.changeMs))}`
+    : 'none';
   return [
     '| services × 4 | changes to other services, made during the download | change rate /s | change API round trip p50 / p95 / max ms | curl rate limit | download s | bytes received | HTTP | SHA-256 equal | result |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',

@@ -32,7 +32,18 @@ import { parseArgs } from 'node:util';
 import { onCleanup } from './cleanup.js';
 import { writeSection } from './results.js';
 import { downloadCheck, type DownloadResult } from './scale-download.js';
-import { builtBin, hardNofile, loggedBatchMs, memoryMB, startBenchDaemon, timedCall, timedRun, tsvsadm, type BenchDaemon, type Timed } from './scale-daemon.js';
+import {
+  builtBin,
+  hardNofile,
+  loggedBatchMs,
+  memoryMB,
+  startBenchDaemon,
+  timedCall,
+  timedRun,
+  tsvsadm,
+  type BenchDaemon,
+  type Timed,
+} from './scale-daemon.js';
 import { ChangeStream, changeArgs, changeOp, REALS_PER_SERVICE, rulesText, type Plan, type Plane } from './scale-plan.js';
 import { downloadTable, flatness, quantile, sizeTable, type Series, type SizeResult } from './scale-report.js';
 import { median } from './wrk.js';
@@ -64,8 +75,12 @@ function int(name: string, v: string | undefined, min: number, max: number): num
 
 // `none`: only the download check.
 const PLANES: Plane[] = values.plane === 'both' ? ['userspace', 'nftables'] : values.plane === 'none' ? [] : [values.plane as Plane];
-if (!PLANES.every((p) => p === 'nftables' || p === 'userspace')) throw new Error(`--plane "${values.plane}": expected nftables, userspace, both or none`);
-const SIZES = values.sizes!.split(',').map((s) => int('sizes', s.trim(), 1, 60_000)).sort((a, b) => a - b);
+if (!PLANES.every((p) => p === 'nftables' || p === 'userspace'))
+  throw new Error(`--plane "${values.plane}": expected nftables, userspace, both or none`);
+const SIZES = values
+  .sizes!.split(',')
+  .map((s) => int('sizes', s.trim(), 1, 60_000))
+  .sort((a, b) => a - b);
 const CHANGES = int('changes', values.changes, 0, 5000);
 const STEP_MS = int('step-timeout', values['step-timeout'], 1, 3600) * 1000;
 const BUDGET_MS = int('budget', values.budget, 1, 7200) * 1000;
@@ -148,7 +163,10 @@ async function measureSize(plane: Plane, size: number): Promise<SizeResult> {
     }
     // A listener per service on the userspace plane, plus the log, state and API sockets.
     const nofile = size + 4096;
-    if (plane === 'userspace' && nofile > hardNofile()) r.notes.push(`RLIMIT_NOFILE is capped at the hard limit ${hardNofile()} here (no CAP_SYS_RESOURCE to raise it), below the ${nofile} descriptors a listener per service needs`);
+    if (plane === 'userspace' && nofile > hardNofile())
+      r.notes.push(
+        `RLIMIT_NOFILE is capped at the hard limit ${hardNofile()} here (no CAP_SYS_RESOURCE to raise it), below the ${nofile} descriptors a listener per service needs`,
+      );
     const d = await startBenchDaemon({ plane, dir, netns, logLevel: LOG_LEVEL, nofile, timeoutMs: STEP_MS });
     try {
       const rules = join(dir, 'rules');
@@ -174,11 +192,15 @@ async function measureSize(plane: Plane, size: number): Promise<SizeResult> {
       const stream = new ChangeStream(plan, size);
       const logFrom = statSync(d.log).size;
       r.call = await callChanges(d, plan, stream);
-      say(`${plane} ${size}: ${r.call.ms.length} tsvsadm changes, p50 ${r.call.ms.length ? quantile(r.call.ms, 0.5).toFixed(1) : '-'} ms ${r.call.note}`);
+      say(
+        `${plane} ${size}: ${r.call.ms.length} tsvsadm changes, p50 ${r.call.ms.length ? quantile(r.call.ms, 0.5).toFixed(1) : '-'} ms ${r.call.note}`,
+      );
       // After a timed-out or failed change the daemon may still be busy with it: the API series would measure that.
       const broken = /^(timeout|failed)/.test(r.call.note);
       r.api = broken ? empty(`not run (${r.call.note})`) : await apiChanges(d, plan, stream);
-      say(`${plane} ${size}: ${r.api.ms.length} API changes, p50 ${r.api.ms.length ? quantile(r.api.ms, 0.5).toFixed(1) : '-'} ms ${r.api.note}`);
+      say(
+        `${plane} ${size}: ${r.api.ms.length} API changes, p50 ${r.api.ms.length ? quantile(r.api.ms, 0.5).toFixed(1) : '-'} ms ${r.api.note}`,
+      );
       r.daemonMs = loggedBatchMs(d.log, logFrom);
       const m1 = memoryMB(d.pid);
       r.rssChangesMB = m1.rss;
@@ -215,7 +237,8 @@ async function peers(): Promise<string> {
 
 /** The commit measured: HEAD, and the last commit that changed the programs (bench-only commits do not). */
 function commit(): string {
-  const git = (...args: string[]) => spawnSync('git', ['-C', join(import.meta.dirname, '..'), ...args], { encoding: 'utf8' }).stdout?.trim() ?? '';
+  const git = (...args: string[]) =>
+    spawnSync('git', ['-C', join(import.meta.dirname, '..'), ...args], { encoding: 'utf8' }).stdout?.trim() ?? '';
   const head = git('rev-parse', '--short', 'HEAD');
   const programs = git('log', '-1', '--format=%h', '--', 'src', 'bin');
   const dirty = git('status', '--porcelain', '--', 'src', 'bin');
@@ -269,9 +292,12 @@ ${downloadTable(d)}`;
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0 && (PLANES.includes('nftables') || values.download)) throw new Error('the nftables plane and --download need root (network namespaces, nftables)');
+  if (process.getuid?.() !== 0 && (PLANES.includes('nftables') || values.download))
+    throw new Error('the nftables plane and --download need root (network namespaces, nftables)');
   builtBin('tsvsd');
-  const load = loadavg().map((x) => x.toFixed(2)).join(' ');
+  const load = loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
   const label = values.label ? `, ${values.label}` : '';
   const peerText = await peers();
   say(peerText);
@@ -293,7 +319,9 @@ async function main(): Promise<void> {
         stopped = `not run (${size} failed)`;
       }
       rows.push(r);
-      const timedOut = [r.restoreS, r.call.note, r.api.note, r.saveS, r.listS].some((x) => typeof x === 'string' && x.startsWith('timeout'));
+      const timedOut = [r.restoreS, r.call.note, r.api.note, r.saveS, r.listS].some(
+        (x) => typeof x === 'string' && x.startsWith('timeout'),
+      );
       if (timedOut) stopped = `not run (${size} timed out)`;
     }
     const body = planeBody(plane, rows, load, peerText);
@@ -314,13 +342,26 @@ async function main(): Promise<void> {
       logLevel: LOG_LEVEL,
     });
     process.stdout.write(`\n### download during changes\n\n${downloadTable(d)}\n`);
-    if (values.write) writeSection(`Scale, a long download during changes${label} (bench/scale.ts --download)`, downloadBody(d, load, changes, seconds));
+    if (values.write)
+      writeSection(`Scale, a long download during changes${label} (bench/scale.ts --download)`, downloadBody(d, load, changes, seconds));
   }
 }
 
 function rowNotRun(size: number): SizeResult {
   const n = 'not run';
-  return { size, restoreS: n, call: empty(n), api: empty(n), daemonMs: [], saveS: n, listS: n, rssRestoreMB: n, rssChangesMB: n, peakMB: n, notes: [] };
+  return {
+    size,
+    restoreS: n,
+    call: empty(n),
+    api: empty(n),
+    daemonMs: [],
+    saveS: n,
+    listS: n,
+    rssRestoreMB: n,
+    rssChangesMB: n,
+    peakMB: n,
+    notes: [],
+  };
 }
 
 await main();

@@ -25,10 +25,27 @@ const JOURNAL_RUNS = 200;
 const BURST = 1000;
 
 const svc = (i: number): ServiceConfig => ({
-  af: 4, protocol: 'tcp', addr: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 80, fwmark: 0, scheduler: 'wrr',
-  schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '',
+  af: 4,
+  protocol: 'tcp',
+  addr: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+  port: 80,
+  fwmark: 0,
+  scheduler: 'wrr',
+  schedFlags: 0,
+  persistent: 0,
+  netmask: 0xffffffff,
+  ops: false,
+  pe: '',
 });
-const dest = (j: number, weight: number): DestConfig => ({ af: 4, addr: `192.168.0.${j + 1}`, port: 8080, weight, fwd: 'masq', uThreshold: 0, lThreshold: 0 });
+const dest = (j: number, weight: number): DestConfig => ({
+  af: 4,
+  addr: `192.168.0.${j + 1}`,
+  port: 8080,
+  weight,
+  fwd: 'masq',
+  uThreshold: 0,
+  lThreshold: 0,
+});
 
 function quantile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -64,7 +81,12 @@ async function main(): Promise<void> {
       whole.push(performance.now() - t0);
     }
     const oldSize = statSync(oldPath).size;
-    rows.push(['whole file per change (before)', ms(quantile(whole, 0.5)), ms(quantile(whole, 0.9)), `${(oldSize / 1e6).toFixed(1)} MB written per change`]);
+    rows.push([
+      'whole file per change (before)',
+      ms(quantile(whole, 0.5)),
+      ms(quantile(whole, 0.9)),
+      `${(oldSize / 1e6).toFixed(1)} MB written per change`,
+    ]);
 
     // After: one journal line per change.
     const path = join(dir, 'state.json');
@@ -82,19 +104,39 @@ async function main(): Promise<void> {
       one.push(performance.now() - t);
     }
     const perRecord = (statSync(`${path}.journal`).size - j0) / JOURNAL_RUNS;
-    rows.push(['journal, one change at a time (after)', ms(quantile(one, 0.5)), ms(quantile(one, 0.9)), `${perRecord.toFixed(0)} bytes written per change`]);
+    rows.push([
+      'journal, one change at a time (after)',
+      ms(quantile(one, 0.5)),
+      ms(quantile(one, 0.9)),
+      `${perRecord.toFixed(0)} bytes written per change`,
+    ]);
 
     // The table's own check of each batch is not timed: apply them all, then record them at once.
     const burst = Array.from({ length: BURST }, () => change());
     t0 = performance.now();
     await Promise.all(burst.map((ops) => store.record(ops)));
     const burstMs = performance.now() - t0;
-    rows.push([`journal, ${BURST} concurrent changes (group commit)`, ms(burstMs / BURST), '', `all ${BURST} durable in ${ms(burstMs)} ms`]);
-    rows.push(['snapshot of the whole table (start, stop, compaction)', ms(openMs), '', `${(snapSize / 1e6).toFixed(1)} MB; a compaction writes it beside the running journal`]);
+    rows.push([
+      `journal, ${BURST} concurrent changes (group commit)`,
+      ms(burstMs / BURST),
+      '',
+      `all ${BURST} durable in ${ms(burstMs)} ms`,
+    ]);
+    rows.push([
+      'snapshot of the whole table (start, stop, compaction)',
+      ms(openMs),
+      '',
+      `${(snapSize / 1e6).toFixed(1)} MB; a compaction writes it beside the running journal`,
+    ]);
     // What a compaction does in one tick (the JSON is built a few hundred services per tick, and the rest is I/O).
     t0 = performance.now();
     table.config();
-    rows.push(['compaction: its longest stall of the event loop (table.config())', ms(performance.now() - t0), '', `once per ~${(snapSize / perRecord / 1000).toFixed(0)}k changes of this size`]);
+    rows.push([
+      'compaction: its longest stall of the event loop (table.config())',
+      ms(performance.now() - t0),
+      '',
+      `once per ~${(snapSize / perRecord / 1000).toFixed(0)}k changes of this size`,
+    ]);
     // As a kill -9 would leave them (close() folds the journal into the snapshot).
     mkdirSync(join(dir, 'crashed'));
     copyFileSync(path, join(dir, 'crashed', 'state.json'));
@@ -103,7 +145,12 @@ async function main(): Promise<void> {
 
     t0 = performance.now();
     let loaded = await new StateStore(join(dir, 'crashed', 'state.json')).load();
-    rows.push([`load after a crash: snapshot + ${JOURNAL_RUNS + BURST} journal records`, ms(performance.now() - t0), '', `${loaded!.services.length} services; the replay builds a table`]);
+    rows.push([
+      `load after a crash: snapshot + ${JOURNAL_RUNS + BURST} journal records`,
+      ms(performance.now() - t0),
+      '',
+      `${loaded!.services.length} services; the replay builds a table`,
+    ]);
     t0 = performance.now();
     loaded = await new StateStore(path).load();
     rows.push(['load after a clean stop: snapshot alone', ms(performance.now() - t0), '', `${loaded!.services.length} services`]);

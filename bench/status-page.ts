@@ -13,7 +13,14 @@ const N = arg('n', 10_000);
 const RUNS = arg('runs', 10);
 
 const b = await bigDirector(N);
-const cases = ['/v1/status/page', '/v1/status/page?q=198.18.4.210:', '/v1/status/page?filter=down,quiesced', '/v1/status/page?sort=rate&limit=200', '/v1/status/page?sort=name&offset=5000', '/v1/status'];
+const cases = [
+  '/v1/status/page',
+  '/v1/status/page?q=198.18.4.210:',
+  '/v1/status/page?filter=down,quiesced',
+  '/v1/status/page?sort=rate&limit=200',
+  '/v1/status/page?sort=name&offset=5000',
+  '/v1/status',
+];
 console.log(`| request (${N} services × 4 real servers) | ms per request (median of ${RUNS}) | bytes |`);
 console.log('|---|---:|---:|');
 for (const path of cases) {

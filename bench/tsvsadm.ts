@@ -38,7 +38,13 @@ async function startDaemon(name: string): Promise<{ socket: string; pid: number 
   const p = spawn(process.execPath, [DIST('tsvsd'), '--socket', socket, '--log-level', 'warn'], { stdio: 'ignore' });
   daemons.push(p);
   for (let i = 0; i < 200; i++) {
-    if (await info(socket).then(() => true, () => false)) return { socket, pid: p.pid! };
+    if (
+      await info(socket).then(
+        () => true,
+        () => false,
+      )
+    )
+      return { socket, pid: p.pid! };
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`tsvsd ${name} did not start`);
@@ -102,7 +108,9 @@ function rules(addr: string, services: number, per: number, firstPort: number): 
 }
 
 async function main(): Promise<void> {
-  console.log(`# tsvsadm bench: node ${process.version}, ${SERVICES} services x ${PER} servers, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+  console.log(
+    `# tsvsadm bench: node ${process.version}, ${SERVICES} services x ${PER} servers, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
+  );
   const empty = join(dir, 'empty.mjs');
   writeFileSync(empty, '');
 
@@ -114,7 +122,9 @@ async function main(): Promise<void> {
 
   // 2. A big table.
   const text = rules('127.0.0.1', SERVICES, PER, 20000);
-  console.log(`tsvsadm -R of ${text.split('\n').length - 1} lines: ${fmt(times(1, process.execPath, [DIST('tsvsadm'), '-R'], envA, text))}`);
+  console.log(
+    `tsvsadm -R of ${text.split('\n').length - 1} lines: ${fmt(times(1, process.execPath, [DIST('tsvsadm'), '-R'], envA, text))}`,
+  );
   for (const args of [['-Ln'], ['-Sn'], ['-Ln', '--stats'], ['-Ln', '--rate']]) {
     const before = cpuMs(a.pid);
     const t = times(RUNS, process.execPath, [DIST('tsvsadm'), ...args], envA);
@@ -141,7 +151,9 @@ async function main(): Promise<void> {
   const lister = (async () => {
     while (restoring) {
       const s = performance.now();
-      await new Promise<void>((r) => spawn(process.execPath, [DIST('tsvsadm'), '-Ln'], { env: envB, stdio: 'ignore' }).once('exit', () => r()));
+      await new Promise<void>((r) =>
+        spawn(process.execPath, [DIST('tsvsadm'), '-Ln'], { env: envB, stdio: 'ignore' }).once('exit', () => r()),
+      );
       lists.push(performance.now() - s);
     }
   })();
@@ -155,8 +167,12 @@ async function main(): Promise<void> {
   probes.sort((x, y) => x - y);
   lists.sort((x, y) => x - y);
   console.log(`50,000-line restore while another client asks: exit ${code}, ${took.toFixed(0)} ms`);
-  console.log(`  GET /v1/info meanwhile: ${probes.length} asked, ${probeErrors} failed, median ${probes[probes.length >> 1]?.toFixed(0)} ms, max ${probes.at(-1)?.toFixed(0)} ms`);
-  console.log(`  tsvsadm -Ln meanwhile: ${lists.length} runs, median ${lists[lists.length >> 1]?.toFixed(0)} ms, max ${lists.at(-1)?.toFixed(0)} ms`);
+  console.log(
+    `  GET /v1/info meanwhile: ${probes.length} asked, ${probeErrors} failed, median ${probes[probes.length >> 1]?.toFixed(0)} ms, max ${probes.at(-1)?.toFixed(0)} ms`,
+  );
+  console.log(
+    `  tsvsadm -Ln meanwhile: ${lists.length} runs, median ${lists[lists.length >> 1]?.toFixed(0)} ms, max ${lists.at(-1)?.toFixed(0)} ms`,
+  );
 }
 
 // Leave no daemon behind when interrupted.

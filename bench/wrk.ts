@@ -61,7 +61,9 @@ export function measure(variants: Variant[], rounds: number, direct: string, hap
         const t = tally.get(v.name)!;
         (close ? t.close : t.ka).push(r.rps);
         t.errors += r.errors;
-        process.stderr.write(`round ${round + 1} ${v.name} ${close ? 'close' : 'keep-alive'}: ${r.rps.toFixed(0)} req/s${r.errors ? `, ${r.errors} errors` : ''}\n`);
+        process.stderr.write(
+          `round ${round + 1} ${v.name} ${close ? 'close' : 'keep-alive'}: ${r.rps.toFixed(0)} req/s${r.errors ? `, ${r.errors} errors` : ''}\n`,
+        );
       }
     }
   }

@@ -465,7 +465,11 @@ export interface TcpOutcome {
  * Connects, optionally sends `send` (and half-closes when `end`), and waits for the
  * connection to be closed by the other side. Rejects only on timeout.
  */
-export function tcpOutcome(host: string, port: number, opts: ClientOptions & { send?: string | Buffer; end?: boolean } = {}): Promise<TcpOutcome> {
+export function tcpOutcome(
+  host: string,
+  port: number,
+  opts: ClientOptions & { send?: string | Buffer; end?: boolean } = {},
+): Promise<TcpOutcome> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host, port, localAddress: opts.localAddress, allowHalfOpen: true });
     const chunks: Buffer[] = [];
@@ -496,7 +500,12 @@ export function tcpOutcome(host: string, port: number, opts: ClientOptions & { s
  * Connects to an echo server, streams `data` through it with backpressure while reading
  * the echo, half-closes, and resolves with the greeting name and every byte echoed.
  */
-export function echoTransfer(host: string, port: number, data: Buffer, opts: ClientOptions = {}): Promise<{ server: string; echoed: Buffer }> {
+export function echoTransfer(
+  host: string,
+  port: number,
+  data: Buffer,
+  opts: ClientOptions = {},
+): Promise<{ server: string; echoed: Buffer }> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host, port, localAddress: opts.localAddress });
     const chunks: Buffer[] = [];

@@ -10,7 +10,8 @@ export function privilegeProblem(needs: string[] = ['ip', 'nft']): string | null
   if (process.platform !== 'linux') return `needs Linux (this is ${process.platform})`;
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'needs root (network namespaces, nftables)';
   for (const cmd of needs) {
-    if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0) return `needs ${cmd} (apt-get install ${cmd === 'ip' ? 'iproute2' : cmd})`;
+    if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status !== 0)
+      return `needs ${cmd} (apt-get install ${cmd === 'ip' ? 'iproute2' : cmd})`;
   }
   const probe = `tsvsprobe${process.pid}`;
   const add = spawnSync('ip', ['netns', 'add', probe], { encoding: 'utf8' });

@@ -107,7 +107,11 @@ export class HttpControlClient implements ControlApi {
     });
   }
 
-  private async callWithHeaders<T>(method: string, path: string, body?: unknown): Promise<{ body: T; headers: Record<string, string | string[] | undefined> }> {
+  private async callWithHeaders<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ body: T; headers: Record<string, string | string[] | undefined> }> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const change = method !== 'GET';
     const timeoutMs = change ? (this.opts.applyTimeoutMs ?? APPLY_TIMEOUT_MS) : (this.opts.timeoutMs ?? READ_TIMEOUT_MS);
@@ -142,7 +146,12 @@ export class HttpControlClient implements ControlApi {
       }
       if ((res.statusCode ?? 500) >= 400) throw errorFromBody(json, res.statusCode);
       const { services, ...rest } = json as TableView;
-      return { head: { ...rest, count: services.length }, services: (async function* () { yield* services; })() };
+      return {
+        head: { ...rest, count: services.length },
+        services: (async function* () {
+          yield* services;
+        })(),
+      };
     }
     const lines = ndjsonLines(res, this.target)[Symbol.asyncIterator]();
     const first = await lines.next();
@@ -156,7 +165,8 @@ export class HttpControlClient implements ControlApi {
         yield r.value as ServiceView;
       }
       const end = await lines.next();
-      if (end.done || !(end.value as { end?: unknown }).end) throw new NoAnswerError(target, 'the listing did not end where its head said', false);
+      if (end.done || !(end.value as { end?: unknown }).end)
+        throw new NoAnswerError(target, 'the listing did not end where its head said', false);
       // Read the answer to its very end: a response left half-read keeps its socket open,
       // and the process waiting for tsvsd's keep-alive timer (5 s) before it can exit.
       while (!(await lines.next()).done);
@@ -215,11 +225,17 @@ export class HttpControlClient implements ControlApi {
   }
 
   restore(serviceId: string, serverId: string, weight?: number): Promise<ServerStatus> {
-    return this.call('POST', `/v1/services/${encodeURIComponent(serviceId)}/servers/${encodeURIComponent(serverId)}/restore`, weight === undefined ? {} : { weight });
+    return this.call(
+      'POST',
+      `/v1/services/${encodeURIComponent(serviceId)}/servers/${encodeURIComponent(serverId)}/restore`,
+      weight === undefined ? {} : { weight },
+    );
   }
 
   /** One page of the connection table and the total number of entries. */
-  async connectionsPage(q: { offset?: number; limit?: number; service?: string; server?: string } = {}): Promise<{ total: number; items: ConnView[] }> {
+  async connectionsPage(
+    q: { offset?: number; limit?: number; service?: string; server?: string } = {},
+  ): Promise<{ total: number; items: ConnView[] }> {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) if (v !== undefined) params.set(k, String(v));
     const r = await this.callWithHeaders<ConnView[]>('GET', `/v1/connections${params.size ? `?${params}` : ''}`);

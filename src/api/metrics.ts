@@ -91,7 +91,11 @@ export function renderMetrics(v: StatusView, extra: MetricsExtra = {}): string {
   e.family('node_ipvs_incoming_bytes_total', 'counter', 'The total amount of incoming data.')({}, v.stats.inbytes);
   e.family('node_ipvs_outgoing_bytes_total', 'counter', 'The total amount of outgoing data.')({}, v.stats.outbytes);
   const active = e.family('node_ipvs_backend_connections_active', 'gauge', 'The current active connections by local and remote address.');
-  const inactive = e.family('node_ipvs_backend_connections_inactive', 'gauge', 'The current inactive connections by local and remote address.');
+  const inactive = e.family(
+    'node_ipvs_backend_connections_inactive',
+    'gauge',
+    'The current inactive connections by local and remote address.',
+  );
   const weight = e.family('node_ipvs_backend_weight', 'gauge', 'The current backend weight by local and remote address.');
   for (const s of v.services) {
     for (const d of s.dests) {
@@ -122,9 +126,17 @@ export function renderMetrics(v: StatusView, extra: MetricsExtra = {}): string {
   ];
   for (const scope of ['service', 'backend'] as const) {
     for (const [i, [n, k, what]] of statKeys.entries()) {
-      const counter = e.family(`tsvs_${scope}_${n}_total`, 'counter', `The total number of ${what} by ${scope === 'service' ? 'virtual service' : 'virtual service and real server'}.`);
+      const counter = e.family(
+        `tsvs_${scope}_${n}_total`,
+        'counter',
+        `The total number of ${what} by ${scope === 'service' ? 'virtual service' : 'virtual service and real server'}.`,
+      );
       const [rn, rk, rwhat] = totalRates[i]!;
-      const rate = e.family(`tsvs_${scope}_${rn}_per_second`, 'gauge', rateHelp(rwhat, scope === 'service' ? 'by virtual service' : 'by virtual service and real server'));
+      const rate = e.family(
+        `tsvs_${scope}_${rn}_per_second`,
+        'gauge',
+        rateHelp(rwhat, scope === 'service' ? 'by virtual service' : 'by virtual service and real server'),
+      );
       for (const s of v.services) {
         if (scope === 'service') {
           counter(serviceLabels(s), s.stats[k]);
@@ -138,11 +150,27 @@ export function renderMetrics(v: StatusView, extra: MetricsExtra = {}): string {
       }
     }
   }
-  const persist = e.family('tsvs_backend_connections_persistent', 'gauge', 'The current persistence templates pointing at the real server.');
-  const health = e.family('tsvs_backend_health_state', 'gauge', 'Health state of the real server: 1 for the current state (up, down or unchecked), 0 for the others.');
+  const persist = e.family(
+    'tsvs_backend_connections_persistent',
+    'gauge',
+    'The current persistence templates pointing at the real server.',
+  );
+  const health = e.family(
+    'tsvs_backend_health_state',
+    'gauge',
+    'Health state of the real server: 1 for the current state (up, down or unchecked), 0 for the others.',
+  );
   const latency = e.family('tsvs_backend_health_check_latency_seconds', 'gauge', 'Duration of the last health check of the real server.');
-  const lastCheck = e.family('tsvs_backend_health_last_check_timestamp_seconds', 'gauge', 'Unix time of the last health check of the real server.');
-  const failures = e.family('tsvs_backend_connect_failures_total', 'counter', 'Connections the data plane could not open to the real server (refused, timed out, unreachable).');
+  const lastCheck = e.family(
+    'tsvs_backend_health_last_check_timestamp_seconds',
+    'gauge',
+    'Unix time of the last health check of the real server.',
+  );
+  const failures = e.family(
+    'tsvs_backend_connect_failures_total',
+    'counter',
+    'Connections the data plane could not open to the real server (refused, timed out, unreachable).',
+  );
   for (const s of v.services) {
     for (const d of s.dests) {
       const l = backendLabels(s, d);
@@ -155,13 +183,22 @@ export function renderMetrics(v: StatusView, extra: MetricsExtra = {}): string {
       failures(l, d.connectFailures);
     }
   }
-  e.family('tsvs_dataplane_no_destination_total', 'counter', 'New connections refused because no real server was available.')({}, v.dataplaneCounters?.noDestination ?? 0);
+  e.family(
+    'tsvs_dataplane_no_destination_total',
+    'counter',
+    'New connections refused because no real server was available.',
+  )({}, v.dataplaneCounters?.noDestination ?? 0);
   e.family('tsvs_connection_table_entries', 'gauge', 'Entries in the connection table, persistence templates included.')({}, v.connections);
 
-  e.family('tsvs_vrrp_configured', 'gauge', 'Whether a VRRP instance is configured on this director (1) or not (0).')({}, v.vrrp.configured ? 1 : 0);
+  e.family(
+    'tsvs_vrrp_configured',
+    'gauge',
+    'Whether a VRRP instance is configured on this director (1) or not (0).',
+  )({}, v.vrrp.configured ? 1 : 0);
   const vrrp = e.family('tsvs_vrrp_state', 'gauge', 'VRRP state of each instance: 1 for the current state, 0 for the others.');
   for (const inst of v.vrrp.instances) {
-    for (const st of ['init', 'backup', 'master', 'fault'] as const) vrrp({ instance: inst.name, vrid: String(inst.vrid), state: st }, inst.state === st ? 1 : 0);
+    for (const st of ['init', 'backup', 'master', 'fault'] as const)
+      vrrp({ instance: inst.name, vrid: String(inst.vrid), state: st }, inst.state === st ? 1 : 0);
   }
   // VRRP counters from the speaker (src/ha/speaker.ts); drops without an instance carry instance="".
   const vl = (i: (typeof v.vrrp.instances)[number]) => ({ instance: i.name, vrid: String(i.vrid) });
@@ -169,7 +206,11 @@ export function renderMetrics(v: StatusView, extra: MetricsExtra = {}): string {
   const vsent = e.family('tsvs_vrrp_adverts_sent_total', 'counter', 'VRRP advertisements sent.');
   const vrecv = e.family('tsvs_vrrp_adverts_received_total', 'counter', 'Valid VRRP advertisements received.');
   const vtrans = e.family('tsvs_vrrp_transitions_total', 'counter', 'VRRP state transitions.');
-  const vdrop = e.family('tsvs_vrrp_dropped_total', 'counter', 'VRRP packets dropped, by reason (ttl, checksum, vrid, version, length, addr-count, ...).');
+  const vdrop = e.family(
+    'tsvs_vrrp_dropped_total',
+    'counter',
+    'VRRP packets dropped, by reason (ttl, checksum, vrid, version, length, addr-count, ...).',
+  );
   for (const i of v.vrrp.instances) {
     vprio(vl(i), i.priority);
     vsent(vl(i), i.advertsSent ?? 0);

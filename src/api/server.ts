@@ -119,7 +119,14 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
   // Guard for calls that change state.
   const mutating: MiddlewareHandler = async (c, next) => {
     if (opts.readOnly && opts.token === undefined) {
-      return errorResponse(c, new TsvsError('UNAUTHORIZED', 'this API listener is read-only: configure a token to allow changes', 'Read-only API: configure a token to allow changes'));
+      return errorResponse(
+        c,
+        new TsvsError(
+          'UNAUTHORIZED',
+          'this API listener is read-only: configure a token to allow changes',
+          'Read-only API: configure a token to allow changes',
+        ),
+      );
     }
     if (opts.token !== undefined && !tokenMatches(c.req.header('authorization'), opts.token)) return unauthorized(c);
     await next();
@@ -164,7 +171,14 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
     await fresh();
     if (!wantsNdjson(c.req.header('accept'), c.req.query('format'))) return c.json(table.view());
     const services = table.list();
-    const head = { version: IPVS_VERSION, size: IPVS_CONN_TAB_SIZE, timeouts: table.timeouts(), stats: table.totals.snapshot(), rates: table.totals.rates(), count: services.length };
+    const head = {
+      version: IPVS_VERSION,
+      size: IPVS_CONN_TAB_SIZE,
+      timeouts: table.timeouts(),
+      stats: table.totals.snapshot(),
+      rates: table.totals.rates(),
+      count: services.length,
+    };
     return ndjsonResponse(head, services, (s) => s.view(), { end: true });
   });
 
@@ -192,7 +206,8 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
   // DELETE /v1/sync/master|backup stops one (--stop-daemon).
   app.get('/v1/sync', (c) => c.json(opts.sync?.list() ?? []));
   app.post('/v1/sync', mutating, async (c) => {
-    if (!opts.sync) throw new TsvsError('NOT_SUPPORTED', 'this tsvsd has no connection sync', 'Connection sync is not available in this tsvsd');
+    if (!opts.sync)
+      throw new TsvsError('NOT_SUPPORTED', 'this tsvsd has no connection sync', 'Connection sync is not available in this tsvsd');
     let body: unknown;
     try {
       body = await c.req.json();
@@ -205,7 +220,8 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
   app.delete('/v1/sync/:state', mutating, async (c) => {
     if (!opts.sync) throw new TsvsError('NO_DAEMON', 'this tsvsd has no connection sync');
     const state = c.req.param('state');
-    if (state !== 'master' && state !== 'backup') throw new TsvsError('BAD_REQUEST', `sync daemon state "${state}": must be master or backup`);
+    if (state !== 'master' && state !== 'backup')
+      throw new TsvsError('BAD_REQUEST', `sync daemon state "${state}": must be master or backup`);
     await opts.sync.stop(state);
     return c.json({ ok: true });
   });
@@ -247,7 +263,14 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
         id: s.id,
         stats: s.stats,
         rates: s.rates,
-        servers: s.dests.map((d) => ({ id: d.id, activeconns: d.activeconns, inactconns: d.inactconns, stats: d.stats, rates: d.rates, connectFailures: d.connectFailures })),
+        servers: s.dests.map((d) => ({
+          id: d.id,
+          activeconns: d.activeconns,
+          inactconns: d.inactconns,
+          stats: d.stats,
+          rates: d.rates,
+          connectFailures: d.connectFailures,
+        })),
       })),
     });
   });
@@ -282,7 +305,16 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
     }
     const r = await runReload(ctx);
     if (r.ok) return c.json({ ok: true, changes: r.changes });
-    return c.json({ error: { code: 'RELOAD_REFUSED', message: 'Configuration refused; the running table is unchanged', detail: r.error ?? 'reload failed' } }, 422);
+    return c.json(
+      {
+        error: {
+          code: 'RELOAD_REFUSED',
+          message: 'Configuration refused; the running table is unchanged',
+          detail: r.error ?? 'reload failed',
+        },
+      },
+      422,
+    );
   });
 
   // Server-sent events: one "status" frame now and then every interval.
@@ -308,7 +340,9 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
 
   dashboardRoutes(app);
 
-  app.notFound((c) => c.json({ error: { code: 'NOT_FOUND', message: 'Not found', detail: `${c.req.method} ${c.req.path}: no such route` } }, 404));
+  app.notFound((c) =>
+    c.json({ error: { code: 'NOT_FOUND', message: 'Not found', detail: `${c.req.method} ${c.req.path}: no such route` } }, 404),
+  );
   app.onError((e, c) => errorResponse(c, e));
   return app;
 }

@@ -15,7 +15,13 @@ const BATCH_BYTES = 64 * 1024;
  * A Response whose body is `head`, then one line per item (made by `line` only when its
  * batch is written), then `end`. `items` is taken as it is when the call is made.
  */
-export function ndjsonResponse<T>(head: unknown, items: readonly T[], line: (item: T) => unknown, end: unknown, headers: Record<string, string> = {}): Response {
+export function ndjsonResponse<T>(
+  head: unknown,
+  items: readonly T[],
+  line: (item: T) => unknown,
+  end: unknown,
+  headers: Record<string, string> = {},
+): Response {
   const encoder = new TextEncoder();
   let next = -1; // -1: the head is still to be sent
   let first = true;

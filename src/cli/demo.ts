@@ -36,7 +36,8 @@ interface Tsvsd {
  * dist/bin/tsvsd.js), or, when the demo itself runs from source through tsx, bin/tsvsd.ts.
  */
 function tsvsdCommand(): string[] {
-  if (import.meta.url.endsWith('.ts')) return [process.execPath, '--import', 'tsx', fileURLToPath(new URL('../../bin/tsvsd.ts', import.meta.url))];
+  if (import.meta.url.endsWith('.ts'))
+    return [process.execPath, '--import', 'tsx', fileURLToPath(new URL('../../bin/tsvsd.ts', import.meta.url))];
   return [process.execPath, fileURLToPath(new URL('../../bin/tsvsd.js', import.meta.url))];
 }
 
@@ -94,7 +95,12 @@ async function startTsvsd(args: string[], env: NodeJS.ProcessEnv, socket: string
   for (;;) {
     if (proc.exitCode !== null || proc.signalCode !== null) {
       // tsvsd's message without its "tsvsd: " prefix and usage hint: tsvs demo names itself.
-      throw new Error(err.replace(/^tsvsd: /, '').replace(/\nTry 'tsvsd --help'.*$/s, '').trim() || `tsvsd exited (${proc.exitCode ?? proc.signalCode})`);
+      throw new Error(
+        err
+          .replace(/^tsvsd: /, '')
+          .replace(/\nTry 'tsvsd --help'.*$/s, '')
+          .trim() || `tsvsd exited (${proc.exitCode ?? proc.signalCode})`,
+      );
     }
     if (Date.now() > deadline) {
       await stop();
@@ -173,12 +179,25 @@ export async function runDemo(argv: string[]): Promise<number> {
     }
     const dashboard = `http://${apiAddress}/#token=${apiToken}`;
     const service: ServiceConfig = {
-      af: 4, protocol: 'tcp', addr: vip.addr, port: vip.port, fwmark: 0,
-      scheduler: 'rr', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '',
+      af: 4,
+      protocol: 'tcp',
+      addr: vip.addr,
+      port: vip.port,
+      fwmark: 0,
+      scheduler: 'rr',
+      schedFlags: 0,
+      persistent: 0,
+      netmask: 0xffffffff,
+      ops: false,
+      pe: '',
     };
     const ops: Op[] = [{ op: 'add-service', service }];
     for (const rs of servers) {
-      ops.push({ op: 'add-server', service, dest: { af: 4, addr: rs.host, port: rs.port, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 } });
+      ops.push({
+        op: 'add-server',
+        service,
+        dest: { af: 4, addr: rs.host, port: rs.port, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
+      });
     }
     await new HttpControlClient({ socketPath: socket }).apply(ops);
     const envHint = socket === defaultSocketPath({ ...process.env, TSVS_SOCKET: '' }) ? '' : `TSVS_SOCKET=${socket} `;
@@ -215,7 +234,10 @@ Ctrl-C stops the demo.
     const stop = () => {
       stopping = true;
       process.stdout.write('\nstopping the demo...\n');
-      cleanup().then(() => resolve(0), () => resolve(1));
+      cleanup().then(
+        () => resolve(0),
+        () => resolve(1),
+      );
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
@@ -225,7 +247,10 @@ Ctrl-C stops the demo.
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       process.stderr.write(`tsvs demo: tsvsd exited (${code ?? child.proc.signalCode}); stopping the demo\n`);
-      cleanup().then(() => resolve(1), () => resolve(1));
+      cleanup().then(
+        () => resolve(1),
+        () => resolve(1),
+      );
     });
   });
 }

@@ -131,7 +131,9 @@ export async function runDrain(argv: string[]): Promise<number> {
     }
     for (const t of targets) {
       const r = await client.drain(t.svc.id, t.serverId);
-      out.write(`draining ${t.serverId} in ${t.svc.label}: weight ${r.previousWeight} -> 0, ${r.remaining} connection${r.remaining === 1 ? '' : 's'} open\n`);
+      out.write(
+        `draining ${t.serverId} in ${t.svc.label}: weight ${r.previousWeight} -> 0, ${r.remaining} connection${r.remaining === 1 ? '' : 's'} open\n`,
+      );
     }
     const started = Date.now();
     const tty = out.isTTY;
@@ -147,7 +149,9 @@ export async function runDrain(argv: string[]): Promise<number> {
       last = line;
       if (left === 0) {
         if (tty) out.write('\n');
-        out.write(`drained: no connections left on ${what}. Restore with: tsvs drain ${positionals[0]}${values.service ? ` --service ${values.service}` : ''} --restore\n`);
+        out.write(
+          `drained: no connections left on ${what}. Restore with: tsvs drain ${positionals[0]}${values.service ? ` --service ${values.service}` : ''} --restore\n`,
+        );
         return 0;
       }
       if (values['no-wait']) {

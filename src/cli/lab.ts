@@ -29,7 +29,12 @@ export async function runLab(argv: string[]): Promise<number> {
     ({ values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { suffix: { type: 'string' }, 'no-tsvsd': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, mode: { type: 'string' } },
+      options: {
+        suffix: { type: 'string' },
+        'no-tsvsd': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        mode: { type: 'string' },
+      },
     }));
   } catch (e) {
     process.stderr.write(`tsvs lab: ${(e as Error).message}\n${USAGE}`);

@@ -49,7 +49,8 @@ export function runRealserver(argv: string[]): number {
   if (cmd !== 'setup') return fail('expected "setup"');
   if (!vip || extra.length) return fail('expected one VIP');
   if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(vip) && !/^[0-9a-fA-F:]+$/.test(vip)) return fail(`"${vip}" is not an IPv4 or IPv6 address`);
-  if (values.dev !== undefined && !/^[A-Za-z0-9_.:-]{1,15}$/.test(values.dev)) return fail(`--dev "${values.dev}" is not an interface name`);
+  if (values.dev !== undefined && !/^[A-Za-z0-9_.:-]{1,15}$/.test(values.dev))
+    return fail(`--dev "${values.dev}" is not an interface name`);
   let steps: Step[];
   let missing: string | null = null;
   if (values.mode === 'dr') {
@@ -58,7 +59,8 @@ export function runRealserver(argv: string[]): number {
     const type = (values['tun-type'] ?? 'ipip') as TunType;
     if (!['ipip', 'gue', 'gre'].includes(type)) return fail(`--tun-type "${type}": use ipip, gue or gre`);
     const port = values['tun-port'] === undefined ? undefined : Number(values['tun-port']);
-    if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65535)) return fail(`--tun-port "${values['tun-port']}" must be 1..65535`);
+    if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65535))
+      return fail(`--tun-port "${values['tun-port']}" must be 1..65535`);
     if (type === 'gue' && port === undefined) return fail('--tun-type gue needs --tun-port (as ipvsadm)');
     ({ steps, missing } = tunSteps(vip, type, port));
   } else {

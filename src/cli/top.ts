@@ -26,7 +26,10 @@ export const CLIENT_USAGE = `  --socket PATH    tsvsd's control socket (default:
   --api URL        use the TCP API instead, e.g. http://127.0.0.1:9180 (also $TSVS_API)
   --token TOKEN    bearer token for changes over TCP (also $TSVS_API_TOKEN)`;
 
-export function clientFrom(values: { socket?: string | undefined; api?: string | undefined; token?: string | undefined }, env: NodeJS.ProcessEnv = process.env): HttpControlClient {
+export function clientFrom(
+  values: { socket?: string | undefined; api?: string | undefined; token?: string | undefined },
+  env: NodeJS.ProcessEnv = process.env,
+): HttpControlClient {
   const api = values.api ?? env.TSVS_API;
   const token = values.token ?? env.TSVS_API_TOKEN;
   if (api) {
@@ -85,7 +88,13 @@ function fmtBytes(n: number): string {
 function ratesOf(cur: Stats, prev: Stats | undefined, dt: number, estimator: Rates): Rates {
   if (!prev || dt <= 0) return estimator;
   const d = (a: number, b: number) => Math.max(0, a - b) / dt;
-  return { cps: d(cur.conns, prev.conns), inpps: d(cur.inpkts, prev.inpkts), outpps: d(cur.outpkts, prev.outpkts), inbps: d(cur.inbytes, prev.inbytes), outbps: d(cur.outbytes, prev.outbytes) };
+  return {
+    cps: d(cur.conns, prev.conns),
+    inpps: d(cur.inpkts, prev.inpkts),
+    outpps: d(cur.outpkts, prev.outpkts),
+    inbps: d(cur.inbytes, prev.inbytes),
+    outbps: d(cur.outbytes, prev.outbytes),
+  };
 }
 
 const COLS = '%-34s %7s %-10s %7s %7s %7s %8s %8s %9s %7s';
@@ -125,7 +134,12 @@ function plural(n: number, one: string, many = `${one}s`): string {
 function totalsLines(st: StatusPage, total: Rates): string[] {
   const t = st.totals;
   const w = t.servicesWith;
-  const problems = [w.down && `${w.down} with a server down`, w.quiesced && `${w.quiesced} with one at weight 0`, w.overloaded && `${w.overloaded} with one overloaded`, w.nodest && `${w.nodest} with no usable server`].filter(Boolean);
+  const problems = [
+    w.down && `${w.down} with a server down`,
+    w.quiesced && `${w.quiesced} with one at weight 0`,
+    w.overloaded && `${w.overloaded} with one overloaded`,
+    w.nodest && `${w.nodest} with no usable server`,
+  ].filter(Boolean);
   const sv = t.servers;
   return [
     `Total: ${fmtCount(total.cps)} conn/s  in ${fmtBytes(total.inbps)}/s  out ${fmtBytes(total.outbps)}/s  ` +
@@ -144,7 +158,12 @@ function positionLine(st: StatusPage, view: TopView, shown: number): string {
 }
 
 /** One service's lines: its row, then (when asked) its real servers and removed ones. */
-function serviceLines(s: StatusPage['services'][number], prev: StatusPage['services'][number] | undefined, dt: number, servers: boolean): string[] {
+function serviceLines(
+  s: StatusPage['services'][number],
+  prev: StatusPage['services'][number] | undefined,
+  dt: number,
+  servers: boolean,
+): string[] {
   const r = ratesOf(s.stats, prev?.stats, dt, s.rates);
   const out = [
     row([
@@ -194,7 +213,11 @@ function serviceLines(s: StatusPage['services'][number], prev: StatusPage['servi
  * fit (the first one is drawn cut short if it alone is too tall), and the last line is left
  * for `footer` (the keys, or the search being typed).
  */
-export function renderTop(st: StatusPage, prev: StatusPage | null, opts: { view?: TopView; rows?: number; footer?: string } = {}): TopFrame {
+export function renderTop(
+  st: StatusPage,
+  prev: StatusPage | null,
+  opts: { view?: TopView; rows?: number; footer?: string } = {},
+): TopFrame {
   const view = opts.view ?? { q: '', filter: [], sort: st.sort, offset: st.offset, servers: true };
   const dt = prev ? (Date.parse(st.at) - Date.parse(prev.at)) / 1000 : 0;
   const prevSvc = new Map(prev?.services.map((s) => [s.id, s]) ?? []);
@@ -361,7 +384,12 @@ export async function runTop(argv: string[]): Promise<number> {
   const client = clientFrom(values);
   const tty = !values.once && process.stdout.isTTY;
   const keys = tty && process.stdin.isTTY;
-  let state: TopState = { view: { q: (values.search ?? '').slice(0, MAX_QUERY), filter, sort, offset: 0, servers: true }, typing: null, back: [], quit: false };
+  let state: TopState = {
+    view: { q: (values.search ?? '').slice(0, MAX_QUERY), filter, sort, offset: 0, servers: true },
+    typing: null,
+    back: [],
+    quit: false,
+  };
   let last: { page: StatusPage; shown: number } | null = null;
   let wake: (() => void) | null = null;
   const stop = () => {
@@ -383,7 +411,13 @@ export async function runTop(argv: string[]): Promise<number> {
     for (let i = 0; i < iterations && !state.quit; ) {
       const rows = tty ? process.stdout.rows || 24 : undefined;
       const v = state.view;
-      const query = { q: v.q, filter: v.filter, sort: v.sort, offset: v.offset, limit: rows === undefined ? limit : Math.min(MAX_LIMIT, Math.max(1, rows - HEAD_LINES - 1)) };
+      const query = {
+        q: v.q,
+        filter: v.filter,
+        sort: v.sort,
+        offset: v.offset,
+        limit: rows === undefined ? limit : Math.min(MAX_LIMIT, Math.max(1, rows - HEAD_LINES - 1)),
+      };
       let st: StatusPage;
       try {
         st = await fetchStatusPage(client, query);

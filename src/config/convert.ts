@@ -45,7 +45,16 @@ export function toYaml(cfg: TsvsConfig): string {
     });
   }
   if (cfg.vrrpScripts?.length) {
-    doc.vrrp_scripts = cfg.vrrpScripts.map((s) => ({ name: s.name, script: s.script, interval: s.interval, timeout: s.timeout, weight: s.weight, rise: s.rise, fall: s.fall, ...(s.initFail ? { init_fail: true } : {}) }));
+    doc.vrrp_scripts = cfg.vrrpScripts.map((s) => ({
+      name: s.name,
+      script: s.script,
+      interval: s.interval,
+      timeout: s.timeout,
+      weight: s.weight,
+      rise: s.rise,
+      fall: s.fall,
+      ...(s.initFail ? { init_fail: true } : {}),
+    }));
   }
   if (cfg.sync) doc.sync = syncSection(cfg.sync);
   const head = [`# Converted by tsvs config convert from ${cfg.file} (${cfg.format}).`];
@@ -67,11 +76,14 @@ function service(s: VirtualServiceConfig): Record<string, unknown> {
     o.protocol = s.protocol;
   }
   o.scheduler = s.scheduler;
-  const flags = Object.entries(SCHED_FLAGS).filter(([k, bit]) => k.startsWith('flag-') && s.schedFlags & bit).map(([k]) => k);
+  const flags = Object.entries(SCHED_FLAGS)
+    .filter(([k, bit]) => k.startsWith('flag-') && s.schedFlags & bit)
+    .map(([k]) => k);
   if (flags.length) o.sched_flags = flags;
   if (s.persistent) {
     const full = s.af === 6 ? 128 : 0xffffffff;
-    o.persistence = s.netmask === full ? { timeout: s.persistent } : { timeout: s.persistent, netmask: s.af === 6 ? s.netmask : formatIPv4(s.netmask) };
+    o.persistence =
+      s.netmask === full ? { timeout: s.persistent } : { timeout: s.persistent, netmask: s.af === 6 ? s.netmask : formatIPv4(s.netmask) };
   }
   if (s.ops) o.one_packet = true;
   if (s.pe) o.pe = s.pe;
@@ -102,7 +114,13 @@ function realServer(rs: RealServerConfig): Record<string, unknown> {
 }
 
 function checker(c: CheckerConfig): Record<string, unknown> {
-  const o: Record<string, unknown> = { type: c.type, interval: c.interval, timeout: c.timeout, retry: c.retry, delay_before_retry: c.delayBeforeRetry };
+  const o: Record<string, unknown> = {
+    type: c.type,
+    interval: c.interval,
+    timeout: c.timeout,
+    retry: c.retry,
+    delay_before_retry: c.delayBeforeRetry,
+  };
   if (c.rise !== 1) o.rise = c.rise;
   if (c.fall !== 1) o.fall = c.fall;
   if (c.alpha) o.alpha = true;

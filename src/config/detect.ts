@@ -11,7 +11,8 @@ export function detectFormat(text: string, file: string): ConfigFormat {
   for (const raw of text.split('\n')) {
     const line = raw.trim();
     if (!line || line.startsWith('#') || line.startsWith('!')) continue;
-    if (/^(ipvsadm\s+)?-[AaEeDdCRSZ]\b|^(ipvsadm\s+)?--(add|edit|delete)-(service|server)\b|^(ipvsadm\s+)?--set\b/.test(line)) return 'ipvsadm';
+    if (/^(ipvsadm\s+)?-[AaEeDdCRSZ]\b|^(ipvsadm\s+)?--(add|edit|delete)-(service|server)\b|^(ipvsadm\s+)?--set\b/.test(line))
+      return 'ipvsadm';
     if (line === '---' || /^[A-Za-z_][\w-]*\s*:(\s|$)/.test(line)) return 'yaml';
     const word = line.replace(/^@\^?\S+\s+/, '').split(/[\s{]/)[0]!;
     if (KEEPALIVED_KEYWORDS.has(word) || word === 'include' || line.startsWith('$')) return 'keepalived';

@@ -61,7 +61,10 @@ export function planReload(
   const live = new Map(current.services.map((s) => [serviceId(s), s]));
   const nextIds = new Set(next.map((d) => serviceId(d.service)));
 
-  if (timeouts && (timeouts.tcp !== current.timeouts.tcp || timeouts.tcpfin !== current.timeouts.tcpfin || timeouts.udp !== current.timeouts.udp)) {
+  if (
+    timeouts &&
+    (timeouts.tcp !== current.timeouts.tcp || timeouts.tcpfin !== current.timeouts.tcpfin || timeouts.udp !== current.timeouts.udp)
+  ) {
     ops.push({ op: 'set-timeouts', timeouts });
     summary.push(`timeouts tcp ${timeouts.tcp} tcpfin ${timeouts.tcpfin} udp ${timeouts.udp}`);
   }

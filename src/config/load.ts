@@ -111,7 +111,9 @@ function rulesToConfig(rules: Array<{ op: Op; line: number }>, file: string): Ts
       case 'flush':
         break;
       default:
-        throw new ConfigError([{ ...origin, message: `"${op.op}" does not belong in a config file: only -A, -a, -C and --set describe a table` }]);
+        throw new ConfigError([
+          { ...origin, message: `"${op.op}" does not belong in a config file: only -A, -a, -C and --set describe a table` },
+        ]);
     }
   }
   const diags = validateServices(cfg.services, file);

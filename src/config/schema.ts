@@ -28,7 +28,9 @@ export function checkModel(cfg: TsvsConfig): Diagnostic[] {
     const label = serviceLabel(svc);
     report(out, ServiceHealthSchema, svc, at(svc.origin), label);
     for (const rs of svc.realServers) {
-      rs.checkers.forEach((c, i) => report(out, CheckerSchema, c, at(rs.origin ?? svc.origin), `${label} real server ${destId(rs)}: checker ${i + 1} (${c.type})`));
+      rs.checkers.forEach((c, i) =>
+        report(out, CheckerSchema, c, at(rs.origin ?? svc.origin), `${label} real server ${destId(rs)}: checker ${i + 1} (${c.type})`),
+      );
     }
   }
   for (const v of cfg.vrrp) report(out, InstanceFields, v, at(v.origin), `vrrp instance ${v.name}`);
@@ -40,7 +42,8 @@ export function checkModel(cfg: TsvsConfig): Diagnostic[] {
 function report(out: Diagnostic[], schema: z.ZodType, value: unknown, at: Origin, where: string): void {
   const r = schema.safeParse(value);
   if (r.success) return;
-  for (const issue of r.error.issues) out.push({ ...at, message: `${where}: ${pathText(issue.path)}: ${issueText(issue, valueAt(value, issue.path))}` });
+  for (const issue of r.error.issues)
+    out.push({ ...at, message: `${where}: ${pathText(issue.path)}: ${issueText(issue, valueAt(value, issue.path))}` });
 }
 
 function pathText(path: readonly PropertyKey[]): string {

@@ -35,7 +35,10 @@ export function validateServices(services: readonly VirtualServiceConfig[], file
     for (const rs of svc.realServers) {
       const rid = destId(rs);
       if (rsSeen.has(rid)) {
-        out.push({ ...at(rs.origin, file), message: `${serviceLabel(svc)}: duplicate real server ${rid} (first declared at ${where(rsSeen.get(rid))})` });
+        out.push({
+          ...at(rs.origin, file),
+          message: `${serviceLabel(svc)}: duplicate real server ${rid} (first declared at ${where(rsSeen.get(rid))})`,
+        });
         continue;
       }
       rsSeen.set(rid, rs.origin);
@@ -50,7 +53,11 @@ export function validateServices(services: readonly VirtualServiceConfig[], file
       try {
         new IpvsTable({ schedulers: getScheduler }).validate([
           { op: 'add-service', service: serviceConfigOf(svc) },
-          { op: 'add-server', service: svc, dest: { af: svc.af, addr: s.addr, port: s.port, weight: 1, fwd: s.fwd, uThreshold: 0, lThreshold: 0 } },
+          {
+            op: 'add-server',
+            service: svc,
+            dest: { af: svc.af, addr: s.addr, port: s.port, weight: 1, fwd: s.fwd, uThreshold: 0, lThreshold: 0 },
+          },
         ]);
       } catch (e) {
         out.push({ ...at(svc.origin, file), message: `sorry_server: ${tableMessage(e)}` });

@@ -51,13 +51,15 @@ export function parseVip(text: string): Vip | string {
 export function validateVrrp(instances: readonly VrrpInstanceConfig[], scripts: readonly VrrpScriptConfig[], file: string): Diagnostic[] {
   const out: Diagnostic[] = [];
   const at = (v: VrrpInstanceConfig, key: string): Origin => v.at?.[key] ?? v.origin ?? { file, line: 1, column: 1 };
-  const err = (v: VrrpInstanceConfig, key: string, msg: string) => out.push({ ...at(v, key), message: `vrrp instance ${v.name}: ${key}: ${msg}` });
+  const err = (v: VrrpInstanceConfig, key: string, msg: string) =>
+    out.push({ ...at(v, key), message: `vrrp instance ${v.name}: ${key}: ${msg}` });
   const names = new Map<string, VrrpInstanceConfig>();
   const vrids = new Map<string, VrrpInstanceConfig>();
   const scriptNames = new Set(scripts.map((s) => s.name));
   const seenScripts = new Set<string>();
   for (const s of scripts) {
-    if (seenScripts.has(s.name)) out.push({ ...(s.origin ?? { file, line: 1, column: 1 }), message: `vrrp_script ${s.name}: defined twice` });
+    if (seenScripts.has(s.name))
+      out.push({ ...(s.origin ?? { file, line: 1, column: 1 }), message: `vrrp_script ${s.name}: defined twice` });
     seenScripts.add(s.name);
   }
   for (const v of instances) {
@@ -68,7 +70,8 @@ export function validateVrrp(instances: readonly VrrpInstanceConfig[], scripts: 
     if (v.advertInt !== undefined && (v.advertInt < ADVERT.min || v.advertInt > ADVERT.max)) {
       err(v, 'advert_int', `${v.advertInt} s out of range: VRRPv3 carries ${ADVERT.min} to ${ADVERT.max} s`);
     }
-    if (v.preemptDelay !== undefined && (v.preemptDelay < PREEMPT.min || v.preemptDelay > PREEMPT.max)) err(v, 'preempt_delay', `${v.preemptDelay} out of range ${PREEMPT.min}-${PREEMPT.max} s`);
+    if (v.preemptDelay !== undefined && (v.preemptDelay < PREEMPT.min || v.preemptDelay > PREEMPT.max))
+      err(v, 'preempt_delay', `${v.preemptDelay} out of range ${PREEMPT.min}-${PREEMPT.max} s`);
     if (!v.virtualIpaddress.length) err(v, 'virtual_ipaddress', 'at least one address is required');
     let fam: number | undefined;
     for (const text of v.virtualIpaddress) {
@@ -78,13 +81,16 @@ export function validateVrrp(instances: readonly VrrpInstanceConfig[], scripts: 
         continue;
       }
       fam ??= vip.family;
-      if (vip.family !== fam) err(v, 'virtual_ipaddress', `${vip.addr}: all addresses of an instance must be of one family (VRRP sends one family per instance)`);
+      if (vip.family !== fam)
+        err(v, 'virtual_ipaddress', `${vip.addr}: all addresses of an instance must be of one family (VRRP sends one family per instance)`);
     }
-    if (v.unicastSrcIp !== undefined && !canonicalAddr(v.unicastSrcIp)) err(v, 'unicast_src_ip', `expected an address, got "${v.unicastSrcIp}"`);
+    if (v.unicastSrcIp !== undefined && !canonicalAddr(v.unicastSrcIp))
+      err(v, 'unicast_src_ip', `expected an address, got "${v.unicastSrcIp}"`);
     for (const p of v.unicastPeer ?? []) if (!canonicalAddr(p)) err(v, 'unicast_peer', `expected an address, got "${p}"`);
     for (const t of v.trackScript ?? []) if (!scriptNames.has(t.name)) err(v, 'track_script', `no vrrp_script "${t.name}" is defined`);
     for (const t of [...(v.trackInterface ?? []), ...(v.trackScript ?? [])]) {
-      if (t.weight !== undefined && (t.weight < WEIGHT.min || t.weight > WEIGHT.max)) err(v, t.name, `weight ${t.weight} out of range ${WEIGHT.min}..${WEIGHT.max}`);
+      if (t.weight !== undefined && (t.weight < WEIGHT.min || t.weight > WEIGHT.max))
+        err(v, t.name, `weight ${t.weight} out of range ${WEIGHT.min}..${WEIGHT.max}`);
     }
     if (v.interface && v.virtualRouterId !== undefined) {
       const fam4or6 = fam ?? 4;

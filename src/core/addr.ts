@@ -115,12 +115,7 @@ export function addrWords(s: string): [number, number, number, number] {
   if (v4 !== null) return [0, 0, 0, v4];
   const g = parseIPv6(s);
   if (!g) throw new Error(`not an IP address: ${s}`);
-  return [
-    ((g[0]! << 16) | g[1]!) >>> 0,
-    ((g[2]! << 16) | g[3]!) >>> 0,
-    ((g[4]! << 16) | g[5]!) >>> 0,
-    ((g[6]! << 16) | g[7]!) >>> 0,
-  ];
+  return [((g[0]! << 16) | g[1]!) >>> 0, ((g[2]! << 16) | g[3]!) >>> 0, ((g[4]! << 16) | g[5]!) >>> 0, ((g[6]! << 16) | g[7]!) >>> 0];
 }
 
 /**

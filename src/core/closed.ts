@@ -172,10 +172,31 @@ export class ClosedConns {
     if (!list) this.byDest.set(c.dest, (list = []));
     // A server's connections nearly always share one group (one VIP, one port).
     for (const g of list) {
-      if (g.svc === c.svc && g.protocol === c.protocol && g.vport === c.vport && g.dport === c.dport && g.vaddr === c.vaddr && g.daddr === c.daddr && g.af === c.af) return g;
+      if (
+        g.svc === c.svc &&
+        g.protocol === c.protocol &&
+        g.vport === c.vport &&
+        g.dport === c.dport &&
+        g.vaddr === c.vaddr &&
+        g.daddr === c.daddr &&
+        g.af === c.af
+      )
+        return g;
     }
     const id = this.freeGroups.pop() ?? this.groups.length;
-    const g: Group = { id, svc: c.svc, dest: c.dest, protocol: c.protocol, af: c.af, vaddr: c.vaddr, vport: c.vport, daddr: c.daddr, dport: c.dport, head: NIL, size: 0 };
+    const g: Group = {
+      id,
+      svc: c.svc,
+      dest: c.dest,
+      protocol: c.protocol,
+      af: c.af,
+      vaddr: c.vaddr,
+      vport: c.vport,
+      daddr: c.daddr,
+      dport: c.dport,
+      head: NIL,
+      size: 0,
+    };
     this.groups[id] = g;
     list.push(g);
     let set = this.bySvc.get(c.svc);

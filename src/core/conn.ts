@@ -340,7 +340,6 @@ export class ConnTable {
     this.touch(tpl, now);
   }
 
-
   /**
    * Takes a template out of the index so the next connection from its network is scheduled
    * afresh (its server went away or was quiesced). The entry itself stays, like the kernel's
@@ -446,7 +445,13 @@ export class ConnTable {
 
   /** Whether `close` would compact `c`: a live, inactive, non-synced TCP connection with a server. */
   closable(c: Conn): boolean {
-    return !c.dead && c.protocol === 'tcp' && (c.flags & (CONN_F_TEMPLATE | CONN_F_SYNC)) === 0 && (c.flags & CONN_F_INACTIVE) !== 0 && c.dest !== null;
+    return (
+      !c.dead &&
+      c.protocol === 'tcp' &&
+      (c.flags & (CONN_F_TEMPLATE | CONN_F_SYNC)) === 0 &&
+      (c.flags & CONN_F_INACTIVE) !== 0 &&
+      c.dest !== null
+    );
   }
 
   /** Out of every index and bucket, and marked dead; its server and template are the caller's business. */

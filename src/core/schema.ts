@@ -7,7 +7,15 @@
  * (fields with defaults may be left out); the checked, canonical form is types.ts.
  */
 import { z } from 'zod';
-import { SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3, type DestConfig, type ServiceConfig, type Timeouts, type TunnelOptions } from './types.js';
+import {
+  SCHED_FLAG_1,
+  SCHED_FLAG_2,
+  SCHED_FLAG_3,
+  type DestConfig,
+  type ServiceConfig,
+  type Timeouts,
+  type TunnelOptions,
+} from './types.js';
 
 /** ipvsadm's MAX_TIMEOUT: 31 days, the largest persistence timeout and --set timeout. */
 export const MAX_TIMEOUT = 86400 * 31;
@@ -59,25 +67,39 @@ const serviceKeyShape = {
   port: PortSchema.optional().meta({ description: 'Required unless fwmark is set; 0 only for a persistent service' }),
   fwmark: int(0, MAX_FWMARK).default(0).meta({ description: 'Firewall mark of a fwmark service; 0 = an address service' }),
 };
-export const ServiceKeySchema = z.object(serviceKeyShape).meta({ description: 'Identifies a virtual service. Either protocol+addr+port or fwmark.' });
+export const ServiceKeySchema = z
+  .object(serviceKeyShape)
+  .meta({ description: 'Identifies a virtual service. Either protocol+addr+port or fwmark.' });
 
 const serviceShape = {
   ...serviceKeyShape,
   scheduler: z.string().regex(SCHEDULER_NAME).default('wlc'),
-  schedFlags: int(0, MAX_SCHED_FLAGS).default(0).meta({ description: 'Bit set: 1 = flag-1 (sh/mh-fallback), 2 = flag-2 (sh/mh-port), 4 = flag-3' }),
+  schedFlags: int(0, MAX_SCHED_FLAGS)
+    .default(0)
+    .meta({ description: 'Bit set: 1 = flag-1 (sh/mh-fallback), 2 = flag-2 (sh/mh-port), 4 = flag-3' }),
   persistent: int(0, MAX_TIMEOUT).default(0).meta({ description: 'Persistence timeout in seconds; 0 = none' }),
   netmask: int(0, 0xffffffff).optional().meta({
-    description: 'Persistence granularity. IPv4: the 32-bit mask as an unsigned number (default 4294967295, per client); IPv6: the prefix length 1..128 (default 128)',
+    description:
+      'Persistence granularity. IPv4: the 32-bit mask as an unsigned number (default 4294967295, per client); IPv6: the prefix length 1..128 (default 128)',
   }),
   ops: z.boolean().default(false).meta({ description: 'One-packet scheduling; UDP only' }),
   pe: z.enum(['', 'sip']).default('').meta({ description: 'Persistence engine' }),
   proxyProtocol: ProxyProtocolSchema.optional().meta({
-    description: 'Userspace plane: PROXY protocol header toward real servers; in an edit, absent = unchanged, none = off. Not in ipvsadm -S.',
+    description:
+      'Userspace plane: PROXY protocol header toward real servers; in an edit, absent = unchanged, none = off. Not in ipvsadm -S.',
   }),
-  transparent: z.boolean().optional().meta({ description: 'Userspace plane, TCP: connect to real servers from the client address (root; docs/userspace.md). In an edit, absent = unchanged.' }),
+  transparent: z
+    .boolean()
+    .optional()
+    .meta({
+      description:
+        'Userspace plane, TCP: connect to real servers from the client address (root; docs/userspace.md). In an edit, absent = unchanged.',
+    }),
 } satisfies { [K in keyof ServiceConfig]-?: z.ZodType };
 /** A virtual service as ipvsadm -A / -E set it. */
-export const ServiceConfigSchema = z.object(serviceShape).meta({ description: 'What ipvsadm -A/-E set. Either protocol+addr+port or fwmark.' });
+export const ServiceConfigSchema = z
+  .object(serviceShape)
+  .meta({ description: 'What ipvsadm -A/-E set. Either protocol+addr+port or fwmark.' });
 
 const tunnelShape = {
   type: TunTypeSchema.default('ipip'),
@@ -116,7 +138,11 @@ export const OpSchema = z
     z.object({ op: z.literal('flush') }),
     z.object({ op: z.literal('add-server'), service: ServiceKeySchema, dest: RealServerSchema }),
     z.object({ op: z.literal('edit-server'), service: ServiceKeySchema, dest: RealServerSchema }),
-    z.object({ op: z.literal('delete-server'), service: ServiceKeySchema, dest: RealServerSchema.pick({ af: true, addr: true, port: true }) }),
+    z.object({
+      op: z.literal('delete-server'),
+      service: ServiceKeySchema,
+      dest: RealServerSchema.pick({ af: true, addr: true, port: true }),
+    }),
     z.object({ op: z.literal('zero'), service: ServiceKeySchema.optional() }),
     z.object({ op: z.literal('set-timeouts'), timeouts: TimeoutsSchema }),
   ])

@@ -103,7 +103,13 @@ export class SyncedConns {
       if (e.protocol === 'tcp') conns.setTcpState(c, e.state as TcpState);
       const t = conns.timeouts();
       const stateTimeout =
-        e.protocol !== 'tcp' ? t.udp : e.state === TcpState.ESTABLISHED ? t.tcp : e.state === TcpState.FIN_WAIT ? t.tcpfin : (TCP_DEFAULT_TIMEOUTS[e.state] ?? 2);
+        e.protocol !== 'tcp'
+          ? t.udp
+          : e.state === TcpState.ESTABLISHED
+            ? t.tcp
+            : e.state === TcpState.FIN_WAIT
+              ? t.tcpfin
+              : (TCP_DEFAULT_TIMEOUTS[e.state] ?? 2);
       c.timeoutMs = (e.timeout || stateTimeout) * 1000;
     }
     c.inPkts = SYNC_THRESHOLD;

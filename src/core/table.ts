@@ -249,7 +249,11 @@ export class IpvsTable {
           const live = this.services.get(id);
           if (live) out.services.set(id, (svc = live.clone((copy) => this.bindScheduler(copy))));
         }
-        if (!svc) throw new TsvsError('INTERNAL', `preview: ${id} does not exist at this point of the batch; was the batch validated against this table?`);
+        if (!svc)
+          throw new TsvsError(
+            'INTERNAL',
+            `preview: ${id} does not exist at this point of the batch; was the batch validated against this table?`,
+          );
         return svc;
       },
       put: (svc) => {
@@ -435,7 +439,20 @@ export class IpvsTable {
     let flags = oneShot ? CONN_F_ONE_PACKET : 0;
     if (dest.fwd === 'route' || dest.fwd === 'tunnel') flags |= CONN_F_NOOUTPUT;
     const protocol = pkt.protocol ?? svc.protocol;
-    const c = this.conns.create(protocol, svc.af, pkt.caddr, pkt.cport, pkt.vaddr, pkt.vport, dest.addr, dest.port || pkt.vport, svc, dest, flags, now);
+    const c = this.conns.create(
+      protocol,
+      svc.af,
+      pkt.caddr,
+      pkt.cport,
+      pkt.vaddr,
+      pkt.vport,
+      dest.addr,
+      dest.port || pkt.vport,
+      svc,
+      dest,
+      flags,
+      now,
+    );
     if (tpl) this.conns.control(c, tpl, now);
     // ip_vs_conn_stats: a scheduled connection counts once, for its server, service and total.
     dest.stats.conns++;

@@ -6,7 +6,19 @@
 import { canonicalAddr, familyOf, parseIPv4, parseIPv6 } from './addr.js';
 import { TsvsError } from './errors.js';
 import { destId, serviceId, serviceKeyOf, serviceLabel, type VirtualService } from './service.js';
-import { bounds, choices, NETMASK6, OP_NAMES, orList, RealServerSchema, SCHEDULER_NAME, ServiceConfigSchema, TimeoutsSchema, TunnelSchema, type Bounds } from './schema.js';
+import {
+  bounds,
+  choices,
+  NETMASK6,
+  OP_NAMES,
+  orList,
+  RealServerSchema,
+  SCHEDULER_NAME,
+  ServiceConfigSchema,
+  TimeoutsSchema,
+  TunnelSchema,
+  type Bounds,
+} from './schema.js';
 import type { DestConfig, DestKey, Op, ServiceConfig, ServiceKey, Timeouts, TunnelOptions } from './types.js';
 
 /**
@@ -14,7 +26,11 @@ import type { DestConfig, DestKey, Op, ServiceConfig, ServiceKey, Timeouts, Tunn
  * the services the batch names are looked at, so this costs the batch, not the table.
  * `hasScheduler` says whether a scheduler name exists.
  */
-export function validateBatch(ops: readonly Op[], services: ReadonlyMap<string, VirtualService>, hasScheduler: (name: string) => boolean): Op[] {
+export function validateBatch(
+  ops: readonly Op[],
+  services: ReadonlyMap<string, VirtualService>,
+  hasScheduler: (name: string) => boolean,
+): Op[] {
   // The batch's view of what exists, so a batch can refer to what its earlier ops create.
   const shadow = new ShadowTable(services);
   const out: Op[] = [];
@@ -26,7 +42,10 @@ export function validateBatch(ops: readonly Op[], services: ReadonlyMap<string, 
         const cfg = checkServiceConfig(op.service);
         const id = serviceId(cfg);
         if (!hasScheduler(cfg.scheduler) || !PE.includes(cfg.pe)) {
-          throw new TsvsError('SCHEDULER_NOT_FOUND', `${serviceLabel(cfg)}: scheduler "${cfg.scheduler}"${cfg.pe ? ` or persistence engine "${cfg.pe}"` : ''} not found`);
+          throw new TsvsError(
+            'SCHEDULER_NOT_FOUND',
+            `${serviceLabel(cfg)}: scheduler "${cfg.scheduler}"${cfg.pe ? ` or persistence engine "${cfg.pe}"` : ''} not found`,
+          );
         }
         if (op.op === 'add-service') {
           if (shadow.get(id)) throw new TsvsError('SERVICE_EXISTS', `${serviceLabel(cfg)}: service already exists`);
@@ -165,7 +184,11 @@ const WEIGHT = bounds(RS.weight);
 const U_THRESHOLD = bounds(RS.uThreshold);
 const L_THRESHOLD = bounds(RS.lThreshold);
 const TUN_PORT = bounds(TunnelSchema.shape.port);
-const TIMEOUTS = { tcp: bounds(TimeoutsSchema.shape.tcp), tcpfin: bounds(TimeoutsSchema.shape.tcpfin), udp: bounds(TimeoutsSchema.shape.udp) };
+const TIMEOUTS = {
+  tcp: bounds(TimeoutsSchema.shape.tcp),
+  tcpfin: bounds(TimeoutsSchema.shape.tcpfin),
+  udp: bounds(TimeoutsSchema.shape.udp),
+};
 
 function isInt(v: unknown, b: Bounds): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= b.min && v <= b.max;
@@ -178,7 +201,8 @@ function bad(detail: string): never {
 function checkOpShape(raw: unknown): Op {
   if (!raw || typeof raw !== 'object') bad('operation must be an object');
   const op = (raw as { op?: unknown }).op;
-  if (typeof op !== 'string' || !OP_NAMES.includes(op)) bad(`unknown operation ${JSON.stringify(op)}; expected one of ${OP_NAMES.join(', ')}`);
+  if (typeof op !== 'string' || !OP_NAMES.includes(op))
+    bad(`unknown operation ${JSON.stringify(op)}; expected one of ${OP_NAMES.join(', ')}`);
   return raw as Op;
 }
 
@@ -193,7 +217,8 @@ export function checkServiceKey(raw: unknown): ServiceKey {
     if (af !== 4 && af !== 6) bad(`service FWM ${fwmark}: af must be 4 or 6`);
     return serviceKeyOf({ af, protocol: 'tcp', addr: '', port: 0, fwmark });
   }
-  if (typeof k.protocol !== 'string' || !PROTOCOLS.includes(k.protocol)) bad(`service protocol ${JSON.stringify(k.protocol)}: must be ${orList(PROTOCOLS)}`);
+  if (typeof k.protocol !== 'string' || !PROTOCOLS.includes(k.protocol))
+    bad(`service protocol ${JSON.stringify(k.protocol)}: must be ${orList(PROTOCOLS)}`);
   const addr = typeof k.addr === 'string' ? canonicalAddr(k.addr) : null;
   if (!addr) bad(`service address ${JSON.stringify(k.addr)}: not an IPv4 or IPv6 address`);
   const af = familyOf(addr)!;
@@ -207,11 +232,13 @@ function checkServiceConfig(raw: ServiceConfig): ServiceConfig {
   const label = serviceLabel(key);
   const r = raw as unknown as Record<string, unknown>;
   const scheduler = r.scheduler ?? 'wlc';
-  if (typeof scheduler !== 'string' || !SCHEDULER_NAME.test(scheduler)) bad(`${label}: scheduler ${JSON.stringify(r.scheduler)} is not a scheduler name`);
+  if (typeof scheduler !== 'string' || !SCHEDULER_NAME.test(scheduler))
+    bad(`${label}: scheduler ${JSON.stringify(r.scheduler)} is not a scheduler name`);
   const schedFlags = r.schedFlags ?? 0;
   if (!isInt(schedFlags, SCHED_FLAGS)) bad(`${label}: schedFlags must be an integer ${SCHED_FLAGS.min}..${SCHED_FLAGS.max}`);
   const persistent = r.persistent ?? 0;
-  if (!isInt(persistent, PERSISTENT)) bad(`${label}: persistent timeout ${JSON.stringify(r.persistent)} must be ${PERSISTENT.min}..${PERSISTENT.max} seconds`);
+  if (!isInt(persistent, PERSISTENT))
+    bad(`${label}: persistent timeout ${JSON.stringify(r.persistent)} must be ${PERSISTENT.min}..${PERSISTENT.max} seconds`);
   const netmask = r.netmask ?? (key.af === 4 ? NETMASK4.max : NETMASK6.max);
   if (!isInt(netmask, key.af === 4 ? NETMASK4 : NETMASK6)) {
     throw new TsvsError('INVALID', `${label}: persistence netmask ${JSON.stringify(r.netmask)} is out of range`);
@@ -226,7 +253,15 @@ function checkServiceConfig(raw: ServiceConfig): ServiceConfig {
   if (!key.fwmark && key.port === 0 && persistent === 0) {
     throw new TsvsError('INVALID', `${label}: port zero is only supported in persistent services`);
   }
-  const out: ServiceConfig = { ...key, scheduler, schedFlags: schedFlags as number, persistent: persistent as number, netmask: netmask as number, ops, pe };
+  const out: ServiceConfig = {
+    ...key,
+    scheduler,
+    schedFlags: schedFlags as number,
+    persistent: persistent as number,
+    netmask: netmask as number,
+    ops,
+    pe,
+  };
   // Userspace-plane options (never in -S output): kept only when set.
   if (r.proxyProtocol !== undefined) {
     if (typeof r.proxyProtocol !== 'string' || !PROXY.includes(r.proxyProtocol)) {
@@ -246,15 +281,16 @@ function checkDestKey(raw: unknown, what: string): DestKey {
   const k = raw as Record<string, unknown>;
   const addr = typeof k.addr === 'string' ? canonicalAddr(k.addr) : null;
   if (!addr) bad(`${what} address ${JSON.stringify(k.addr)}: not an IPv4 or IPv6 address`);
-  if (!isInt(k.port, DEST_PORT)) bad(`${what} ${addr}: port ${JSON.stringify(k.port)} must be an integer ${DEST_PORT.min}..${DEST_PORT.max}`);
+  if (!isInt(k.port, DEST_PORT))
+    bad(`${what} ${addr}: port ${JSON.stringify(k.port)} must be an integer ${DEST_PORT.min}..${DEST_PORT.max}`);
   return { af: familyOf(addr)!, addr, port: k.port };
 }
 
 function isUnicast(addr: string): boolean {
   const v4 = parseIPv4(addr);
-  if (v4 !== null) return v4 !== 0 && v4 !== 0xffffffff && (v4 >>> 28) !== 0xe;
+  if (v4 !== null) return v4 !== 0 && v4 !== 0xffffffff && v4 >>> 28 !== 0xe;
   const g = parseIPv6(addr)!;
-  return !g.every((x) => x === 0) && (g[0]! >>> 8) !== 0xff;
+  return !g.every((x) => x === 0) && g[0]! >>> 8 !== 0xff;
 }
 
 function checkDestConfig(raw: DestConfig, svc: ServiceKey, svcAf: 4 | 6): DestConfig {
@@ -287,7 +323,8 @@ function checkTunnel(raw: unknown, id: string): TunnelOptions {
   if (!raw || typeof raw !== 'object') bad(`${id}: tunnel must be an object`);
   const t = raw as Record<string, unknown>;
   const type = t.type ?? 'ipip';
-  if (typeof type !== 'string' || !TUN_TYPES.includes(type)) bad(`${id}: tunnel type ${JSON.stringify(t.type)} must be ${orList(TUN_TYPES)}`);
+  if (typeof type !== 'string' || !TUN_TYPES.includes(type))
+    bad(`${id}: tunnel type ${JSON.stringify(t.type)} must be ${orList(TUN_TYPES)}`);
   const out: TunnelOptions = { type: type as TunnelOptions['type'] };
   if (type === 'gue') {
     if (!isInt(t.port, TUN_PORT)) bad(`${id}: a gue tunnel needs a port ${TUN_PORT.min}..${TUN_PORT.max}`);
@@ -298,7 +335,8 @@ function checkTunnel(raw: unknown, id: string): TunnelOptions {
   if (t.csum !== undefined) {
     // remcsum (remote checksum offload) exists only for gue.
     const ok = type === 'gue' ? CSUM : type === 'gre' ? CSUM.filter((c) => c !== 'remcsum') : [];
-    if (typeof t.csum !== 'string' || !ok.includes(t.csum)) bad(`${id}: checksum option ${JSON.stringify(t.csum)} is not valid for ${type}`);
+    if (typeof t.csum !== 'string' || !ok.includes(t.csum))
+      bad(`${id}: checksum option ${JSON.stringify(t.csum)} is not valid for ${type}`);
     out.csum = t.csum as TunnelOptions['csum'];
   } else if (type !== 'ipip') {
     out.csum = 'nocsum';

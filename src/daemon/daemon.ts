@@ -120,11 +120,14 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
     throw new Error(`--log-level "${level}": must be trace, debug, info, warn or error`);
   }
   const drain = values['drain-timeout'] === undefined ? 10 : Number(values['drain-timeout']);
-  if (!Number.isFinite(drain) || drain < 0) throw new Error(`--drain-timeout "${values['drain-timeout']}": must be a number of seconds >= 0`);
+  if (!Number.isFinite(drain) || drain < 0)
+    throw new Error(`--drain-timeout "${values['drain-timeout']}": must be a number of seconds >= 0`);
   if (values.api !== undefined) parseHostPort(values.api);
   const workers = values.workers === undefined ? 1 : values.workers === 'auto' ? availableParallelism() : Number(values.workers);
-  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new Error(`--workers "${values.workers}": must be a number from 1 to 256, or auto`);
-  if (workers > 1 && dataplane !== 'userspace') throw new Error('--workers applies to the userspace data plane only (the nftables plane carries packets in the kernel)');
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256)
+    throw new Error(`--workers "${values.workers}": must be a number from 1 to 256, or auto`);
+  if (workers > 1 && dataplane !== 'userspace')
+    throw new Error('--workers applies to the userspace data plane only (the nftables plane carries packets in the kernel)');
   let apiToken = process.env.TSVS_API_TOKEN || undefined;
   if (values['api-token-file']) {
     apiToken = readFileSync(values['api-token-file'], 'utf8').trim();
@@ -190,7 +193,9 @@ async function buildDirector(opts: DaemonOptions, log: Logger): Promise<{ direct
     log: (level, msg, fields) => log[level]({ ...fields, component: opts.dataplane }, msg),
     workers: opts.workers,
   });
-  const store = opts.state ? new StateStore(opts.state, { log: (level, msg, fields) => log[level]({ ...fields, component: 'state' }, msg) }) : null;
+  const store = opts.state
+    ? new StateStore(opts.state, { log: (level, msg, fields) => log[level]({ ...fields, component: 'state' }, msg) })
+    : null;
   const director = new Director(table, dataplane, store, log);
   await director.start();
   return { director, store };
@@ -220,7 +225,13 @@ async function loadDaemonConfig(path: string, dataplane: DataPlane): Promise<Loa
  * holds every change made since. YAML / keepalived.conf: the saved table is restored, then
  * the config applied over it as a reload would (startHealth; see src/config/diff.ts).
  */
-async function openState(opts: DaemonOptions, director: Director, store: StateStore | null, loaded: LoadedConfig | null, log: Logger): Promise<void> {
+async function openState(
+  opts: DaemonOptions,
+  director: Director,
+  store: StateStore | null,
+  loaded: LoadedConfig | null,
+  log: Logger,
+): Promise<void> {
   // A second tsvsd on the same socket must not touch the running one's state file.
   if (store && (await socketAnswers(opts.socket))) throw new Error(socketInUse(opts.socket));
   const saved = store ? await store.load() : null;
@@ -398,7 +409,9 @@ async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     const reload = reloader(manager, ha, log);
     const vrrpSource = { status: () => (ha.speaker ? ha.speaker.status() : { configured: false, instances: [] }) };
     // Health and reload for the API (POST /v1/reload), when there is a config to follow.
-    const configApi: ApiOptions = manager ? { health: manager.engine, reload, vrrp: vrrpSource, sync: sync.manager } : { vrrp: vrrpSource, sync: sync.manager };
+    const configApi: ApiOptions = manager
+      ? { health: manager.engine, reload, vrrp: vrrpSource, sync: sync.manager }
+      : { vrrp: vrrpSource, sync: sync.manager };
     const { control, apiServer, apiAddress } = await startApi(opts, director, configApi);
     log.info({ socket: opts.socket, api: apiAddress, dataplane: director.dataplane.name, state: opts.state ?? null }, 'tsvsd started');
 

@@ -85,7 +85,11 @@ export class Director implements ApiDirector {
       saved: saved.catch((e: unknown) => {
         // The change is live but not durable: say so loudly rather than pretend.
         this.log.error({ err: (e as Error).message, path: store!.path }, 'could not save state file');
-        throw new TsvsError('INTERNAL', `state file ${store!.path}: ${(e as Error).message}`, `Change applied but not saved: ${(e as Error).message}`);
+        throw new TsvsError(
+          'INTERNAL',
+          `state file ${store!.path}: ${(e as Error).message}`,
+          `Change applied but not saved: ${(e as Error).message}`,
+        );
       }),
     };
   }

@@ -87,11 +87,17 @@ export class ConfigManager {
         return plan.summary;
       });
       for (const c of changes) this.log.info({ config: this.path }, `reload: ${c}`);
-      this.log.info({ config: this.path, changes: changes.length }, changes.length ? `reloaded ${this.path}: ${changes.length} change(s)` : `reloaded ${this.path}: no change`);
+      this.log.info(
+        { config: this.path, changes: changes.length },
+        changes.length ? `reloaded ${this.path}: ${changes.length} change(s)` : `reloaded ${this.path}: no change`,
+      );
       return { ok: true, changes };
     } catch (e) {
       const why = isTsvsError(e) ? `${e.detail} (${e.message})` : (e as Error).message;
-      this.log.error({ config: this.path, err: why }, `reload refused: the table would not take the change; the running table is unchanged`);
+      this.log.error(
+        { config: this.path, err: why },
+        `reload refused: the table would not take the change; the running table is unchanged`,
+      );
       return { ok: false, changes: [], error: why };
     }
   }
@@ -119,7 +125,9 @@ export class ConfigManager {
     for (const item of this.draining) {
       const svc = this.director.table.get(item.service);
       const d = svc?.dests.find((x) => x.id === destId(item.dest));
-      const declared = this.current?.services.some((s) => serviceLabel(s) === serviceLabel(item.service) && s.realServers.some((r) => destId(r) === destId(item.dest)));
+      const declared = this.current?.services.some(
+        (s) => serviceLabel(s) === serviceLabel(item.service) && s.realServers.some((r) => destId(r) === destId(item.dest)),
+      );
       if (!svc || !d || d.weight !== 0 || declared) continue; // gone, or taken back by config or tsvsadm
       // Established connections must finish; closed ones lingering in FIN_WAIT/TIME_WAIT survive the delete (as in IPVS).
       if (d.activeconns > 0) {
@@ -128,7 +136,10 @@ export class ConfigManager {
       }
       try {
         await this.engine.exclusive(() => this.director.apply([{ op: 'delete-server', service: item.service, dest: item.dest }]));
-        this.log.info({ service: serviceLabel(item.service), server: d.id }, `${serviceLabel(item.service)}: removed real server ${d.id} drained; deleted`);
+        this.log.info(
+          { service: serviceLabel(item.service), server: d.id },
+          `${serviceLabel(item.service)}: removed real server ${d.id} drained; deleted`,
+        );
       } catch (e) {
         this.log.warn({ err: (e as Error).message }, `could not delete drained real server ${d.id}`);
       }

@@ -156,7 +156,9 @@ async function snapshotText(table: TableConfig, seq: number): Promise<string> {
     const chunk = table.services.slice(i, i + SERVICES_PER_TURN);
     parts.push(chunk.map((svc, k) => `${i + k ? ',' : ''}\n      ${indent(JSON.stringify(svc, null, 2), '      ')}`).join(''));
   }
-  parts.push(`${table.services.length ? '\n    ' : ''}],\n    "timeouts": ${indent(JSON.stringify(table.timeouts, null, 2), '    ')}\n  }\n}\n`);
+  parts.push(
+    `${table.services.length ? '\n    ' : ''}],\n    "timeouts": ${indent(JSON.stringify(table.timeouts, null, 2), '    ')}\n  }\n}\n`,
+  );
   return parts.join('');
 }
 
@@ -243,8 +245,16 @@ export class StateStore {
     for (const r of todo) {
       if (r.seq !== this.seq + 1) {
         const gap = r.seq - this.seq - 1;
-        const missing = gap < 1 ? `seq ${r.seq} repeats` : gap === 1 ? `record ${this.seq + 1} is missing` : `records ${this.seq + 1} to ${r.seq - 1} are missing`;
-        throw new TsvsError('BAD_REQUEST', `state journal ${this.journalPath} line ${r.line}: record seq ${r.seq} after seq ${this.seq}: ${missing}; ${JOURNAL_HINT}`);
+        const missing =
+          gap < 1
+            ? `seq ${r.seq} repeats`
+            : gap === 1
+              ? `record ${this.seq + 1} is missing`
+              : `records ${this.seq + 1} to ${r.seq - 1} are missing`;
+        throw new TsvsError(
+          'BAD_REQUEST',
+          `state journal ${this.journalPath} line ${r.line}: record seq ${r.seq} after seq ${this.seq}: ${missing}; ${JOURNAL_HINT}`,
+        );
       }
       this.seq = r.seq;
     }
@@ -290,7 +300,10 @@ export class StateStore {
       }
     }
     const r = todo[hi - 1]!;
-    return new TsvsError('BAD_REQUEST', `state journal ${this.journalPath} line ${r.line}: record seq ${r.seq} does not apply to the saved table (${why(err)}); ${JOURNAL_HINT}`);
+    return new TsvsError(
+      'BAD_REQUEST',
+      `state journal ${this.journalPath} line ${r.line}: record seq ${r.seq} does not apply to the saved table (${why(err)}); ${JOURNAL_HINT}`,
+    );
   }
 
   /**
@@ -361,7 +374,10 @@ export class StateStore {
     try {
       const { size } = await fh.stat();
       if (size > MAX_STATE_BYTES) {
-        throw new TsvsError('BAD_REQUEST', `${what} ${path}: ${size} bytes, over the ${MAX_STATE_BYTES} tsvsd reads; it is not a file tsvsd wrote: check the --state path`);
+        throw new TsvsError(
+          'BAD_REQUEST',
+          `${what} ${path}: ${size} bytes, over the ${MAX_STATE_BYTES} tsvsd reads; it is not a file tsvsd wrote: check the --state path`,
+        );
       }
       const buf = Buffer.alloc(size);
       let off = 0;
@@ -390,12 +406,17 @@ export class StateStore {
       throw new TsvsError('BAD_REQUEST', `state file ${this.path}: not a tsvs state file (format "${FORMAT}"); check the --state path`);
     }
     if (parsed.version > VERSION) {
-      throw new TsvsError('BAD_REQUEST', `state file ${this.path}: version ${parsed.version} is newer than this tsvsd understands (${VERSION}); run the tsvsd that wrote it`);
+      throw new TsvsError(
+        'BAD_REQUEST',
+        `state file ${this.path}: version ${parsed.version} is newer than this tsvsd understands (${VERSION}); run the tsvsd that wrote it`,
+      );
     }
     const t = parsed.table;
-    if (!Array.isArray(t.services) || !t.timeouts) throw new TsvsError('BAD_REQUEST', `state file ${this.path}: table has no services or timeouts; ${SNAPSHOT_HINT}`);
+    if (!Array.isArray(t.services) || !t.timeouts)
+      throw new TsvsError('BAD_REQUEST', `state file ${this.path}: table has no services or timeouts; ${SNAPSHOT_HINT}`);
     const seq = parsed.seq ?? 0;
-    if (!Number.isSafeInteger(seq) || seq < 0) throw new TsvsError('BAD_REQUEST', `state file ${this.path}: seq is not a count; ${SNAPSHOT_HINT}`);
+    if (!Number.isSafeInteger(seq) || seq < 0)
+      throw new TsvsError('BAD_REQUEST', `state file ${this.path}: seq is not a count; ${SNAPSHOT_HINT}`);
     return { seq, table: t };
   }
 
@@ -411,12 +432,16 @@ export class StateStore {
     }
     if (parsed.torn) {
       // Only the last write can be cut short, and it was never acknowledged.
-      this.log('warn', 'state journal: dropped an incomplete last record (tsvsd stopped while writing it; that change was never acknowledged)', {
-        journal: this.journalPath,
-        line: parsed.torn.line,
-        bytes: parsed.torn.bytes,
-        problem: parsed.torn.problem,
-      });
+      this.log(
+        'warn',
+        'state journal: dropped an incomplete last record (tsvsd stopped while writing it; that change was never acknowledged)',
+        {
+          journal: this.journalPath,
+          line: parsed.torn.line,
+          bytes: parsed.torn.bytes,
+          problem: parsed.torn.problem,
+        },
+      );
     }
     return parsed;
   }
@@ -574,7 +599,10 @@ export class StateStore {
         if (this.compaction === c) void this.exclusive(() => this.switchJournal(c));
       },
       (e: unknown) => {
-        this.log('error', 'could not write a new snapshot of the state file; the journal keeps growing until the next try', { path: this.path, err: (e as Error).message });
+        this.log('error', 'could not write a new snapshot of the state file; the journal keeps growing until the next try', {
+          path: this.path,
+          err: (e as Error).message,
+        });
         if (this.compaction === c) this.compaction = null;
         this.retryAt = this.journalBytes + this.compactAt();
       },

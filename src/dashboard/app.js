@@ -178,7 +178,12 @@ function renderTotals(st) {
   const serverDetail =
     srv.total && srv.up === srv.total
       ? 'all up'
-      : [srv.down + srv.removed && `${fmtNum(srv.down + srv.removed)} down`, srv.quiesced && `${fmtNum(srv.quiesced)} weight 0`, srv.overloaded && `${fmtNum(srv.overloaded)} overloaded`, srv.unchecked && `${fmtNum(srv.unchecked)} unchecked`]
+      : [
+          srv.down + srv.removed && `${fmtNum(srv.down + srv.removed)} down`,
+          srv.quiesced && `${fmtNum(srv.quiesced)} weight 0`,
+          srv.overloaded && `${fmtNum(srv.overloaded)} overloaded`,
+          srv.unchecked && `${fmtNum(srv.unchecked)} unchecked`,
+        ]
           .filter(Boolean)
           .join(' · ');
   const items = [
@@ -213,7 +218,14 @@ function canChange() {
 function serverRow(svcId, d) {
   const cell = (label, cls = '') => el('td', { 'data-label': label, class: cls });
   const tr = el('tr', { 'data-server': d.id });
-  const weightInput = el('input', { type: 'number', min: '0', max: '65535', placeholder: 'weight', 'aria-label': `weight of ${d.id}`, class: 'weight-input' });
+  const weightInput = el('input', {
+    type: 'number',
+    min: '0',
+    max: '65535',
+    placeholder: 'weight',
+    'aria-label': `weight of ${d.id}`,
+    class: 'weight-input',
+  });
   const act = async (what, fn) => {
     try {
       showMessage('');
@@ -317,8 +329,23 @@ function renderService(s, at) {
       el(
         'div',
         { class: 'charts' },
-        el('div', { class: 'chart-box' }, el('div', { class: 'k' }, el('span', {}, 'Connections/s'), el('span', { class: 'cps-now' })), connChart),
-        el('div', { class: 'chart-box' }, el('div', { class: 'k' }, el('span', {}, 'Bytes/s ', el('span', { class: 'legend in' }, 'in'), ' / ', el('span', { class: 'legend out' }, 'out')), el('span', { class: 'bps-now' })), byteChart),
+        el(
+          'div',
+          { class: 'chart-box' },
+          el('div', { class: 'k' }, el('span', {}, 'Connections/s'), el('span', { class: 'cps-now' })),
+          connChart,
+        ),
+        el(
+          'div',
+          { class: 'chart-box' },
+          el(
+            'div',
+            { class: 'k' },
+            el('span', {}, 'Bytes/s ', el('span', { class: 'legend in' }, 'in'), ' / ', el('span', { class: 'legend out' }, 'out')),
+            el('span', { class: 'bps-now' }),
+          ),
+          byteChart,
+        ),
       ),
       el(
         'table',
@@ -326,7 +353,13 @@ function renderService(s, at) {
         el(
           'thead',
           {},
-          el('tr', {}, ...['Real server', 'Health', 'Weight', 'Active', 'Inactive', 'Conns/s', 'Trend', 'Connections', 'Failed connects', ''].map((t, i) => el('th', { class: i >= 2 && i <= 8 && i !== 6 ? 'num' : '' }, t))),
+          el(
+            'tr',
+            {},
+            ...['Real server', 'Health', 'Weight', 'Active', 'Inactive', 'Conns/s', 'Trend', 'Connections', 'Failed connects', ''].map(
+              (t, i) => el('th', { class: i >= 2 && i <= 8 && i !== 6 ? 'num' : '' }, t),
+            ),
+          ),
         ),
         tbody,
       ),
@@ -344,7 +377,8 @@ function renderService(s, at) {
     { cls: 'out', values: h.outbps },
   ]);
   $('.cps-now', refs.section).textContent = `now ${fmtNum(last(h.cps))} · peak ${fmtNum(Math.max(0, ...h.cps))}`;
-  $('.bps-now', refs.section).textContent = `now ${fmtBytes(last(h.inbps))}/s / ${fmtBytes(last(h.outbps))}/s · peak ${fmtBytes(Math.max(0, ...h.inbps, ...h.outbps))}/s`;
+  $('.bps-now', refs.section).textContent =
+    `now ${fmtBytes(last(h.inbps))}/s / ${fmtBytes(last(h.outbps))}/s · peak ${fmtBytes(Math.max(0, ...h.inbps, ...h.outbps))}/s`;
   const seen = new Set();
   for (const d of s.dests) {
     seen.add(d.id);
@@ -356,7 +390,12 @@ function renderService(s, at) {
     seen.add(key);
     let r = refs.rows.get(key);
     if (!r) {
-      const tr = el('tr', { 'data-server': x.id, class: 'removed' }, el('td', { 'data-label': 'Real server', class: 'id' }, x.id), el('td', { 'data-label': 'Health', class: 'health' }));
+      const tr = el(
+        'tr',
+        { 'data-server': x.id, class: 'removed' },
+        el('td', { 'data-label': 'Real server', class: 'id' }, x.id),
+        el('td', { 'data-label': 'Health', class: 'health' }),
+      );
       const rest = el('td', { 'data-label': '', colspan: '8', class: 'muted' }, 'removed from the table by health checking');
       tr.append(rest);
       r = { tr };
@@ -383,7 +422,12 @@ function renderChips(t) {
   if (!box.children.length) {
     for (const [k, label] of FILTERS) {
       box.append(
-        el('button', { type: 'button', class: 'chip', 'data-filter': k, 'aria-pressed': 'false', onclick: () => toggleFilter(k) }, `${label} `, el('span', { class: 'n' })),
+        el(
+          'button',
+          { type: 'button', class: 'chip', 'data-filter': k, 'aria-pressed': 'false', onclick: () => toggleFilter(k) },
+          `${label} `,
+          el('span', { class: 'n' }),
+        ),
       );
     }
   }
@@ -403,7 +447,8 @@ function renderPager(st) {
   const pages = Math.max(1, Math.ceil(st.matched / v.size));
   const from = st.matched ? st.offset + 1 : 0;
   const to = st.offset + st.services.length;
-  const of = st.matched === st.totals.services ? fmtCount(st.matched) : `${fmtCount(st.matched)} matching (of ${fmtCount(st.totals.services)})`;
+  const of =
+    st.matched === st.totals.services ? fmtCount(st.matched) : `${fmtCount(st.matched)} matching (of ${fmtCount(st.totals.services)})`;
   for (const nav of [$('#pager-top'), $('#pager-bottom')]) {
     nav.hidden = st.matched <= v.size && v.page === 0;
     if (nav.hidden) continue;

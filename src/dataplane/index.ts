@@ -19,7 +19,11 @@ export async function createDataPlane(name: DataPlaneName, opts: DataPlaneOption
     case 'userspace':
       // TSVS_TRANSPARENT_SETUP=1: install (and remove at exit) the reply routing of
       // transparent services (nft table inet tsvs, ip rule, local route); docs/userspace.md.
-      return new UserspaceDataPlane({ log: opts.log, workers: opts.workers ?? 1, transparentRouting: process.env.TSVS_TRANSPARENT_SETUP === '1' });
+      return new UserspaceDataPlane({
+        log: opts.log,
+        workers: opts.workers ?? 1,
+        transparentRouting: process.env.TSVS_TRANSPARENT_SETUP === '1',
+      });
     case 'nftables': {
       // Loaded on demand: only a kernel-NAT director needs it. TSVS_NFT_SETUP=sysctl lets it
       // set forwarding and rp_filter itself, TSVS_NFT_SNAT=NET adds the outbound masquerade

@@ -40,7 +40,7 @@ export interface NetOps {
 function exec(cmd: string, args: string[], timeoutMs = 5000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 127) : 0;
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 127) : 0;
       resolve({ code, stdout, stderr: stderr || (err && code === 127 ? err.message : '') });
     });
   });
@@ -75,7 +75,9 @@ export class SystemNetOps implements NetOps {
         index: l.ifindex,
         up: flags.includes('UP') && flags.includes('LOWER_UP'),
         ...(l.address ? { mac: l.address } : {}),
-        addrs4: (l.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => ({ addr: a.local, prefix: a.prefixlen, secondary: !!a.secondary })),
+        addrs4: (l.addr_info ?? [])
+          .filter((a) => a.family === 'inet')
+          .map((a) => ({ addr: a.local, prefix: a.prefixlen, secondary: !!a.secondary })),
       });
     }
     this.known = out;
@@ -98,7 +100,8 @@ export class SystemNetOps implements NetOps {
       return;
     }
     const r = await exec('ip', ['addr', 'add', `${vip.addr}/${vip.prefix}`, 'dev', vip.dev ?? dev, ...vip.extra]);
-    if (r.code !== 0 && !/File exists/.test(r.stderr)) throw new Error(`ip addr add ${vip.addr}/${vip.prefix} dev ${vip.dev ?? dev}: ${r.stderr.trim()}`);
+    if (r.code !== 0 && !/File exists/.test(r.stderr))
+      throw new Error(`ip addr add ${vip.addr}/${vip.prefix} dev ${vip.dev ?? dev}: ${r.stderr.trim()}`);
   }
 
   async delVip(dev: string, vip: Vip): Promise<void> {

@@ -128,7 +128,8 @@ export function vrrpChecksum(vrrp: Buffer, src: string, dst: string): number {
 /** Encodes the VRRP message of an advert sent from `src` to `dst` (the group or a unicast peer). */
 export function encodeAdvert(a: Advert, src: string, dst: string): Buffer {
   if (!Number.isInteger(a.vrid) || a.vrid < 1 || a.vrid > 255) throw new Error(`VRRP: VRID ${a.vrid} out of range 1-255`);
-  if (!Number.isInteger(a.priority) || a.priority < 0 || a.priority > 255) throw new Error(`VRRP: priority ${a.priority} out of range 0-255`);
+  if (!Number.isInteger(a.priority) || a.priority < 0 || a.priority > 255)
+    throw new Error(`VRRP: priority ${a.priority} out of range 0-255`);
   if (!Number.isInteger(a.maxAdverIntCs) || a.maxAdverIntCs < 1 || a.maxAdverIntCs > MAX_ADVER_INT_CS) {
     throw new Error(`VRRP: advert interval ${a.maxAdverIntCs} cs out of range 1-${MAX_ADVER_INT_CS}`);
   }
@@ -253,6 +254,7 @@ export function checkForInstance(a: ReceivedAdvert, inst: InstanceView): { ok: t
   }
   const want = new Set(inst.vips);
   const missing = a.addrs.find((x) => !want.has(x));
-  if (missing !== undefined) return { ok: false, reason: 'addr-list', detail: `address ${missing} is not one of this instance's (${inst.vips.join(', ')})` };
+  if (missing !== undefined)
+    return { ok: false, reason: 'addr-list', detail: `address ${missing} is not one of this instance's (${inst.vips.join(', ')})` };
   return { ok: true };
 }

@@ -7,8 +7,31 @@
  * commands when koffi or libc is not usable.
  */
 import { parseIPv4 } from '../core/addr.js';
-import { AF_INET, AF_NETLINK, AF_PACKET, available, check, lib, LibcError, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_RCVTIMEO, timeval } from '../net/libc.js';
-import { encodeAttrs, errorCode, nlMessage, parseMessages, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR } from '../net/netlink.js';
+import {
+  AF_INET,
+  AF_NETLINK,
+  AF_PACKET,
+  available,
+  check,
+  lib,
+  LibcError,
+  SOCK_CLOEXEC,
+  SOCK_RAW,
+  SOL_SOCKET,
+  SO_RCVTIMEO,
+  timeval,
+} from '../net/libc.js';
+import {
+  encodeAttrs,
+  errorCode,
+  nlMessage,
+  parseMessages,
+  NLM_F_ACK,
+  NLM_F_CREATE,
+  NLM_F_EXCL,
+  NLM_F_REQUEST,
+  NLMSG_ERROR,
+} from '../net/netlink.js';
 
 const NETLINK_ROUTE = 0;
 const RTM_NEWADDR = 20;

@@ -69,7 +69,10 @@ export function resolveInstance(v: VrrpInstanceConfig, scripts: readonly VrrpScr
     const p = parseVip(t);
     if (typeof p === 'string') throw new TsvsError('BAD_REQUEST', `vrrp instance ${v.name}: virtual_ipaddress: ${p}`);
     if (p.family !== 4) {
-      throw new TsvsError('NOT_SUPPORTED', `vrrp instance ${v.name}: IPv6 VRRP is not supported: the raw-socket addon cannot read the hop limit of received packets, which RFC 5798 requires checking`);
+      throw new TsvsError(
+        'NOT_SUPPORTED',
+        `vrrp instance ${v.name}: IPv6 VRRP is not supported: the raw-socket addon cannot read the hop limit of received packets, which RFC 5798 requires checking`,
+      );
     }
     vips.push(p);
   }
@@ -171,7 +174,13 @@ class InstanceRun {
 }
 
 function fsmConfig(r: ResolvedInstance, primary: string): FsmConfig {
-  return { priority: r.priority, advertIntCs: r.advertIntCs, preempt: r.preempt, preemptDelayMs: r.preemptDelayMs, primaryAddr: r.unicastSrc ?? primary };
+  return {
+    priority: r.priority,
+    advertIntCs: r.advertIntCs,
+    preempt: r.preempt,
+    preemptDelayMs: r.preemptDelayMs,
+    primaryAddr: r.unicastSrc ?? primary,
+  };
 }
 
 /** What makes an instance the same router: changing any of these restarts it on reload. */
@@ -201,7 +210,8 @@ export class VrrpSpeaker implements VrrpSource {
     const make = deps.transport ?? ((p, e) => new RawTransport(p, e));
     this.transport = make(
       (ifname, pkt) => this.onPacket(ifname, pkt),
-      (ifname, e) => this.deps.log.error({ component: 'vrrp', interface: ifname, err: e.message }, `VRRP socket on ${ifname}: ${e.message}`),
+      (ifname, e) =>
+        this.deps.log.error({ component: 'vrrp', interface: ifname, err: e.message }, `VRRP socket on ${ifname}: ${e.message}`),
     );
   }
 
@@ -246,15 +256,30 @@ export class VrrpSpeaker implements VrrpSource {
       }
       try {
         await this.net.delVip(r.iface, vip);
-        this.log.warn({ component: 'vrrp', instance: r.name, vip: vip.addr, interface: dev }, `vrrp instance ${r.name}: removed stale VIP ${vip.addr} from ${dev} (left by a previous run)`);
+        this.log.warn(
+          { component: 'vrrp', instance: r.name, vip: vip.addr, interface: dev },
+          `vrrp instance ${r.name}: removed stale VIP ${vip.addr} from ${dev} (left by a previous run)`,
+        );
       } catch (e) {
-        this.log.error({ component: 'vrrp', instance: r.name, err: (e as Error).message }, `vrrp instance ${r.name}: cannot remove stale VIP ${vip.addr}`);
+        this.log.error(
+          { component: 'vrrp', instance: r.name, err: (e as Error).message },
+          `vrrp instance ${r.name}: cannot remove stale VIP ${vip.addr}`,
+        );
       }
     }
     this.transport.open(r.iface, link.index);
     this.runs.set(r.name, run);
     this.log.info(
-      { component: 'vrrp', instance: r.name, vrid: r.vrid, interface: r.iface, priority: r.priority, advertIntMs: r.advertIntCs * 10, vips: r.vips.map((v) => v.addr), unicastPeers: r.peers },
+      {
+        component: 'vrrp',
+        instance: r.name,
+        vrid: r.vrid,
+        interface: r.iface,
+        priority: r.priority,
+        advertIntMs: r.advertIntCs * 10,
+        vips: r.vips.map((v) => v.addr),
+        unicastPeers: r.peers,
+      },
       `vrrp instance ${r.name}: VRID ${r.vrid} on ${r.iface}, priority ${r.priority}, advert every ${r.advertIntCs * 10} ms${r.preempt ? '' : ', nopreempt'}`,
     );
     this.evaluate(run, true);
@@ -300,7 +325,8 @@ export class VrrpSpeaker implements VrrpSource {
         const now = new Set(r.vips.map(key));
         const was = new Set(before.vips.map(key));
         run.chain = run.chain.then(async () => {
-          for (const v of before.vips) if (!now.has(key(v)) && !run.owned.has(v.addr)) await this.safe(run, 'remove VIP', () => this.net.delVip(r.iface, v));
+          for (const v of before.vips)
+            if (!now.has(key(v)) && !run.owned.has(v.addr)) await this.safe(run, 'remove VIP', () => this.net.delVip(r.iface, v));
           for (const v of r.vips) {
             if (was.has(key(v))) continue;
             await this.safe(run, 'add VIP', () => this.net.addVip(r.iface, v));
@@ -362,7 +388,10 @@ export class VrrpSpeaker implements VrrpSource {
     for (const cfg of scripts) {
       if (!used.has(cfg.name) || this.scripts.has(cfg.name)) continue;
       const s = new ScriptRun(cfg, this.net, (x) => {
-        this.log.info({ component: 'vrrp', script: x.cfg.name, ok: x.ok }, `vrrp_script ${x.cfg.name}: ${x.ok ? 'succeeded' : 'failed'} (${x.ok ? `rise ${x.cfg.rise}` : `fall ${x.cfg.fall}`})`);
+        this.log.info(
+          { component: 'vrrp', script: x.cfg.name, ok: x.ok },
+          `vrrp_script ${x.cfg.name}: ${x.ok ? 'succeeded' : 'failed'} (${x.ok ? `rise ${x.cfg.rise}` : `fall ${x.cfg.fall}`})`,
+        );
         for (const run of this.runs.values()) if (run.r.trackScript.some((t) => t.name === x.cfg.name)) this.evaluate(run, false);
       });
       this.scripts.set(cfg.name, s);
@@ -423,7 +452,11 @@ export class VrrpSpeaker implements VrrpSource {
     }
     const priority = r.priority === PRIO_OWNER ? PRIO_OWNER : Math.min(254, Math.max(1, r.priority + delta));
     if (priority !== run.fsm.priority) {
-      if (!initial) this.log.info({ component: 'vrrp', instance: r.name, priority, was: run.fsm.priority }, `vrrp instance ${r.name}: effective priority ${run.fsm.priority} -> ${priority}`);
+      if (!initial)
+        this.log.info(
+          { component: 'vrrp', instance: r.name, priority, was: run.fsm.priority },
+          `vrrp instance ${r.name}: effective priority ${run.fsm.priority} -> ${priority}`,
+        );
       this.step(run, { kind: 'priority', priority });
     }
     const fault = faults.length > 0;
@@ -439,12 +472,22 @@ export class VrrpSpeaker implements VrrpSource {
     for (const x of this.runs.values()) if (x.r.iface === ifname && x.r.vrid === a.vrid) run = x;
     if (!run) return this.drop(null, 'vrid', `VRID ${a.vrid} from ${a.src}: no instance on ${ifname}`, ifname);
     const own = this.links.get(ifname)?.addrs4.map((x) => x.addr) ?? [];
-    const c = checkForInstance(a, { vrid: run.r.vrid, family: 4, vips: run.r.vips.map((v) => v.addr), own: run.r.unicastSrc ? [...own, run.r.unicastSrc] : own });
+    const c = checkForInstance(a, {
+      vrid: run.r.vrid,
+      family: 4,
+      vips: run.r.vips.map((v) => v.addr),
+      own: run.r.unicastSrc ? [...own, run.r.unicastSrc] : own,
+    });
     if (!c.ok) return this.drop(run, c.reason, `${c.detail} (from ${a.src})`, ifname);
     run.received++;
-    if (a.oldUnicastChecksum) this.once(run, 'oldsum', `vrrp instance ${run.r.name}: ${a.src} uses the keepalived <= 1.3.6 unicast checksum; accepted`);
+    if (a.oldUnicastChecksum)
+      this.once(run, 'oldsum', `vrrp instance ${run.r.name}: ${a.src} uses the keepalived <= 1.3.6 unicast checksum; accepted`);
     if (a.maxAdverIntCs !== run.r.advertIntCs && run.fsm.state === 'BACKUP') {
-      this.once(run, `int${a.maxAdverIntCs}`, `vrrp instance ${run.r.name}: advertisement interval mismatch: mine ${run.r.advertIntCs * 10} ms, ${a.src} sends ${a.maxAdverIntCs * 10} ms; following the master's`);
+      this.once(
+        run,
+        `int${a.maxAdverIntCs}`,
+        `vrrp instance ${run.r.name}: advertisement interval mismatch: mine ${run.r.advertIntCs * 10} ms, ${a.src} sends ${a.maxAdverIntCs * 10} ms; following the master's`,
+      );
     }
     this.step(run, { kind: 'advert', priority: a.priority, maxAdverIntCs: a.maxAdverIntCs, src: a.src });
   }
@@ -477,7 +520,10 @@ export class VrrpSpeaker implements VrrpSource {
     if (d !== null && !this.stopped && this.runs.get(run.r.name) === run) {
       // Through setImmediate: after a stalled event loop the timer phase runs before pending
       // socket reads; this lets an advert already received reset the master down timer first.
-      run.timer = setTimeout(() => setImmediate(() => this.runs.get(run.r.name) === run && this.step(run, { kind: 'timer' })), Math.max(0, Math.ceil(d - this.now())));
+      run.timer = setTimeout(
+        () => setImmediate(() => this.runs.get(run.r.name) === run && this.step(run, { kind: 'timer' })),
+        Math.max(0, Math.ceil(d - this.now())),
+      );
     }
   }
 
@@ -491,7 +537,17 @@ export class VrrpSpeaker implements VrrpSource {
         run.transitions++;
         run.since = new Date().toISOString();
         this.log.info(
-          { component: 'vrrp', event: 'transition', instance: r.name, vrid: r.vrid, interface: r.iface, from: a.from, to: a.to, reason: a.reason, priority: run.fsm.priority },
+          {
+            component: 'vrrp',
+            event: 'transition',
+            instance: r.name,
+            vrid: r.vrid,
+            interface: r.iface,
+            from: a.from,
+            to: a.to,
+            reason: a.reason,
+            priority: run.fsm.priority,
+          },
           `vrrp instance ${r.name}: ${a.from} -> ${a.to} (${a.reason})`,
         );
         return;
@@ -531,7 +587,10 @@ export class VrrpSpeaker implements VrrpSource {
     try {
       await f();
     } catch (e) {
-      this.log.error({ component: 'vrrp', instance: run.r.name, err: (e as Error).message }, `vrrp instance ${run.r.name}: ${what}: ${(e as Error).message}`);
+      this.log.error(
+        { component: 'vrrp', instance: run.r.name, err: (e as Error).message },
+        `vrrp instance ${run.r.name}: ${what}: ${(e as Error).message}`,
+      );
     }
   }
 
@@ -542,17 +601,24 @@ export class VrrpSpeaker implements VrrpSource {
     // The state may have moved on while the hook ran (a higher master appeared): then stay off.
     if (run.fsm.state !== 'MASTER' || run.vipsUp) return;
     // All at once: each is an `ip` process, and every millisecond here is failover time.
-    await Promise.all(r.vips.filter((v) => !run.owned.has(v.addr)).map((v) => this.safe(run, `add VIP ${v.addr}`, () => this.net.addVip(r.iface, v))));
+    await Promise.all(
+      r.vips.filter((v) => !run.owned.has(v.addr)).map((v) => this.safe(run, `add VIP ${v.addr}`, () => this.net.addVip(r.iface, v))),
+    );
     run.vipsUp = true;
     for (const v of r.vips) this.net.garp(v.dev ?? r.iface, v.addr, this.deps.garpCount ?? 3);
-    this.log.info({ component: 'vrrp', instance: r.name, vips: r.vips.map((v) => v.addr) }, `vrrp instance ${r.name}: VIPs added, gratuitous ARP sent`);
+    this.log.info(
+      { component: 'vrrp', instance: r.name, vips: r.vips.map((v) => v.addr) },
+      `vrrp instance ${r.name}: VIPs added, gratuitous ARP sent`,
+    );
     if (hooks?.afterMaster) await this.safe(run, 'afterMaster hook', () => hooks.afterMaster!(r.name));
   }
 
   private async masterDown(run: InstanceRun): Promise<void> {
     const r = run.r;
     if (!run.vipsUp) return;
-    await Promise.all(r.vips.filter((v) => !run.owned.has(v.addr)).map((v) => this.safe(run, `remove VIP ${v.addr}`, () => this.net.delVip(r.iface, v))));
+    await Promise.all(
+      r.vips.filter((v) => !run.owned.has(v.addr)).map((v) => this.safe(run, `remove VIP ${v.addr}`, () => this.net.delVip(r.iface, v))),
+    );
     run.vipsUp = false;
     this.log.info({ component: 'vrrp', instance: r.name, vips: r.vips.map((v) => v.addr) }, `vrrp instance ${r.name}: VIPs removed`);
     const hooks = this.deps.hooks;
@@ -566,12 +632,18 @@ export class VrrpSpeaker implements VrrpSource {
     if (r.notify[state]) jobs.push([r.notify[state]!, []]);
     if (r.notifyAll) jobs.push([r.notifyAll, ['INSTANCE', r.name, state, String(run.fsm.priority)]]);
     for (const [cmd, args] of jobs) {
-      this.log.info({ component: 'vrrp', instance: r.name, script: cmd, state }, `vrrp instance ${r.name}: running notify script for ${state}`);
+      this.log.info(
+        { component: 'vrrp', instance: r.name, script: cmd, state },
+        `vrrp instance ${r.name}: running notify script for ${state}`,
+      );
       // Not awaited: a slow script must not hold the next transition (keepalived does not wait either).
       void this.net.run(cmd, args, 30_000).then((code) => {
-        if (code !== 0) this.log.warn({ component: 'vrrp', instance: r.name, script: cmd, code }, `vrrp instance ${r.name}: notify script exited ${code}`);
+        if (code !== 0)
+          this.log.warn(
+            { component: 'vrrp', instance: r.name, script: cmd, code },
+            `vrrp instance ${r.name}: notify script exited ${code}`,
+          );
       });
     }
   }
 }
-

@@ -45,7 +45,11 @@ const TRANSITIONS = {
  * One check result applied to a checker. Returns the new counters and whether the state
  * changed: callers report transitions only.
  */
-export function stepChecker(s: CheckerCounters, ok: boolean, p: { rise: number; fall: number }): { next: CheckerCounters; changed: boolean } {
+export function stepChecker(
+  s: CheckerCounters,
+  ok: boolean,
+  p: { rise: number; fall: number },
+): { next: CheckerCounters; changed: boolean } {
   const rule = TRANSITIONS[s.state][ok ? 'ok' : 'fail'];
   if (!rule) return { next: { state: s.state, okStreak: 0, failStreak: 0 }, changed: false };
   const streak = s[rule.streak] + 1;
@@ -109,7 +113,15 @@ export function desiredDests(
 }
 
 export function destConfigOf(rs: CheckedRealServer): DestConfig {
-  const d: DestConfig = { af: rs.af, addr: rs.addr, port: rs.port, weight: rs.weight, fwd: rs.fwd, uThreshold: rs.uThreshold, lThreshold: rs.lThreshold };
+  const d: DestConfig = {
+    af: rs.af,
+    addr: rs.addr,
+    port: rs.port,
+    weight: rs.weight,
+    fwd: rs.fwd,
+    uThreshold: rs.uThreshold,
+    lThreshold: rs.lThreshold,
+  };
   if (rs.tunnel) d.tunnel = rs.tunnel;
   return d;
 }
@@ -134,8 +146,13 @@ export function serviceConfigOf(svc: CheckedService): ServiceConfig {
 }
 
 function sameDest(a: DestConfig, b: DestConfig): boolean {
-  return a.weight === b.weight && a.fwd === b.fwd && a.uThreshold === b.uThreshold && a.lThreshold === b.lThreshold &&
-    JSON.stringify(a.tunnel ?? null) === JSON.stringify(b.tunnel ?? null);
+  return (
+    a.weight === b.weight &&
+    a.fwd === b.fwd &&
+    a.uThreshold === b.uThreshold &&
+    a.lThreshold === b.lThreshold &&
+    JSON.stringify(a.tunnel ?? null) === JSON.stringify(b.tunnel ?? null)
+  );
 }
 
 /** The operations that move `current` (the table's servers of one service) to `want`. */
@@ -262,7 +279,8 @@ export class HealthEngine implements HealthSource {
   commit(p: PreparedHealth): void {
     const keep = new Set<CheckerRun>();
     for (const s of p.services.values()) for (const srv of s.servers.values()) srv.checkers.forEach((c) => keep.add(c));
-    for (const s of this.services.values()) for (const srv of s.servers.values()) for (const c of srv.checkers) if (!keep.has(c)) this.stopChecker(c);
+    for (const s of this.services.values())
+      for (const srv of s.servers.values()) for (const c of srv.checkers) if (!keep.has(c)) this.stopChecker(c);
     // Running cycles hold the old ServiceRun/ServerRun; restart reused checkers so they report into the new ones.
     for (const c of keep) if (c.timer || c.runningGen >= 0) this.stopChecker(c);
     this.services = p.services;
@@ -375,7 +393,10 @@ export class HealthEngine implements HealthSource {
         if (gen !== c.generation) return;
         if (result.ok || c.counters.state === 'down' || retries >= c.cfg.retry) break;
         retries++;
-        this.log.debug({ service: s.label, server: destId(srv.rs), reason: result.reason, retry: retries }, `${this.checkName(s, srv, c)} failed (${result.reason}); retry ${retries} of ${c.cfg.retry}`);
+        this.log.debug(
+          { service: s.label, server: destId(srv.rs), reason: result.reason, retry: retries },
+          `${this.checkName(s, srv, c)} failed (${result.reason}); retry ${retries} of ${c.cfg.retry}`,
+        );
         await new Promise((r) => setTimeout(r, c.cfg.delayBeforeRetry * 1000).unref());
         if (gen !== c.generation) return;
       }
@@ -389,7 +410,10 @@ export class HealthEngine implements HealthSource {
     c.counters = next;
     if (changed) this.onTransition(s, srv, c, result, retries);
     else if (result.ok && weightBefore !== c.dynamicWeight && srv.alive) {
-      this.log.info({ service: s.label, server: destId(srv.rs), weight: c.dynamicWeight }, `${this.checkName(s, srv, c)} set weight ${c.dynamicWeight ?? srv.rs.weight}`);
+      this.log.info(
+        { service: s.label, server: destId(srv.rs), weight: c.dynamicWeight },
+        `${this.checkName(s, srv, c)} set weight ${c.dynamicWeight ?? srv.rs.weight}`,
+      );
       this.reconcile(s);
     }
     if (this.started && gen === c.generation) this.arm(s, srv, c, c.cfg.interval * 1000);
@@ -403,9 +427,10 @@ export class HealthEngine implements HealthSource {
     const wasAlive = srv.alive;
     srv.alive = srv.checkers.every((x) => x.counters.state === 'up');
     const name = this.checkName(s, srv, c);
-    const what = c.counters.state === 'down'
-      ? `failed${retries ? ` after ${retries} ${retries === 1 ? 'retry' : 'retries'}` : ''} (${r.reason})`
-      : `passed${c.cfg.rise > 1 ? ` ${c.cfg.rise} times` : ''} (${r.reason})`;
+    const what =
+      c.counters.state === 'down'
+        ? `failed${retries ? ` after ${retries} ${retries === 1 ? 'retry' : 'retries'}` : ''} (${r.reason})`
+        : `passed${c.cfg.rise > 1 ? ` ${c.cfg.rise} times` : ''} (${r.reason})`;
     const quorumWas = s.quorumUp;
     s.quorumUp = nextQuorum(s.quorumUp, this.weightSum(s), s.cfg.quorum, s.cfg.hysteresis);
     let action: string;
@@ -452,7 +477,11 @@ export class HealthEngine implements HealthSource {
         this.log.warn({ service: s.label }, `${s.label} is not in the table (deleted with tsvsadm?); health changes not applied`);
         return;
       }
-      const ops = destOps(s.key, live.dests.map((d) => d.config()), this.desired(s));
+      const ops = destOps(
+        s.key,
+        live.dests.map((d) => d.config()),
+        this.desired(s),
+      );
       if (!ops.length) return;
       try {
         await this.opts.director.apply(ops);

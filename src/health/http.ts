@@ -24,7 +24,8 @@ export async function httpCheck(cfg: CheckerConfig, t: CheckTarget): Promise<Che
 function fetchOne(cfg: CheckerConfig, t: CheckTarget, url: HttpUrl): Promise<string | null> {
   const tls = cfg.type === 'https';
   const vhost = url.virtualhost ?? cfg.http?.virtualhost;
-  const hostHeader = vhost ?? (t.host.includes(':') ? `[${t.host}]` : t.host) + ((tls ? t.port !== 443 : t.port !== 80) ? `:${t.port}` : '');
+  const hostHeader =
+    vhost ?? (t.host.includes(':') ? `[${t.host}]` : t.host) + ((tls ? t.port !== 443 : t.port !== 80) ? `:${t.port}` : '');
   return new Promise((resolve) => {
     let settled = false;
     const finish = (r: string | null) => {
@@ -47,7 +48,9 @@ function fetchOne(cfg: CheckerConfig, t: CheckTarget, url: HttpUrl): Promise<str
       const code = res.statusCode ?? 0;
       if (!url.statusCodes.some(([lo, hi]) => code >= lo && code <= hi)) {
         res.resume();
-        finish(`${url.path}: HTTP status ${code}, expected ${url.statusCodes.map(([lo, hi]) => (lo === hi ? lo : `${lo}-${hi}`)).join(',')}`);
+        finish(
+          `${url.path}: HTTP status ${code}, expected ${url.statusCodes.map(([lo, hi]) => (lo === hi ? lo : `${lo}-${hi}`)).join(',')}`,
+        );
         return;
       }
       if (!url.digest) {

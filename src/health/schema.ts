@@ -52,7 +52,9 @@ const checkerShape = {
   rise: int(1, MAX_COUNT),
   alpha: z.boolean(),
   http: z.object({ urls: z.array(HttpUrlSchema), virtualhost: z.string().optional(), sni: z.boolean() }).optional(),
-  udp: z.object({ payload: HexBytesSchema.optional(), requireReply: z.boolean(), minReplyLength: ReplyLength, maxReplyLength: ReplyLength }).optional(),
+  udp: z
+    .object({ payload: HexBytesSchema.optional(), requireReply: z.boolean(), minReplyLength: ReplyLength, maxReplyLength: ReplyLength })
+    .optional(),
   dns: z.object({ type: DnsTypeSchema, name: z.string() }).optional(),
   misc: z.object({ path: z.string().min(1), timeout: duration(0), dynamic: z.boolean() }).optional(),
 } satisfies { [K in keyof CheckerConfig]-?: z.ZodType };

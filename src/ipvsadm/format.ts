@@ -141,12 +141,7 @@ function unionWordsUncached(addr: string): [number, number, number, number] {
   const v4 = parseIPv4(addr);
   if (v4 !== null) return [v4, 0, 0, 0];
   const g = parseIPv6(addr) ?? [0, 0, 0, 0, 0, 0, 0, 0];
-  return [
-    ((g[0]! << 16) | g[1]!) >>> 0,
-    ((g[2]! << 16) | g[3]!) >>> 0,
-    ((g[4]! << 16) | g[5]!) >>> 0,
-    ((g[6]! << 16) | g[7]!) >>> 0,
-  ];
+  return [((g[0]! << 16) | g[1]!) >>> 0, ((g[2]! << 16) | g[3]!) >>> 0, ((g[4]! << 16) | g[5]!) >>> 0, ((g[6]! << 16) | g[7]!) >>> 0];
 }
 
 /** (int)(a - b) for two u32s: libipvs subtracts unsigned values into an int. */
@@ -338,7 +333,11 @@ export function formatTable(table: TableView, o: FormatOptions = {}, names?: Nam
  * formatTable piece by piece (the header, then one piece per service), so that a large
  * listing is written as it is formatted instead of built as one string.
  */
-export function* tableChunks(table: Pick<TableView, 'version' | 'size' | 'services'>, o: FormatOptions = {}, names?: Names): Generator<string> {
+export function* tableChunks(
+  table: Pick<TableView, 'version' | 'size' | 'services'>,
+  o: FormatOptions = {},
+  names?: Names,
+): Generator<string> {
   yield `IP Virtual Server version ${table.version} (size=${table.size})\n${title(o)}`;
   for (const s of sortedServiceList(table.services, o.nosort)) yield serviceEntry(s, o, names, sortedDests(s.dests, o.nosort));
 }
@@ -410,9 +409,7 @@ export function formatConnections(conns: readonly ConnView[], o: FormatOptions =
     const expire = `${String(mins).padStart(2, '0')}:${String(c.expires % 60).padStart(2, '0')}`;
     const head = `${left(c.protocol, 3)} ${left(expire, 6)} ${left(c.state, 11)} ${left(cname, 18)} ${left(vname, 18)}`;
     // Sic: the row pads the destination to 16 and the pe name to 18, unlike the title.
-    out += o.persistentConn && c.peName
-      ? `${head} ${left(dname, 16)} ${left(c.peName, 18)} ${c.peData}\n`
-      : `${head} ${dname}\n`;
+    out += o.persistentConn && c.peName ? `${head} ${left(dname, 16)} ${left(c.peName, 18)} ${c.peData}\n` : `${head} ${dname}\n`;
   }
   return out;
 }
@@ -481,10 +478,18 @@ function jsonDest(d: DestView): unknown {
 }
 
 const jsonStats = (s: ServiceView['stats']) => ({
-  conns: s.conns, inpkts: s.inpkts, outpkts: s.outpkts, inbytes: s.inbytes, outbytes: s.outbytes,
+  conns: s.conns,
+  inpkts: s.inpkts,
+  outpkts: s.outpkts,
+  inbytes: s.inbytes,
+  outbytes: s.outbytes,
 });
 const jsonRates = (r: ServiceView['rates']) => ({
-  cps: r.cps, inpps: r.inpps, outpps: r.outpps, inbps: r.inbps, outbps: r.outbps,
+  cps: r.cps,
+  inpps: r.inpps,
+  outpps: r.outpps,
+  inbps: r.inbps,
+  outbps: r.outbps,
 });
 
 const pretty = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
@@ -507,12 +512,25 @@ export function jsonOneService(s: ServiceView, o: FormatOptions = {}): string {
 export function jsonRules(table: TableView, o: FormatOptions = {}): string {
   return pretty({
     services: sortedServices(table.services, o.nosort).map((s) => ({
-      af: s.af, protocol: s.protocol, addr: s.addr, port: s.port, fwmark: s.fwmark,
-      scheduler: s.scheduler, schedFlags: s.schedFlags, persistent: s.persistent,
-      netmask: s.netmask, ops: s.ops, pe: s.pe,
+      af: s.af,
+      protocol: s.protocol,
+      addr: s.addr,
+      port: s.port,
+      fwmark: s.fwmark,
+      scheduler: s.scheduler,
+      schedFlags: s.schedFlags,
+      persistent: s.persistent,
+      netmask: s.netmask,
+      ops: s.ops,
+      pe: s.pe,
       dests: s.dests.map((d) => ({
-        af: d.af, addr: d.addr, port: d.port, fwd: d.fwd, weight: d.weight,
-        uThreshold: d.uThreshold, lThreshold: d.lThreshold,
+        af: d.af,
+        addr: d.addr,
+        port: d.port,
+        fwd: d.fwd,
+        weight: d.weight,
+        uThreshold: d.uThreshold,
+        lThreshold: d.lThreshold,
         ...(d.tunnel ? { tunnel: { type: d.tunnel.type, port: d.tunnel.port, csum: d.tunnel.csum } } : {}),
       })),
     })),
@@ -526,9 +544,19 @@ const jsonTimeoutsValue = (t: Timeouts) => ({ tcp: t.tcp, tcpfin: t.tcpfin, udp:
 export function jsonConnections(conns: readonly ConnView[]): string {
   return pretty(
     conns.map((c) => ({
-      protocol: c.protocol, af: c.af, caddr: c.caddr, cport: c.cport, vaddr: c.vaddr, vport: c.vport,
-      daddr: c.daddr, dport: c.dport, state: c.state, expires: c.expires, template: c.template,
-      peName: c.peName, peData: c.peData,
+      protocol: c.protocol,
+      af: c.af,
+      caddr: c.caddr,
+      cport: c.cport,
+      vaddr: c.vaddr,
+      vport: c.vport,
+      daddr: c.daddr,
+      dport: c.dport,
+      state: c.state,
+      expires: c.expires,
+      template: c.template,
+      peName: c.peName,
+      peData: c.peData,
     })),
   );
 }
@@ -546,8 +574,13 @@ export function jsonDaemons(daemons: readonly SyncDaemonConfig[]): string {
       .slice()
       .sort((a, b) => order(a) - order(b))
       .map((d) => ({
-        state: d.state, mcastIfn: d.mcastIfn, syncid: d.syncid, maxlen: d.maxlen, group: d.group,
-        port: d.port, ttl: d.ttl,
+        state: d.state,
+        mcastIfn: d.mcastIfn,
+        syncid: d.syncid,
+        maxlen: d.maxlen,
+        group: d.group,
+        port: d.port,
+        ttl: d.ttl,
       })),
   );
 }

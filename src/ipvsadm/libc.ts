@@ -53,7 +53,7 @@ export function inetAton(s: string): number | null {
         d = c.charCodeAt(0) - 48;
         if (base === 8 && d > 7) return null;
       } else if (base === 16 && /[a-fA-F]/.test(c)) {
-        d = (c.toLowerCase().charCodeAt(0) - 97) + 10;
+        d = c.toLowerCase().charCodeAt(0) - 97 + 10;
       } else break;
       val = val * base + d;
       if (val > UINT_MAX) return null;

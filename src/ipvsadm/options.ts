@@ -7,11 +7,39 @@ import type { TunType } from '../core/types.js';
 
 /** Option columns in ipvsadm's order (its OPTC_* numbers); names as in its optnames[]. */
 const OPT_NAMES = [
-  'numeric', 'connection', 'service-address', 'scheduler', 'persistent', 'netmask',
-  'real-server', 'forwarding-method', 'weight', 'u-threshold', 'l-threshold',
-  'mcast-interface', 'timeout', 'daemon', 'stats', 'rate', 'thresholds', 'persistent-conn',
-  'nosort', 'syncid', 'exact', 'ops', 'pe', 'sched-flags', 'mcast-group', 'mcast-port',
-  'mcast-ttl', 'sync-maxlen', 'tun-info', 'tun-type', 'tun-port', 'tun-nocsum', 'tun-csum',
+  'numeric',
+  'connection',
+  'service-address',
+  'scheduler',
+  'persistent',
+  'netmask',
+  'real-server',
+  'forwarding-method',
+  'weight',
+  'u-threshold',
+  'l-threshold',
+  'mcast-interface',
+  'timeout',
+  'daemon',
+  'stats',
+  'rate',
+  'thresholds',
+  'persistent-conn',
+  'nosort',
+  'syncid',
+  'exact',
+  'ops',
+  'pe',
+  'sched-flags',
+  'mcast-group',
+  'mcast-port',
+  'mcast-ttl',
+  'sync-maxlen',
+  'tun-info',
+  'tun-type',
+  'tun-port',
+  'tun-nocsum',
+  'tun-csum',
   'tun-remcsum',
   // tsvs extension
   'json',
@@ -21,9 +49,20 @@ const OPTC = Object.fromEntries(OPT_NAMES.map((n, i) => [n, i])) as Record<OptNa
 
 /** ipvsadm's command names, as its messages spell them. */
 export type CmdName =
-  | 'add-service' | 'edit-service' | 'delete-service' | 'flush' | 'list' | 'add-server'
-  | 'delete-server' | 'edit-server' | 'set' | 'start-daemon' | 'stop-daemon' | 'restore'
-  | 'save' | 'zero';
+  | 'add-service'
+  | 'edit-service'
+  | 'delete-service'
+  | 'flush'
+  | 'list'
+  | 'add-server'
+  | 'delete-server'
+  | 'edit-server'
+  | 'set'
+  | 'start-daemon'
+  | 'stop-daemon'
+  | 'restore'
+  | 'save'
+  | 'zero';
 
 /**
  * ipvsadm's commands_v_options: one character per option column above.
@@ -31,20 +70,20 @@ export type CmdName =
  * The last column is tsvs's --json, allowed where there is output.
  */
 const COMMANDS_V_OPTIONS: Record<CmdName, string> = {
-  'add-service':    'xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx',
-  'edit-service':   'xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx',
+  'add-service': 'xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx',
+  'edit-service': 'xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx',
   'delete-service': 'xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
-  flush:            'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
-  list:             ' 11xxxxxxxxx11       xxxxxxx xxxxx ',
-  'add-server':     'xx+xxx+    xxxxxxxxxxxxxxxxxx     x',
-  'delete-server':  'xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxx',
-  'edit-server':    'xx+xxx+    xxxxxxxxxxxxxxxxxx     x',
-  set:              'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
-  'start-daemon':   'xxxxxxxxxxx xxxxxxx xxxx    xxxxxxx',
-  'stop-daemon':    'xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx',
-  restore:          'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
-  save:             ' xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ',
-  zero:             'xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
+  flush: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
+  list: ' 11xxxxxxxxx11       xxxxxxx xxxxx ',
+  'add-server': 'xx+xxx+    xxxxxxxxxxxxxxxxxx     x',
+  'delete-server': 'xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxx',
+  'edit-server': 'xx+xxx+    xxxxxxxxxxxxxxxxxx     x',
+  set: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
+  'start-daemon': 'xxxxxxxxxxx xxxxxxx xxxx    xxxxxxx',
+  'stop-daemon': 'xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxx',
+  restore: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
+  save: ' xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ',
+  zero: 'xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
 };
 
 /** ipvsadm's tunnel_types_v_options over tun-port, tun-nocsum, tun-csum, tun-remcsum. */
@@ -53,10 +92,22 @@ const TUNNEL_TYPES_V_OPTIONS: Record<TunType, string> = { ipip: 'xxxx', gue: '+1
 
 /** The scanner's tag of each command option. */
 export const COMMAND_TAGS: Record<string, CmdName | 'help' | 'version'> = {
-  A: 'add-service', E: 'edit-service', D: 'delete-service', C: 'flush', L: 'list',
-  Z: 'zero', a: 'add-server', e: 'edit-server', d: 'delete-server', set: 'set',
-  R: 'restore', S: 'save', 'start-daemon': 'start-daemon', 'stop-daemon': 'stop-daemon',
-  h: 'help', v: 'version',
+  A: 'add-service',
+  E: 'edit-service',
+  D: 'delete-service',
+  C: 'flush',
+  L: 'list',
+  Z: 'zero',
+  a: 'add-server',
+  e: 'edit-server',
+  d: 'delete-server',
+  set: 'set',
+  R: 'restore',
+  S: 'save',
+  'start-daemon': 'start-daemon',
+  'stop-daemon': 'stop-daemon',
+  h: 'help',
+  v: 'version',
 };
 
 /** Thrown inside the parser to stop at the first failure, like ipvsadm's fail(). */

@@ -175,8 +175,12 @@ http {
   keepalive_requests 1000000;
   sendfile on;
   server {
-    listen ${mode === 'dr' ? '80' : `${REAL_ADDRS[i]}:80`};${mode === 'dr' ? `
-    listen ${REAL_ADDRS[i]}:${DR_NAT_PORT};` : ''}
+    listen ${mode === 'dr' ? '80' : `${REAL_ADDRS[i]}:80`};${
+      mode === 'dr'
+        ? `
+    listen ${REAL_ADDRS[i]}:${DR_NAT_PORT};`
+        : ''
+    }
     root ${n.www};
     add_header X-Real-Server ${name} always;
     location = /name { default_type text/plain; return 200 "${name}\\n"; }
@@ -309,7 +313,9 @@ function buildDrNetwork(n: LabNames, log: (m: string) => void): void {
     // The real-server side of DR, exactly as `tsvs realserver setup --mode dr` prints it.
     for (const step of drSteps(DR_VIP_ADDR, n.linkReal[i])) nsRun(n.reals[i], step.argv[0]!, step.argv.slice(1));
   }
-  log(`DR network: client ${CLIENT_ADDR} via router ${DR_ROUTER_CLIENT_ADDR}; LAN 198.19.0.0/24: router ${DR_ROUTER_LAN_ADDR}, director ${DIRECTOR_RIP_ADDR} + VIP ${DR_VIP_ADDR}, real servers ${REAL_ADDRS.join(', ')} (VIP on lo)`);
+  log(
+    `DR network: client ${CLIENT_ADDR} via router ${DR_ROUTER_CLIENT_ADDR}; LAN 198.19.0.0/24: router ${DR_ROUTER_LAN_ADDR}, director ${DIRECTOR_RIP_ADDR} + VIP ${DR_VIP_ADDR}, real servers ${REAL_ADDRS.join(', ')} (VIP on lo)`,
+  );
 }
 
 /** The mode a lab was built in (nat when unknown). */
@@ -336,7 +342,9 @@ function startNginx(n: LabNames, log: (m: string) => void, mode: LabMode = 'nat'
     const conf = join(base, 'nginx.conf');
     writeFileSync(conf, nginxConf(n, i, mode));
     nsRun(n.reals[i], 'nginx', ['-c', conf, '-p', base]);
-    log(`nginx on ${mode === 'dr' ? `${REAL_ADDRS[i]}:80 and ${DR_VIP_ADDR}:80` : `${REAL_ADDRS[i]}:80`} in ${n.reals[i]} (access log ${join(base, 'access.log')})`);
+    log(
+      `nginx on ${mode === 'dr' ? `${REAL_ADDRS[i]}:80 and ${DR_VIP_ADDR}:80` : `${REAL_ADDRS[i]}:80`} in ${n.reals[i]} (access log ${join(base, 'access.log')})`,
+    );
   }
 }
 
@@ -434,7 +442,10 @@ export function clearNamespaces(namespaces: readonly string[], dir: string, grac
   const have = new Set(listNetns());
   const nss = namespaces.filter((ns) => have.has(ns));
   for (const ns of nss) {
-    const pids = run('ip', ['netns', 'pids', ns], { allowFail: true }).split('\n').map(Number).filter((p) => p > 0);
+    const pids = run('ip', ['netns', 'pids', ns], { allowFail: true })
+      .split('\n')
+      .map(Number)
+      .filter((p) => p > 0);
     for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
       const alive = pids.filter(pidAlive);
       for (const p of alive) {

@@ -60,7 +60,12 @@ export function parseMessages(buf: Buffer): NlMessage[] {
   while (off + NLMSG_HDRLEN <= buf.length) {
     const len = buf.readUInt32LE(off);
     if (len < NLMSG_HDRLEN || off + len > buf.length) break;
-    out.push({ type: buf.readUInt16LE(off + 4), flags: buf.readUInt16LE(off + 6), seq: buf.readUInt32LE(off + 8), payload: buf.subarray(off + NLMSG_HDRLEN, off + len) });
+    out.push({
+      type: buf.readUInt16LE(off + 4),
+      flags: buf.readUInt16LE(off + 6),
+      seq: buf.readUInt32LE(off + 8),
+      payload: buf.subarray(off + NLMSG_HDRLEN, off + len),
+    });
     off += align4(len);
   }
   return out;

@@ -119,7 +119,12 @@ function decodeV1(buf: Buffer): DecodedProxyHeader | null {
   const end = buf.indexOf('\r\n', 0, 'latin1');
   if (end < 0) {
     if (buf.length >= V1_MAX_LENGTH) throw new Error('PROXY v1: no CRLF within 107 bytes');
-    if (!Buffer.from('PROXY ').subarray(0, Math.min(6, buf.length)).equals(buf.subarray(0, Math.min(6, buf.length)))) throw new Error('PROXY v1: bad prefix');
+    if (
+      !Buffer.from('PROXY ')
+        .subarray(0, Math.min(6, buf.length))
+        .equals(buf.subarray(0, Math.min(6, buf.length)))
+    )
+      throw new Error('PROXY v1: bad prefix');
     return null;
   }
   const line = buf.toString('latin1', 0, end);
@@ -128,13 +133,19 @@ function decodeV1(buf: Buffer): DecodedProxyHeader | null {
   const parts = line.split(' ');
   if (parts[0] !== 'PROXY') throw new Error('PROXY v1: bad prefix');
   if (parts[1] === 'UNKNOWN') return { version: 'v1', command: 'proxy', addresses: null, length };
-  if ((parts[1] !== 'TCP4' && parts[1] !== 'TCP6') || parts.length !== 6) throw new Error(`PROXY v1: malformed line ${JSON.stringify(line)}`);
+  if ((parts[1] !== 'TCP4' && parts[1] !== 'TCP6') || parts.length !== 6)
+    throw new Error(`PROXY v1: malformed line ${JSON.stringify(line)}`);
   const af = parts[1] === 'TCP4' ? 4 : 6;
   const [src, dst, sp, dp] = parts.slice(2) as [string, string, string, string];
   if (familyOf(src) !== af || familyOf(dst) !== af || !/^\d{1,5}$/.test(sp) || !/^\d{1,5}$/.test(dp) || +sp > 65535 || +dp > 65535) {
     throw new Error(`PROXY v1: malformed line ${JSON.stringify(line)}`);
   }
-  return { version: 'v1', command: 'proxy', addresses: { protocol: 'tcp', srcAddr: src, dstAddr: dst, srcPort: +sp, dstPort: +dp }, length };
+  return {
+    version: 'v1',
+    command: 'proxy',
+    addresses: { protocol: 'tcp', srcAddr: src, dstAddr: dst, srcPort: +sp, dstPort: +dp },
+    length,
+  };
 }
 
 function decodeV2(buf: Buffer): DecodedProxyHeader | null {
@@ -155,7 +166,12 @@ function decodeV2(buf: Buffer): DecodedProxyHeader | null {
   const protocol = tr === 2 ? 'udp' : 'tcp';
   if (fam === 1 && len >= 12) {
     const ip = (o: number) => [buf[o], buf[o + 1], buf[o + 2], buf[o + 3]].join('.');
-    return { version: 'v2', command, length, addresses: { protocol, srcAddr: ip(16), dstAddr: ip(20), srcPort: buf.readUInt16BE(24), dstPort: buf.readUInt16BE(26) } };
+    return {
+      version: 'v2',
+      command,
+      length,
+      addresses: { protocol, srcAddr: ip(16), dstAddr: ip(20), srcPort: buf.readUInt16BE(24), dstPort: buf.readUInt16BE(26) },
+    };
   }
   if (fam === 2 && len >= 36) {
     const ip = (o: number) => {
@@ -163,7 +179,12 @@ function decodeV2(buf: Buffer): DecodedProxyHeader | null {
       for (let i = 0; i < 8; i++) g.push(buf.readUInt16BE(o + 2 * i));
       return formatV6(g);
     };
-    return { version: 'v2', command, length, addresses: { protocol, srcAddr: ip(16), dstAddr: ip(32), srcPort: buf.readUInt16BE(48), dstPort: buf.readUInt16BE(50) } };
+    return {
+      version: 'v2',
+      command,
+      length,
+      addresses: { protocol, srcAddr: ip(16), dstAddr: ip(32), srcPort: buf.readUInt16BE(48), dstPort: buf.readUInt16BE(50) },
+    };
   }
   if (fam === 3) return { version: 'v2', command, addresses: null, length };
   throw new Error(`PROXY v2: family ${fam} with ${len} address bytes`);

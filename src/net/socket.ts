@@ -223,7 +223,9 @@ export async function transparentProblem(): Promise<string | null> {
   c.close(fd);
   if (r < 0) {
     const code = c.errnoName(n);
-    return code === 'EPERM' ? 'IP_TRANSPARENT needs CAP_NET_ADMIN (run tsvsd as root, or with AmbientCapabilities=CAP_NET_ADMIN)' : `setsockopt(IP_TRANSPARENT): ${code}`;
+    return code === 'EPERM'
+      ? 'IP_TRANSPARENT needs CAP_NET_ADMIN (run tsvsd as root, or with AmbientCapabilities=CAP_NET_ADMIN)'
+      : `setsockopt(IP_TRANSPARENT): ${code}`;
   }
   return null;
 }

@@ -42,7 +42,10 @@ function arpSteps(dev?: string): Step[] {
 /** The real-server side of DR for one VIP. */
 export function drSteps(vip: string, dev?: string): Step[] {
   const v6 = vip.includes(':');
-  const addVip: Step = { argv: ['ip', 'addr', 'add', `${vip}/${v6 ? 128 : 32}`, 'dev', 'lo'], why: 'accept packets to the VIP without owning it on the segment' };
+  const addVip: Step = {
+    argv: ['ip', 'addr', 'add', `${vip}/${v6 ? 128 : 32}`, 'dev', 'lo'],
+    why: 'accept packets to the VIP without owning it on the segment',
+  };
   // IPv6 has no ARP: a VIP on lo is not advertised by neighbour discovery.
   return v6 ? [addVip] : [addVip, ...arpSteps(dev)];
 }

@@ -194,10 +194,14 @@ export function hsiphashKey(k0hi: number, k0lo: number, k1hi: number, k1lo: numb
   // "somepseudorandomlygeneratedbytes", the SipHash initialisation constants.
   return {
     v: Int32Array.of(
-      0x736f6d65 ^ k0hi, 0x70736575 ^ k0lo,
-      0x646f7261 ^ k1hi, 0x6e646f6d ^ k1lo,
-      0x6c796765 ^ k0hi, 0x6e657261 ^ k0lo,
-      0x74656462 ^ k1hi, 0x79746573 ^ k1lo,
+      0x736f6d65 ^ k0hi,
+      0x70736575 ^ k0lo,
+      0x646f7261 ^ k1hi,
+      0x6e646f6d ^ k1lo,
+      0x6c796765 ^ k0hi,
+      0x6e657261 ^ k0lo,
+      0x74656462 ^ k1hi,
+      0x79746573 ^ k1lo,
     ),
   };
 }
@@ -209,8 +213,14 @@ export function hsiphashKey(k0hi: number, k0lo: number, k1hi: number, k1lo: numb
  */
 export function hsiphash32(key: HsipKey, m: number): number {
   const k = key.v;
-  let v0h = k[0]!, v0l = k[1]!, v1h = k[2]!, v1l = k[3]!;
-  let v2h = k[4]!, v2l = k[5]!, v3h = k[6]!, v3l = k[7]!;
+  let v0h = k[0]!,
+    v0l = k[1]!,
+    v1h = k[2]!,
+    v1l = k[3]!;
+  let v2h = k[4]!,
+    v2l = k[5]!,
+    v3h = k[6]!,
+    v3l = k[7]!;
   const bh = 0x04000000; // length 4 in the top byte
   const bl = m | 0;
   v3h ^= bh;

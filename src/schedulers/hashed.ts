@@ -36,7 +36,11 @@ class HashedScheduler<D extends SchedDest> implements Scheduler<D> {
   }
 
   clone(svc: SchedService<D>, map: (d: D) => D): HashedScheduler<D> {
-    return new HashedScheduler(this.kind, svc, this.slots.map((d) => (d === null ? null : map(d))));
+    return new HashedScheduler(
+      this.kind,
+      svc,
+      this.slots.map((d) => (d === null ? null : map(d))),
+    );
   }
 
   private rebuild(): void {

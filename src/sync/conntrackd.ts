@@ -123,11 +123,17 @@ General {
 /** Checks settings read from a config file or the API. */
 export function checkConntrackdSettings(s: ConntrackdSettings, where: string): void {
   const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-  if (!/^[^\s/:]{1,15}$/.test(s.interface ?? '')) throw new TsvsError('BAD_REQUEST', `${where}: interface ${JSON.stringify(s.interface)} is not an interface name`);
-  for (const [k, v] of [['address', s.address], ['peer', s.peer]] as const) {
-    if (typeof v !== 'string' || !v4.test(v)) throw new TsvsError('BAD_REQUEST', `${where}: ${k} ${JSON.stringify(v)} must be an IPv4 address on the sync link`);
+  if (!/^[^\s/:]{1,15}$/.test(s.interface ?? ''))
+    throw new TsvsError('BAD_REQUEST', `${where}: interface ${JSON.stringify(s.interface)} is not an interface name`);
+  for (const [k, v] of [
+    ['address', s.address],
+    ['peer', s.peer],
+  ] as const) {
+    if (typeof v !== 'string' || !v4.test(v))
+      throw new TsvsError('BAD_REQUEST', `${where}: ${k} ${JSON.stringify(v)} must be an IPv4 address on the sync link`);
   }
-  if (s.port !== undefined && (!Number.isInteger(s.port) || s.port < 1 || s.port > 65535)) throw new TsvsError('BAD_REQUEST', `${where}: port ${s.port} must be 1..65535`);
+  if (s.port !== undefined && (!Number.isInteger(s.port) || s.port < 1 || s.port > 65535))
+    throw new TsvsError('BAD_REQUEST', `${where}: port ${s.port} must be 1..65535`);
 }
 
 function commandExists(cmd: string): boolean {
@@ -180,7 +186,12 @@ export class ConntrackdSupervisor {
   /** Writes the config, removes a stale conntrackd of this director, starts one and waits until it answers. */
   async start(): Promise<void> {
     const problem = conntrackdProblem();
-    if (problem) throw new TsvsError('NOT_SUPPORTED', `sync.conntrackd is configured but ${problem}`, `Connection state sync needs conntrackd: ${problem}`);
+    if (problem)
+      throw new TsvsError(
+        'NOT_SUPPORTED',
+        `sync.conntrackd is configured but ${problem}`,
+        `Connection state sync needs conntrackd: ${problem}`,
+      );
     const p = this.paths;
     this.stopping = false;
     mkdirSync(p.dir, { recursive: true, mode: 0o700 });
@@ -190,10 +201,16 @@ export class ConntrackdSupervisor {
     await this.killStale();
     this.spawnChild();
     await this.waitReady(5000);
-    this.log('info', `conntrackd started (FTFW over UDP ${this.settings.address} -> ${this.settings.peer} on ${this.settings.interface})`, { pid: this.pid, config: p.conf });
+    this.log('info', `conntrackd started (FTFW over UDP ${this.settings.address} -> ${this.settings.peer} on ${this.settings.interface})`, {
+      pid: this.pid,
+      config: p.conf,
+    });
     const loose = readSysctl('net/netfilter/nf_conntrack_tcp_loose');
     if (loose === '1') {
-      this.log('warn', 'nf_conntrack_tcp_loose is 1: failover keeps connections only because the VIPs are added after conntrackd -c; set it to 0 (and drop ct state invalid) for a second line of defence');
+      this.log(
+        'warn',
+        'nf_conntrack_tcp_loose is 1: failover keeps connections only because the VIPs are added after conntrackd -c; set it to 0 (and drop ct state invalid) for a second line of defence',
+      );
     }
   }
 
@@ -236,7 +253,9 @@ export class ConntrackdSupervisor {
 
   private spawnChild(): void {
     const args = ['-C', this.paths.conf];
-    const [cmd, argv] = commandExists('setpriv') ? this.argv('setpriv', ['--pdeathsig', 'KILL', 'conntrackd', ...args]) : this.argv('conntrackd', args);
+    const [cmd, argv] = commandExists('setpriv')
+      ? this.argv('setpriv', ['--pdeathsig', 'KILL', 'conntrackd', ...args])
+      : this.argv('conntrackd', args);
     const c = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = c;
     this.starts++;
@@ -251,7 +270,9 @@ export class ConntrackdSupervisor {
       if (Date.now() - this.startedAt > STABLE_MS) this.failures = 0;
       const delay = BACKOFF_MS[Math.min(this.failures, BACKOFF_MS.length - 1)]!;
       this.failures++;
-      this.log('error', `conntrackd exited (${signal ?? `code ${code}`}); restarting in ${delay / 1000} s`, { stderr: err.trim().slice(-500) });
+      this.log('error', `conntrackd exited (${signal ?? `code ${code}`}); restarting in ${delay / 1000} s`, {
+        stderr: err.trim().slice(-500),
+      });
       this.restartTimer = setTimeout(() => {
         rmSync(this.paths.lock, { force: true });
         this.spawnChild();
@@ -273,7 +294,9 @@ export class ConntrackdSupervisor {
   }
 
   private ctlQuiet(args: string[]): Promise<boolean> {
-    return new Promise((resolve) => execFile(...this.argv('conntrackd', ['-C', this.paths.conf, ...args]), { timeout: 2000 }, (err) => resolve(!err)));
+    return new Promise((resolve) =>
+      execFile(...this.argv('conntrackd', ['-C', this.paths.conf, ...args]), { timeout: 2000 }, (err) => resolve(!err)),
+    );
   }
 
   /** A conntrackd left by a previous tsvsd of this director (same config path) is killed by its PID. */

@@ -61,7 +61,13 @@ export interface SyncSetup {
 }
 
 export async function setupSync(o: SyncSetupOptions): Promise<SyncSetup> {
-  const manager = new SyncManager({ table: o.table, dataplane: o.dataplane, log: o.log, ...(o.scanMs ? { scanMs: o.scanMs } : {}), ...(o.sockets ? { sockets: o.sockets } : {}) });
+  const manager = new SyncManager({
+    table: o.table,
+    dataplane: o.dataplane,
+    log: o.log,
+    ...(o.scanMs ? { scanMs: o.scanMs } : {}),
+    ...(o.sockets ? { sockets: o.sockets } : {}),
+  });
   const s = o.settings ?? {};
   let ct: ConntrackdControl | null = null;
   if (s.conntrackd) {

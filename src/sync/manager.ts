@@ -86,7 +86,8 @@ function bad(detail: string): never {
 
 function intIn(v: unknown, lo: number, hi: number, what: string): number | undefined {
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) bad(`sync daemon: ${what} ${JSON.stringify(v)} must be an integer ${lo}..${hi}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi)
+    bad(`sync daemon: ${what} ${JSON.stringify(v)} must be an integer ${lo}..${hi}`);
   return v;
 }
 
@@ -96,14 +97,16 @@ export function checkSyncDaemonConfig(raw: unknown): SyncDaemonConfig {
   const r = raw as Record<string, unknown>;
   if (r.state !== 'master' && r.state !== 'backup') bad(`sync daemon: state ${JSON.stringify(r.state)} must be "master" or "backup"`);
   const ifn = r.mcastIfn ?? 'eth0';
-  if (typeof ifn !== 'string' || !/^[^\s/:]{1,15}$/.test(ifn)) bad(`sync daemon: mcastIfn ${JSON.stringify(r.mcastIfn)} is not an interface name`);
+  if (typeof ifn !== 'string' || !/^[^\s/:]{1,15}$/.test(ifn))
+    bad(`sync daemon: mcastIfn ${JSON.stringify(r.mcastIfn)} is not an interface name`);
   const cfg: SyncDaemonConfig = { state: r.state, mcastIfn: ifn, syncid: intIn(r.syncid, 0, 255, 'syncid') ?? 0 };
   const maxlen = intIn(r.maxlen, 1, MAX_SYNC_MAXLEN, 'maxlen');
   if (maxlen !== undefined) cfg.maxlen = maxlen;
   if (r.group !== undefined && r.group !== null) {
     const g = typeof r.group === 'string' ? canonicalAddr(r.group) : null;
     const v4 = g === null ? null : parseIPv4(g);
-    if (!g || (v4 !== null ? v4 >>> 28 !== 0xe : !g.startsWith('ff'))) bad(`sync daemon: group ${JSON.stringify(r.group)} is not a multicast address`);
+    if (!g || (v4 !== null ? v4 >>> 28 !== 0xe : !g.startsWith('ff')))
+      bad(`sync daemon: group ${JSON.stringify(r.group)} is not a multicast address`);
     cfg.group = g;
   }
   const port = intIn(r.port, 1, 65535, 'port');
@@ -193,7 +196,10 @@ export class SyncManager {
 
   private async startNow(cfg: SyncDaemonConfig): Promise<void> {
     if (this.running.has(cfg.state)) {
-      throw new TsvsError('DAEMON_EXISTS', `sync daemon: a ${cfg.state} sync daemon is already running (mcast=${this.running.get(cfg.state)!.cfg.mcastIfn})`);
+      throw new TsvsError(
+        'DAEMON_EXISTS',
+        `sync daemon: a ${cfg.state} sync daemon is already running (mcast=${this.running.get(cfg.state)!.cfg.mcastIfn})`,
+      );
     }
     const p = this.params(cfg);
     const { log } = this.opts;
@@ -203,7 +209,9 @@ export class SyncManager {
       // Like the kernel: the configured maxlen, never more than the interface's MTU allows.
       const maxlen = Math.max(MESG_HEADER_LEN + 72, Math.min(cfg.maxlen ?? DEFAULT_SYNC_MAXLEN, interfaceMtu(cfg.mcastIfn) - 28));
       const sock = await this.sockets.master(p, onError);
-      const master = new SyncMaster(this.opts.table, { syncid: cfg.syncid, maxlen, refreshPeriodMs: this.opts.refreshPeriodMs ?? 0 }, (m) => sock.send(m));
+      const master = new SyncMaster(this.opts.table, { syncid: cfg.syncid, maxlen, refreshPeriodMs: this.opts.refreshPeriodMs ?? 0 }, (m) =>
+        sock.send(m),
+      );
       const r: Running = { cfg, sock, master };
       // A scan walks the whole table: on a huge table, scan less often (at most ~10% busy).
       const tick = () => {
@@ -246,7 +254,9 @@ export class SyncManager {
     const flush = () => {
       const b = batch;
       batch = [];
-      dataplane.importPersistence(b).catch((e: Error) => log('warn', `sync backup: could not put ${b.length} synced templates into the data plane: ${e.message}`));
+      dataplane
+        .importPersistence(b)
+        .catch((e: Error) => log('warn', `sync backup: could not put ${b.length} synced templates into the data plane: ${e.message}`));
     };
     return (e: SyncedEntry) => {
       if (!e.template) return toTable(e);

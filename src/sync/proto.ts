@@ -241,14 +241,7 @@ export function encodeMessages(syncid: number, conns: readonly SyncConn[], maxle
 }
 
 /** Why a whole message was dropped, for counters and debug logs. */
-export type DropReason =
-  | 'too-short'
-  | 'bad-size'
-  | 'version-0'
-  | 'truncated-entry'
-  | 'entry-version'
-  | 'bad-type'
-  | 'bad-option';
+export type DropReason = 'too-short' | 'bad-size' | 'version-0' | 'truncated-entry' | 'entry-version' | 'bad-type' | 'bad-option';
 
 /** Why one entry of an otherwise good message was skipped (the kernel's positive codes). */
 export type SkipReason = 'unknown-protocol' | 'bad-state' | 'mandatory-option' | 'bad-pe';
@@ -278,11 +271,13 @@ export function decodeMessage(buf: Buffer): Decoded {
   const skipped: SkipReason[] = [];
   let p = MESG_HEADER_LEN;
   for (let i = 0; i < nr; i++) {
-    if (p + ENTRY_V4_LEN > buf.length) return drop('truncated-entry', `entry ${i + 1} of ${nr} starts at ${p} but the message ends at ${buf.length}`, syncid);
+    if (p + ENTRY_V4_LEN > buf.length)
+      return drop('truncated-entry', `entry ${i + 1} of ${nr} starts at ${p} but the message ends at ${buf.length}`, syncid);
     const verSize = buf.readUInt16BE(p + 2);
     const size = verSize & SVER_MASK;
     const end = p + size;
-    if (end > buf.length) return drop('truncated-entry', `entry ${i + 1} of ${nr}: ${size} bytes at ${p} run past the message end ${buf.length}`, syncid);
+    if (end > buf.length)
+      return drop('truncated-entry', `entry ${i + 1} of ${nr}: ${size} bytes at ${p} run past the message end ${buf.length}`, syncid);
     if (verSize >> SVER_SHIFT) return drop('entry-version', `entry ${i + 1}: version ${verSize >> SVER_SHIFT}, only 0 is known`, syncid);
     const r = decodeEntry(buf, p, end);
     if (typeof r === 'string') return drop(r, `entry ${i + 1} of ${nr} at offset ${p}: ${DROP_TEXT[r]}`, syncid);
@@ -321,7 +316,11 @@ function decodeEntry(buf: Buffer, start: number, end: number): { conn: SyncConn 
     switch (ptype & ~OPT_F_PARAM) {
       case OPT_SEQ_DATA: {
         if (plen !== SEQ_OPT_LEN || seq) return 'bad-option';
-        const rd = (o: number): SyncSeq => ({ initSeq: buf.readUInt32BE(o), delta: buf.readUInt32BE(o + 4), previousDelta: buf.readUInt32BE(o + 8) });
+        const rd = (o: number): SyncSeq => ({
+          initSeq: buf.readUInt32BE(o),
+          delta: buf.readUInt32BE(o + 4),
+          previousDelta: buf.readUInt32BE(o + 8),
+        });
         seq = { in: rd(p), out: rd(p + 12) };
         break;
       }

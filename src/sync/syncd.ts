@@ -25,7 +25,16 @@ import type { RealServer } from '../core/service.js';
 import type { SyncedEntry, SyncImportMiss } from '../core/synced.js';
 import type { IpvsTable } from '../core/table.js';
 import { TcpState } from '../core/tcpstate.js';
-import { decodeMessage, encodeMessages, IPVS_CONN_F, PROTO, protocolName, type DropReason, type SkipReason, type SyncConn } from './proto.js';
+import {
+  decodeMessage,
+  encodeMessages,
+  IPVS_CONN_F,
+  PROTO,
+  protocolName,
+  type DropReason,
+  type SkipReason,
+  type SyncConn,
+} from './proto.js';
 import { formatIPv4 } from '../core/addr.js';
 
 /** TCP states in which the kernel's master syncs a connection. */
@@ -53,7 +62,12 @@ export function connToSync(c: Conn, now: number): SyncConn {
   else if (c.flags & CONN_F_INACTIVE) flags |= IPVS_CONN_F.INACTIVE;
   if (c.flags & CONN_F_NOOUTPUT) flags |= IPVS_CONN_F.NOOUTPUT;
   // A fwmark template's "virtual address" is the mark itself (ip_vs_sched_persist).
-  const vaddr = c.isTemplate && fwmark ? (c.af === 6 ? `${((fwmark >>> 16) & 0xffff).toString(16)}:${(fwmark & 0xffff).toString(16)}::` : formatIPv4(fwmark)) : c.vaddr;
+  const vaddr =
+    c.isTemplate && fwmark
+      ? c.af === 6
+        ? `${((fwmark >>> 16) & 0xffff).toString(16)}:${(fwmark & 0xffff).toString(16)}::`
+        : formatIPv4(fwmark)
+      : c.vaddr;
   return {
     af: c.af,
     protocol: PROTO[c.protocol],

@@ -33,10 +33,19 @@ export function interfaceAddress(ifname: string, family: 4 | 6): string {
     if (!existsSync(`/sys/class/net/${ifname}`)) {
       throw new TsvsError('NO_DEVICE', `sync daemon: interface ${ifname} does not exist`);
     }
-    throw new TsvsError('INVALID', `sync daemon: interface ${ifname} has no address`, `Interface ${ifname} has no IPv${family} address: the sync daemon needs one to send and join multicast`);
+    throw new TsvsError(
+      'INVALID',
+      `sync daemon: interface ${ifname} has no address`,
+      `Interface ${ifname} has no IPv${family} address: the sync daemon needs one to send and join multicast`,
+    );
   }
   const a = list.find((x) => (family === 4 ? x.family === 'IPv4' : x.family === 'IPv6'));
-  if (!a) throw new TsvsError('INVALID', `sync daemon: interface ${ifname} has no IPv${family} address`, `Interface ${ifname} has no IPv${family} address: the sync daemon needs one to send and join multicast`);
+  if (!a)
+    throw new TsvsError(
+      'INVALID',
+      `sync daemon: interface ${ifname} has no IPv${family} address`,
+      `Interface ${ifname} has no IPv${family} address: the sync daemon needs one to send and join multicast`,
+    );
   return family === 6 && a.scopeid ? `${a.address}%${ifname}` : a.address;
 }
 
@@ -87,7 +96,11 @@ export async function openMasterSocket(p: SocketParams, onError: (e: Error) => v
 }
 
 /** The backup's receiving socket: every datagram to the group goes to `onMessage`. */
-export async function openBackupSocket(p: SocketParams, onMessage: (msg: Buffer) => void, onError: (e: Error) => void): Promise<SyncSocket> {
+export async function openBackupSocket(
+  p: SocketParams,
+  onMessage: (msg: Buffer) => void,
+  onError: (e: Error) => void,
+): Promise<SyncSocket> {
   const v6 = p.group.includes(':');
   const local = interfaceAddress(p.ifname, v6 ? 6 : 4);
   const s = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', reuseAddr: true });

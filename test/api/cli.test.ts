@@ -109,20 +109,39 @@ describe('tsvs top and tsvs drain', () => {
       const mine = conns.filter((c) => c.server === 'rs1');
       assert.ok(mine.length >= 1);
       let closed = false;
-      const r = await tsvs(['drain', `127.0.0.1:${rs1.port}`, '--service', `127.0.0.1:${vport}`, '--api', srv.url, '--token', TOKEN, '--interval', '0.1', '--timeout', '30'], (out) => {
-        if (!closed && out.includes(`remaining: ${mine.length} connection`)) {
-          closed = true;
-          assert.equal(weight(rs1), 0);
-          // New connections avoid the drained server while the old ones still work.
-          void openEcho('127.0.0.1', vport).then(async (c) => {
-            assert.equal(c.server, 'rs2');
-            await c.end();
-            for (const m of mine) await m.end();
-          });
-        }
-      });
+      const r = await tsvs(
+        [
+          'drain',
+          `127.0.0.1:${rs1.port}`,
+          '--service',
+          `127.0.0.1:${vport}`,
+          '--api',
+          srv.url,
+          '--token',
+          TOKEN,
+          '--interval',
+          '0.1',
+          '--timeout',
+          '30',
+        ],
+        (out) => {
+          if (!closed && out.includes(`remaining: ${mine.length} connection`)) {
+            closed = true;
+            assert.equal(weight(rs1), 0);
+            // New connections avoid the drained server while the old ones still work.
+            void openEcho('127.0.0.1', vport).then(async (c) => {
+              assert.equal(c.server, 'rs2');
+              await c.end();
+              for (const m of mine) await m.end();
+            });
+          }
+        },
+      );
       assert.equal(r.code, 0, r.out + r.err);
-      assert.match(r.out, new RegExp(`draining 127\\.0\\.0\\.1:${rs1.port} in TCP 127\\.0\\.0\\.1:${vport}: weight 2 -> 0, ${mine.length} connections? open`));
+      assert.match(
+        r.out,
+        new RegExp(`draining 127\\.0\\.0\\.1:${rs1.port} in TCP 127\\.0\\.0\\.1:${vport}: weight 2 -> 0, ${mine.length} connections? open`),
+      );
       assert.match(r.out, /remaining: 0 connections\ndrained: no connections left/);
       assert.equal(weight(rs1), 0);
       const back = await tsvs(['drain', `127.0.0.1:${rs1.port}`, '--restore', '--api', srv.url, '--token', TOKEN]);

@@ -28,7 +28,11 @@ async function withDaemon(args: string[], f: (url: string, logs: () => string) =
 
 const service = (port: number) => ({ protocol: 'tcp', addr: '127.0.0.1', port, scheduler: 'rr' });
 const post = (url: string, body: unknown, token?: string) =>
-  fetch(`${url}/v1/services`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) } });
+  fetch(`${url}/v1/services`, {
+    method: 'POST',
+    body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+  });
 
 test('tsvsd --api with a token: reads and changes need it; 401 without it or with a wrong one', async () => {
   await withDaemon(['--api-token-file', 'TOKENFILE'], async (url, logs) => {
@@ -43,8 +47,13 @@ test('tsvsd --api with a token: reads and changes need it; 401 without it or wit
     assert.equal((await fetch(`${url}/v1/openapi.json`)).status, 200);
     assert.equal((await fetch(`${url}/dashboard`)).status, 200);
     assert.equal((await post(url, service(port), TOKEN)).status, 201);
-    const st = (await (await fetch(`${url}/v1/services`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as Array<{ id: string }>;
-    assert.deepEqual(st.map((s) => s.id), [`tcp:127.0.0.1:${port}`]);
+    const st = (await (await fetch(`${url}/v1/services`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as Array<{
+      id: string;
+    }>;
+    assert.deepEqual(
+      st.map((s) => s.id),
+      [`tcp:127.0.0.1:${port}`],
+    );
     assert.doesNotMatch(logs(), new RegExp(TOKEN));
   });
 });
@@ -92,7 +101,10 @@ ${servers.map((p) => `      - address: 127.0.0.1\n        port: ${p}\n`).join(''
     const okBody = (await ok.json()) as { ok: boolean; changes: string[] };
     assert.equal(ok.status, 200, JSON.stringify(okBody));
     assert.equal(okBody.ok, true);
-    assert.ok(okBody.changes.some((c) => c.includes('8002')), JSON.stringify(okBody.changes));
+    assert.ok(
+      okBody.changes.some((c) => c.includes('8002')),
+      JSON.stringify(okBody.changes),
+    );
     assert.deepEqual((await d.client.getTable()).services[0]!.dests.map((x) => x.port).sort(), [8001, 8002]);
     const before = JSON.stringify((await d.client.getTable()).services.map((s) => [s.scheduler, s.dests.map((x) => x.port)]));
     writeFileSync(join(dir, 'tsvs.yaml'), cfg([8003], 'nosuch'));

@@ -32,7 +32,19 @@ export async function startDirector(): Promise<TestDirector> {
 }
 
 export function serviceConfig(port: number, scheduler = 'rr'): ServiceConfig {
-  return { af: 4, protocol: 'tcp', addr: '127.0.0.1', port, fwmark: 0, scheduler, schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
+  return {
+    af: 4,
+    protocol: 'tcp',
+    addr: '127.0.0.1',
+    port,
+    fwmark: 0,
+    scheduler,
+    schedFlags: 0,
+    persistent: 0,
+    netmask: 0xffffffff,
+    ops: false,
+    pe: '',
+  };
 }
 
 export function destConfig(port: number, weight = 1): DestConfig {

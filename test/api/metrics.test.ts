@@ -64,7 +64,14 @@ describe('/metrics against real traffic', () => {
       for (const s of f.samples) assert.deepEqual(Object.keys(s.labels), name.startsWith('node_ipvs_backend_') ? BACKEND_LABELS : [], name);
     }
     assert.equal(valueOf(m, 'node_ipvs_connections_total'), 0);
-    const l1 = { local_address: '127.0.0.1', local_port: String(vport), remote_address: '127.0.0.1', remote_port: String(rs1.port), proto: 'TCP', local_mark: '' };
+    const l1 = {
+      local_address: '127.0.0.1',
+      local_port: String(vport),
+      remote_address: '127.0.0.1',
+      remote_port: String(rs1.port),
+      proto: 'TCP',
+      local_mark: '',
+    };
     assert.equal(valueOf(m, 'node_ipvs_backend_weight', l1), 3);
     assert.equal(valueOf(m, 'node_ipvs_backend_weight', { remote_port: String(rs2.port) }), 1);
     assert.equal(valueOf(m, 'tsvs_backend_health_state', { remote_port: String(rs1.port), state: 'unchecked' }), 1);
@@ -104,7 +111,10 @@ describe('/metrics against real traffic', () => {
     // Packets are counted per chunk read: at least one per connection and direction, at most one per byte.
     assert.ok(inpkts >= sent.conns && inpkts <= sent.inbytes, `incoming packets ${inpkts}`);
     assert.ok(outpkts >= sent.conns && outpkts <= sent.outbytes, `outgoing packets ${outpkts}`);
-    for (const [name, rs] of [['rs1', rs1], ['rs2', rs2]] as const) {
+    for (const [name, rs] of [
+      ['rs1', rs1],
+      ['rs2', rs2],
+    ] as const) {
       const l = { remote_port: String(rs.port) };
       assert.equal(valueOf(m, 'tsvs_backend_connections_total', l), per.get(name)!.conns, name);
       assert.equal(valueOf(m, 'tsvs_backend_incoming_bytes_total', l), per.get(name)!.inbytes, name);
@@ -142,7 +152,13 @@ describe('/metrics against real traffic', () => {
     let m = await scrape();
     assert.equal(valueOf(m, 'tsvs_backend_connect_failures_total', { remote_port: String(rs2.port) }), 2);
     assert.equal(valueOf(m, 'tsvs_backend_connect_failures_total', { remote_port: String(rs1.port) }), 0);
-    const server = (await call(d.app, 'GET', `/v1/services/${encodeURIComponent(`tcp:127.0.0.1:${vport}`)}/servers/${encodeURIComponent(`127.0.0.1:${rs2.port}`)}`)).json;
+    const server = (
+      await call(
+        d.app,
+        'GET',
+        `/v1/services/${encodeURIComponent(`tcp:127.0.0.1:${vport}`)}/servers/${encodeURIComponent(`127.0.0.1:${rs2.port}`)}`,
+      )
+    ).json;
     assert.equal(server.connectFailures, 2);
 
     await d.director.apply(
@@ -160,33 +176,93 @@ describe('renderMetrics label formatting', () => {
   const zero = { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, outbytes: 0 };
   const rz = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
   const dest = (addr: string, port: number, extra: object = {}) => ({
-    af: 4 as const, addr, port, weight: 7, fwd: 'route' as const, uThreshold: 0, lThreshold: 0, activeconns: 2, inactconns: 1, persistconns: 0,
-    overloaded: false, stats: zero, rates: rz, id: `${addr}:${port}`, health: { state: 'unchecked' as const }, connectFailures: 0, ...extra,
+    af: 4 as const,
+    addr,
+    port,
+    weight: 7,
+    fwd: 'route' as const,
+    uThreshold: 0,
+    lThreshold: 0,
+    activeconns: 2,
+    inactconns: 1,
+    persistconns: 0,
+    overloaded: false,
+    stats: zero,
+    rates: rz,
+    id: `${addr}:${port}`,
+    health: { state: 'unchecked' as const },
+    connectFailures: 0,
+    ...extra,
   });
   const svc = (over: object, dests: ReturnType<typeof dest>[]) => ({
-    af: 4 as const, protocol: 'tcp' as const, addr: '10.0.0.1', port: 80, fwmark: 0, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0, ops: false, pe: '',
-    stats: zero, rates: rz, id: 'x', label: 'x', dests, removed: [], ...over,
+    af: 4 as const,
+    protocol: 'tcp' as const,
+    addr: '10.0.0.1',
+    port: 80,
+    fwmark: 0,
+    scheduler: 'wlc',
+    schedFlags: 0,
+    persistent: 0,
+    netmask: 0,
+    ops: false,
+    pe: '',
+    stats: zero,
+    rates: rz,
+    id: 'x',
+    label: 'x',
+    dests,
+    removed: [],
+    ...over,
   });
 
   test('fwmark services read like /proc/net/ip_vs through procfs: proto FWM, %08X mark, empty address', () => {
     const v: StatusView = {
-      at: new Date().toISOString(), dataplane: 'nftables', stats: zero, rates: rz, timeouts: { tcp: 900, tcpfin: 120, udp: 300 }, connections: 0,
+      at: new Date().toISOString(),
+      dataplane: 'nftables',
+      stats: zero,
+      rates: rz,
+      timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
+      connections: 0,
       dataplaneCounters: null,
       vrrp: { configured: true, instances: [{ name: 'VI_1', vrid: 51, state: 'master', priority: 100, vips: ['10.0.0.1'] }] },
       services: [
         svc({ fwmark: 255, protocol: 'tcp', addr: '0.0.0.0', port: 0 }, [dest('10.1.0.1', 80)]),
         svc({ af: 6, protocol: 'udp', addr: '2001:db8::1', port: 53 }, [dest('2001:db8::a', 53, { af: 6 })]),
-        svc({}, [dest('10.1.0.2', 8080, { health: { state: 'down', lastCheck: { at: '2026-01-01T00:00:00.000Z', ok: false, reason: 'HTTP 503 "bad"\n', latencyMs: 12.5 } } })]),
+        svc({}, [
+          dest('10.1.0.2', 8080, {
+            health: {
+              state: 'down',
+              lastCheck: { at: '2026-01-01T00:00:00.000Z', ok: false, reason: 'HTTP 503 "bad"\n', latencyMs: 12.5 },
+            },
+          }),
+        ]),
       ],
     };
     const m = parsePrometheusText(renderMetrics(v));
     const w = m.get('node_ipvs_backend_weight')!.samples.map((s) => s.labels);
-    assert.deepEqual(w[0], { local_address: '', local_port: '0', remote_address: '10.1.0.1', remote_port: '80', proto: 'FWM', local_mark: '000000FF' });
-    assert.deepEqual(w[1], { local_address: '2001:db8::1', local_port: '53', remote_address: '2001:db8::a', remote_port: '53', proto: 'UDP', local_mark: '' });
+    assert.deepEqual(w[0], {
+      local_address: '',
+      local_port: '0',
+      remote_address: '10.1.0.1',
+      remote_port: '80',
+      proto: 'FWM',
+      local_mark: '000000FF',
+    });
+    assert.deepEqual(w[1], {
+      local_address: '2001:db8::1',
+      local_port: '53',
+      remote_address: '2001:db8::a',
+      remote_port: '53',
+      proto: 'UDP',
+      local_mark: '',
+    });
     assert.equal(valueOf(m, 'node_ipvs_backend_connections_active', { remote_port: '8080' }), 2);
     assert.equal(valueOf(m, 'tsvs_backend_health_state', { remote_port: '8080', state: 'down' }), 1);
     assert.equal(valueOf(m, 'tsvs_backend_health_check_latency_seconds', { remote_port: '8080' }), 0.0125);
-    assert.equal(valueOf(m, 'tsvs_backend_health_last_check_timestamp_seconds', { remote_port: '8080' }), Date.parse('2026-01-01T00:00:00Z') / 1000);
+    assert.equal(
+      valueOf(m, 'tsvs_backend_health_last_check_timestamp_seconds', { remote_port: '8080' }),
+      Date.parse('2026-01-01T00:00:00Z') / 1000,
+    );
     assert.equal(valueOf(m, 'tsvs_vrrp_state', { instance: 'VI_1', state: 'master' }), 1);
     assert.equal(valueOf(m, 'tsvs_vrrp_state', { instance: 'VI_1', state: 'backup' }), 0);
     assert.equal(valueOf(m, 'tsvs_vrrp_configured'), 1);

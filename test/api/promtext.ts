@@ -41,7 +41,7 @@ function parseLabels(s: string, line: number): [Record<string, string>, string] 
     if (s[eq + 1] !== '"') throw new Error(`line ${line}: label value of ${name} is not quoted`);
     let v = '';
     let j = eq + 2;
-    for (;; j++) {
+    for (; ; j++) {
       const ch = s[j];
       if (ch === undefined) throw new Error(`line ${line}: unterminated label value`);
       if (ch === '"') break;

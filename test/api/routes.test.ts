@@ -43,7 +43,10 @@ describe('control API routes', () => {
     assert.equal(r.json.scheduler, 'rr');
     assert.deepEqual(r.json.dests, []);
     const list = await call(d.app, 'GET', '/v1/services');
-    assert.deepEqual(list.json.map((s: { id: string }) => s.id), [sid]);
+    assert.deepEqual(
+      list.json.map((s: { id: string }) => s.id),
+      [sid],
+    );
     const one = await call(d.app, 'GET', svcPath());
     assert.equal(one.status, 200);
     assert.equal(one.json.id, sid);
@@ -92,7 +95,18 @@ describe('control API routes', () => {
       ['POST', '/v1/ops', { ops: 'flush' }, 400, 'BAD_REQUEST'],
       ['POST', '/v1/ops', { ops: [{ op: 'explode' }] }, 400, 'BAD_REQUEST'],
       // A batch whose second op fails changes nothing, the first included.
-      ['POST', '/v1/ops', { ops: [{ op: 'add-service', service: serviceConfig(1) }, { op: 'add-service', service: serviceConfig(1) }] }, 409, 'SERVICE_EXISTS'],
+      [
+        'POST',
+        '/v1/ops',
+        {
+          ops: [
+            { op: 'add-service', service: serviceConfig(1) },
+            { op: 'add-service', service: serviceConfig(1) },
+          ],
+        },
+        409,
+        'SERVICE_EXISTS',
+      ],
       ['GET', '/v1/connections?limit=-1', undefined, 400, 'BAD_REQUEST'],
       ['GET', '/v1/connections?offset=abc', undefined, 400, 'BAD_REQUEST'],
     ];
@@ -192,7 +206,10 @@ describe('control API routes', () => {
       assert.equal(p1.json.length, 2);
       assert.equal(p2.json.length, 2);
       assert.equal(p1.headers.get('x-total-count'), String(total));
-      assert.deepEqual([...p1.json, ...p2.json, ...rest.json].map((c: { cport: number }) => c.cport), all.json.map((c: { cport: number }) => c.cport));
+      assert.deepEqual(
+        [...p1.json, ...p2.json, ...rest.json].map((c: { cport: number }) => c.cport),
+        all.json.map((c: { cport: number }) => c.cport),
+      );
       const beyond = await call(d.app, 'GET', `/v1/connections?offset=${total + 10}&limit=5`);
       assert.deepEqual(beyond.json, []);
       const rid = `127.0.0.1:${rs2.port}`;
@@ -204,10 +221,16 @@ describe('control API routes', () => {
       const nd = await d.app.request('/v1/connections?offset=0&limit=3', { headers: { accept: 'application/x-ndjson' } });
       assert.match(nd.headers.get('content-type') ?? '', /^application\/x-ndjson/);
       assert.equal(nd.headers.get('x-total-count'), String(total));
-      const lines = (await nd.text()).trimEnd().split('\n').map((l) => JSON.parse(l));
+      const lines = (await nd.text())
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l));
       assert.deepEqual(lines[0], { count: 3 });
       assert.deepEqual(lines.at(-1), { end: true });
-      assert.deepEqual(lines.slice(1, -1).map((c: { cport: number }) => c.cport), all.json.slice(0, 3).map((c: { cport: number }) => c.cport));
+      assert.deepEqual(
+        lines.slice(1, -1).map((c: { cport: number }) => c.cport),
+        all.json.slice(0, 3).map((c: { cport: number }) => c.cport),
+      );
     } finally {
       for (const c of conns) await c.end();
     }
@@ -227,7 +250,10 @@ describe('control API routes', () => {
     const h = await call(d.app, 'GET', '/v1/health');
     assert.deepEqual(
       h.json.map((x: { server: string; state: string }) => [x.server, x.state]).sort(),
-      [[`127.0.0.1:${rs1.port}`, 'unchecked'], [`127.0.0.1:${rs2.port}`, 'unchecked']].sort(),
+      [
+        [`127.0.0.1:${rs1.port}`, 'unchecked'],
+        [`127.0.0.1:${rs2.port}`, 'unchecked'],
+      ].sort(),
     );
     const v = await call(d.app, 'GET', '/v1/vrrp');
     assert.equal(v.json.state, 'not configured');
@@ -250,7 +276,10 @@ describe('control API routes', () => {
       const lines = (await nd.text()).trimEnd().split('\n');
       const { services, ...rest } = (await call(d.app, 'GET', '/v1/table')).json;
       assert.deepEqual(JSON.parse(lines[0]!), { ...rest, count: 1 });
-      assert.deepEqual(lines.slice(1, -1), services.map((x: unknown) => JSON.stringify(x)));
+      assert.deepEqual(
+        lines.slice(1, -1),
+        services.map((x: unknown) => JSON.stringify(x)),
+      );
       assert.equal(lines.at(-1), '{"end":true}');
     }
     assert.deepEqual(await call(d.app, 'GET', '/v1/sync').then((r) => r.json), []);
@@ -271,18 +300,33 @@ describe('control API routes', () => {
     const rid = `127.0.0.1:${rs1.port}`;
     const at = new Date().toISOString();
     const health: HealthSource = {
-      get: (_s, dest) => (dest === rid ? { state: 'down', checker: 'http', lastCheck: { at, ok: false, reason: 'HTTP 503', latencyMs: 4 } } : { state: 'up', checker: 'http', lastCheck: { at, ok: true, reason: 'HTTP 200', latencyMs: 2 } }),
-      removed: () => [{ id: '127.0.0.1:9', health: { state: 'down', checker: 'tcp', lastCheck: { at, ok: false, reason: 'connect ECONNREFUSED', latencyMs: 1 } } }],
+      get: (_s, dest) =>
+        dest === rid
+          ? { state: 'down', checker: 'http', lastCheck: { at, ok: false, reason: 'HTTP 503', latencyMs: 4 } }
+          : { state: 'up', checker: 'http', lastCheck: { at, ok: true, reason: 'HTTP 200', latencyMs: 2 } },
+      removed: () => [
+        {
+          id: '127.0.0.1:9',
+          health: { state: 'down', checker: 'tcp', lastCheck: { at, ok: false, reason: 'connect ECONNREFUSED', latencyMs: 1 } },
+        },
+      ],
     };
     const app = createControlApp(d.director, { health });
     try {
       const svc = (await call(app, 'GET', svcPath())).json;
       assert.equal(svc.dests.find((x: { id: string }) => x.id === rid).health.lastCheck.reason, 'HTTP 503');
-      assert.deepEqual(svc.removed.map((x: { id: string }) => x.id), ['127.0.0.1:9']);
+      assert.deepEqual(
+        svc.removed.map((x: { id: string }) => x.id),
+        ['127.0.0.1:9'],
+      );
       const h = (await call(app, 'GET', '/v1/health')).json;
       assert.deepEqual(
         h.map((x: { server: string; state: string; inTable: boolean }) => [x.server, x.state, x.inTable]).sort(),
-        [[rid, 'down', true], [`127.0.0.1:${rs2.port}`, 'up', true], ['127.0.0.1:9', 'down', false]].sort(),
+        [
+          [rid, 'down', true],
+          [`127.0.0.1:${rs2.port}`, 'up', true],
+          ['127.0.0.1:9', 'down', false],
+        ].sort(),
       );
       const m = (await call(app, 'GET', '/metrics')).text;
       assert.match(m, new RegExp(`^tsvs_backend_health_state\\{[^}]*remote_port="${rs1.port}"[^}]*state="down"\\} 1$`, 'm'));
@@ -346,8 +390,16 @@ describe('control API routes', () => {
         .filter((x) => x.method !== 'ALL' && !x.path.startsWith('/dashboard/') && x.path !== '/' && x.path !== '/dashboard/')
         .map((x) => `${x.method} ${x.path.replace(':svc', ':service').replace(':rs', ':server').replace(':file', '')}`),
     );
-    assert.deepEqual([...served].filter((x) => !documented.has(x)), [], 'served but not documented');
-    assert.deepEqual([...documented].filter((x) => !served.has(x)), [], 'documented but not served');
+    assert.deepEqual(
+      [...served].filter((x) => !documented.has(x)),
+      [],
+      'served but not documented',
+    );
+    assert.deepEqual(
+      [...documented].filter((x) => !served.has(x)),
+      [],
+      'documented but not served',
+    );
     assert.deepEqual(r.json, openApiDocument());
   });
 
@@ -374,7 +426,12 @@ describe('control API routes', () => {
     assert.equal(d.table.list()[0]!.dests.length, 1);
     assert.equal((await call(d.app, 'DELETE', svcPath())).status, 200);
     assert.equal(d.table.list().length, 0);
-    await call(d.app, 'POST', '/v1/ops', { ops: [{ op: 'add-service', service: serviceConfig(vport) }, { op: 'add-server', service: serviceConfig(vport), dest: destConfig(rs1.port) }] });
+    await call(d.app, 'POST', '/v1/ops', {
+      ops: [
+        { op: 'add-service', service: serviceConfig(vport) },
+        { op: 'add-server', service: serviceConfig(vport), dest: destConfig(rs1.port) },
+      ],
+    });
     assert.equal(d.table.list().length, 1);
     assert.equal((await call(d.app, 'DELETE', '/v1/services')).status, 200);
     assert.equal(d.table.list().length, 0);
@@ -415,7 +472,12 @@ describe('control API auth over TCP', () => {
     d.table.apply({ op: 'add-service', service: serviceConfig(vport) });
     const before = JSON.stringify(d.table.config());
     for (const [m, p, b] of changes) {
-      for (const headers of <Array<Record<string, string>>>[{}, { authorization: 'Bearer wrong' }, { authorization: `Bearer ${TOKEN}x` }, { authorization: TOKEN }]) {
+      for (const headers of <Array<Record<string, string>>>[
+        {},
+        { authorization: 'Bearer wrong' },
+        { authorization: `Bearer ${TOKEN}x` },
+        { authorization: TOKEN },
+      ]) {
         const r = await call(app, m, p, b, headers);
         assert.equal(r.status, 401, `${m} ${p} ${JSON.stringify(headers)}`);
         assert.equal(r.json.error.code, 'UNAUTHORIZED');
@@ -423,11 +485,29 @@ describe('control API auth over TCP', () => {
       }
     }
     assert.equal(JSON.stringify(d.table.config()), before);
-    for (const p of ['/v1/info', '/v1/table', '/v1/status', '/v1/services', '/v1/connections', '/v1/health', '/v1/vrrp', '/v1/stats', '/metrics', '/', '/v1/openapi.json']) {
+    for (const p of [
+      '/v1/info',
+      '/v1/table',
+      '/v1/status',
+      '/v1/services',
+      '/v1/connections',
+      '/v1/health',
+      '/v1/vrrp',
+      '/v1/stats',
+      '/metrics',
+      '/',
+      '/v1/openapi.json',
+    ]) {
       assert.equal((await call(app, 'GET', p)).status, 200, p);
     }
     assert.equal((await call(app, 'GET', '/v1/info')).json.changes, 'token');
-    const ok = await call(app, 'POST', '/v1/services', { protocol: 'tcp', addr: '127.0.0.1', port: 1, persistent: 0 }, { authorization: `Bearer ${TOKEN}` });
+    const ok = await call(
+      app,
+      'POST',
+      '/v1/services',
+      { protocol: 'tcp', addr: '127.0.0.1', port: 1, persistent: 0 },
+      { authorization: `Bearer ${TOKEN}` },
+    );
     // Port 1 is privileged for a non-root test run: either added or refused by the data plane, never 401.
     assert.notEqual(ok.status, 401);
     d.table.apply({ op: 'flush' });

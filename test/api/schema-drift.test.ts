@@ -20,7 +20,19 @@ import { call, freeVipPort, startDirector, type TestDirector } from './harness.j
 const SVC = ServiceConfigSchema.shape;
 const RS = RealServerSchema.shape;
 
-const svc: ServiceConfig = { af: 4, protocol: 'tcp', addr: '10.0.0.1', port: 80, fwmark: 0, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
+const svc: ServiceConfig = {
+  af: 4,
+  protocol: 'tcp',
+  addr: '10.0.0.1',
+  port: 80,
+  fwmark: 0,
+  scheduler: 'wlc',
+  schedFlags: 0,
+  persistent: 0,
+  netmask: 0xffffffff,
+  ops: false,
+  pe: '',
+};
 const key = { af: 4 as const, protocol: 'tcp' as const, addr: '10.0.0.1', port: 80, fwmark: 0 };
 const rs = { af: 4 as const, addr: '10.0.1.1', port: 80, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 };
 
@@ -96,7 +108,10 @@ const cases: Case[] = [
     name: 'weight',
     yamlKey: 'real_servers[0].weight',
     b: bounds(RS.weight),
-    core: (v) => [{ op: 'add-service', service: svc }, { op: 'add-server', service: key, dest: { ...rs, weight: v } }],
+    core: (v) => [
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: key, dest: { ...rs, weight: v } },
+    ],
     yaml: (v) => yamlOf('    port: 80\n', `        weight: ${v}\n`),
     ka: (v) => kaOf('virtual_server 10.0.0.1 80', '', 'real_server 10.0.1.1 80', `    weight ${v}\n`),
     api: (v) => ({ method: 'POST', path: '/servers', body: { addr: '127.0.0.1', port: 9, weight: v } }),
@@ -107,7 +122,10 @@ const cases: Case[] = [
     yamlKey: 'u_threshold',
     b: bounds(RS.uThreshold),
     sides: ['max'],
-    core: (v) => [{ op: 'add-service', service: svc }, { op: 'add-server', service: key, dest: { ...rs, uThreshold: v } }],
+    core: (v) => [
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: key, dest: { ...rs, uThreshold: v } },
+    ],
     yaml: (v) => yamlOf('    port: 80\n', `        u_threshold: ${v}\n`),
     ka: (v) => kaOf('virtual_server 10.0.0.1 80', '', 'real_server 10.0.1.1 80', `    uthreshold ${v}\n`),
     api: (v) => ({ method: 'POST', path: '/servers', body: { addr: '127.0.0.1', port: 9, uThreshold: v } }),
@@ -119,7 +137,10 @@ const cases: Case[] = [
     b: bounds(RS.lThreshold),
     sides: ['max'],
     // At the bound the upper threshold must be there too (lower above upper is ERANGE).
-    core: (v) => [{ op: 'add-service', service: svc }, { op: 'add-server', service: key, dest: { ...rs, uThreshold: v, lThreshold: v } }],
+    core: (v) => [
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: key, dest: { ...rs, uThreshold: v, lThreshold: v } },
+    ],
     yaml: (v) => yamlOf('    port: 80\n', `        u_threshold: ${v}\n        l_threshold: ${v}\n`),
     ka: (v) => kaOf('virtual_server 10.0.0.1 80', '', 'real_server 10.0.1.1 80', `    uthreshold ${v}\n    lthreshold ${v}\n`),
     api: (v) => ({ method: 'POST', path: '/servers', body: { addr: '127.0.0.1', port: 9, uThreshold: v, lThreshold: v } }),
@@ -130,7 +151,10 @@ const cases: Case[] = [
     yamlKey: 'real_servers[0].port',
     b: bounds(RS.port),
     sides: ['max'],
-    core: (v) => [{ op: 'add-service', service: svc }, { op: 'add-server', service: key, dest: { ...rs, port: v } }],
+    core: (v) => [
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: key, dest: { ...rs, port: v } },
+    ],
     yaml: (v) => yamlOf('    port: 80\n').replace('        port: 80\n', `        port: ${v}\n`),
     ka: (v) => kaOf('virtual_server 10.0.0.1 80', '', `real_server 10.0.1.1 ${v}`),
     api: (v) => ({ method: 'POST', path: '/servers', body: { addr: '127.0.0.1', port: v } }),
@@ -140,9 +164,16 @@ const cases: Case[] = [
     name: 'gue tunnel port',
     b: bounds(TunnelSchema.shape.port),
     sides: ['min'],
-    core: (v) => [{ op: 'add-service', service: svc }, { op: 'add-server', service: key, dest: { ...rs, fwd: 'tunnel', tunnel: { type: 'gue', port: v } } }],
+    core: (v) => [
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: key, dest: { ...rs, fwd: 'tunnel', tunnel: { type: 'gue', port: v } } },
+    ],
     ka: (v) => kaOf('virtual_server 10.0.0.1 80', `  lb_kind TUN type gue port ${v}\n`),
-    api: (v) => ({ method: 'POST', path: '/servers', body: { addr: '127.0.0.1', port: 9, fwd: 'tunnel', tunnel: { type: 'gue', port: v } } }),
+    api: (v) => ({
+      method: 'POST',
+      path: '/servers',
+      body: { addr: '127.0.0.1', port: 9, fwd: 'tunnel', tunnel: { type: 'gue', port: v } },
+    }),
     doc: ['Tunnel', 'port'],
   },
   ...(['tcp', 'tcpfin', 'udp'] as const).map(
@@ -279,15 +310,34 @@ describe('one schema: every reader refuses a value just outside a bound, naming 
         }
       }
       for (const v of (c.sides ?? ['min', 'max']).map((s) => c.b[s])) {
-        if (c.core) assert.equal(messageOf(() => newTable().validate(c.core!(v))), null, `core refuses ${v}`);
-        if (c.yaml) assert.equal(messageOf(() => parseYamlConfig(c.yaml!(v), 't.yaml')), null, `YAML refuses ${v}`);
-        if (c.ka) assert.equal(messageOf(() => parseKeepalivedConfig(c.ka!(v), 't.conf')), null, `keepalived.conf refuses ${v}`);
+        if (c.core)
+          assert.equal(
+            messageOf(() => newTable().validate(c.core!(v))),
+            null,
+            `core refuses ${v}`,
+          );
+        if (c.yaml)
+          assert.equal(
+            messageOf(() => parseYamlConfig(c.yaml!(v), 't.yaml')),
+            null,
+            `YAML refuses ${v}`,
+          );
+        if (c.ka)
+          assert.equal(
+            messageOf(() => parseKeepalivedConfig(c.ka!(v), 't.conf')),
+            null,
+            `keepalived.conf refuses ${v}`,
+          );
       }
     });
   }
 
   test('the OpenAPI document states each bound', () => {
-    const schemas = (openApiDocument() as { components: { schemas: Record<string, { properties: Record<string, { minimum?: number; maximum?: number }> }> } }).components.schemas;
+    const schemas = (
+      openApiDocument() as {
+        components: { schemas: Record<string, { properties: Record<string, { minimum?: number; maximum?: number }> }> };
+      }
+    ).components.schemas;
     for (const c of cases) {
       if (!c.doc) continue;
       const p = schemas[c.doc[0]]?.properties[c.doc[1]];

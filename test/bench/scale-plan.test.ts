@@ -49,7 +49,12 @@ describe('bench/scale plan', () => {
   }
 
   it('300 changes apply one by one, and tsvsadm arguments mean the same operation as the API one', async () => {
-    const plan: Plan = { plane: 'nftables', size: 50, scheduler: 'wlc', special: { vip: '198.18.0.1', port: 80, reals: ['198.19.0.11', '198.19.0.12'] } };
+    const plan: Plan = {
+      plane: 'nftables',
+      size: 50,
+      scheduler: 'wlc',
+      special: { vip: '198.18.0.1', port: 80, reals: ['198.19.0.11', '198.19.0.12'] },
+    };
     const t = await loaded(plan);
     const s = new ChangeStream(plan, 3);
     const kinds = new Set<string>();

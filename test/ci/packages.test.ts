@@ -55,7 +55,9 @@ function readList(file: string): Map<string, string> {
 /** The commands named by the privileged() gates of a test file. */
 function gatedCommands(file: string): string[] {
   // Comments may name the gate too: only code counts.
-  const src = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
+  const src = readFileSync(file, 'utf8')
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .replace(/^\s*\/\/.*$/gm, '');
   const out = new Set<string>();
   for (const m of src.matchAll(/\bprivileged\(\s*(\[[^\]]*\])?\s*\)/g)) {
     const names = m[1] ? [...m[1].matchAll(/'([^']+)'/g)].map((x) => x[1]!) : DEFAULT_NEEDS;
@@ -110,7 +112,9 @@ describe('the Debian packages the tests need', () => {
     assert.deepEqual(r.stdout.trim().split('\n'), union);
   });
 
-  test('every command a privileged() gate names comes from a package listed next to that test', { skip: !hasDpkg && !REQUIRED ? 'needs dpkg-query (Debian) to find which package ships a command' : false }, () => {
+  test('every command a privileged() gate names comes from a package listed next to that test', {
+    skip: !hasDpkg && !REQUIRED ? 'needs dpkg-query (Debian) to find which package ships a command' : false,
+  }, () => {
     const problems: string[] = [];
     let checked = 0;
     // Not this file: its own titles name the gate.
@@ -131,14 +135,17 @@ describe('the Debian packages the tests need', () => {
           continue;
         }
         checked++;
-        if (!covered(pkg, new Set(list.keys()))) problems.push(`${name} gates on ${cmd}, from package ${pkg}, which ${relative(ROOT, join(dirname(file), LIST))} does not list`);
+        if (!covered(pkg, new Set(list.keys())))
+          problems.push(`${name} gates on ${cmd}, from package ${pkg}, which ${relative(ROOT, join(dirname(file), LIST))} does not list`);
       }
     }
     assert.deepEqual(problems, []);
     assert.ok(checked > 0, 'at least one gated command was checked');
   });
 
-  test('every listed package is installed (CI: after .ci/run)', { skip: !REQUIRED ? 'only under TSVS_REQUIRE_PRIVILEGED=1 (CI), where .ci/run installed them' : false }, () => {
+  test('every listed package is installed (CI: after .ci/run)', {
+    skip: !REQUIRED ? 'only under TSVS_REQUIRE_PRIVILEGED=1 (CI), where .ci/run installed them' : false,
+  }, () => {
     const missing = union.filter((p) => !field(p, 'Status').endsWith('install ok installed'));
     assert.deepEqual(missing, [], `listed but not installed: ${missing.join(' ')} (apt-get install them, or run .ci/run)`);
   });

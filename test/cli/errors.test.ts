@@ -109,8 +109,16 @@ const cases: Array<[string[], string, number]> = [
   [['-a', '-t', '1.2.3.4:80', '-r', '::1'], 'Different address family is allowed only for tunneling servers\n', 2],
   [['-a', '-f', '1', '-6', '-r', '1.1.1.1'], 'Different address family is allowed only for tunneling servers\n', 2],
   [['-a', '-t', '1.2.3.4:80', '-r', '1.1.1.1', '--tun-type', 'gre'], 'Tunnel options conflict with forward method\n', 2],
-  [['-a', '-t', '1.2.3.4:80', '-r', '1.1.1.1', '-i', '--tun-type', 'gue'], "You need to supply the 'tun-port' option for the 'gue' tunnel type\n", 2],
-  [['-a', '-t', '1.2.3.4:80', '-r', '1.1.1.1', '-i', '--tun-type', 'gre', '--tun-remcsum'], "Illegal 'tun-remcsum' option with the 'gre' tunnel type\n", 2],
+  [
+    ['-a', '-t', '1.2.3.4:80', '-r', '1.1.1.1', '-i', '--tun-type', 'gue'],
+    "You need to supply the 'tun-port' option for the 'gue' tunnel type\n",
+    2,
+  ],
+  [
+    ['-a', '-t', '1.2.3.4:80', '-r', '1.1.1.1', '-i', '--tun-type', 'gre', '--tun-remcsum'],
+    "Illegal 'tun-remcsum' option with the 'gre' tunnel type\n",
+    2,
+  ],
   [['-a', '-t', '1.2.3.4:80', '-r', '1.1.1.1', '-i', '--tun-port', '6080'], "Illegal 'tun-port' option with the 'ipip' tunnel type\n", 2],
   [
     ['-a', '-t', '1.2.3.4:80', '-r', '1.1.1.1', '-i', '--tun-type', 'gue', '--tun-port', '6080', '--tun-csum', '--tun-remcsum'],
@@ -191,7 +199,10 @@ describe('errors from the daemon', () => {
 
   it('--start-daemon and --stop-daemon are declined with exit 255', async () => {
     const api = new FakeApi();
-    for (const argv of [['--start-daemon', 'master'], ['--stop-daemon', 'backup', '--syncid', '3']]) {
+    for (const argv of [
+      ['--start-daemon', 'master'],
+      ['--stop-daemon', 'backup', '--syncid', '3'],
+    ]) {
       assert.deepEqual(await run(argv, api), { code: 255, stdout: '', stderr: SYNC_DAEMON_MESSAGE });
     }
     assert.deepEqual(api.applied, []);

@@ -3,15 +3,7 @@
  * applied, and fails on demand with a given error.
  */
 import type { ControlApi, SyncDaemonView } from '../../src/api/control.js';
-import type {
-  ConnView,
-  DestView,
-  Op,
-  Rates,
-  ServiceView,
-  Stats,
-  TableView,
-} from '../../src/core/types.js';
+import type { ConnView, DestView, Op, Rates, ServiceView, Stats, TableView } from '../../src/core/types.js';
 import type { IpvsadmIO, NameResolver } from '../../src/cli/ipvsadm/run.js';
 import { runIpvsadm } from '../../src/cli/ipvsadm/run.js';
 import { builtinServices } from '../../src/ipvsadm/services.js';
@@ -105,19 +97,23 @@ export function dest(p: Partial<DestView> & { addr: string; port: number }): Des
 /** An offline resolver: a few names, and the built-in services table. */
 export const stubResolver: NameResolver = {
   async lookupHost(name) {
-    return ({ localhost: '127.0.0.1', 'www.example.com': '192.0.2.80', 'lb.example.com': '10.0.0.1' } as Record<string, string>)[name] ?? null;
+    return (
+      ({ localhost: '127.0.0.1', 'www.example.com': '192.0.2.80', 'lb.example.com': '10.0.0.1' } as Record<string, string>)[name] ?? null
+    );
   },
   async lookupAddr(addr) {
     return (
-      ({
-        '127.0.0.1': 'localhost',
-        '10.0.0.1': 'lb.example.com',
-        '10.0.0.2': 'frontend-vip.example.com',
-        '192.168.1.2': 'web-1.internal.example.com',
-        '192.168.1.3': 'a-rather-long-real-server-name.example.com',
-        '2001:db8::1': 'v6.example.com',
-      }) as Record<string, string>
-    )[addr] ?? null;
+      (
+        {
+          '127.0.0.1': 'localhost',
+          '10.0.0.1': 'lb.example.com',
+          '10.0.0.2': 'frontend-vip.example.com',
+          '192.168.1.2': 'web-1.internal.example.com',
+          '192.168.1.3': 'a-rather-long-real-server-name.example.com',
+          '2001:db8::1': 'v6.example.com',
+        } as Record<string, string>
+      )[addr] ?? null
+    );
   },
   services: builtinServices,
 };

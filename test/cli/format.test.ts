@@ -19,7 +19,6 @@ const daemons = [
   { state: 'master' as const, mcastIfn: 'eth0', syncid: 0, maxlen: 1472, group: '224.0.0.81', port: 8848, ttl: 1 },
 ];
 
-
 async function listing(api: FakeApi, argv: string[], resolve = stubResolver): Promise<string> {
   const r = await run(argv, api, { resolve });
   assert.equal(r.stderr, '');
@@ -133,7 +132,10 @@ describe('listings beyond what the oracle can show (tsvs-produced, hand-checked 
 
   it('connection expiry prints minutes past 59 and zero-pads both fields', () => {
     const [c] = connections();
-    const out = formatConnections([{ ...c!, expires: 7 }, { ...c!, expires: 6000 }]);
+    const out = formatConnections([
+      { ...c!, expires: 7 },
+      { ...c!, expires: 6000 },
+    ]);
     assert.match(out, /^TCP 00:07 {2}/m);
     assert.match(out, /^TCP 100:00 /m);
   });
@@ -193,7 +195,10 @@ describe('helpers', () => {
     const parsed = JSON.parse(out) as { services: Array<{ addr: string; fwmark: number; dests: Array<{ addr: string; port: number }> }> };
     const text = golden('sort-Ln.txt');
     const order = parsed.services.map((s) => (s.fwmark ? `FWM  ${s.fwmark}` : `TCP  ${s.addr}:80`));
-    const textOrder = text.split('\n').filter((l) => /^(TCP|FWM)/.test(l)).map((l) => l.replace(/ wlc$/, ''));
+    const textOrder = text
+      .split('\n')
+      .filter((l) => /^(TCP|FWM)/.test(l))
+      .map((l) => l.replace(/ wlc$/, ''));
     assert.deepEqual(order, textOrder);
     assert.deepEqual(
       parsed.services.find((s) => s.addr === '10.0.0.1')!.dests.map((d) => `${d.addr}:${d.port}`),
@@ -215,7 +220,10 @@ describe('helpers', () => {
     assert.equal(rules.services.length, 4);
     assert.deepEqual(rules.timeouts, { tcp: 900, tcpfin: 120, udp: 300 });
     const one = JSON.parse(await listing(a, ['-L', '-t', '[2001:db8::1]:443', '--json']));
-    assert.deepEqual(one.dests.map((d: { port: number }) => d.port), [443, 8443]);
+    assert.deepEqual(
+      one.dests.map((d: { port: number }) => d.port),
+      [443, 8443],
+    );
   });
 });
 

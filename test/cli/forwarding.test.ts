@@ -42,9 +42,16 @@ describe('forwarding methods in tsvsadm output', () => {
     const fwd = rows.slice(1).map((l) => l.slice(5 + 29, 5 + 29 + 8));
     assert.deepEqual(fwd, ['Masq    ', 'Route   ', 'Tunnel  ', 'Tunnel  ', 'Tunnel  ', 'Tunnel  ', 'Tunnel  ', 'Tunnel  ']);
     // printf("  -> %-28s %-7s %-6d %-10u %-10u\n"): exact bytes, trailing blanks included.
-    assert.ok(rows.includes(`  -> ${'198.19.0.10:80'.padEnd(28)} ${'Route'.padEnd(7)} ${'1'.padEnd(6)} ${'0'.padEnd(10)} ${'0'.padEnd(10)}`), rows.join('\n'));
-    assert.ok(rows.includes(`  -> ${'198.19.0.9:8080'.padEnd(28)} ${'Masq'.padEnd(7)} ${'1'.padEnd(6)} ${'0'.padEnd(10)} ${'0'.padEnd(10)}`));
-    assert.ok(rows.includes(`  -> ${'198.19.0.14:80'.padEnd(28)} ${'Tunnel'.padEnd(7)} ${'2'.padEnd(6)} ${'0'.padEnd(10)} ${'0'.padEnd(10)}`));
+    assert.ok(
+      rows.includes(`  -> ${'198.19.0.10:80'.padEnd(28)} ${'Route'.padEnd(7)} ${'1'.padEnd(6)} ${'0'.padEnd(10)} ${'0'.padEnd(10)}`),
+      rows.join('\n'),
+    );
+    assert.ok(
+      rows.includes(`  -> ${'198.19.0.9:8080'.padEnd(28)} ${'Masq'.padEnd(7)} ${'1'.padEnd(6)} ${'0'.padEnd(10)} ${'0'.padEnd(10)}`),
+    );
+    assert.ok(
+      rows.includes(`  -> ${'198.19.0.14:80'.padEnd(28)} ${'Tunnel'.padEnd(7)} ${'2'.padEnd(6)} ${'0'.padEnd(10)} ${'0'.padEnd(10)}`),
+    );
   });
 
   it('--tun-info: ipip, gue:PORT:-c|+c|r+c, gre:-c|+c, n/a for the others', async () => {

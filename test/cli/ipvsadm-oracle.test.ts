@@ -100,28 +100,59 @@ const worlds: Array<[string, World, string[][]]> = [
       ['-L', '-f', '7', '--thresholds'],
     ],
   ],
-  ['ipv4 fixture, other timeouts and no daemons', { table: { ...ipv4Table(), timeouts: { tcp: 0, tcpfin: 5, udp: 86400 * 31 } }, resolve: stubResolver }, []],
-  ['ipv4 fixture and more', { table: mixedTable(), resolve: stubResolver }, [['-Ln', '-t', '10.9.0.80:0'], ['-L', '-f', '4242']]],
+  [
+    'ipv4 fixture, other timeouts and no daemons',
+    { table: { ...ipv4Table(), timeouts: { tcp: 0, tcpfin: 5, udp: 86400 * 31 } }, resolve: stubResolver },
+    [],
+  ],
+  [
+    'ipv4 fixture and more',
+    { table: mixedTable(), resolve: stubResolver },
+    [
+      ['-Ln', '-t', '10.9.0.80:0'],
+      ['-L', '-f', '4242'],
+    ],
+  ],
   ['sort fixture', { table: sortTable(), resolve: stubResolver }, [['-Ln', '-f', '4294967295']]],
   ['long names', { table: longNameV4(), resolve: stubResolver }, [['-L', '-t', '10.0.0.1:8080', '--persistent-conn']]],
 ];
 
 /** Every listing of the whole table, with and without names. */
 const LISTINGS: string[][] = [
-  [], ['-L'], ['-Ln'], ['-S'], ['-Sn'],
-  ['-L', '--stats'], ['-Ln', '--stats'], ['-Ln', '--stats', '--exact'],
-  ['-L', '--rate'], ['-Ln', '--rate'], ['-Ln', '--rate', '--exact'],
-  ['-L', '--thresholds'], ['-Ln', '--thresholds'],
-  ['-L', '--persistent-conn'], ['-Ln', '--persistent-conn'],
-  ['-L', '--tun-info'], ['-Ln', '--tun-info'],
-  ['-Ln', '--nosort'], ['-Ln', '--stats', '--nosort'],
-  ['-Lc'], ['-Lnc'], ['-Lc', '--persistent-conn'], ['-Lnc', '--persistent-conn'],
-  ['-L', '--timeout'], ['-L', '--daemon'],
+  [],
+  ['-L'],
+  ['-Ln'],
+  ['-S'],
+  ['-Sn'],
+  ['-L', '--stats'],
+  ['-Ln', '--stats'],
+  ['-Ln', '--stats', '--exact'],
+  ['-L', '--rate'],
+  ['-Ln', '--rate'],
+  ['-Ln', '--rate', '--exact'],
+  ['-L', '--thresholds'],
+  ['-Ln', '--thresholds'],
+  ['-L', '--persistent-conn'],
+  ['-Ln', '--persistent-conn'],
+  ['-L', '--tun-info'],
+  ['-Ln', '--tun-info'],
+  ['-Ln', '--nosort'],
+  ['-Ln', '--stats', '--nosort'],
+  ['-Lc'],
+  ['-Lnc'],
+  ['-Lc', '--persistent-conn'],
+  ['-Lnc', '--persistent-conn'],
+  ['-L', '--timeout'],
+  ['-L', '--daemon'],
 ];
 
 /** Listing options that ipvsadm refuses together: the refusals must match as well. */
 const REFUSALS: string[][] = [
-  ['-Sn', '--nosort'], ['-S', '--stats'], ['-Lc', '--rate'], ['-L', '--timeout', '--stats'], ['-L', '--daemon', '--persistent-conn'],
+  ['-Sn', '--nosort'],
+  ['-S', '--stats'],
+  ['-Lc', '--rate'],
+  ['-L', '--timeout', '--stats'],
+  ['-L', '--daemon', '--persistent-conn'],
 ];
 
 describe('tsvsadm lists what the real ipvsadm lists, byte for byte', gate(), () => {
@@ -162,7 +193,11 @@ describe('the real ipvsadm -R accepts tsvsadm -S output', gate(), () => {
       assert.ok(saved.stdout.split('\n').filter(Boolean).length >= 4);
 
       const log = join(dir, `${name.replace(/\W+/g, '-')}.log`);
-      const r = spawnSync(IPVSADM, ['-R'], { input: saved.stdout, encoding: 'utf8', env: { ...process.env, LD_PRELOAD: shim, FAKE_LOG: log } });
+      const r = spawnSync(IPVSADM, ['-R'], {
+        input: saved.stdout,
+        encoding: 'utf8',
+        env: { ...process.env, LD_PRELOAD: shim, FAKE_LOG: log },
+      });
       assert.equal(r.stderr, '', `ipvsadm -R refused tsvsadm's output:\n${saved.stdout}`);
       assert.equal(r.status, 0);
       const asked = readFileSync(log, 'utf8').trim().split('\n');

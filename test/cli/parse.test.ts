@@ -111,7 +111,16 @@ describe('ops for each command', () => {
     });
     assert.deepEqual(await op('-A', '-f', '7', '-s', 'sh', '-b', 'sh-fallback,sh-port'), {
       op: 'add-service',
-      service: { af: 4, protocol: 'tcp', addr: '0.0.0.0', port: 0, fwmark: 7, ...svcDefaults, scheduler: 'sh', schedFlags: SCHED_FLAG_1 | SCHED_FLAG_2 },
+      service: {
+        af: 4,
+        protocol: 'tcp',
+        addr: '0.0.0.0',
+        port: 0,
+        fwmark: 7,
+        ...svcDefaults,
+        scheduler: 'sh',
+        schedFlags: SCHED_FLAG_1 | SCHED_FLAG_2,
+      },
     });
     assert.deepEqual(await op('-A', '-f', '7', '-6', '-o'), {
       op: 'add-service',
@@ -142,25 +151,37 @@ describe('ops for each command', () => {
   it('-a: defaults weight 1, route; the port follows the virtual one unless NAT says otherwise', async () => {
     const base = { af: 4, addr: '10.0.0.2', uThreshold: 0, lThreshold: 0 } as const;
     assert.deepEqual(await op('-a', '-t', '1.2.3.4:80', '-r', '10.0.0.2'), {
-      op: 'add-server', service: tcp80, dest: { ...base, port: 80, weight: 1, fwd: 'route' },
+      op: 'add-server',
+      service: tcp80,
+      dest: { ...base, port: 80, weight: 1, fwd: 'route' },
     });
     // DR and tunnelling force the virtual port even when another is given.
     assert.deepEqual(await op('-a', '-t', '1.2.3.4:80', '-r', '10.0.0.2:8080'), {
-      op: 'add-server', service: tcp80, dest: { ...base, port: 80, weight: 1, fwd: 'route' },
+      op: 'add-server',
+      service: tcp80,
+      dest: { ...base, port: 80, weight: 1, fwd: 'route' },
     });
     assert.deepEqual(await op('-a', '-t', '1.2.3.4:80', '-r', '10.0.0.2:8080', '-m', '-w', '0', '-x', '100', '-y', '10'), {
-      op: 'add-server', service: tcp80, dest: { ...base, port: 8080, weight: 0, fwd: 'masq', uThreshold: 100, lThreshold: 10 },
+      op: 'add-server',
+      service: tcp80,
+      dest: { ...base, port: 8080, weight: 0, fwd: 'masq', uThreshold: 100, lThreshold: 10 },
     });
     assert.deepEqual(await op('-a', '-t', '1.2.3.4:80', '-r', '10.0.0.2', '-m'), {
-      op: 'add-server', service: tcp80, dest: { ...base, port: 80, weight: 1, fwd: 'masq' },
+      op: 'add-server',
+      service: tcp80,
+      dest: { ...base, port: 80, weight: 1, fwd: 'masq' },
     });
     // Port names are looked up for the service's protocol...
     assert.deepEqual(await op('-a', '-t', '1.2.3.4:80', '-r', '10.0.0.2:http-alt', '-m'), {
-      op: 'add-server', service: tcp80, dest: { ...base, port: 8080, weight: 1, fwd: 'masq' },
+      op: 'add-server',
+      service: tcp80,
+      dest: { ...base, port: 8080, weight: 1, fwd: 'masq' },
     });
     // ...and -r before -t sees no virtual port yet (ipvsadm copies it at -r time).
     assert.deepEqual(await op('-a', '-r', '10.0.0.2', '-t', '1.2.3.4:80', '-m'), {
-      op: 'add-server', service: tcp80, dest: { ...base, port: 0, weight: 1, fwd: 'masq' },
+      op: 'add-server',
+      service: tcp80,
+      dest: { ...base, port: 0, weight: 1, fwd: 'masq' },
     });
     // fwmark services keep the given port, whatever the method.
     assert.deepEqual(await op('-a', '-f', '1', '-r', '10.0.0.2:8080'), {
@@ -172,10 +193,23 @@ describe('ops for each command', () => {
 
   it('-a with tunnels, including an IPv6 server behind an IPv4 service', async () => {
     assert.deepEqual(await op('-a', '-t', '1.2.3.4:80', '-r', '[2001:db8::9]:80', '-i'), {
-      op: 'add-server', service: tcp80,
+      op: 'add-server',
+      service: tcp80,
       dest: { af: 6, addr: '2001:db8::9', port: 80, weight: 1, fwd: 'tunnel', uThreshold: 0, lThreshold: 0, tunnel: { type: 'ipip' } },
     });
-    const gue = (await op('-a', '-t', '1.2.3.4:80', '-r', '10.0.0.2', '-i', '--tun-type', 'gue', '--tun-port', '6080', '--tun-remcsum')) as {
+    const gue = (await op(
+      '-a',
+      '-t',
+      '1.2.3.4:80',
+      '-r',
+      '10.0.0.2',
+      '-i',
+      '--tun-type',
+      'gue',
+      '--tun-port',
+      '6080',
+      '--tun-remcsum',
+    )) as {
       dest: { tunnel: unknown };
     };
     assert.deepEqual(gue.dest.tunnel, { type: 'gue', port: 6080, csum: 'remcsum' });
@@ -191,26 +225,42 @@ describe('ops for each command', () => {
 
   it('-e re-applies every server parameter: no -m/-i means route, no -w means weight 1', async () => {
     assert.deepEqual(await op('-e', '-t', '1.2.3.4:80', '-r', '10.0.0.2:8080'), {
-      op: 'edit-server', service: tcp80,
+      op: 'edit-server',
+      service: tcp80,
       dest: { af: 4, addr: '10.0.0.2', port: 80, weight: 1, fwd: 'route', uThreshold: 0, lThreshold: 0 },
     });
   });
 
   it('-d keeps the given port (no forcing) and sends only the key', async () => {
     assert.deepEqual(await op('-d', '-t', '1.2.3.4:80', '-r', '10.0.0.2:8080'), {
-      op: 'delete-server', service: tcp80, dest: { af: 4, addr: '10.0.0.2', port: 8080 },
+      op: 'delete-server',
+      service: tcp80,
+      dest: { af: 4, addr: '10.0.0.2', port: 8080 },
     });
     assert.deepEqual(await op('-d', '-t', '1.2.3.4:80', '-r', '10.0.0.2'), {
-      op: 'delete-server', service: tcp80, dest: { af: 4, addr: '10.0.0.2', port: 80 },
+      op: 'delete-server',
+      service: tcp80,
+      dest: { af: 4, addr: '10.0.0.2', port: 80 },
     });
   });
 
   it('listing commands', async () => {
     const one = await parse('-L', '-t', '[::1]:443', '--stats', '--exact');
     assert.deepEqual(one, {
-      cmd: 'list', view: 'services',
+      cmd: 'list',
+      view: 'services',
       service: { af: 6, protocol: 'tcp', addr: '::1', port: 443, fwmark: 0 },
-      opts: { numeric: false, stats: true, rate: false, thresholds: false, persistentConn: false, tunInfo: false, nosort: false, exact: true, json: false },
+      opts: {
+        numeric: false,
+        stats: true,
+        rate: false,
+        thresholds: false,
+        persistentConn: false,
+        tunInfo: false,
+        nosort: false,
+        exact: true,
+        json: false,
+      },
     });
     assert.equal(((await parse('-L', '--timeout')) as { view: string }).view, 'timeout');
     assert.equal(((await parse('-l', '--daemon')) as { view: string }).view, 'daemon');

@@ -30,7 +30,10 @@ describe('tsvs realserver setup', () => {
   it('--mode dr prints the VIP on lo and the ARP sysctls, with reasons', () => {
     const r = capture(['setup', '--mode', 'dr', '198.19.0.100']);
     assert.equal(r.code, 0, r.err);
-    const cmds = r.out.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split('    #')[0]);
+    const cmds = r.out
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map((l) => l.split('    #')[0]);
     assert.deepEqual(cmds, [
       'ip addr add 198.19.0.100/32 dev lo',
       'sysctl -w net.ipv4.conf.all.arp_ignore=1',
@@ -40,8 +43,16 @@ describe('tsvs realserver setup', () => {
   });
 
   it('--dev adds the per-interface sysctls; IPv6 needs no ARP settings', () => {
-    assert.deepEqual(drSteps('198.19.0.100', 'eth1').map((s) => s.argv.join(' ')).slice(3), ['sysctl -w net.ipv4.conf.eth1.arp_ignore=1', 'sysctl -w net.ipv4.conf.eth1.arp_announce=2']);
-    assert.deepEqual(drSteps('2001:db8:19::100').map((s) => s.argv.join(' ')), ['ip addr add 2001:db8:19::100/128 dev lo']);
+    assert.deepEqual(
+      drSteps('198.19.0.100', 'eth1')
+        .map((s) => s.argv.join(' '))
+        .slice(3),
+      ['sysctl -w net.ipv4.conf.eth1.arp_ignore=1', 'sysctl -w net.ipv4.conf.eth1.arp_announce=2'],
+    );
+    assert.deepEqual(
+      drSteps('2001:db8:19::100').map((s) => s.argv.join(' ')),
+      ['ip addr add 2001:db8:19::100/128 dev lo'],
+    );
   });
 
   it('--mode tun prints the modules, the tunnel device and rp_filter, and says what this host lacks', () => {
@@ -51,8 +62,14 @@ describe('tsvs realserver setup', () => {
     assert.match(r.out, /^ip fou add port 6080 gue /m);
     assert.match(r.out, /^ip addr add 198\.19\.0\.100\/32 dev tunl0 /m);
     assert.match(r.out, /^sysctl -w net\.ipv4\.conf\.tunl0\.rp_filter=0 /m);
-    if (!findModule('fou').present) assert.match(r.out, /# NOTE: this host cannot do it: tunnel type gue \(IPv4\) needs the kernel modules? .*fou/);
-    assert.deepEqual(tunSteps('198.19.0.100', 'gre').steps.slice(0, 3).map((s) => s.argv.join(' ')), ['modprobe ip_gre', 'ip link set gre0 up', 'ip addr add 198.19.0.100/32 dev gre0']);
+    if (!findModule('fou').present)
+      assert.match(r.out, /# NOTE: this host cannot do it: tunnel type gue \(IPv4\) needs the kernel modules? .*fou/);
+    assert.deepEqual(
+      tunSteps('198.19.0.100', 'gre')
+        .steps.slice(0, 3)
+        .map((s) => s.argv.join(' ')),
+      ['modprobe ip_gre', 'ip link set gre0 up', 'ip addr add 198.19.0.100/32 dev gre0'],
+    );
   });
 
   it('bad input is refused with a message naming it', () => {
@@ -77,7 +94,25 @@ describe('tsvs realserver setup --apply', privileged(['ip']), () => {
   it('--mode dr applies the VIP on lo and the ARP sysctls in this namespace; a second run is harmless', () => {
     const root = join(import.meta.dirname, '..', '..');
     for (let i = 0; i < 2; i++) {
-      const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', 'bin/tsvs.ts', 'realserver', 'setup', '--mode', 'dr', '198.19.0.100', '--apply'], { cwd: root, encoding: 'utf8', timeout: 30_000 });
+      const r = spawnSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          ns,
+          process.execPath,
+          '--import',
+          'tsx',
+          'bin/tsvs.ts',
+          'realserver',
+          'setup',
+          '--mode',
+          'dr',
+          '198.19.0.100',
+          '--apply',
+        ],
+        { cwd: root, encoding: 'utf8', timeout: 30_000 },
+      );
       assert.equal(r.status, 0, r.stderr);
     }
     const inNs = (...a: string[]) => spawnSync('ip', ['netns', 'exec', ns, ...a], { encoding: 'utf8' }).stdout;

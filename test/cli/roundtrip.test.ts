@@ -42,7 +42,10 @@ function randomTable(seed: number): TableView {
     const protocol: Protocol = fw ? 'tcp' : pick(['tcp', 'udp', 'sctp'] as const);
     const persistent = rnd() < 0.4 ? int(1, 86400 * 31) : 0;
     const scheduler = pick(['rr', 'wrr', 'lc', 'wlc', 'sh', 'mh', 'sed', 'nq', 'fo', 'ovf']);
-    const flagChoices = scheduler === 'sh' || scheduler === 'mh' ? [0, SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_1 | SCHED_FLAG_2] : [0, SCHED_FLAG_1, SCHED_FLAG_3, SCHED_FLAG_1 | SCHED_FLAG_2 | SCHED_FLAG_3];
+    const flagChoices =
+      scheduler === 'sh' || scheduler === 'mh'
+        ? [0, SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_1 | SCHED_FLAG_2]
+        : [0, SCHED_FLAG_1, SCHED_FLAG_3, SCHED_FLAG_1 | SCHED_FLAG_2 | SCHED_FLAG_3];
     const addr = fw ? (af === 6 ? '::' : '0.0.0.0') : af === 6 ? v6() : v4();
     const port = fw ? 0 : persistent && rnd() < 0.2 ? 0 : int(1, 65535);
     let netmask = af === 6 ? 128 : 0xffffffff;
@@ -51,7 +54,15 @@ function randomTable(seed: number): TableView {
     if (seen.has(key)) continue;
     seen.add(key);
     const s = svc({
-      af, protocol, addr, port, fwmark: fw, scheduler, schedFlags: pick(flagChoices), persistent, netmask,
+      af,
+      protocol,
+      addr,
+      port,
+      fwmark: fw,
+      scheduler,
+      schedFlags: pick(flagChoices),
+      persistent,
+      netmask,
       ops: (fw !== 0 || protocol === 'udp') && rnd() < 0.3,
       pe: persistent && rnd() < 0.2 ? 'sip' : '',
     });
@@ -68,9 +79,11 @@ function randomTable(seed: number): TableView {
       if (fwd === 'tunnel') {
         const type = pick(['ipip', 'gue', 'gre'] as const);
         d.tunnel =
-          type === 'ipip' ? { type } :
-          type === 'gue' ? { type, port: int(1, 65535), csum: pick(['nocsum', 'csum', 'remcsum'] as const) } :
-          { type, csum: pick(['nocsum', 'csum'] as const) };
+          type === 'ipip'
+            ? { type }
+            : type === 'gue'
+              ? { type, port: int(1, 65535), csum: pick(['nocsum', 'csum', 'remcsum'] as const) }
+              : { type, csum: pick(['nocsum', 'csum'] as const) };
       }
       s.dests.push(d);
     }
@@ -95,7 +108,13 @@ function expectedOps(table: TableView): Op[] {
         op: 'add-server',
         service: key,
         dest: {
-          af: d.af, addr: d.addr, port: d.port, weight: d.weight, fwd: d.fwd, uThreshold: 0, lThreshold: 0,
+          af: d.af,
+          addr: d.addr,
+          port: d.port,
+          weight: d.weight,
+          fwd: d.fwd,
+          uThreshold: 0,
+          lThreshold: 0,
           ...(d.fwd === 'tunnel' ? { tunnel: d.tunnel ?? { type: 'ipip' } } : {}),
         },
       });
@@ -131,7 +150,11 @@ describe('-S output parses back into the same operations', () => {
     });
   }
 
-  for (const [name, mk] of [['ipv4Table', ipv4Table], ['ipv6Table', ipv6Table], ['sortTable', sortTable]] as const) {
+  for (const [name, mk] of [
+    ['ipv4Table', ipv4Table],
+    ['ipv6Table', ipv6Table],
+    ['sortTable', sortTable],
+  ] as const) {
     it(`fixture ${name}`, async () => {
       const table = mk();
       assert.deepEqual(await parseRules(await save(table, true)), expectedOps(table));
@@ -142,7 +165,11 @@ describe('-S output parses back into the same operations', () => {
     const table = {
       ...emptyTable(),
       services: [
-        svc({ addr: '10.0.0.1', port: 80, dests: [dest({ addr: '127.0.0.1', port: 80, fwd: 'masq' }), dest({ addr: '192.0.2.5', port: 8080, fwd: 'masq' })] }),
+        svc({
+          addr: '10.0.0.1',
+          port: 80,
+          dests: [dest({ addr: '127.0.0.1', port: 80, fwd: 'masq' }), dest({ addr: '192.0.2.5', port: 8080, fwd: 'masq' })],
+        }),
         svc({ protocol: 'udp', addr: '127.0.0.1', port: 53, scheduler: 'rr' }),
       ],
     };

@@ -26,9 +26,10 @@ describe('commands become one api.apply call each', () => {
       assert.deepEqual(await run(argv, api), { code: 0, stdout: '', stderr: '' });
     }
     assert.equal(api.applied.length, 6);
-    assert.deepEqual(api.applied.map((ops) => ops.map((o) => o.op)), [
-      ['add-service'], ['add-server'], ['delete-service'], ['flush'], ['zero'], ['set-timeouts'],
-    ]);
+    assert.deepEqual(
+      api.applied.map((ops) => ops.map((o) => o.op)),
+      [['add-service'], ['add-server'], ['delete-service'], ['flush'], ['zero'], ['set-timeouts']],
+    );
   });
 });
 
@@ -48,7 +49,10 @@ describe('-R', () => {
     const r = await run(['-R'], api, { stdin: input });
     assert.deepEqual(r, { code: 0, stdout: '', stderr: '' });
     assert.equal(api.applied.length, 1);
-    assert.deepEqual(api.applied[0]!.map((o) => o.op), ['add-service', 'add-server', 'add-service', 'add-server']);
+    assert.deepEqual(
+      api.applied[0]!.map((o) => o.op),
+      ['add-service', 'add-server', 'add-service', 'add-server'],
+    );
     assert.deepEqual(api.applied[0]![1], {
       op: 'add-server',
       service: { af: 4, protocol: 'tcp', addr: '10.0.0.1', port: 80, fwmark: 0 },
@@ -56,7 +60,7 @@ describe('-R', () => {
     });
   });
 
-  it('a bad line anywhere means nothing is applied; ipvsadm\'s message and exit code, then the line', async () => {
+  it("a bad line anywhere means nothing is applied; ipvsadm's message and exit code, then the line", async () => {
     const api = new FakeApi();
     const r = await run(['-R'], api, { stdin: `${input}\n-a -t 10.0.0.1:80 -r 10.0.0.9 -w 70000\n` });
     assert.deepEqual(r, {
@@ -101,7 +105,11 @@ describe('-R', () => {
     const api = new FakeApi();
     api.applyError = new TsvsError('SERVICE_EXISTS', 'TCP 10.0.0.1:80: service already exists');
     const r = await run(['-R'], api, { stdin: input });
-    assert.deepEqual(r, { code: 255, stdout: '', stderr: 'Service already exists\nipvsadm: -R: TCP 10.0.0.1:80: service already exists; nothing was applied\n' });
+    assert.deepEqual(r, {
+      code: 255,
+      stdout: '',
+      stderr: 'Service already exists\nipvsadm: -R: TCP 10.0.0.1:80: service already exists; nothing was applied\n',
+    });
     assert.equal(api.applied.length, 1);
   });
 
@@ -113,7 +121,8 @@ describe('-R', () => {
     assert.deepEqual(r, {
       code: 255,
       stdout: '',
-      stderr: 'Destination already exists\nipvsadm: -R: line 7: UDP 10.0.0.1:53: real server 10.0.0.3:53 already exists; nothing was applied\n',
+      stderr:
+        'Destination already exists\nipvsadm: -R: line 7: UDP 10.0.0.1:53: real server 10.0.0.3:53 already exists; nothing was applied\n',
     });
   });
 
@@ -149,7 +158,7 @@ describe('-h and -v', () => {
     assert.match(r.stdout, /^ipvsadm v1\.31 2019\/12\/24 \(tsvsadm [0-9.]+, compatible with IPVS v1\.2\.1\)\n$/);
   });
 
-  it('-h prints ipvsadm\'s usage to stdout, tsvs only on the first line', async () => {
+  it("-h prints ipvsadm's usage to stdout, tsvs only on the first line", async () => {
     const r = await run(['-h'], new FakeApi(), { progName: 'tsvsadm' });
     assert.equal(r.code, 0);
     assert.equal(r.stderr, '');
@@ -157,8 +166,14 @@ describe('-h and -v', () => {
     const lines = r.stdout.split('\n');
     assert.equal(lines[0], versionLine().trimEnd());
     assert.equal(lines[1], 'Usage:');
-    assert.equal(lines[2], '  tsvsadm -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--pe persistence_engine] [-b sched-flags]');
-    assert.ok(lines.slice(1).every((l) => !/tsvs(?!adm -)/.test(l)), 'no other line mentions tsvs');
+    assert.equal(
+      lines[2],
+      '  tsvsadm -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--pe persistence_engine] [-b sched-flags]',
+    );
+    assert.ok(
+      lines.slice(1).every((l) => !/tsvs(?!adm -)/.test(l)),
+      'no other line mentions tsvs',
+    );
     assert.equal(lines.at(-2), '  --mcast-ttl ttl                     Multicast TTL (default=1)');
   });
 

@@ -25,7 +25,10 @@ interface Run {
 /** Runs the built tsvsadm against `socket` with `input` on stdin. */
 function tsvsadm(socket: string, args: string[], input = ''): Promise<Run> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [ENTRY('tsvsadm'), ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, TSVS_SOCKET: socket } });
+    const p = spawn(process.execPath, [ENTRY('tsvsadm'), ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, TSVS_SOCKET: socket },
+    });
     let out = '';
     let err = '';
     p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -71,7 +74,10 @@ describe('tsvsadm at scale against tsvsd', () => {
     lines[40_000] = 'garbage on this line';
     const r = await tsvsadm(d.socket, ['-R'], `${lines.join('\n')}\n`);
     assert.equal(r.code, 255);
-    assert.equal(r.err, "Try `tsvsadm -h' or 'tsvsadm --help' for more information.\ntsvsadm: -R: line 40001 refused, nothing was applied: garbage on this line\n");
+    assert.equal(
+      r.err,
+      "Try `tsvsadm -h' or 'tsvsadm --help' for more information.\ntsvsadm: -R: line 40001 refused, nothing was applied: garbage on this line\n",
+    );
     assert.equal(await saved(), before);
   });
 
@@ -113,12 +119,18 @@ describe('tsvsadm at scale against tsvsd', () => {
     assert.equal(JSON.parse(lines[0]!).count, 302);
     assert.deepEqual(JSON.parse(lines.at(-1)!), { end: true });
     const again = await d.client.getTable();
-    assert.deepEqual(lines.slice(1, -1), again.services.map((s) => JSON.stringify(s)));
+    assert.deepEqual(
+      lines.slice(1, -1),
+      again.services.map((s) => JSON.stringify(s)),
+    );
   });
 
   test('a batch over the body limit is refused with the limit named', async () => {
     // Only the head is sent: the limit is checked against Content-Length before the body is read.
-    const head = await rawExchange(d.socket, `POST /v1/ops HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${65 * 1024 * 1024}\r\n\r\n{"ops":[`);
+    const head = await rawExchange(
+      d.socket,
+      `POST /v1/ops HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${65 * 1024 * 1024}\r\n\r\n{"ops":[`,
+    );
     assert.match(head, /^HTTP\/1\.1 413 /);
     const e = JSON.parse(head.slice(head.indexOf('\r\n\r\n') + 4)).error;
     assert.equal(e.code, 'TOO_LARGE');
@@ -178,11 +190,19 @@ function get(socket: string, path: string): Promise<string> {
 /** POST over the control socket; resolves with status and body. */
 function post(socket: string, path: string, body: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-    });
+    const req = request(
+      {
+        socketPath: socket,
+        path,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });

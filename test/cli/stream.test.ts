@@ -32,7 +32,12 @@ class StreamingApi extends FakeApi {
 function bigTable(): TableView {
   const t = ipv4Table();
   for (let i = 0; i < 1500; i++) {
-    const s = svc({ protocol: i % 3 ? 'tcp' : 'udp', addr: `10.${(i * 7) % 256}.${i % 13}.1`, port: 1000 + ((i * 31) % 5000), scheduler: 'wrr' });
+    const s = svc({
+      protocol: i % 3 ? 'tcp' : 'udp',
+      addr: `10.${(i * 7) % 256}.${i % 13}.1`,
+      port: 1000 + ((i * 31) % 5000),
+      scheduler: 'wrr',
+    });
     s.dests = [4, 2, 3, 1].map((k) => dest({ addr: `192.168.${k}.${(i % 200) + 1}`, port: 80 + k, weight: k }));
     t.services.push(s);
   }
@@ -45,7 +50,19 @@ describe('streamed listings equal whole ones', () => {
     ['sort fixture', sortTable],
     ['1,500 services', bigTable],
   ];
-  const listings = [['-Ln'], ['-L'], ['-Sn'], ['-S'], ['-Ln', '--stats'], ['-Ln', '--rate'], ['-Ln', '--exact', '--stats'], ['-Ln', '--thresholds'], ['-Ln', '--persistent-conn'], ['-Ln', '--tun-info'], ['-Ln', '--nosort']];
+  const listings = [
+    ['-Ln'],
+    ['-L'],
+    ['-Sn'],
+    ['-S'],
+    ['-Ln', '--stats'],
+    ['-Ln', '--rate'],
+    ['-Ln', '--exact', '--stats'],
+    ['-Ln', '--thresholds'],
+    ['-Ln', '--persistent-conn'],
+    ['-Ln', '--tun-info'],
+    ['-Ln', '--nosort'],
+  ];
   for (const [name, make] of tables) {
     for (const argv of listings) {
       it(`${name}: ${argv.join(' ')}`, async () => {

@@ -21,7 +21,8 @@ const tmp = mkdtempSync(join(tmpdir(), 'tsvs-config-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** Services without source positions, for comparing two parses. */
-const strip = (c: TsvsConfig) => JSON.parse(JSON.stringify(c.services, (k, v) => (k === 'origin' ? undefined : v))) as VirtualServiceConfig[];
+const strip = (c: TsvsConfig) =>
+  JSON.parse(JSON.stringify(c.services, (k, v) => (k === 'origin' ? undefined : v))) as VirtualServiceConfig[];
 
 describe('bad config corpus: each file gives its precise message', () => {
   const dir = join(FIXTURES, 'bad');
@@ -32,7 +33,7 @@ describe('bad config corpus: each file gives its precise message', () => {
       const path = join(dir, f);
       const expect = /^# expect: (.*)$/m.exec(readFileSync(path, 'utf8'))![1]!;
       await assert.rejects(loadConfig(path), (e: Error) => {
-        const first = e instanceof ConfigError ? formatDiagnostic(e.diagnostics[0]!) : (e as { detail?: string }).detail ?? e.message;
+        const first = e instanceof ConfigError ? formatDiagnostic(e.diagnostics[0]!) : ((e as { detail?: string }).detail ?? e.message);
         assert.equal(first.replaceAll(`${dir}/`, ''), `${f}:${expect}`);
         return true;
       });
@@ -41,7 +42,9 @@ describe('bad config corpus: each file gives its precise message', () => {
 });
 
 describe('keepalived.conf: every Debian sample', () => {
-  const samples = readdirSync(SAMPLES).filter((f) => f.startsWith('keepalived.conf')).sort();
+  const samples = readdirSync(SAMPLES)
+    .filter((f) => f.startsWith('keepalived.conf'))
+    .sort();
   test('the samples are installed (apt-get install keepalived)', () => assert.ok(samples.length >= 20, `${samples.length} samples`));
   for (const f of samples) {
     test(`${f} parses; what is not loaded is named with its line`, () => {
@@ -57,7 +60,9 @@ describe('keepalived.conf: every Debian sample', () => {
         assert.ok(word && lines[d.line - 1]!.includes(word), `${formatDiagnostic(d)} names what is on its line`);
       }
       // Each checker keepalived runs here is either loaded or reported.
-      const checkers = lines.filter((l) => /^\s*(TCP_CHECK|HTTP_GET|SSL_GET|UDP_CHECK|DNS_CHECK|MISC_CHECK|SMTP_CHECK|PING_CHECK)\b/.test(l)).length;
+      const checkers = lines.filter((l) =>
+        /^\s*(TCP_CHECK|HTTP_GET|SSL_GET|UDP_CHECK|DNS_CHECK|MISC_CHECK|SMTP_CHECK|PING_CHECK)\b/.test(l),
+      ).length;
       const loaded = cfg.services.reduce((n, s) => n + s.realServers.reduce((m, r) => m + r.checkers.length, 0), 0);
       const reported = cfg.unsupported.filter((d) => /_CHECK" in real_server/.test(d.message)).length;
       if (!text.includes('virtual_server group')) assert.equal(loaded + reported, checkers);
@@ -69,13 +74,18 @@ describe('keepalived.conf: every Debian sample', () => {
   test('sample values: the man page sample, SMTP_CHECK named, misc_dynamic, quorum and groups', () => {
     const s = parseKeepalivedConfig(readFileSync(`${SAMPLES}/keepalived.conf.sample`, 'utf8'), 'sample');
     const vs = s.services[0]!;
-    assert.deepEqual([vs.addr, vs.port, vs.scheduler, vs.persistent, vs.sorryServer?.addr], ['10.10.10.2', 1358, 'rr', 50, '192.168.200.200']);
+    assert.deepEqual(
+      [vs.addr, vs.port, vs.scheduler, vs.persistent, vs.sorryServer?.addr],
+      ['10.10.10.2', 1358, 'rr', 50, '192.168.200.200'],
+    );
     const http = vs.realServers[0]!.checkers[0]!;
     assert.deepEqual([http.type, http.interval, http.timeout, http.retry, http.delayBeforeRetry], ['http', 6, 3, 3, 3]);
     assert.equal(http.http!.urls[0]!.digest, '640205b7b0fc66c1ea91c463fac6334d');
     assert.equal(s.vrrp[0]!.virtualRouterId, 50);
     const smtp = parseKeepalivedConfig(readFileSync(`${SAMPLES}/keepalived.conf.SMTP_CHECK`, 'utf8'), 'smtp');
-    assert.ok(smtp.unsupported.some((d) => d.line === 39 && d.message.startsWith('unsupported keyword "SMTP_CHECK" in real_server 172.16.1.10 25')));
+    assert.ok(
+      smtp.unsupported.some((d) => d.line === 39 && d.message.startsWith('unsupported keyword "SMTP_CHECK" in real_server 172.16.1.10 25')),
+    );
     const q = parseKeepalivedConfig(readFileSync(`${SAMPLES}/keepalived.conf.quorum`, 'utf8'), 'q');
     assert.ok(q.services[0]!.quorum > 1 && q.services[0]!.quorumUp && q.services[0]!.quorumDown);
     const g = parseKeepalivedConfig(readFileSync(`${SAMPLES}/keepalived.conf.virtual_server_group`, 'utf8'), 'g');
@@ -108,7 +118,18 @@ describe('keepalived.conf syntax', () => {
     const [dns, misc, http, udp] = cfg.services[0]!.realServers[0]!.checkers;
     assert.deepEqual([dns!.retry, dns!.interval, dns!.delayBeforeRetry, dns!.dns], [3, 60, 60, { type: 'A', name: 'example.com' }]);
     assert.deepEqual([misc!.retry, misc!.misc], [0, { path: '/bin/true x', timeout: 0, dynamic: true }]);
-    assert.deepEqual([http!.retry, http!.delayBeforeRetry, http!.timeout, http!.http!.urls[0]!.statusCodes], [1, 3, 5, [[200, 200], [300, 399]]]);
+    assert.deepEqual(
+      [http!.retry, http!.delayBeforeRetry, http!.timeout, http!.http!.urls[0]!.statusCodes],
+      [
+        1,
+        3,
+        5,
+        [
+          [200, 200],
+          [300, 399],
+        ],
+      ],
+    );
     assert.deepEqual(udp!.udp, { payload: '0a0b', requireReply: true, minReplyLength: 0, maxReplyLength: 255 });
   });
 });
@@ -162,7 +183,21 @@ describe('format detection', () => {
 describe('reload plan (the diff)', () => {
   const cfgOf = (svc: VirtualServiceConfig) => ({ service: serviceConfigOf(svc), dests: desiredDests(svc, () => ({ alive: true }), true) });
   const table = (svcs: VirtualServiceConfig[], extra: Array<{ port: number; addr: string }> = []) => ({
-    services: svcs.map((s, i) => ({ ...serviceConfigOf(s), dests: [...s.realServers.map((r) => ({ af: 4 as const, addr: r.addr, port: r.port, weight: r.weight, fwd: r.fwd, uThreshold: 0, lThreshold: 0 })), ...(i === 0 ? extra.map((e) => ({ af: 4 as const, ...e, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 })) : [])] })),
+    services: svcs.map((s, i) => ({
+      ...serviceConfigOf(s),
+      dests: [
+        ...s.realServers.map((r) => ({
+          af: 4 as const,
+          addr: r.addr,
+          port: r.port,
+          weight: r.weight,
+          fwd: r.fwd,
+          uThreshold: 0,
+          lThreshold: 0,
+        })),
+        ...(i === 0 ? extra.map((e) => ({ af: 4 as const, ...e, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 })) : []),
+      ],
+    })),
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
   });
   const a = realServer(81);
@@ -177,7 +212,10 @@ describe('reload plan (the diff)', () => {
     const noA = planReload(table([web]), [web], [cfgOf(vservice(80, [b]))]);
     assert.deepEqual(noA.summary, ['delete-server tcp:127.0.0.1:80 -> 127.0.0.1:81']);
     const noB = planReload(table([web]), [web], [cfgOf(vservice(80, [a]))]);
-    assert.deepEqual(noB.ops.map((o) => o.op), ['edit-server']);
+    assert.deepEqual(
+      noB.ops.map((o) => o.op),
+      ['edit-server'],
+    );
     assert.equal((noB.ops[0] as { dest: { weight: number } }).dest.weight, 0);
     assert.equal(noB.drain.length, 1);
   });
@@ -191,7 +229,10 @@ describe('reload plan (the diff)', () => {
   });
   test('a changed scheduler is one edit-service; a changed weight one edit-server', () => {
     const next = vservice(80, [realServer(81, { weight: 5 }), b], { scheduler: 'wrr' });
-    assert.deepEqual(planReload(table([web]), [web], [cfgOf(next)]).summary, ['edit service tcp:127.0.0.1:80', 'edit-server tcp:127.0.0.1:80 -> 127.0.0.1:81']);
+    assert.deepEqual(planReload(table([web]), [web], [cfgOf(next)]).summary, [
+      'edit service tcp:127.0.0.1:80',
+      'edit-server tcp:127.0.0.1:80 -> 127.0.0.1:81',
+    ]);
   });
 });
 
@@ -199,7 +240,11 @@ describe('tsvs config check|convert', () => {
   const run = async (args: string[]) => {
     let out = '';
     let err = '';
-    const code = await runConfig(args, { write: (s: string) => ((out += s), true) } as never, { write: (s: string) => ((err += s), true) } as never);
+    const code = await runConfig(
+      args,
+      { write: (s: string) => ((out += s), true) } as never,
+      { write: (s: string) => ((err += s), true) } as never,
+    );
     return { code, out, err };
   };
   test('check: OK with a summary; errors listed as file:line:column, exit 1', async () => {
@@ -208,7 +253,10 @@ describe('tsvs config check|convert', () => {
     assert.match(ok.out, /example\.yaml: OK \(yaml\): 2 service\(s\), 3 real server\(s\), 3 health check\(s\), 1 vrrp instance\(s\)/);
     const bad = await run(['check', join(FIXTURES, 'bad', 'yaml-unknown-service-key.yaml')]);
     assert.equal(bad.code, 1);
-    assert.match(bad.err, /yaml-unknown-service-key\.yaml:5:5: services\[0\]\.schedular: unknown key \(did you mean "scheduler"\?\)\n.*: 1 error\n/);
+    assert.match(
+      bad.err,
+      /yaml-unknown-service-key\.yaml:5:5: services\[0\]\.schedular: unknown key \(did you mean "scheduler"\?\)\n.*: 1 error\n/,
+    );
     const ka = await run(['check', `${SAMPLES}/keepalived.conf.SMTP_CHECK`]);
     assert.equal(ka.code, 0);
     assert.match(ka.err, /keepalived\.conf\.SMTP_CHECK:39:9: unsupported keyword "SMTP_CHECK"/);
@@ -216,7 +264,10 @@ describe('tsvs config check|convert', () => {
   });
   test('convert: golden output for the Debian misc_check_arg sample', () => {
     const text = readFileSync(`${SAMPLES}/keepalived.conf.misc_check_arg`, 'utf8');
-    assert.equal(toYaml(parseKeepalivedConfig(text, 'keepalived.conf.misc_check_arg')), readFileSync(join(FIXTURES, 'misc_check_arg.golden.yaml'), 'utf8'));
+    assert.equal(
+      toYaml(parseKeepalivedConfig(text, 'keepalived.conf.misc_check_arg')),
+      readFileSync(join(FIXTURES, 'misc_check_arg.golden.yaml'), 'utf8'),
+    );
   });
   test('convert prints YAML that checks OK', async () => {
     const r = await run(['convert', `${SAMPLES}/keepalived.conf.misc_check`]);

@@ -27,17 +27,24 @@ function yaml(svcs: Svc[]): string {
     scheduler: ${s.scheduler ?? 'rr'}
     check_defaults: { interval: 0.2, timeout: 0.5, retry: 1, delay_before_retry: 0.1 }
     real_servers:
-${s.servers.map((r) => `      - address: 127.0.0.1
+${s.servers
+  .map(
+    (r) => `      - address: 127.0.0.1
         port: ${r.port}
         weight: ${r.weight ?? 1}
 ${r.inhibit ? '        inhibit_on_failure: true\n' : ''}        checks: [{ type: tcp }]
-`).join('')}`,
+`,
+  )
+  .join('')}`,
     )
     .join('')}`;
 }
 
 const stripTable = (t: Awaited<ReturnType<Tsvsd['client']['getTable']>>) =>
-  t.services.map(({ stats: _s, rates: _r, dests, ...rest }) => ({ ...rest, dests: dests.map(({ stats: _a, rates: _b, activeconns: _c, inactconns: _d, persistconns: _e, ...x }) => x) }));
+  t.services.map(({ stats: _s, rates: _r, dests, ...rest }) => ({
+    ...rest,
+    dests: dests.map(({ stats: _a, rates: _b, activeconns: _c, inactconns: _d, persistconns: _e, ...x }) => x),
+  }));
 
 async function dests(d: Tsvsd, vport: number): Promise<Map<number, number>> {
   const svc = (await d.client.getTable()).services.find((s) => s.port === vport);
@@ -115,7 +122,10 @@ describe('reload (SIGHUP) of a running tsvsd', () => {
     const l = load(web, 8);
     await sleep(700);
     // 1. A real server is added.
-    writeFileSync(cfg, yaml([A([{ port: r1.port }, { port: r2.port, inhibit: true }, { port: r4.port }]), { vport: other, servers: [{ port: r3.port }] }]));
+    writeFileSync(
+      cfg,
+      yaml([A([{ port: r1.port }, { port: r2.port, inhibit: true }, { port: r4.port }]), { vport: other, servers: [{ port: r3.port }] }]),
+    );
     assert.match(await hup(d), /reload: add-server tcp:127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+/);
     await sleep(700);
     // 2. rs2 leaves the config; it has inhibit_on_failure: weight 0 first, deleted once drained.
@@ -123,7 +133,10 @@ describe('reload (SIGHUP) of a running tsvsd', () => {
     assert.match(await hup(d), /quiesce .* \(removed, inhibit_on_failure: deleted once drained\)/);
     await sleep(700);
     // 3. An unrelated service changes (scheduler and weight).
-    writeFileSync(cfg, yaml([A([{ port: r1.port }, { port: r4.port }]), { vport: other, scheduler: 'wrr', servers: [{ port: r3.port, weight: 5 }] }]));
+    writeFileSync(
+      cfg,
+      yaml([A([{ port: r1.port }, { port: r4.port }]), { vport: other, scheduler: 'wrr', servers: [{ port: r3.port, weight: 5 }] }]),
+    );
     const log3 = await hup(d);
     assert.match(log3, /edit service tcp:127\.0\.0\.1:\d+/);
     assert.doesNotMatch(log3, new RegExp(`-> 127\\.0\\.0\\.1:(${r1.port}|${r4.port})`), 'service web is not touched');
@@ -156,7 +169,11 @@ describe('reload (SIGHUP) of a running tsvsd', () => {
     const svcKey = { af: 4 as const, protocol: 'tcp' as const, addr: '127.0.0.1', port: web, fwmark: 0 };
     const own = { ...svcKey, port: extraPort, scheduler: 'rr', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
     await d.client.apply([
-      { op: 'add-server', service: svcKey, dest: { af: 4, addr: '127.0.0.9', port: 9999, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 } },
+      {
+        op: 'add-server',
+        service: svcKey,
+        dest: { af: 4, addr: '127.0.0.9', port: 9999, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
+      },
       { op: 'add-service', service: own },
     ]);
 
@@ -171,7 +188,10 @@ describe('reload (SIGHUP) of a running tsvsd', () => {
     const now = await dests(d, web);
     assert.equal(now.get(b.port), 2);
     assert.equal(now.get(9999), 1, 'the server added with tsvsadm is kept');
-    assert.ok((await d.client.getTable()).services.some((s) => s.port === extraPort), 'the service added with tsvsadm is kept');
+    assert.ok(
+      (await d.client.getTable()).services.some((s) => s.port === extraPort),
+      'the service added with tsvsadm is kept',
+    );
 
     // Every bad config is refused; the table does not move.
     const good = stripTable(await d.client.getTable());
@@ -248,7 +268,9 @@ describe('reload under wrk', () => {
   after(async () => {
     for (const c of cleanup.reverse()) await c();
   });
-  test('wrk through the VIP sees no socket error and no non-2xx across three reloads', { skip: hasWrk ? false : 'wrk is not installed' }, async (t) => {
+  test('wrk through the VIP sees no socket error and no non-2xx across three reloads', {
+    skip: hasWrk ? false : 'wrk is not installed',
+  }, async (t) => {
     const rs = await Promise.all(['w1', 'w2', 'w3', 'w4'].map((n) => new RsProcess(n).start(0)));
     cleanup.push(() => Promise.all(rs.map((r) => r.kill())));
     const [r1, r2, r3, r4] = rs as [RsProcess, RsProcess, RsProcess, RsProcess];

@@ -28,7 +28,10 @@ describe('closed connections, compact', () => {
   test('a closed entry still counts, is listed, and expires with its TIME_WAIT timer, silently', () => {
     const { table, clock } = fakeTable();
     const s = svc('10.0.0.1', 80, { scheduler: 'rr' });
-    table.applyAll([{ op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 8080) }]);
+    table.applyAll([
+      { op: 'add-service', service: s },
+      { op: 'add-server', service: s, dest: dest('10.1.0.1', 8080) },
+    ]);
     const vs = table.get(s)!;
     const c = table.schedule(vs, { caddr: '198.18.0.7', cport: 40001, vaddr: '10.0.0.1', vport: 80 })!;
     closeCleanly(table, c);
@@ -47,7 +50,19 @@ describe('closed connections, compact', () => {
     // The same listing as the Conn gave.
     assert.deepEqual(table.connView(), listed);
     assert.deepEqual(table.connView()[0], {
-      protocol: 'TCP', af: 4, caddr: '198.18.0.7', cport: 40001, vaddr: '10.0.0.1', vport: 80, daddr: '10.1.0.1', dport: 8080, state: 'TIME_WAIT', expires: 119, template: false, peName: '', peData: '',
+      protocol: 'TCP',
+      af: 4,
+      caddr: '198.18.0.7',
+      cport: 40001,
+      vaddr: '10.0.0.1',
+      vport: 80,
+      daddr: '10.1.0.1',
+      dport: 8080,
+      state: 'TIME_WAIT',
+      expires: 119,
+      template: false,
+      peName: '',
+      peData: '',
     });
     assert.deepEqual(table.connViewOf(vs), listed);
     assert.deepEqual(table.connViewOf(vs, vs.dests[0]), listed);
@@ -86,7 +101,20 @@ describe('closed connections, compact', () => {
     assert.equal(table.connClosed(tpl), false, 'template');
     const udp = table.schedule(table.get(u)!, { protocol: 'udp', caddr: '198.18.0.7', cport: 5000, vaddr: '10.0.0.1', vport: 53 })!;
     assert.equal(table.connClosed(udp), false, 'UDP');
-    const synced = table.importSynced({ protocol: 'tcp', af: 4, caddr: '198.18.0.9', cport: 1, vaddr: '10.0.0.1', vport: 80, daddr: '10.1.0.1', dport: 80, fwmark: 0, template: false, state: 5, timeout: 0 });
+    const synced = table.importSynced({
+      protocol: 'tcp',
+      af: 4,
+      caddr: '198.18.0.9',
+      cport: 1,
+      vaddr: '10.0.0.1',
+      vport: 80,
+      daddr: '10.1.0.1',
+      dport: 80,
+      fwmark: 0,
+      template: false,
+      state: 5,
+      timeout: 0,
+    });
     assert.equal(table.connClosed(synced as Conn), false, 'synced');
     assert.equal(table.conns.closedSize, 0);
   });
@@ -94,7 +122,10 @@ describe('closed connections, compact', () => {
   test('a closed entry keeps its persistence template alive until it expires', () => {
     const { table, clock } = fakeTable();
     const s = svc('10.0.0.1', 80, { persistent: 5 });
-    table.applyAll([{ op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }]);
+    table.applyAll([
+      { op: 'add-service', service: s },
+      { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) },
+    ]);
     const c = table.schedule(table.get(s)!, { caddr: '198.18.0.7', cport: 40001, vaddr: '10.0.0.1', vport: 80 })!;
     const tpl = c.control!;
     closeCleanly(table, c);
@@ -115,7 +146,10 @@ describe('closed connections, compact', () => {
   test('expiry clears OVERLOAD by the kernel rule (below 3/4 of -x)', () => {
     const { table, clock } = fakeTable();
     const s = svc('10.0.0.1', 80, { scheduler: 'rr' });
-    table.applyAll([{ op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80, { uThreshold: 4 }) }]);
+    table.applyAll([
+      { op: 'add-service', service: s },
+      { op: 'add-server', service: s, dest: dest('10.1.0.1', 80, { uThreshold: 4 }) },
+    ]);
     const vs = table.get(s)!;
     const conns: Conn[] = [];
     for (let i = 0; i < 4; i++) conns.push(table.schedule(vs, { caddr: '198.18.0.7', cport: 40000 + i, vaddr: '10.0.0.1', vport: 80 })!);
@@ -139,7 +173,10 @@ describe('closed connections, compact', () => {
   test('closed entries leave in expiry order, not in the order they came', () => {
     const { table, clock } = fakeTable();
     const s = svc('10.0.0.1', 80, { scheduler: 'rr' });
-    table.applyAll([{ op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }]);
+    table.applyAll([
+      { op: 'add-service', service: s },
+      { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) },
+    ]);
     const vs = table.get(s)!;
     const open = (i: number) => table.schedule(vs, { caddr: `198.18.0.${i}`, cport: 1000, vaddr: '10.0.0.1', vport: 80 })!;
     // 1 and 3 close cleanly (TIME_WAIT, 120 s), 2 and 4 are reset (CLOSE, 10 s), in between.
@@ -150,7 +187,11 @@ describe('closed connections, compact', () => {
       assert.equal(table.connClosed(c), true);
       clock.t += 1000;
     }
-    const clients = () => table.connViewOf(vs).map((v) => `${v.caddr} ${v.state}`).sort();
+    const clients = () =>
+      table
+        .connViewOf(vs)
+        .map((v) => `${v.caddr} ${v.state}`)
+        .sort();
     assert.deepEqual(clients(), ['198.18.0.1 TIME_WAIT', '198.18.0.2 CLOSE', '198.18.0.3 TIME_WAIT', '198.18.0.4 CLOSE']);
     clock.t += 10_000;
     table.tick();
@@ -172,7 +213,10 @@ describe('closed connections, compact', () => {
   test('a clock jump sweeps closed entries too', () => {
     const { table, clock } = fakeTable();
     const s = svc('2001:db8::1', 80, { scheduler: 'rr' });
-    table.applyAll([{ op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('2001:db8::10', 80) }]);
+    table.applyAll([
+      { op: 'add-service', service: s },
+      { op: 'add-server', service: s, dest: dest('2001:db8::10', 80) },
+    ]);
     const c = table.schedule(table.get(s)!, { caddr: '2001:2::7', cport: 40001, vaddr: '2001:db8::1', vport: 80 })!;
     closeCleanly(table, c);
     table.connClosed(c);
@@ -192,7 +236,10 @@ describe('connection indexes', () => {
     const services: VirtualService[] = [];
     for (let i = 1; i <= 3; i++) {
       const s = svc(`10.0.0.${i}`, 80, { scheduler: 'rr', persistent: i === 3 ? 30 : 0 });
-      table.applyAll([{ op: 'add-service', service: s }, ...[1, 2, 3].map((j) => ({ op: 'add-server' as const, service: s, dest: dest(`10.1.${i}.${j}`, 80) }))]);
+      table.applyAll([
+        { op: 'add-service', service: s },
+        ...[1, 2, 3].map((j) => ({ op: 'add-server' as const, service: s, dest: dest(`10.1.${i}.${j}`, 80) })),
+      ]);
       services.push(table.get(s)!);
     }
     const live: Conn[] = [];
@@ -224,16 +271,24 @@ describe('connection indexes', () => {
         // A server removed and added back: a new object with the same address.
         const s = services[int(3)]!;
         const d = s.dests[int(s.dests.length)]!;
-        table.applyAll([{ op: 'delete-server', service: s.key(), dest: d }, { op: 'add-server', service: s.key(), dest: d.config() }]);
+        table.applyAll([
+          { op: 'delete-server', service: s.key(), dest: d },
+          { op: 'add-server', service: s.key(), dest: d.config() },
+        ]);
         for (const x of s.dests) everDests.add(x);
       }
       if (step % 100 !== 99) continue;
       const all = [...table.conns.all()];
       const dests = everDests;
-      for (const d of dests) assert.deepEqual(new Set(table.conns.ofDest(d)), new Set(all.filter((c) => c.dest === d)), `step ${step}: ofDest ${d.id}`);
+      for (const d of dests)
+        assert.deepEqual(new Set(table.conns.ofDest(d)), new Set(all.filter((c) => c.dest === d)), `step ${step}: ofDest ${d.id}`);
       for (const s of services) {
         assert.deepEqual(new Set(table.conns.ofService(s)), new Set(all.filter((c) => c.svc === s)), `step ${step}: ofService ${s.id}`);
-        assert.deepEqual(new Set(table.conns.templatesOf(s)), new Set(all.filter((c) => c.svc === s && c.isTemplate)), `step ${step}: templatesOf ${s.id}`);
+        assert.deepEqual(
+          new Set(table.conns.templatesOf(s)),
+          new Set(all.filter((c) => c.svc === s && c.isTemplate)),
+          `step ${step}: templatesOf ${s.id}`,
+        );
       }
       // Listings per service and per server partition the whole listing.
       const whole = table.connView();
@@ -246,7 +301,17 @@ describe('connection indexes', () => {
       // find: the newest live entry of each tuple.
       for (const c of all) {
         if (c.isTemplate) continue;
-        const newest = all.filter((x) => !x.isTemplate && x.protocol === c.protocol && x.caddr === c.caddr && x.cport === c.cport && x.vaddr === c.vaddr && x.vport === c.vport).sort((a, b) => b.id - a.id)[0];
+        const newest = all
+          .filter(
+            (x) =>
+              !x.isTemplate &&
+              x.protocol === c.protocol &&
+              x.caddr === c.caddr &&
+              x.cport === c.cport &&
+              x.vaddr === c.vaddr &&
+              x.vport === c.vport,
+          )
+          .sort((a, b) => b.id - a.id)[0];
         assert.equal(table.conns.find(c.protocol, c.caddr, c.cport, c.vaddr, c.vport), newest, `step ${step}: find`);
       }
       assert.equal(table.conns.size, whole.length);
@@ -269,9 +334,16 @@ describe('connection indexes', () => {
     const addr = (i: number) => `198.18.${i >> 8}.${i & 255}`;
     const { table } = fakeTable();
     const s = svc('10.0.0.1', 80, { scheduler: 'rr' });
-    table.applyAll([{ op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }]);
+    table.applyAll([
+      { op: 'add-service', service: s },
+      { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) },
+    ]);
     const mk = (i: number) => table.schedule(table.get(s)!, { caddr: addr(i), cport: 1000, vaddr: '10.0.0.1', vport: 80 })!;
-    for (const order of [[0, 1, 2], [1, 0, 2], [2, 1, 0]]) {
+    for (const order of [
+      [0, 1, 2],
+      [1, 0, 2],
+      [2, 1, 0],
+    ]) {
       // a and b collide; c is a's tuple again (reused): the newest wins, then a is found again.
       const a = mk(pair[0]);
       const b = mk(pair[1]);
@@ -292,9 +364,21 @@ describe('connection indexes', () => {
   test('synced entries are listed without a walk, and adoption takes them out', () => {
     const { table } = fakeTable();
     const s = svc('10.0.0.1', 80, { persistent: 60 });
-    table.applyAll([{ op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }]);
+    table.applyAll([
+      { op: 'add-service', service: s },
+      { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) },
+    ]);
     for (let i = 0; i < 5; i++) table.schedule(table.get(s)!, { caddr: `198.18.0.${i}`, cport: 1, vaddr: '10.0.0.1', vport: 80 });
-    const e = { protocol: 'tcp' as const, af: 4 as const, vaddr: '10.0.0.1', vport: 80, daddr: '10.1.0.1', dport: 80, fwmark: 0, timeout: 0 };
+    const e = {
+      protocol: 'tcp' as const,
+      af: 4 as const,
+      vaddr: '10.0.0.1',
+      vport: 80,
+      daddr: '10.1.0.1',
+      dport: 80,
+      fwmark: 0,
+      timeout: 0,
+    };
     const a = table.importSynced({ ...e, caddr: '198.18.1.1', cport: 7, template: false, state: 1 }) as Conn;
     const t = table.importSynced({ ...e, caddr: '198.18.1.2', cport: 0, template: true, state: 1 }) as Conn;
     assert.deepEqual(new Set(table.syncedEntries()), new Set([a, t]));

@@ -43,12 +43,21 @@ function replayableTable(clock: { t: number }) {
 
 function randomService(r: Rng, i: number): ServiceConfig {
   const persistent = r.chance(0.3) ? 300 : 0;
-  return svc(`10.0.${r.int(4)}.${i}`, r.pick([80, 443]), { scheduler: r.pick(SCHEDULERS), schedFlags: r.int(4), persistent, protocol: r.pick(['tcp', 'udp'] as const) });
+  return svc(`10.0.${r.int(4)}.${i}`, r.pick([80, 443]), {
+    scheduler: r.pick(SCHEDULERS),
+    schedFlags: r.int(4),
+    persistent,
+    protocol: r.pick(['tcp', 'udp'] as const),
+  });
 }
 
 function randomDest(r: Rng, n: number): DestConfig {
   const u = r.chance(0.3) ? 1 + r.int(4) : 0;
-  return dest(`192.168.${r.int(3)}.${n}`, r.pick([80, 8080]), { weight: r.pick([0, 1, 1, 2, 3, 4, 6, 100]), uThreshold: u, lThreshold: u ? r.int(u + 1) : 0 });
+  return dest(`192.168.${r.int(3)}.${n}`, r.pick([80, 8080]), {
+    weight: r.pick([0, 1, 1, 2, 3, 4, 6, 100]),
+    uThreshold: u,
+    lThreshold: u ? r.int(u + 1) : 0,
+  });
 }
 
 /** Traffic that moves scheduler positions, fills caches, and sets counts and OVERLOAD. */
@@ -58,7 +67,12 @@ function traffic(r: Rng, table: IpvsTable, clock: { t: number }, n: number): voi
   for (let i = 0; i < n; i++) {
     const s = r.pick(svcs);
     clock.t += r.int(50);
-    const c = table.schedule(s, { caddr: `198.18.${r.int(4)}.${r.int(16)}`, cport: 1024 + r.int(1000), vaddr: r.chance(0.5) ? s.addr : `10.9.0.${r.int(8)}`, vport: s.port || 80 });
+    const c = table.schedule(s, {
+      caddr: `198.18.${r.int(4)}.${r.int(16)}`,
+      cport: 1024 + r.int(1000),
+      vaddr: r.chance(0.5) ? s.addr : `10.9.0.${r.int(8)}`,
+      vport: s.port || 80,
+    });
     if (c && s.protocol === 'tcp' && r.chance(0.6)) table.tcpEvent(c, 'input', 'syn');
     if (c && r.chance(0.2)) table.dropConn(c);
   }
@@ -85,18 +99,26 @@ function randomBatch(r: Rng, table: IpvsTable, len: number, serial: { n: number 
       const back = gone.length && r.chance(0.5) ? gone[r.int(gone.length)]! : null;
       op = { op: 'add-service', service: back ? { ...back, scheduler: r.pick(SCHEDULERS) } : randomService(r, 100 + serial.n++) };
     } else if (k < 24) {
-      const cfg = { ...one.cfg, scheduler: r.chance(0.5) ? r.pick(SCHEDULERS) : one.cfg.scheduler, schedFlags: r.chance(0.3) ? r.int(4) : one.cfg.schedFlags };
+      const cfg = {
+        ...one.cfg,
+        scheduler: r.chance(0.5) ? r.pick(SCHEDULERS) : one.cfg.scheduler,
+        schedFlags: r.chance(0.3) ? r.int(4) : one.cfg.schedFlags,
+      };
       if (r.chance(0.3)) cfg.persistent = cfg.persistent ? 0 : 120;
       if (cfg.port === 0) cfg.persistent = cfg.persistent || 60;
       op = { op: 'edit-service', service: cfg };
     } else if (k < 30) {
       op = { op: 'delete-service', service: one.key };
     } else if (k < 55) {
-      op = { op: 'add-server', service: one.key, dest: randomDest(r, 10 + serial.n++ % 200) };
+      op = { op: 'add-server', service: one.key, dest: randomDest(r, 10 + (serial.n++ % 200)) };
     } else if (k < 80 && one.dests.length) {
       const d = r.pick(one.dests);
       const u = r.chance(0.4) ? r.int(5) : d.uThreshold;
-      op = { op: 'edit-server', service: one.key, dest: { ...d, weight: r.pick([0, 1, 2, 3, 5, d.weight]), uThreshold: u, lThreshold: Math.min(u, r.int(3)) } };
+      op = {
+        op: 'edit-server',
+        service: one.key,
+        dest: { ...d, weight: r.pick([0, 1, 2, 3, 5, d.weight]), uThreshold: u, lThreshold: Math.min(u, r.int(3)) },
+      };
     } else if (k < 92 && one.dests.length) {
       const d = r.pick(one.dests);
       op = { op: 'delete-server', service: one.key, dest: { af: d.af, addr: d.addr, port: d.port } };
@@ -124,14 +146,16 @@ function randomBatch(r: Rng, table: IpvsTable, len: number, serial: { n: number 
     } else if (c.op === 'flush') {
       for (const x of svcs.values()) gone.push(x.cfg);
       svcs.clear();
-    }
-    else if (c.op === 'add-server') svcs.get(idOf(c.service))!.dests.push(c.dest);
+    } else if (c.op === 'add-server') svcs.get(idOf(c.service))!.dests.push(c.dest);
     else if (c.op === 'edit-server') {
       const ds = svcs.get(idOf(c.service))!.dests;
       ds[ds.findIndex((x) => x.addr === c.dest.addr && x.port === c.dest.port)] = c.dest;
     } else if (c.op === 'delete-server') {
       const ds = svcs.get(idOf(c.service))!.dests;
-      ds.splice(ds.findIndex((x) => x.addr === c.dest.addr && x.port === c.dest.port), 1);
+      ds.splice(
+        ds.findIndex((x) => x.addr === c.dest.addr && x.port === c.dest.port),
+        1,
+      );
     }
   }
   return batch;
@@ -139,7 +163,16 @@ function randomBatch(r: Rng, table: IpvsTable, len: number, serial: { n: number 
 
 /** Everything about a server that apply changes or a scheduler reads. */
 function destState(d: RealServer) {
-  return { ...d.config(), id: d.id, lastWeight: d.lastWeight, overloaded: d.overloaded, available: d.available, activeconns: d.activeconns, inactconns: d.inactconns, persistconns: d.persistconns };
+  return {
+    ...d.config(),
+    id: d.id,
+    lastWeight: d.lastWeight,
+    overloaded: d.overloaded,
+    available: d.available,
+    activeconns: d.activeconns,
+    inactconns: d.inactconns,
+    persistconns: d.persistconns,
+  };
 }
 
 function svcState(s: VirtualService) {
@@ -158,7 +191,13 @@ function picks(s: VirtualService, now: number, replay: () => void): string[] {
   replay();
   const out: string[] = [];
   for (let i = 0; i < 24; i++) {
-    const d = s.sched.schedule({ caddr: `198.18.${i % 3}.${i}`, cport: 2000 + i, vaddr: i % 2 ? s.addr : `10.9.0.${i % 5}`, vport: s.port, now: now + i });
+    const d = s.sched.schedule({
+      caddr: `198.18.${i % 3}.${i}`,
+      cport: 2000 + i,
+      vaddr: i % 2 ? s.addr : `10.9.0.${i % 5}`,
+      vport: s.port,
+      now: now + i,
+    });
     out.push(d ? d.id : '-');
   }
   return out;
@@ -173,7 +212,10 @@ function assertDetached(copy: VirtualService, table: IpvsTable): void {
   const liveSvcs = new Set(table.list());
   const liveDests = new Set(table.list().flatMap((s) => s.dests));
   assert.ok(!liveSvcs.has(copy), `${copy.id}: the copy is the live service`);
-  assert.ok(copy.dests.every((d) => !liveDests.has(d) && d.svc === copy), `${copy.id}: a server of the copy is live or not bound to the copy`);
+  assert.ok(
+    copy.dests.every((d) => !liveDests.has(d) && d.svc === copy),
+    `${copy.id}: a server of the copy is live or not bound to the copy`,
+  );
   assert.ok(!table.list().some((s) => s.stats === copy.stats), `${copy.id}: counters shared`);
 }
 
@@ -201,15 +243,24 @@ function runCase(seed: number): void {
     for (const copy of p.services.values()) if (copy) assertDetached(copy, table);
   }
   // Expected from the batch alone: flush, and which services it names.
-  assert.equal(p1.flushed, batch.some((o) => o.op === 'flush'), `seed ${seed}: flushed`);
+  assert.equal(
+    p1.flushed,
+    batch.some((o) => o.op === 'flush'),
+    `seed ${seed}: flushed`,
+  );
   if (batch.some((o) => o.op === 'set-timeouts')) assert.ok(p1.timeouts, `seed ${seed}: timeouts missing`);
 
   const listAfter = table.listAfter(p1);
   table.applyAll(batch);
   const after = liveById(table);
   // listAfter: the table's order after the batch, untouched services as themselves, the rest as the copies.
-  assert.deepEqual(listAfter.map((s) => s.id), table.list().map((s) => s.id), `seed ${seed}: listAfter order`);
-  for (const s of listAfter) assert.ok(p1.services.get(s.id) === s || (!p1.services.has(s.id) && after.get(s.id) === s), `seed ${seed}: listAfter ${s.id} object`);
+  assert.deepEqual(
+    listAfter.map((s) => s.id),
+    table.list().map((s) => s.id),
+    `seed ${seed}: listAfter order`,
+  );
+  for (const s of listAfter)
+    assert.ok(p1.services.get(s.id) === s || (!p1.services.has(s.id) && after.get(s.id) === s), `seed ${seed}: listAfter ${s.id} object`);
   const now = clock.t + 1000;
   for (const p of [p1, p2] as BatchPreview[]) {
     for (const [id, copy] of p.services) {
@@ -228,7 +279,9 @@ function runCase(seed: number): void {
       assert.equal(before.get(id), live, `seed ${seed}: ${id} not previewed but replaced`);
       assert.equal(JSON.stringify(svcState(live)), untouchedBefore.get(id), `seed ${seed}: ${id} not previewed but changed`);
     }
-    if (!p.flushed) for (const id of before.keys()) assert.ok(after.has(id) || p.services.get(id) === null, `seed ${seed}: ${id} vanished without a null in the preview`);
+    if (!p.flushed)
+      for (const id of before.keys())
+        assert.ok(after.has(id) || p.services.get(id) === null, `seed ${seed}: ${id} vanished without a null in the preview`);
   }
   // Picks last: scheduling moves the state of both sides (each preview against a fresh apply would be costlier).
   const p2Before = new Map([...p2.services].map(([id, c]) => [id, c && JSON.stringify(svcState(c))]));
@@ -238,7 +291,8 @@ function runCase(seed: number): void {
     assert.deepEqual(picks(copy, now, replay), picks(live, now, replay), `seed ${seed}: ${id} (${live.scheduler}) next picks`);
   }
   // The second preview's copies were not disturbed by picks on the first's.
-  for (const [id, copy] of p2.services) if (copy) assert.equal(JSON.stringify(svcState(copy)), p2Before.get(id), `seed ${seed}: ${id} copies share state`);
+  for (const [id, copy] of p2.services)
+    if (copy) assert.equal(JSON.stringify(svcState(copy)), p2Before.get(id), `seed ${seed}: ${id} copies share state`);
 }
 
 describe('IpvsTable.preview', () => {
@@ -250,7 +304,10 @@ describe('IpvsTable.preview', () => {
     const clock = { t: 1000 };
     const table = newTable({ now: () => clock.t });
     const s = svc('10.0.0.1', 80, { scheduler: 'wrr' });
-    table.applyAll([{ op: 'add-service', service: s }, ...[1, 2, 3].map((i) => ({ op: 'add-server' as const, service: s, dest: dest(`192.168.0.${i}`, 80, { weight: i * 2 }) }))]);
+    table.applyAll([
+      { op: 'add-service', service: s },
+      ...[1, 2, 3].map((i) => ({ op: 'add-server' as const, service: s, dest: dest(`192.168.0.${i}`, 80, { weight: i * 2 }) })),
+    ]);
     const live = table.get(s)!;
     for (let i = 0; i < 4; i++) live.sched.schedule({ caddr: '198.18.0.1', cport: 1, vaddr: s.addr, vport: 80, now: clock.t });
     const batch = table.validate([{ op: 'edit-server', service: s, dest: dest('192.168.0.2', 80, { weight: 3 }) }]);
@@ -266,7 +323,10 @@ describe('IpvsTable.preview', () => {
     const clock = { t: 1000 };
     const table = newTable({ now: () => clock.t });
     const s = svc('10.0.0.1', 80, { scheduler: 'rr' });
-    table.applyAll([{ op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('192.168.0.1', 80, { weight: 5, uThreshold: 1 }) }]);
+    table.applyAll([
+      { op: 'add-service', service: s },
+      { op: 'add-server', service: s, dest: dest('192.168.0.1', 80, { weight: 5, uThreshold: 1 }) },
+    ]);
     table.schedule(table.get(s)!, { caddr: '198.18.0.1', cport: 1, vaddr: s.addr, vport: 80 });
     assert.equal(table.get(s)!.dests[0]!.overloaded, true);
     // Lowered then raised within the batch: the raise is measured against the lowered value.
@@ -285,7 +345,10 @@ describe('IpvsTable.preview', () => {
     const table = newTable();
     const a = svc('10.0.0.1', 80);
     const b = svc('10.0.0.2', 80);
-    table.applyAll([{ op: 'add-service', service: a }, { op: 'add-service', service: b }]);
+    table.applyAll([
+      { op: 'add-service', service: a },
+      { op: 'add-service', service: b },
+    ]);
     const ida = table.get(a)!.id;
     let p = table.preview(table.validate([{ op: 'delete-service', service: a }]));
     assert.deepEqual([...p.services], [[ida, null]]);
@@ -296,7 +359,10 @@ describe('IpvsTable.preview', () => {
     assert.equal(p.services.get(ida)!.scheduler, 'rr');
     assert.equal(p.services.get(ida)!.dests.length, 0);
     // A batch that names a service the table lacks was not validated against it.
-    assert.throws(() => table.preview([{ op: 'add-server', service: svc('10.0.0.9', 80), dest: dest('192.168.0.1', 80) }]), (e: unknown) => e instanceof TsvsError && /does not exist/.test(e.detail));
+    assert.throws(
+      () => table.preview([{ op: 'add-server', service: svc('10.0.0.9', 80), dest: dest('192.168.0.1', 80) }]),
+      (e: unknown) => e instanceof TsvsError && /does not exist/.test(e.detail),
+    );
   });
 
   test('cost: a one-server change copies one service, however large the table', () => {

@@ -22,7 +22,10 @@ describe('mutations', () => {
     for (const a of ['192.168.1.2', '192.168.1.3', '192.168.1.4']) table.apply({ op: 'add-server', service: s, dest: dest(a, 80) });
     const v = table.view().services[0]!;
     // New servers go to the head of the list, as list_add_rcu does.
-    assert.deepEqual(v.dests.map((d) => d.addr), ['192.168.1.4', '192.168.1.3', '192.168.1.2']);
+    assert.deepEqual(
+      v.dests.map((d) => d.addr),
+      ['192.168.1.4', '192.168.1.3', '192.168.1.2'],
+    );
     table.apply({ op: 'edit-server', service: s, dest: dest('192.168.1.3', 80, { weight: 5, fwd: 'route' }) });
     const d = table.view().services[0]!.dests[1]!;
     assert.equal(d.weight, 5);
@@ -36,7 +39,7 @@ describe('mutations', () => {
     assert.equal(table.view().services.length, 0);
   });
 
-  test('errors carry ipvsadm\'s messages', () => {
+  test("errors carry ipvsadm's messages", () => {
     const { table } = fakeTable();
     const s = svc('10.0.0.1', 80);
     table.apply({ op: 'add-service', service: s });
@@ -46,13 +49,33 @@ describe('mutations', () => {
     expectCode(() => table.apply({ op: 'edit-service', service: other }), 'NO_SERVICE', 'No such service');
     expectCode(() => table.apply({ op: 'delete-service', service: other }), 'NO_SERVICE', 'No such service');
     expectCode(() => table.apply({ op: 'zero', service: other }), 'NO_SERVICE', 'No such service');
-    expectCode(() => table.apply({ op: 'add-server', service: other, dest: dest('10.1.0.1', 80) }), 'SERVICE_NOT_DEFINED', 'Service not defined');
-    expectCode(() => table.apply({ op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }), 'DEST_EXISTS', 'Destination already exists');
+    expectCode(
+      () => table.apply({ op: 'add-server', service: other, dest: dest('10.1.0.1', 80) }),
+      'SERVICE_NOT_DEFINED',
+      'Service not defined',
+    );
+    expectCode(
+      () => table.apply({ op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }),
+      'DEST_EXISTS',
+      'Destination already exists',
+    );
     expectCode(() => table.apply({ op: 'edit-server', service: s, dest: dest('10.1.0.9', 80) }), 'NO_DEST', 'No such destination');
-    expectCode(() => table.apply({ op: 'delete-server', service: s, dest: { af: 4, addr: '10.1.0.9', port: 80 } }), 'NO_DEST', 'No such destination');
-    expectCode(() => table.apply({ op: 'add-service', service: svc('10.0.0.3', 80, { scheduler: 'nope' }) }), 'SCHEDULER_NOT_FOUND', 'Scheduler or persistence engine not found');
+    expectCode(
+      () => table.apply({ op: 'delete-server', service: s, dest: { af: 4, addr: '10.1.0.9', port: 80 } }),
+      'NO_DEST',
+      'No such destination',
+    );
+    expectCode(
+      () => table.apply({ op: 'add-service', service: svc('10.0.0.3', 80, { scheduler: 'nope' }) }),
+      'SCHEDULER_NOT_FOUND',
+      'Scheduler or persistence engine not found',
+    );
     // Kernel: -ERANGE for l_threshold > u_threshold (e.g. -y without -x).
-    expectCode(() => table.apply({ op: 'add-server', service: s, dest: dest('10.1.0.2', 80, { lThreshold: 10 }) }), 'OUT_OF_RANGE', 'Numerical result out of range');
+    expectCode(
+      () => table.apply({ op: 'add-server', service: s, dest: dest('10.1.0.2', 80, { lThreshold: 10 }) }),
+      'OUT_OF_RANGE',
+      'Numerical result out of range',
+    );
     expectCode(() => table.apply({ op: 'add-server', service: s, dest: dest('10.1.0.2', 80, { weight: 70000 }) }), 'OUT_OF_RANGE');
     expectCode(() => table.apply({ op: 'add-server', service: s, dest: dest('224.0.0.1', 80) }), 'INVALID');
     expectCode(() => table.apply({ op: 'add-server', service: s, dest: dest('2001:db8::1', 80) }), 'AF_NOT_SUPPORTED');
@@ -90,27 +113,66 @@ describe('mutations', () => {
     const { table } = fakeTable();
     const s = svc('10.0.0.1', 80);
     table.apply({ op: 'add-service', service: s });
-    table.applyAll([
-      { op: 'flush' },
-      { op: 'add-service', service: s },
-      { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) },
-    ]);
+    table.applyAll([{ op: 'flush' }, { op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }]);
     assert.equal(table.view().services[0]!.dests.length, 1);
   });
 
   test('within a batch, a flush or a delete hides what the table had, servers included', () => {
     const { table } = fakeTable();
     const s = svc('10.0.0.1', 80);
-    table.applyAll([{ op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }]);
+    table.applyAll([
+      { op: 'add-service', service: s },
+      { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) },
+    ]);
     const rs = { af: 4 as const, addr: '10.1.0.1', port: 80 };
     expectCode(() => table.validate([{ op: 'flush' }, { op: 'delete-service', service: s }]), 'NO_SERVICE');
-    expectCode(() => table.validate([{ op: 'flush' }, { op: 'add-service', service: s }, { op: 'delete-server', service: s, dest: rs }]), 'NO_DEST');
-    expectCode(() => table.validate([{ op: 'delete-service', service: s }, { op: 'add-service', service: s }, { op: 'edit-server', service: s, dest: dest('10.1.0.1', 80) }]), 'NO_DEST');
-    expectCode(() => table.validate([{ op: 'delete-server', service: s, dest: rs }, { op: 'delete-server', service: s, dest: rs }]), 'NO_DEST');
-    expectCode(() => table.validate([{ op: 'delete-server', service: s, dest: rs }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }]), 'DEST_EXISTS');
-    assert.equal(table.validate([{ op: 'delete-server', service: s, dest: rs }, { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) }]).length, 2);
+    expectCode(
+      () => table.validate([{ op: 'flush' }, { op: 'add-service', service: s }, { op: 'delete-server', service: s, dest: rs }]),
+      'NO_DEST',
+    );
+    expectCode(
+      () =>
+        table.validate([
+          { op: 'delete-service', service: s },
+          { op: 'add-service', service: s },
+          { op: 'edit-server', service: s, dest: dest('10.1.0.1', 80) },
+        ]),
+      'NO_DEST',
+    );
+    expectCode(
+      () =>
+        table.validate([
+          { op: 'delete-server', service: s, dest: rs },
+          { op: 'delete-server', service: s, dest: rs },
+        ]),
+      'NO_DEST',
+    );
+    expectCode(
+      () =>
+        table.validate([
+          { op: 'delete-server', service: s, dest: rs },
+          { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) },
+          { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) },
+        ]),
+      'DEST_EXISTS',
+    );
+    assert.equal(
+      table.validate([
+        { op: 'delete-server', service: s, dest: rs },
+        { op: 'add-server', service: s, dest: dest('10.1.0.1', 80) },
+      ]).length,
+      2,
+    );
     // An IPv6 server needs tunnelling in the re-added IPv4 service, whatever the old one was.
-    expectCode(() => table.validate([{ op: 'flush' }, { op: 'add-service', service: s }, { op: 'add-server', service: s, dest: dest('2001:db8::1', 80) }]), 'AF_NOT_SUPPORTED');
+    expectCode(
+      () =>
+        table.validate([
+          { op: 'flush' },
+          { op: 'add-service', service: s },
+          { op: 'add-server', service: s, dest: dest('2001:db8::1', 80) },
+        ]),
+      'AF_NOT_SUPPORTED',
+    );
   });
 
   test('inputs are canonicalized: an IPv6 service named two ways is one service', () => {
@@ -146,7 +208,10 @@ describe('scheduling and connections', () => {
     const v = table.view();
     assert.equal(v.services[0]!.stats.conns, 6);
     assert.equal(v.stats.conns, 6);
-    assert.deepEqual(v.services[0]!.dests.map((d) => d.stats.conns), [2, 2, 2]);
+    assert.deepEqual(
+      v.services[0]!.dests.map((d) => d.stats.conns),
+      [2, 2, 2],
+    );
     // The real server's port is used; port 0 would keep the client's destination port.
     assert.equal(table.schedule(vs, pkt('1.1.1.1'))!.dport, 8080);
   });
@@ -299,11 +364,17 @@ describe('persistence', () => {
     const tpl = table.connView().find((c) => c.template && c.caddr === '1.1.1.1')!;
     assert.equal(tpl.cport, 0);
     assert.equal(tpl.expires, 60);
-    assert.equal(table.list()[0]!.dests.reduce((n, d) => n + d.persistconns, 0), 2);
+    assert.equal(
+      table.list()[0]!.dests.reduce((n, d) => n + d.persistconns, 0),
+      2,
+    );
     clock.t += 61_000;
     table.tick();
     assert.equal(table.connView().filter((c) => c.template).length, 0);
-    assert.equal(table.list()[0]!.dests.reduce((n, d) => n + d.persistconns, 0), 0);
+    assert.equal(
+      table.list()[0]!.dests.reduce((n, d) => n + d.persistconns, 0),
+      0,
+    );
   });
 
   test('a template that controls live connections is not expired (re-armed 60 s)', () => {
@@ -328,7 +399,8 @@ describe('persistence', () => {
     for (const a of ['10.1.0.1', '10.1.0.2', '10.1.0.3']) table.apply({ op: 'add-server', service: s, dest: dest(a, 80) });
     const vs = table.list()[0]!;
     const picks = new Set<string>();
-    for (let i = 1; i < 50; i++) picks.add(table.schedule(vs, { caddr: `192.168.5.${i}`, cport: 1000, vaddr: '10.0.0.1', vport: 80 })!.daddr);
+    for (let i = 1; i < 50; i++)
+      picks.add(table.schedule(vs, { caddr: `192.168.5.${i}`, cport: 1000, vaddr: '10.0.0.1', vport: 80 })!.daddr);
     assert.equal(picks.size, 1);
     const next = table.schedule(vs, { caddr: '192.168.6.1', cport: 1000, vaddr: '10.0.0.1', vport: 80 })!.daddr;
     assert.ok(!picks.has(next), 'another /24 is scheduled afresh');

@@ -12,10 +12,19 @@ import { BIN, startTsvsd, type Tsvsd } from './spawn.js';
 import { freePort } from '../helper.js';
 
 const service = (port: number, extra: Partial<ServiceConfig> = {}): ServiceConfig => ({
-  af: 4, protocol: 'tcp', addr: '127.0.0.1', port, fwmark: 0, scheduler: 'rr', schedFlags: 0,
-  persistent: 0, netmask: 0xffffffff, ops: false, pe: '', ...extra,
+  af: 4,
+  protocol: 'tcp',
+  addr: '127.0.0.1',
+  port,
+  fwmark: 0,
+  scheduler: 'rr',
+  schedFlags: 0,
+  persistent: 0,
+  netmask: 0xffffffff,
+  ops: false,
+  pe: '',
+  ...extra,
 });
-
 
 /** Sends raw bytes to the control socket and returns whatever comes back. */
 function raw(socket: string, data: string): Promise<string> {
@@ -58,8 +67,16 @@ describe('tsvsd', () => {
     await d.client.apply([
       { op: 'set-timeouts', timeouts: { tcp: 600, tcpfin: 60, udp: 120 } },
       { op: 'add-service', service: s },
-      { op: 'add-server', service: s, dest: { af: 4, addr: '127.0.0.2', port: 8081, weight: 3, fwd: 'masq', uThreshold: 10, lThreshold: 2 } },
-      { op: 'add-server', service: s, dest: { af: 4, addr: '127.0.0.3', port: 8082, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 } },
+      {
+        op: 'add-server',
+        service: s,
+        dest: { af: 4, addr: '127.0.0.2', port: 8081, weight: 3, fwd: 'masq', uThreshold: 10, lThreshold: 2 },
+      },
+      {
+        op: 'add-server',
+        service: s,
+        dest: { af: 4, addr: '127.0.0.3', port: 8082, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
+      },
     ]);
     const before = await d.client.getTable();
     assert.equal(statSync(d.state).mode & 0o777, 0o600);
@@ -68,7 +85,8 @@ describe('tsvsd', () => {
     const again = await startTsvsd([], { dir: d.dir });
     daemons.push(again);
     const after = await again.client.getTable();
-    const strip = (t: typeof before) => t.services.map(({ stats: _s, rates: _r, dests, ...rest }) => ({ ...rest, dests: dests.map(({ stats: _a, rates: _b, ...x }) => x) }));
+    const strip = (t: typeof before) =>
+      t.services.map(({ stats: _s, rates: _r, dests, ...rest }) => ({ ...rest, dests: dests.map(({ stats: _a, rates: _b, ...x }) => x) }));
     assert.deepEqual(strip(after), strip(before));
     assert.deepEqual(after.timeouts, { tcp: 600, tcpfin: 60, udp: 120 });
     await again.kill('SIGTERM');
@@ -99,9 +117,21 @@ describe('tsvsd', () => {
       ['{"ops": [{"op": "explode"}]}', 400, 'BAD_REQUEST'],
       ['{"ops": [{"op": "add-service", "service": {"protocol": "tcp", "addr": "1.2.3", "port": 80}}]}', 400, 'BAD_REQUEST'],
       ['{"ops": [{"op": "add-service", "service": {"protocol": "tcp", "addr": "127.0.0.1", "port": 99999}}]}', 400, 'BAD_REQUEST'],
-      ['{"ops": [{"op": "add-server", "service": {"protocol": "tcp", "addr": "127.0.0.1", "port": 1}, "dest": {"addr": "127.0.0.2", "port": 80}}]}', 404, 'SERVICE_NOT_DEFINED'],
-      [`{"ops": [{"op": "add-server", "service": {"protocol": "tcp", "addr": "127.0.0.1", "port": ${vport}}, "dest": {"addr": "127.0.0.2", "port": 80, "weight": -1, "fwd": "masq"}}]}`, 400, 'OUT_OF_RANGE'],
-      [`{"ops": [{"op": "add-server", "service": {"protocol": "tcp", "addr": "127.0.0.1", "port": ${vport}}, "dest": {"addr": "127.0.0.2", "port": 80, "fwd": "masq"}}, {"op": "delete-service", "service": {"protocol": "tcp", "addr": "127.0.0.9", "port": 1}}]}`, 404, 'NO_SERVICE'],
+      [
+        '{"ops": [{"op": "add-server", "service": {"protocol": "tcp", "addr": "127.0.0.1", "port": 1}, "dest": {"addr": "127.0.0.2", "port": 80}}]}',
+        404,
+        'SERVICE_NOT_DEFINED',
+      ],
+      [
+        `{"ops": [{"op": "add-server", "service": {"protocol": "tcp", "addr": "127.0.0.1", "port": ${vport}}, "dest": {"addr": "127.0.0.2", "port": 80, "weight": -1, "fwd": "masq"}}]}`,
+        400,
+        'OUT_OF_RANGE',
+      ],
+      [
+        `{"ops": [{"op": "add-server", "service": {"protocol": "tcp", "addr": "127.0.0.1", "port": ${vport}}, "dest": {"addr": "127.0.0.2", "port": 80, "fwd": "masq"}}, {"op": "delete-service", "service": {"protocol": "tcp", "addr": "127.0.0.9", "port": 1}}]}`,
+        404,
+        'NO_SERVICE',
+      ],
       ['{"ops": [null]}', 400, 'BAD_REQUEST'],
     ];
     for (const [body, status, code] of cases) {
@@ -127,7 +157,9 @@ describe('tsvsd', () => {
     daemons.push(d);
     const s = service(await freePort());
     await d.client.apply([{ op: 'add-service', service: s }]);
-    const ops: Op[] = [{ op: 'add-server', service: s, dest: { af: 4, addr: '127.0.0.2', port: 80, weight: 1, fwd: 'route', uThreshold: 0, lThreshold: 0 } }];
+    const ops: Op[] = [
+      { op: 'add-server', service: s, dest: { af: 4, addr: '127.0.0.2', port: 80, weight: 1, fwd: 'route', uThreshold: 0, lThreshold: 0 } },
+    ];
     await assert.rejects(d.client.apply(ops), (e: unknown) => {
       assert.ok(e instanceof TsvsError);
       assert.equal(e.code, 'NOT_SUPPORTED');
@@ -146,7 +178,11 @@ describe('tsvsd', () => {
     const s = service(await freePort());
     await d.client.apply([
       { op: 'add-service', service: s },
-      { op: 'add-server', service: s, dest: { af: 4, addr: '127.0.0.1', port: rport, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 } },
+      {
+        op: 'add-server',
+        service: s,
+        dest: { af: 4, addr: '127.0.0.1', port: rport, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
+      },
     ]);
     const sock = connect(s.port, '127.0.0.1');
     await new Promise((r) => sock.once('connect', r));
@@ -200,7 +236,12 @@ describe('tsvsd', () => {
     const pending: Array<Promise<void>> = [];
     for (let i = 0; i < 40; i++) {
       const s = service(base, { addr: `127.0.${1 + (i >> 8)}.${1 + (i & 255)}` });
-      pending.push(d.client.apply([{ op: 'add-service', service: s }]).then(() => void acked.push(s.addr), () => undefined));
+      pending.push(
+        d.client.apply([{ op: 'add-service', service: s }]).then(
+          () => void acked.push(s.addr),
+          () => undefined,
+        ),
+      );
     }
     await new Promise((r) => setTimeout(r, 30));
     await d.kill('SIGKILL');

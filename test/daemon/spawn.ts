@@ -35,7 +35,9 @@ export async function startTsvsd(extraArgs: string[] = [], opts: { dir?: string 
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'tsvs-test-'));
   const socket = join(dir, 'tsvsd.sock');
   const state = join(dir, 'state.json');
-  const proc = spawn(process.execPath, [ENTRY('tsvsd'), '--socket', socket, '--state', state, ...extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [ENTRY('tsvsd'), '--socket', socket, '--state', state, ...extraArgs], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -10,14 +10,25 @@ import { freePort } from '../helper.js';
 import { ENTRY, startTsvsd, type Tsvsd } from './spawn.js';
 
 const service = (addr: string, port: number): ServiceConfig => ({
-  af: 4, protocol: 'tcp', addr, port, fwmark: 0, scheduler: 'wrr', schedFlags: 0,
-  persistent: 0, netmask: 0xffffffff, ops: false, pe: '',
+  af: 4,
+  protocol: 'tcp',
+  addr,
+  port,
+  fwmark: 0,
+  scheduler: 'wrr',
+  schedFlags: 0,
+  persistent: 0,
+  netmask: 0xffffffff,
+  ops: false,
+  pe: '',
 });
 const dest = (weight: number): DestConfig => ({ af: 4, addr: '127.0.0.2', port: 8080, weight, fwd: 'masq', uThreshold: 0, lThreshold: 0 });
 
 function tsvsadm(socket: string, args: string[]): Promise<boolean> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [ENTRY('tsvsadm'), ...args], { env: { ...process.env, TSVS_SOCKET: socket }, timeout: 20_000 }, (err) => resolve(!err));
+    execFile(process.execPath, [ENTRY('tsvsadm'), ...args], { env: { ...process.env, TSVS_SOCKET: socket }, timeout: 20_000 }, (err) =>
+      resolve(!err),
+    );
   });
 }
 
@@ -35,7 +46,12 @@ describe('tsvsd killed with SIGKILL during a stream of changes', () => {
     // change in flight per service, so the applied order is the issued order).
     const SERVICES = 8;
     const svcs = Array.from({ length: SERVICES }, (_, i) => service(`127.0.1.${i + 1}`, port));
-    await d.client.apply(svcs.flatMap((s) => [{ op: 'add-service' as const, service: s }, { op: 'add-server' as const, service: s, dest: dest(1) }]));
+    await d.client.apply(
+      svcs.flatMap((s) => [
+        { op: 'add-service' as const, service: s },
+        { op: 'add-server' as const, service: s, dest: dest(1) },
+      ]),
+    );
     const ackedWeight = new Array<number>(SERVICES).fill(1);
     const issuedWeight = new Array<number>(SERVICES).fill(1);
     // tsvsadm adds services of its own, one command at a time.
@@ -83,7 +99,10 @@ describe('tsvsd killed with SIGKILL during a stream of changes', () => {
     for (let i = 0; i < SERVICES; i++) {
       const s = table.services.find((x) => x.addr === svcs[i]!.addr)!;
       const w = s.dests[0]!.weight;
-      assert.ok(w >= ackedWeight[i]! && w <= issuedWeight[i]!, `${s.addr}: weight ${w}, acknowledged ${ackedWeight[i]}, issued ${issuedWeight[i]}`);
+      assert.ok(
+        w >= ackedWeight[i]! && w <= issuedWeight[i]!,
+        `${s.addr}: weight ${w}, acknowledged ${ackedWeight[i]}, issued ${issuedWeight[i]}`,
+      );
     }
     const present = new Set(table.services.map((s) => `${s.addr}:${s.port}`));
     for (const vip of ackedAdm) assert.ok(present.has(vip), `tsvsadm's ${vip} is there`);

@@ -29,11 +29,22 @@ function tempDir(): string {
 }
 
 const svc = (i: number): ServiceConfig => ({
-  af: 4, protocol: 'tcp', addr: `198.18.${i >> 8}.${i & 255}`, port: 80, fwmark: 0, scheduler: 'rr', schedFlags: 0,
-  persistent: 0, netmask: 0xffffffff, ops: false, pe: '',
+  af: 4,
+  protocol: 'tcp',
+  addr: `198.18.${i >> 8}.${i & 255}`,
+  port: 80,
+  fwmark: 0,
+  scheduler: 'rr',
+  schedFlags: 0,
+  persistent: 0,
+  netmask: 0xffffffff,
+  ops: false,
+  pe: '',
 });
 const server = (i: number, last: number, weight = 1): Op => ({
-  op: 'add-server', service: svc(i), dest: { af: 4, addr: `198.19.0.${last}`, port: 80, weight, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
+  op: 'add-server',
+  service: svc(i),
+  dest: { af: 4, addr: `198.19.0.${last}`, port: 80, weight, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
 });
 
 /**
@@ -42,7 +53,15 @@ const server = (i: number, last: number, weight = 1): Op => ({
  */
 function batch(i: number): Op[] {
   if (i % 5 === 4) return [{ op: 'delete-service', service: svc(i - 2) }];
-  if (i % 5 === 3) return [{ op: 'edit-server', service: svc(i - 1), dest: { af: 4, addr: '198.19.0.1', port: 80, weight: i, fwd: 'masq', uThreshold: 0, lThreshold: 0 } }, { op: 'zero' }];
+  if (i % 5 === 3)
+    return [
+      {
+        op: 'edit-server',
+        service: svc(i - 1),
+        dest: { af: 4, addr: '198.19.0.1', port: 80, weight: i, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
+      },
+      { op: 'zero' },
+    ];
   return [{ op: 'add-service', service: svc(i) }, server(i, 1), server(i, 2, 3)];
 }
 
@@ -152,7 +171,11 @@ describe('state file: snapshot + journal', () => {
       sizes.push(statSync(`${path}.journal`).size);
     }
     const snapText = readFileSync(path, 'utf8');
-    assert.equal(snapText, `${JSON.stringify(JSON.parse(snapText), null, 2)}\n`, 'the snapshot, built in chunks, is plain pretty-printed JSON');
+    assert.equal(
+      snapText,
+      `${JSON.stringify(JSON.parse(snapText), null, 2)}\n`,
+      'the snapshot, built in chunks, is plain pretty-printed JSON',
+    );
     const now = statSync(path);
     assert.equal(now.ino, before.ino, 'same snapshot file');
     assert.equal(now.mtimeMs, before.mtimeMs, 'snapshot not written');
@@ -259,7 +282,10 @@ describe('state file: snapshot + journal', () => {
       writeFileSync(journal, text);
       const { cfg, logs } = await loadFresh(path);
       assert.deepEqual(cfg, expected(5), what);
-      assert.ok(logs.some((l) => /^warn .*dropped an incomplete last record/.test(l)), what);
+      assert.ok(
+        logs.some((l) => /^warn .*dropped an incomplete last record/.test(l)),
+        what,
+      );
     }
     // After open(), appends start on a clean journal, so the torn bytes cannot end up mid-file.
     const again = new Live(path);
@@ -292,7 +318,11 @@ describe('state file: snapshot + journal', () => {
     };
     // Line 3 (the second record) damaged, whole records after it.
     writeFileSync(journal, `${[all[0], all[1], `${all[2]!.slice(0, 30)}${secret}`, all[3], all[4]].join('\n')}\n`);
-    await fails(new RegExp(`state journal ${journal} line 3: record is damaged .*not an append cut short.*restore both files from a backup, or move the journal aside`));
+    await fails(
+      new RegExp(
+        `state journal ${journal} line 3: record is damaged .*not an append cut short.*restore both files from a backup, or move the journal aside`,
+      ),
+    );
     // A record missing in the middle: caught by the seq numbers.
     writeFileSync(journal, `${[all[0], all[1], all[3], all[4]].join('\n')}\n`);
     await fails(new RegExp(`state journal ${journal} line 3: record seq 3 after seq 1: record 2 is missing`));
@@ -306,7 +336,12 @@ describe('state file: snapshot + journal', () => {
     writeFileSync(journal, `${[all[0], all[1], all[2], encodeRecord(3, batch(1)).trim()].join('\n')}\n`);
     await assert.rejects(loadFresh(path), (e: unknown) => {
       assert.ok(e instanceof TsvsError);
-      assert.match(e.detail, new RegExp(`state journal ${journal} line 4: record seq 3 does not apply to the saved table \\(.*already exists\\); restore both files`));
+      assert.match(
+        e.detail,
+        new RegExp(
+          `state journal ${journal} line 4: record seq 3 does not apply to the saved table \\(.*already exists\\); restore both files`,
+        ),
+      );
       return true;
     });
 
@@ -328,7 +363,10 @@ describe('state file: snapshot + journal', () => {
     const fh = await fsp.open(path, 'w');
     await fh.truncate(300 * 1024 * 1024); // sparse
     await fh.close();
-    await assert.rejects(loadFresh(path), (e: unknown) => e instanceof TsvsError && /^state file .*: \d+ bytes, over the \d+ tsvsd reads/.test(e.detail));
+    await assert.rejects(
+      loadFresh(path),
+      (e: unknown) => e instanceof TsvsError && /^state file .*: \d+ bytes, over the \d+ tsvsd reads/.test(e.detail),
+    );
   });
 
   test('temp files: a failed write removes its own; stale ones of a crashed run are removed at start', async () => {
@@ -338,7 +376,10 @@ describe('state file: snapshot + journal', () => {
     writeFileSync(join(dir, 'taken', 'x'), 'x');
     // rename over a non-empty directory fails after the temp file is written
     await assert.rejects(writeFileAtomic(join(dir, 'taken'), 'data'));
-    assert.deepEqual(readdirSync(dir).filter((n) => n.endsWith('.tmp')), []);
+    assert.deepEqual(
+      readdirSync(dir).filter((n) => n.endsWith('.tmp')),
+      [],
+    );
 
     const stale = ['.state.json.123.1700000000000.tmp', '.state.json.journal.4567.1700000000001.tmp'];
     const others = ['.other.json.123.1700000000000.tmp', '.state.json.tmp', 'state.json.123.1.tmp'];
@@ -380,8 +421,14 @@ describe('state file: snapshot + journal', () => {
       assert.notEqual(statSync(path).ino, ino0, 'new snapshot');
       const snapSeq = (JSON.parse(readFileSync(path, 'utf8')) as { seq: number }).seq;
       assert.ok(snapSeq <= during && n - snapSeq >= 8, `the snapshot holds up to seq ${snapSeq}, the journal the ${n - snapSeq} after it`);
-      const seqs = lines(`${path}.journal`).slice(1).map((l) => (JSON.parse(l) as { seq: number }).seq);
-      assert.deepEqual(seqs, Array.from({ length: n - snapSeq }, (_, i) => snapSeq + 1 + i), 'the new journal holds exactly the later records');
+      const seqs = lines(`${path}.journal`)
+        .slice(1)
+        .map((l) => (JSON.parse(l) as { seq: number }).seq);
+      assert.deepEqual(
+        seqs,
+        Array.from({ length: n - snapSeq }, (_, i) => snapSeq + 1 + i),
+        'the new journal holds exactly the later records',
+      );
     } finally {
       proto.sync = real;
     }
@@ -450,7 +497,10 @@ describe('state file: snapshot + journal', () => {
       const got = JSON.stringify(cfg ?? { services: [], timeouts: expected(0).timeouts });
       // Some batches undo earlier ones, so several prefixes can give the same table.
       const js = prefixes.flatMap((t, j) => (t === got ? [j] : []));
-      assert.ok(js.some((j) => j >= p.acked && j <= p.issued), `${p.dir}: loads batches 1..${js.join('|')}; acknowledged ${p.acked}, issued ${p.issued}`);
+      assert.ok(
+        js.some((j) => j >= p.acked && j <= p.issued),
+        `${p.dir}: loads batches 1..${js.join('|')}; acknowledged ${p.acked}, issued ${p.issued}`,
+      );
       assert.deepEqual(
         readdirSync(p.dir).filter((n) => n.endsWith('.tmp')),
         [],
@@ -473,7 +523,12 @@ describe('state file: snapshot + journal', () => {
     for (let i = 1; i <= k; i++) await a.change(batch(i));
     const journal = lines(`${full}.journal`);
     await a.store.close();
-    const jtext = (from: number, to: number) => JOURNAL_HEADER + journal.slice(from, to + 1).map((l) => `${l}\n`).join('');
+    const jtext = (from: number, to: number) =>
+      JOURNAL_HEADER +
+      journal
+        .slice(from, to + 1)
+        .map((l) => `${l}\n`)
+        .join('');
     const partSnap = join(base, 'part', 'state.json');
     mkdirSync(join(base, 'part'));
     const b = new Live(partSnap);
@@ -487,13 +542,25 @@ describe('state file: snapshot + journal', () => {
     const tmp = (name: string) => `.${name}.${process.pid}.1700000000000.tmp`;
     const steps: Array<[string, Record<string, string>]> = [
       ['before the snapshot temp is written', { 'state.json': oldSnap, 'state.json.journal': jtext(1, k) }],
-      ['snapshot temp half written', { 'state.json': oldSnap, 'state.json.journal': jtext(1, k), [tmp('state.json')]: newSnap.slice(0, 50) }],
+      [
+        'snapshot temp half written',
+        { 'state.json': oldSnap, 'state.json.journal': jtext(1, k), [tmp('state.json')]: newSnap.slice(0, 50) },
+      ],
       ['snapshot temp written, not renamed', { 'state.json': oldSnap, 'state.json.journal': jtext(1, k), [tmp('state.json')]: newSnap }],
       ['snapshot renamed', { 'state.json': newSnap, 'state.json.journal': jtext(1, k) }],
-      ['journal temp half written', { 'state.json': newSnap, 'state.json.journal': jtext(1, k), [tmp('state.json.journal')]: jtext(m + 1, k).slice(0, 60) }],
-      ['journal temp written, not renamed', { 'state.json': newSnap, 'state.json.journal': jtext(1, k), [tmp('state.json.journal')]: jtext(m + 1, k) }],
+      [
+        'journal temp half written',
+        { 'state.json': newSnap, 'state.json.journal': jtext(1, k), [tmp('state.json.journal')]: jtext(m + 1, k).slice(0, 60) },
+      ],
+      [
+        'journal temp written, not renamed',
+        { 'state.json': newSnap, 'state.json.journal': jtext(1, k), [tmp('state.json.journal')]: jtext(m + 1, k) },
+      ],
       ['journal renamed', { 'state.json': newSnap, 'state.json.journal': jtext(m + 1, k) }],
-      ['journal renamed, a torn append after it', { 'state.json': newSnap, 'state.json.journal': jtext(m + 1, k) + journal[k]!.slice(0, 10) }],
+      [
+        'journal renamed, a torn append after it',
+        { 'state.json': newSnap, 'state.json.journal': jtext(m + 1, k) + journal[k]!.slice(0, 10) },
+      ],
       ['snapshot renamed, nothing carried', { 'state.json': newSnap, 'state.json.journal': jtext(1, m) }],
       ['new journal empty', { 'state.json': newSnap, 'state.json.journal': JOURNAL_HEADER }],
     ];
@@ -566,6 +633,9 @@ describe('state file: snapshot + journal', () => {
     // A clean stop saves the whole live table, the unsaved change included.
     await director.stop(0);
     const saved = (await loadFresh(path)).cfg!;
-    assert.deepEqual(saved.services.map((s) => s.addr), [svc(1).addr, svc(2).addr, svc(5).addr]);
+    assert.deepEqual(
+      saved.services.map((s) => s.addr),
+      [svc(1).addr, svc(2).addr, svc(5).addr],
+    );
   });
 });

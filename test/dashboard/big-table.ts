@@ -22,7 +22,17 @@ export function vipOf(i: number): string {
 
 /** Every 10th service is UDP port 53, every 100th (from 5) a firewall mark; the rest TCP port 80. */
 export function serviceOf(i: number): ServiceConfig {
-  const base = { af: 4 as const, addr: vipOf(i), fwmark: 0, scheduler: i % 2 ? 'rr' : 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
+  const base = {
+    af: 4 as const,
+    addr: vipOf(i),
+    fwmark: 0,
+    scheduler: i % 2 ? 'rr' : 'wlc',
+    schedFlags: 0,
+    persistent: 0,
+    netmask: 0xffffffff,
+    ops: false,
+    pe: '',
+  };
   if (i % 100 === 5) return { ...base, protocol: 'tcp', addr: '0.0.0.0', port: 0, fwmark: 1000 + i };
   if (i % 10 === 3) return { ...base, protocol: 'udp', port: 53 };
   return { ...base, protocol: 'tcp', port: 80 };
@@ -64,7 +74,11 @@ function stubPlane(): DataPlane & { counters(): { noDestination: number; connect
 const health: HealthSource = {
   get(service, dest): ServerHealth {
     if (service.addr === vipOf(SPECIAL.down) && dest === `${destOf(SPECIAL.down, 0).addr}:8080`) {
-      return { state: 'down', checker: 'tcp', lastCheck: { at: new Date(0).toISOString(), ok: false, reason: 'connect ECONNREFUSED', latencyMs: 1 } };
+      return {
+        state: 'down',
+        checker: 'tcp',
+        lastCheck: { at: new Date(0).toISOString(), ok: false, reason: 'connect ECONNREFUSED', latencyMs: 1 },
+      };
     }
     return { state: 'up', checker: 'tcp' };
   },

@@ -18,14 +18,25 @@ export interface Browser {
   close(): Promise<void>;
 }
 
-export async function launchBrowser(viewport = { width: 1280, height: 900 }, extra: { isMobile?: boolean; deviceScaleFactor?: number } = {}): Promise<Browser> {
+export async function launchBrowser(
+  viewport = { width: 1280, height: 900 },
+  extra: { isMobile?: boolean; deviceScaleFactor?: number } = {},
+): Promise<Browser> {
   const profile = mkdtempSync(join(tmpdir(), 'tsvs-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     viewport,
     ...extra,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   return {
     context,

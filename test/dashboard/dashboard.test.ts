@@ -42,10 +42,26 @@ before(async () => {
   url = `http://${apiAddr}`;
   api = new HttpControlClient({ baseUrl: url, token: TOKEN });
   vport = await freePort();
-  const service = { af: 4 as const, protocol: 'tcp' as const, addr: '127.0.0.1', port: vport, fwmark: 0, scheduler: 'rr', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
+  const service = {
+    af: 4 as const,
+    protocol: 'tcp' as const,
+    addr: '127.0.0.1',
+    port: vport,
+    fwmark: 0,
+    scheduler: 'rr',
+    schedFlags: 0,
+    persistent: 0,
+    netmask: 0xffffffff,
+    ops: false,
+    pe: '',
+  };
   await api.apply([
     { op: 'add-service', service },
-    ...rs.map((r) => ({ op: 'add-server' as const, service, dest: { af: 4 as const, addr: '127.0.0.1', port: r.port, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 } })),
+    ...rs.map((r) => ({
+      op: 'add-server' as const,
+      service,
+      dest: { af: 4 as const, addr: '127.0.0.1', port: r.port, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 },
+    })),
   ]);
   browser = await launchBrowser();
 });
@@ -60,7 +76,9 @@ after(async () => {
 const row = (page: Page, r: RsProc) => page.locator(`[data-server="127.0.0.1:${r.port}"]`);
 const cellNum = async (page: Page, r: RsProc, cls: string) => Number(await row(page, r).locator(`.${cls}`).textContent());
 
-test('the dashboard shows both real servers, moves with traffic, counts a stopped server, and drains with the button', { skip }, async () => {
+test('the dashboard shows both real servers, moves with traffic, counts a stopped server, and drains with the button', {
+  skip,
+}, async () => {
   const page = await browser!.context.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -95,10 +113,19 @@ test('the dashboard shows both real servers, moves with traffic, counts a stoppe
   // Stop rs2's process: the connections rr sends it fail, and the dashboard counts and flags them.
   await rs[1]!.stop();
   const outcomes: boolean[] = [];
-  for (let i = 0; i < 6; i++) outcomes.push(await httpGet('127.0.0.1', vport, { path: '/' }).then(() => true, () => false));
+  for (let i = 0; i < 6; i++)
+    outcomes.push(
+      await httpGet('127.0.0.1', vport, { path: '/' }).then(
+        () => true,
+        () => false,
+      ),
+    );
   const failed = outcomes.filter((ok) => !ok).length;
   assert.equal(failed, 3, 'every other connection went to the stopped server');
-  await page.waitForFunction(([p, n]) => Number(document.querySelector(`[data-server="127.0.0.1:${p}"] .failures`)?.textContent) === n, [rs[1]!.port, failed] as const);
+  await page.waitForFunction(([p, n]) => Number(document.querySelector(`[data-server="127.0.0.1:${p}"] .failures`)?.textContent) === n, [
+    rs[1]!.port,
+    failed,
+  ] as const);
   await row(page, rs[1]!).locator('.badge.failing').waitFor();
   assert.equal(await cellNum(page, rs[0]!, 'failures'), 0);
 

@@ -14,11 +14,16 @@ import { freePort, httpGet } from '../helper.js';
 import { parsePrometheusText, valueOf } from '../api/promtext.js';
 import { haveChromium, launchBrowser } from './browser.js';
 
-test('tsvs demo prints a dashboard link; the dashboard shows rs1 and rs2 and drains one', { skip: haveChromium() ? false : 'no /usr/bin/chromium' }, async () => {
+test('tsvs demo prints a dashboard link; the dashboard shows rs1 and rs2 and drains one', {
+  skip: haveChromium() ? false : 'no /usr/bin/chromium',
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tsvs-demo-dash-'));
   const vport = await freePort();
   const env = { ...process.env, TSVS_SOCKET: join(dir, 'tsvsd.sock') };
-  const demo = spawn(process.execPath, [ENTRY('tsvs'), 'demo', '--vip', `127.0.0.1:${vport}`, '--api', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const demo = spawn(process.execPath, [ENTRY('tsvs'), 'demo', '--vip', `127.0.0.1:${vport}`, '--api', '127.0.0.1:0'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   demo.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   demo.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -42,7 +47,9 @@ test('tsvs demo prints a dashboard link; the dashboard shows rs1 and rs2 and dra
     const rows = page.locator(`[data-service="tcp:127.0.0.1:${vport}"] tr[data-server]`);
     await rows.nth(1).waitFor();
     assert.equal(await rows.count(), 2);
-    await page.waitForFunction(() => [...document.querySelectorAll('tr[data-server] .conns')].map((e) => Number(e.textContent)).join() === '2,2');
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('tr[data-server] .conns')].map((e) => Number(e.textContent)).join() === '2,2',
+    );
     await rows.nth(0).locator('button.drain').click();
     await page.waitForFunction(() => document.querySelector('tr[data-server] .weight')?.textContent === '0');
     // Every new connection now goes to the other server.

@@ -23,7 +23,9 @@ import { startRsProcess } from './rsproc.js';
 
 const TOKEN = 'health-dashboard-token';
 
-test('the dashboard shows health: up for both, then down with the reason when a real server stops', { skip: haveChromium() ? false : 'no /usr/bin/chromium' }, async () => {
+test('the dashboard shows health: up for both, then down with the reason when a real server stops', {
+  skip: haveChromium() ? false : 'no /usr/bin/chromium',
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tsvs-dash-health-'));
   await writeSharedContent(join(dir, 'www'));
   const rs = [await startRsProcess('rs1', join(dir, 'www')), await startRsProcess('rs2', join(dir, 'www'))];
@@ -36,14 +38,18 @@ test('the dashboard shows health: up for both, then down with the reason when a 
     scheduler: rr
     check_defaults: { interval: 0.2, timeout: 0.5, retry: 1, delay_before_retry: 0.1, rise: 1 }
     real_servers:
-${rs.map((r) => `      - address: 127.0.0.1
+${rs
+  .map(
+    (r) => `      - address: 127.0.0.1
         port: ${r.port}
         inhibit_on_failure: true
         checks:
           - type: http
             path: /name
             status: 200
-`).join('')}`,
+`,
+  )
+  .join('')}`,
   );
   writeFileSync(join(dir, 'token'), TOKEN);
   const d = await startTsvsd(['--config', join(dir, 'tsvs.yaml'), '--api', '127.0.0.1:0', '--api-token-file', join(dir, 'token')], { dir });
@@ -53,7 +59,11 @@ ${rs.map((r) => `      - address: 127.0.0.1
     const page = await browser.context.newPage();
     await page.goto(`${url}/#token=${TOKEN}`);
     const badge = (r: (typeof rs)[number]) => page.locator(`[data-server="127.0.0.1:${r.port}"] .health .badge`).first();
-    for (const r of rs) await page.waitForFunction((p) => document.querySelector(`[data-server="127.0.0.1:${p}"] .health .badge`)?.textContent === 'up', r.port);
+    for (const r of rs)
+      await page.waitForFunction(
+        (p) => document.querySelector(`[data-server="127.0.0.1:${p}"] .health .badge`)?.textContent === 'up',
+        r.port,
+      );
     assert.equal(await badge(rs[0]!).textContent(), 'up');
 
     if (process.env.TSVS_SCREENSHOTS) {
@@ -66,7 +76,10 @@ ${rs.map((r) => `      - address: 127.0.0.1
     }
 
     await rs[1]!.stop();
-    await page.waitForFunction((p) => document.querySelector(`[data-server="127.0.0.1:${p}"] .health .badge`)?.textContent === 'down', rs[1]!.port);
+    await page.waitForFunction(
+      (p) => document.querySelector(`[data-server="127.0.0.1:${p}"] .health .badge`)?.textContent === 'down',
+      rs[1]!.port,
+    );
     const reason = await page.locator(`[data-server="127.0.0.1:${rs[1]!.port}"] .health .reason`).textContent();
     assert.match(reason ?? '', /^last check: \S/);
     // Inhibited: still listed, weight 0.
@@ -77,7 +90,11 @@ ${rs.map((r) => `      - address: 127.0.0.1
     assert.equal(valueOf(m, 'tsvs_backend_health_state', { remote_port: String(rs[1]!.port), state: 'down' }), 1);
     assert.equal(valueOf(m, 'tsvs_backend_health_state', { remote_port: String(rs[0]!.port), state: 'up' }), 1);
     assert.ok(valueOf(m, 'tsvs_backend_health_check_latency_seconds', { remote_port: String(rs[0]!.port) }) >= 0);
-    const h = (await (await fetch(`${url}/v1/health`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as Array<{ server: string; state: string; lastCheck?: { ok: boolean; reason: string } }>;
+    const h = (await (await fetch(`${url}/v1/health`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as Array<{
+      server: string;
+      state: string;
+      lastCheck?: { ok: boolean; reason: string };
+    }>;
     const down = h.find((x) => x.server === `127.0.0.1:${rs[1]!.port}`)!;
     assert.equal(down.state, 'down');
     assert.equal(down.lastCheck?.ok, false);
@@ -102,7 +119,9 @@ ${rs.map((r) => `      - address: 127.0.0.1
   }
 });
 
-test('a real server that health checking removed from the table stays on the dashboard, down, with the reason', { skip: haveChromium() ? false : 'no /usr/bin/chromium' }, async () => {
+test('a real server that health checking removed from the table stays on the dashboard, down, with the reason', {
+  skip: haveChromium() ? false : 'no /usr/bin/chromium',
+}, async () => {
   const d = await startDirector();
   const rs = await startEchoServer('rs1');
   const vport = await freeVipPort();
@@ -113,7 +132,12 @@ test('a real server that health checking removed from the table stays on the das
   const at = new Date().toISOString();
   const health: HealthSource = {
     get: () => ({ state: 'up', checker: 'tcp', lastCheck: { at, ok: true, reason: 'connected', latencyMs: 1 } }),
-    removed: () => [{ id: '127.0.0.1:9', health: { state: 'down', checker: 'tcp', lastCheck: { at, ok: false, reason: 'connect ECONNREFUSED', latencyMs: 1 } } }],
+    removed: () => [
+      {
+        id: '127.0.0.1:9',
+        health: { state: 'down', checker: 'tcp', lastCheck: { at, ok: false, reason: 'connect ECONNREFUSED', latencyMs: 1 } },
+      },
+    ],
   };
   const srv = await listen(createControlApp(d.director, { health }));
   const browser = await launchBrowser();

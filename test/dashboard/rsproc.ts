@@ -11,7 +11,10 @@ export interface RsProc {
 }
 
 export async function startRsProcess(name: string, docroot: string): Promise<RsProc> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'realserver-proc.ts'), name, docroot], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'realserver-proc.ts'), name, docroot], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
@@ -32,4 +35,3 @@ export async function startRsProcess(name: string, docroot: string): Promise<RsP
     },
   };
 }
-

@@ -83,7 +83,8 @@ describe('/v1/status/page over 10,000 services', () => {
     assert.equal(none.totals.services, N, 'limit=0 still gives the totals');
     // Every service is on exactly one page of a full walk.
     const seen = new Set<string>();
-    for (let off = 0; off < N; off += MAX_LIMIT) for (const id of ids(await page(`?offset=${off}&limit=${MAX_LIMIT}&sort=name`))) seen.add(id);
+    for (let off = 0; off < N; off += MAX_LIMIT)
+      for (const id of ids(await page(`?offset=${off}&limit=${MAX_LIMIT}&sort=name`))) seen.add(id);
     assert.equal(seen.size, N);
   });
 
@@ -133,8 +134,14 @@ describe('/v1/status/page over 10,000 services', () => {
     assert.deepEqual(ids(rate).slice(0, 2), [b.ids[SPECIAL.busiest], b.ids[SPECIAL.second]]);
     assert.ok(rate.services[0].rates.cps > rate.services[1].rates.cps);
     const conns = await page('?sort=conns&limit=200');
-    const n = conns.services.map((s: { dests: Array<{ activeconns: number; inactconns: number }> }) => s.dests.reduce((a, d) => a + d.activeconns + d.inactconns, 0));
-    assert.deepEqual(n, [...n].sort((x, y) => y - x), 'most connections first');
+    const n = conns.services.map((s: { dests: Array<{ activeconns: number; inactconns: number }> }) =>
+      s.dests.reduce((a, d) => a + d.activeconns + d.inactconns, 0),
+    );
+    assert.deepEqual(
+      n,
+      [...n].sort((x, y) => y - x),
+      'most connections first',
+    );
     assert.equal(n[0], 6 + 2, 'the most a service has here: 6 active and 2 inactive');
     // Ties keep table order, so pages are stable.
     const tied = b.ids.filter((_, i) => i % 7 === 6 && i % 3 === 2);
@@ -193,7 +200,10 @@ describe('/v1/status/page over 10,000 services', () => {
     for (const f of frames) {
       assert.equal(f.totals.services, N);
       assert.deepEqual(ids(f), [b.ids[SPECIAL.down]]);
-      assert.equal(f.services[0].dests.find((d: { health: { state: string } }) => d.health.state === 'down').health.lastCheck.reason, 'connect ECONNREFUSED');
+      assert.equal(
+        f.services[0].dests.find((d: { health: { state: string } }) => d.health.state === 'down').health.lastCheck.reason,
+        'connect ECONNREFUSED',
+      );
     }
     // The history rides on the first frame only, cut to the page.
     assert.ok(Array.isArray(frames[0].history) && frames[0].history.length >= 1);
@@ -219,9 +229,19 @@ describe('/v1/status/page over 10,000 services', () => {
   });
 
   test('the OpenAPI document and the client agree with the parser', () => {
-    const r = { q: '198.18.0.1 rr', filter: ['down', 'quiesced'] as const, proto: ['udp'] as const, sort: 'rate' as const, offset: 40, limit: 20 };
+    const r = {
+      q: '198.18.0.1 rr',
+      filter: ['down', 'quiesced'] as const,
+      proto: ['udp'] as const,
+      sort: 'rate' as const,
+      offset: 40,
+      limit: 20,
+    };
     const qs = new URLSearchParams(statusPageQuery({ ...r, filter: [...r.filter], proto: [...r.proto] }).slice(1));
-    assert.deepEqual(parseStatusQuery((n) => qs.get(n) ?? undefined), { terms: ['198.18.0.1', 'rr'], problems: ['down', 'quiesced'], protos: ['udp'], sort: 'rate', offset: 40, limit: 20 });
+    assert.deepEqual(
+      parseStatusQuery((n) => qs.get(n) ?? undefined),
+      { terms: ['198.18.0.1', 'rr'], problems: ['down', 'quiesced'], protos: ['udp'], sort: 'rate', offset: 40, limit: 20 },
+    );
     assert.equal(statusPageQuery({}), '');
   });
 });

@@ -24,7 +24,10 @@ after(async () => {
 /** The page top would get for this view and limit, through the same parser as the route. */
 function pageFor(v: TopView, limit: number): StatusPage {
   const qs = new URLSearchParams(statusPageQuery({ q: v.q, filter: v.filter, sort: v.sort, offset: v.offset, limit }).slice(1));
-  return statusPage(apiContext(b.director), parseStatusQuery((n) => qs.get(n) ?? undefined));
+  return statusPage(
+    apiContext(b.director),
+    parseStatusQuery((n) => qs.get(n) ?? undefined),
+  );
 }
 
 const view = (over: Partial<TopView> = {}): TopView => ({ q: '', filter: [], sort: 'rate', offset: 0, servers: true, ...over });
@@ -38,7 +41,10 @@ describe('tsvs top over 10,000 services', () => {
     assert.equal(lines.length, 24, 'exactly the terminal');
     assert.match(lines[0]!, /^tsvs top - \d\d:\d\d:\d\d UTC {2}stub data plane {2}VRRP not configured {2}\(rates: 2s estimator\)$/);
     assert.match(lines[1]!, /^Total: .* active 29994 {2}inactive 9999 {2}connections 0 {2}no-destination 7$/);
-    assert.equal(lines[2], 'Services: 10000 (1 with a server down, 3 with one at weight 0, 1 with one overloaded, 1 with no usable server)');
+    assert.equal(
+      lines[2],
+      'Services: 10000 (1 with a server down, 3 with one at weight 0, 1 with one overloaded, 1 with no usable server)',
+    );
     assert.equal(lines[3], 'Real servers: 40000  up 39999  down 1  unchecked 0  weight 0 6  overloaded 1');
     // 24 rows - 7 head - 1 footer = 16 lines: three services of 1 + 4 lines each.
     assert.equal(f.shown, 3);
@@ -122,7 +128,10 @@ describe('tsvs top over 10,000 services', () => {
     assert.equal(f1.shown, 2);
     press(' ', f1.shown, p1.matched);
     const p2 = pageFor(st.view, 2);
-    assert.deepEqual(p2.services.map((s) => s.id), [b.ids[SPECIAL.nodest]]);
+    assert.deepEqual(
+      p2.services.map((s) => s.id),
+      [b.ids[SPECIAL.nodest]],
+    );
     assert.match(renderTop(p2, p1, { view: st.view }).text, /Showing 3-3 of 3 services match filter quiesced, by table/);
   });
 });

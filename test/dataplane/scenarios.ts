@@ -178,7 +178,10 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
       const replies: HttpReply[] = [];
       for (let i = 0; i < 6; i++) replies.push(await ka.get('/'));
       assert.equal(ka.socketsUsed(), 1, 'one connection carried every request');
-      assert.ok(replies.every((r) => r.status === 200 && r.server === replies[0]!.server), `all on one server: ${replies.map((r) => r.server)}`);
+      assert.ok(
+        replies.every((r) => r.status === 200 && r.server === replies[0]!.server),
+        `all on one server: ${replies.map((r) => r.server)}`,
+      );
       assert.ok(replies.slice(1).every((r) => r.reusedSocket));
       // The next new connections are scheduled as usual: the other server first.
       const fresh = await newHttpConnections(2, h.vip, h.vport);
@@ -202,7 +205,10 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
     scenario('wrr', 'weights 4/3/2 give the kernel sequence A B A C B A C B A', async (h) => {
       const [a, b, c] = await h.makeRealServers('http', ['A', 'B', 'C']);
       const svc = serviceOf(h, { scheduler: 'wrr' });
-      await h.apply([{ op: 'add-service', service: svc }, ...addServers(h, svc, [a!, b!, c!], [{ weight: 4 }, { weight: 3 }, { weight: 2 }])]);
+      await h.apply([
+        { op: 'add-service', service: svc },
+        ...addServers(h, svc, [a!, b!, c!], [{ weight: 4 }, { weight: 3 }, { weight: 2 }]),
+      ]);
       // Servers added one by one after the service (as ipvsadm -A, -a, -a, -a does): the
       // kernel's dest_changed leaves cw at 1 from the first add (mw = 4 - (4 - 1)), so one
       // pass at cw = 1 (C B A) comes before the cycle. See test/schedulers/sequences.test.ts.
@@ -233,7 +239,10 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
       const svc = serviceOf(h, { persistent: 60 });
       await h.apply([{ op: 'add-service', service: svc }, ...addServers(h, svc, [a!, b!])]);
       const got = await newHttpConnections(6, h.vip, h.vport);
-      assert.ok(got.every((n) => n === got[0]), `all on one server: ${got}`);
+      assert.ok(
+        got.every((n) => n === got[0]),
+        `all on one server: ${got}`,
+      );
       const tpl = (await h.connView()).filter((c) => c.template && c.vport === h.vport);
       assert.equal(tpl.length, 1, 'one persistence template');
 
@@ -250,7 +259,10 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
       const g1 = await newHttpConnections(3, h.vip, h.vport, { localAddress: c1 });
       const g2 = await newHttpConnections(3, h.vip, h.vport, { localAddress: c2 });
       const all = [...g1, ...g2];
-      assert.ok(all.every((n) => n === all[0]), `one server for the network: ${all}`);
+      assert.ok(
+        all.every((n) => n === all[0]),
+        `one server for the network: ${all}`,
+      );
     });
 
     scenario('weight-zero', 'weight 0 stops new connections while an open one keeps working', async (h, t) => {
@@ -291,10 +303,14 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
       assert.equal((await destView(h, a!)).overloaded, true, 'TIME_WAIT entries keep rs-a overloaded');
       assert.deepEqual(await newEchoConnections(2, h.vip, h.vport), ['rs-b', 'rs-b']);
       await h.expireClosed();
-      await waitFor(async () => {
-        const d = await destView(h, a!);
-        return d.inactconns === 0 && !d.overloaded;
-      }, 5000, 'rs-a entries expired and overload cleared');
+      await waitFor(
+        async () => {
+          const d = await destView(h, a!);
+          return d.inactconns === 0 && !d.overloaded;
+        },
+        5000,
+        'rs-a entries expired and overload cleared',
+      );
       const after = await newEchoConnections(4, h.vip, h.vport);
       assert.equal(count(after, 'rs-a'), 2, `rs-a is scheduled again: ${after}`);
     });
@@ -305,10 +321,13 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
       await h.apply([{ op: 'add-service', service: svc }, ...addServers(h, svc, [a!, b!])]);
       const clients = await Promise.all([0, 1, 2, 3].map(() => udpClient(h.vip, h.vport)));
       t.after(() => clients.forEach((c) => c.close()));
-      const [c1, c2, c3, c4] = clients as [typeof clients[0], typeof clients[0], typeof clients[0], typeof clients[0]];
+      const [c1, c2, c3, c4] = clients as [(typeof clients)[0], (typeof clients)[0], (typeof clients)[0], (typeof clients)[0]];
       const r1: Array<{ server: string; payload: string }> = [];
       for (let i = 0; i < 6; i++) r1.push(await c1.ask(`c1 #${i}`));
-      assert.ok(r1.every((r, i) => r.server === r1[0]!.server && r.payload === `c1 #${i}`), JSON.stringify(r1));
+      assert.ok(
+        r1.every((r, i) => r.server === r1[0]!.server && r.payload === `c1 #${i}`),
+        JSON.stringify(r1),
+      );
       const r2 = [await c2.ask('c2 #0'), await c2.ask('c2 #1'), await c2.ask('c2 #2')];
       assert.ok(r2.every((r) => r.server === r2[0]!.server));
       assert.notEqual(r2[0]!.server, r1[0]!.server, 'a second client socket goes to the other server');
@@ -318,7 +337,10 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
 
       if (opts.oneShotRefused) {
         t.diagnostic(`-o: ${opts.oneShotRefused}`);
-        await assert.rejects(h.apply([{ op: 'edit-service', service: { ...svc, ops: true } }]), (e: Error & { code?: string }) => e.code === 'NOT_SUPPORTED' && /one-packet/.test(e.message));
+        await assert.rejects(
+          h.apply([{ op: 'edit-service', service: { ...svc, ops: true } }]),
+          (e: Error & { code?: string }) => e.code === 'NOT_SUPPORTED' && /one-packet/.test(e.message),
+        );
         assert.equal((await c1.ask('c1 again')).server, r1[0]!.server, 'the refused change left the flows alone');
         return;
       }
@@ -376,16 +398,24 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
         sent += r.bytesSent;
         received += r.bytesReceived;
       }
-      await waitFor(async () => {
-        const s = await serviceView(h);
-        return s.stats.conns === n && s.stats.inbytes >= sent && s.stats.outbytes >= received;
-      }, 5000, 'counters to catch up');
+      await waitFor(
+        async () => {
+          const s = await serviceView(h);
+          return s.stats.conns === n && s.stats.inbytes >= sent && s.stats.outbytes >= received;
+        },
+        5000,
+        'counters to catch up',
+      );
       const s = await serviceView(h);
       assert.equal(s.stats.conns, n);
       assert.deepEqual(s.dests.map((d) => d.stats.conns).sort(), [n / 2, n / 2]);
       const sum = (f: (d: ServiceView['dests'][number]) => number) => s.dests.reduce((acc, d) => acc + f(d), 0);
       for (const k of ['conns', 'inpkts', 'outpkts', 'inbytes', 'outbytes'] as const) {
-        assert.equal(sum((d) => d.stats[k]), s.stats[k], `per-server ${k} add up to the service's`);
+        assert.equal(
+          sum((d) => d.stats[k]),
+          s.stats[k],
+          `per-server ${k} add up to the service's`,
+        );
       }
       assert.ok(s.stats.inpkts >= n && s.stats.outpkts >= n, `packets: ${s.stats.inpkts} in, ${s.stats.outpkts} out`);
       // Plausible: at least the payload, at most payload plus generous per-packet headers.
@@ -411,13 +441,23 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
       }
       assert.deepEqual(seen, new Set(['rs-a', 'rs-b']));
       // Both sides closed: the entries wait in TIME_WAIT as inactive connections.
-      await waitFor(async () => {
-        const conns = (await h.connView()).filter((c) => !c.template && c.protocol === 'TCP' && c.vport === h.vport);
-        return conns.length === 2 && conns.every((c) => c.state === 'TIME_WAIT');
-      }, 5000, 'two TIME_WAIT entries');
+      await waitFor(
+        async () => {
+          const conns = (await h.connView()).filter((c) => !c.template && c.protocol === 'TCP' && c.vport === h.vport);
+          return conns.length === 2 && conns.every((c) => c.state === 'TIME_WAIT');
+        },
+        5000,
+        'two TIME_WAIT entries',
+      );
       const s = await serviceView(h);
-      assert.equal(s.dests.reduce((n, d) => n + d.inactconns, 0), 2);
-      assert.equal(s.dests.reduce((n, d) => n + d.activeconns, 0), 0);
+      assert.equal(
+        s.dests.reduce((n, d) => n + d.inactconns, 0),
+        2,
+      );
+      assert.equal(
+        s.dests.reduce((n, d) => n + d.activeconns, 0),
+        0,
+      );
     });
   });
 }

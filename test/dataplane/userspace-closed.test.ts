@@ -16,14 +16,20 @@ for (const workers of [1, 2]) {
       t.after(() => h.close());
       const [a] = await h.makeRealServers('echo', ['rs-a']);
       const svc = serviceOf(h);
-      await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, a!) }]);
+      await h.apply([
+        { op: 'add-service', service: svc },
+        { op: 'add-server', service: svc, dest: destOf(h, a!) },
+      ]);
       assert.deepEqual(await newEchoConnections(3, h.vip, h.vport), ['rs-a', 'rs-a', 'rs-a']);
       // Both sockets of each session close shortly after the client's end.
       await waitFor(() => h.table.conns.closedSize === 3, 5000, 'three compact entries');
       assert.equal([...h.table.conns.all()].length, 0, 'no Conn object left');
       const entries = h.table.connView();
       assert.equal(entries.length, 3);
-      assert.ok(entries.every((e) => e.state === 'TIME_WAIT' && e.vport === h.vport && e.dport === a!.port), JSON.stringify(entries));
+      assert.ok(
+        entries.every((e) => e.state === 'TIME_WAIT' && e.vport === h.vport && e.dport === a!.port),
+        JSON.stringify(entries),
+      );
       const d = h.table.view().services[0]!.dests[0]!;
       assert.deepEqual([d.activeconns, d.inactconns], [0, 3]);
       h.advance(121_000);

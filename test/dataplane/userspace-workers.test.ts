@@ -38,7 +38,10 @@ describe('userspace data plane: worker threads', () => {
     const h = await harness(t);
     const rs = await h.makeRealServers('http', ['a', 'b']);
     const svc = serviceOf(h, { scheduler: 'rr' });
-    await h.apply([{ op: 'add-service', service: svc }, ...rs.map((r) => ({ op: 'add-server' as const, service: svc, dest: destOf(h, r) }))]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      ...rs.map((r) => ({ op: 'add-server' as const, service: svc, dest: destOf(h, r) })),
+    ]);
     const who: string[] = [];
     // Distinct source ports: the kernel hashes the 4-tuple to pick a listener.
     for (let i = 0; i < 40; i++) who.push((await httpGet(h.vip, h.vport)).server);
@@ -54,17 +57,29 @@ describe('userspace data plane: worker threads', () => {
     const h = await harness(t);
     const [a, b] = await h.makeRealServers('echo', ['a', 'b']);
     const svc = serviceOf(h, { scheduler: 'lc' });
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, a!) }]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, a!) },
+    ]);
     const held: EchoConn[] = [];
     for (let i = 0; i < 6; i++) held.push(await openEcho(h.vip, h.vport));
     t.after(() => Promise.all(held.map((c) => c.end())));
     await h.apply([{ op: 'add-server', service: svc, dest: destOf(h, b!) }]);
     for (let i = 0; i < 6; i++) held.push(await openEcho(h.vip, h.vport));
-    assert.deepEqual(held.map((c) => c.server), ['a', 'a', 'a', 'a', 'a', 'a', 'b', 'b', 'b', 'b', 'b', 'b']);
+    assert.deepEqual(
+      held.map((c) => c.server),
+      ['a', 'a', 'a', 'a', 'a', 'a', 'b', 'b', 'b', 'b', 'b', 'b'],
+    );
     const per = h.plane.workerAccepts()!;
     assert.ok(per[0]! > 0 && per[1]! > 0, `the 12 clients went through both workers: ${per.join(' / ')}`);
     const dests = (await h.view()).services[0]!.dests;
-    assert.deepEqual(dests.map((d) => [d.port, d.activeconns]).sort(), [[a!.port, 6], [b!.port, 6]].sort());
+    assert.deepEqual(
+      dests.map((d) => [d.port, d.activeconns]).sort(),
+      [
+        [a!.port, 6],
+        [b!.port, 6],
+      ].sort(),
+    );
     assert.equal(h.plane.openConnections(), 12);
   });
 
@@ -76,7 +91,10 @@ describe('userspace data plane: worker threads', () => {
     });
     const [rs] = await h.makeRealServers('echo', ['a']);
     const svc = serviceOf(h, { scheduler: 'rr' });
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, rs!) }]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, rs!) },
+    ]);
     const held: EchoConn[] = [];
     for (let i = 0; i < 8; i++) held.push(await openEcho(h.vip, h.vport));
     const per = h.plane.workerAccepts()!;
@@ -103,7 +121,10 @@ describe('userspace data plane: worker threads', () => {
     t.after(() => taken.close());
     const port = (taken.address() as net.AddressInfo).port;
     const svc = { ...serviceOf(h), port };
-    await assert.rejects(h.apply([{ op: 'add-service', service: svc }]), (e: unknown) => isTsvsError(e) && /port is already in use/.test(e.message));
+    await assert.rejects(
+      h.apply([{ op: 'add-service', service: svc }]),
+      (e: unknown) => isTsvsError(e) && /port is already in use/.test(e.message),
+    );
     assert.equal(h.table.list().length, 0);
   });
 
@@ -111,7 +132,10 @@ describe('userspace data plane: worker threads', () => {
     const h = await harness(t);
     const [u] = await h.makeRealServers('udp', ['u']);
     const svc = serviceOf(h, { protocol: 'udp' });
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, u!) }]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, u!) },
+    ]);
     const c = await udpClient(h.vip, h.vport);
     t.after(() => c.close());
     assert.equal((await c.ask('ping')).server, 'u');

@@ -133,7 +133,14 @@ describe('userspace data plane: binding and refusals', { timeout: 30_000 }, () =
     const port = await freePort();
     const table = newTable();
     const svc = { ...serviceOf({ vip: '127.0.0.1', vport: port } as Harness) };
-    table.applyAll([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: { af: 4, addr: rs!.addr, port: rs!.port, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 } }]);
+    table.applyAll([
+      { op: 'add-service', service: svc },
+      {
+        op: 'add-server',
+        service: svc,
+        dest: { af: 4, addr: rs!.addr, port: rs!.port, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
+      },
+    ]);
     const h = await harness(t, { table });
     assert.deepEqual(await newHttpConnections(2, '127.0.0.1', port), ['restored', 'restored']);
     assert.ok(h.table.list().length === 1);
@@ -189,7 +196,11 @@ describe('userspace data plane: following the table', { timeout: 30_000 }, () =>
     const h = await harness(t);
     const [a, b] = await h.makeRealServers('echo', ['rs-a', 'rs-b']);
     const svc = serviceOf(h);
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, a!) }, { op: 'add-server', service: svc, dest: destOf(h, b!) }]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, a!) },
+      { op: 'add-server', service: svc, dest: destOf(h, b!) },
+    ]);
     const onB = await openEcho(h.vip, h.vport);
     const onA = await openEcho(h.vip, h.vport);
     t.after(() => {
@@ -201,7 +212,11 @@ describe('userspace data plane: following the table', { timeout: 30_000 }, () =>
     await socketClosed(onB.socket);
     assert.equal((await onA.echo('unaffected')).toString(), 'unaffected');
     const entries = h.table.connView().filter((c) => !c.template);
-    assert.deepEqual(entries.map((c) => c.dport), [a!.port], "the removed server's entry is gone at once");
+    assert.deepEqual(
+      entries.map((c) => c.dport),
+      [a!.port],
+      "the removed server's entry is gone at once",
+    );
     await waitFor(() => b!.connections() === 0, 5000, 'rs-b to see its connection closed');
 
     await h.apply([{ op: 'delete-service', service: svc }]);
@@ -213,11 +228,17 @@ describe('userspace data plane: following the table', { timeout: 30_000 }, () =>
     const h = await harness(t);
     const [a] = await h.makeRealServers('echo', ['rs-a']);
     const svc = serviceOf(h);
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, a!) }]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, a!) },
+    ]);
     const c = await openEcho(h.vip, h.vport);
     t.after(() => c.destroy());
     assert.equal((await c.echo('x')).toString(), 'x');
-    assert.deepEqual(h.table.connView().map((e) => e.state), ['ESTABLISHED']);
+    assert.deepEqual(
+      h.table.connView().map((e) => e.state),
+      ['ESTABLISHED'],
+    );
     assert.equal(h.table.view().services[0]!.dests[0]!.activeconns, 1);
     h.advance(901_000);
     await socketClosed(c.socket);
@@ -227,7 +248,10 @@ describe('userspace data plane: following the table', { timeout: 30_000 }, () =>
 
   test('no destination: the client is reset and the refusal counted (TCP and UDP)', async (t) => {
     const h = await harness(t);
-    await h.apply([{ op: 'add-service', service: serviceOf(h) }, { op: 'add-service', service: serviceOf(h, { protocol: 'udp' }) }]);
+    await h.apply([
+      { op: 'add-service', service: serviceOf(h) },
+      { op: 'add-service', service: serviceOf(h, { protocol: 'udp' }) },
+    ]);
     const out = await tcpOutcome(h.vip, h.vport, { send: 'hello' });
     assert.equal(out.received.length, 0);
     assert.equal(out.error, 'ECONNRESET');
@@ -241,7 +265,14 @@ describe('userspace data plane: following the table', { timeout: 30_000 }, () =>
   test('a real server that does not answer: the client is reset after the connect timeout, counted', async (t) => {
     const h = await harness(t, { connectTimeoutMs: 300 });
     // A listener with a full accept queue never answers a SYN: the kernel drops it.
-    const py = spawn('python3', ['-c', "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)"], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const py = spawn(
+      'python3',
+      [
+        '-c',
+        "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)",
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
     t.after(() => py.kill());
     const port = await new Promise<number | null>((resolve) => {
       py.once('error', () => resolve(null));
@@ -257,7 +288,11 @@ describe('userspace data plane: following the table', { timeout: 30_000 }, () =>
     const [live] = await h.makeRealServers('http', ['rs-live']);
     const svc = serviceOf(h);
     const silent = { addr: '127.0.0.1', port } as TestServer;
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, live!) }, { op: 'add-server', service: svc, dest: destOf(h, silent) }]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, live!) },
+      { op: 'add-server', service: svc, dest: destOf(h, silent) },
+    ]);
     const out = await tcpOutcome(h.vip, h.vport, { send: 'GET / HTTP/1.0\r\n\r\n' });
     assert.equal(out.received.length, 0);
     assert.equal(out.error, 'ECONNRESET');
@@ -273,7 +308,10 @@ describe('userspace data plane: traffic', { timeout: 60_000 }, () => {
     const h = await harness(t);
     const [a] = await h.makeRealServers('echo', ['rs-a']);
     const svc = serviceOf(h);
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, a!) }]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, a!) },
+    ]);
     const data = randomBytes(20 * 1024 * 1024);
     const { server, echoed } = await echoTransfer(h.vip, h.vport, data);
     assert.equal(server, 'rs-a');
@@ -300,7 +338,10 @@ describe('userspace data plane: traffic', { timeout: 60_000 }, () => {
     ]);
     assert.deepEqual(await newHttpConnections(4, '::1', h.vport), ['rs6-b', 'rs6-a', 'rs6-b', 'rs6-a']);
     const conns = h.table.connView();
-    assert.ok(conns.every((c) => c.af === 6 && c.caddr === '::1'), JSON.stringify(conns[0]));
+    assert.ok(
+      conns.every((c) => c.af === 6 && c.caddr === '::1'),
+      JSON.stringify(conns[0]),
+    );
     const u1 = await udpClient('::1', h.vport);
     const u2 = await udpClient('::1', h.vport);
     t.after(() => {
@@ -320,7 +361,10 @@ describe('userspace data plane: traffic', { timeout: 60_000 }, () => {
     const h = await harness(t);
     const [a] = await h.makeRealServers('echo', ['rs-a']);
     const svc = serviceOf(h);
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, a!) }]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, a!) },
+    ]);
     const c = await openEcho(h.vip, h.vport);
     t.after(() => c.destroy());
     let stopped = false;
@@ -340,7 +384,10 @@ describe('userspace data plane: traffic', { timeout: 60_000 }, () => {
     const h = await harness(t);
     const [a] = await h.makeRealServers('echo', ['rs-a']);
     const svc = serviceOf(h);
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, a!) }]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, a!) },
+    ]);
     const c = await openEcho(h.vip, h.vport);
     t.after(() => c.destroy());
     await h.plane.stop(100);
@@ -351,7 +398,10 @@ describe('userspace data plane: traffic', { timeout: 60_000 }, () => {
     const h = await harness(t);
     const [a] = await h.makeRealServers('echo', ['rs-a']);
     const svc = serviceOf(h);
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, a!) }]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, a!) },
+    ]);
     const c = await openEcho(h.vip, h.vport, { localAddress: '127.0.0.2' });
     t.after(() => c.destroy());
     const [e] = h.table.connView();
@@ -371,7 +421,10 @@ describe('userspace data plane: traffic', { timeout: 60_000 }, () => {
     const h = await harness(t);
     const [a] = await h.makeRealServers('http', ['rs-a']);
     const svc = serviceOf(h);
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, a!) }]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, a!) },
+    ]);
     const r = await httpGet(h.vip, h.vport, { path: '/bytes/1000000' });
     assert.equal(r.status, 200);
     assert.equal(r.body.length, 1_000_000);

@@ -20,7 +20,19 @@ function d(addr: string, mark: number, extra: Partial<NftDest> = {}): NftDest {
 }
 function svc(id: number, addr: string, port: number, dests: NftDest[], extra: Partial<NftService> = {}): NftService {
   const af = addr.includes(':') ? 6 : 4;
-  return { id, af, protocol: 'tcp', addr, port, scheduler: 'rr', schedFlags: 0, persistent: 0, netmask: af === 4 ? 0xffffffff : 128, dests, ...extra };
+  return {
+    id,
+    af,
+    protocol: 'tcp',
+    addr,
+    port,
+    scheduler: 'rr',
+    schedFlags: 0,
+    persistent: 0,
+    netmask: af === 4 ? 0xffffffff : 128,
+    dests,
+    ...extra,
+  };
 }
 const withDev = (s: NftService, dev = 'tsvslan0'): DrService => ({ ...s, dev, dests: s.dests.map((x) => ({ ...x, dev })) });
 
@@ -43,9 +55,23 @@ export function seedDr(): DrModel {
 export function representativeDr(): DrModel {
   return {
     services: [
-      withDev(svc(2, '198.19.0.100', 443, [d('198.19.0.12', 12, { port: 443, weight: 3 }), d('198.19.0.11', 11, { port: 443, weight: 1 })], { scheduler: 'wrr', persistent: 300, netmask: 0xffffff00 })),
-      withDev(svc(3, '198.19.0.100', 53, [d('198.19.0.12', 22, { port: 53 }), d('198.19.0.11', 21, { port: 53 })], { protocol: 'udp', scheduler: 'sh' })),
-      withDev(svc(4, '2001:db8:19::100', 0, [d('2001:db8:19::12', 32, { port: 0 }), d('2001:db8:19::11', 31, { port: 0 })], { scheduler: 'mh' }), 'tsvslan1'),
+      withDev(
+        svc(2, '198.19.0.100', 443, [d('198.19.0.12', 12, { port: 443, weight: 3 }), d('198.19.0.11', 11, { port: 443, weight: 1 })], {
+          scheduler: 'wrr',
+          persistent: 300,
+          netmask: 0xffffff00,
+        }),
+      ),
+      withDev(
+        svc(3, '198.19.0.100', 53, [d('198.19.0.12', 22, { port: 53 }), d('198.19.0.11', 21, { port: 53 })], {
+          protocol: 'udp',
+          scheduler: 'sh',
+        }),
+      ),
+      withDev(
+        svc(4, '2001:db8:19::100', 0, [d('2001:db8:19::12', 32, { port: 0 }), d('2001:db8:19::11', 31, { port: 0 })], { scheduler: 'mh' }),
+        'tsvslan1',
+      ),
     ],
     timeouts: { tcp: 600, tcpfin: 60, udp: 120 },
   };
@@ -65,7 +91,22 @@ describe('DR compiler', () => {
     const rs = compileDr(m)!;
     const chain = rs.chains.find((c) => c.name === 'svc1')!;
     // Known flows first, one per server; then the SYN gate; then NAT's scheduler rule.
-    assert.deepEqual(chain.rules[0], [{ match: { op: '==', left: { concat: [{ payload: { protocol: 'ip', field: 'saddr' } }, { payload: { protocol: 'th', field: 'sport' } }, { payload: { protocol: 'th', field: 'dport' } }] }, right: '@flows2' } }, { goto: { target: 'fwd2' } }]);
+    assert.deepEqual(chain.rules[0], [
+      {
+        match: {
+          op: '==',
+          left: {
+            concat: [
+              { payload: { protocol: 'ip', field: 'saddr' } },
+              { payload: { protocol: 'th', field: 'sport' } },
+              { payload: { protocol: 'th', field: 'dport' } },
+            ],
+          },
+          right: '@flows2',
+        },
+      },
+      { goto: { target: 'fwd2' } },
+    ]);
     assert.match(JSON.stringify(chain.rules[1]), /@flows1/);
     assert.equal(JSON.stringify(chain.rules[2]).includes('"return"'), true);
     assert.deepEqual(chain.rules[3], schedulerRule(m.services[0] as unknown as NftService));
@@ -81,7 +122,8 @@ describe('DR compiler', () => {
     const m = seedDr();
     m.timeouts = { tcp: 901, tcpfin: 121, udp: 301 };
     const fwd = compileDr(m)!.chains.find((c) => c.name === 'fwd1')!;
-    const timeoutOf = (rule: unknown[]) => (rule.find((s) => JSON.stringify(s).includes('@flows1')) as { set: { elem: { elem: { timeout: number } } } }).set.elem.elem.timeout;
+    const timeoutOf = (rule: unknown[]) =>
+      (rule.find((s) => JSON.stringify(s).includes('@flows1')) as { set: { elem: { elem: { timeout: number } } } }).set.elem.elem.timeout;
     const [, rst, fin, afterFin, syn, est] = fwd.rules;
     assert.match(JSON.stringify(rst![0]), /"rst"/);
     assert.equal(timeoutOf(rst!), 10);
@@ -96,15 +138,24 @@ describe('DR compiler', () => {
   test('UDP: every datagram schedules or refreshes, with the UDP timeout; no SYN gate', () => {
     const m = representativeDr();
     const rs = compileDr(m)!;
-    assert.equal(rs.chains.find((c) => c.name === 'svc3')!.rules.some((r) => JSON.stringify(r).includes('"return"')), false);
+    assert.equal(
+      rs.chains.find((c) => c.name === 'svc3')!.rules.some((r) => JSON.stringify(r).includes('"return"')),
+      false,
+    );
     assert.match(JSON.stringify(rs.chains.find((c) => c.name === 'fwd21')!.rules[1]), /"timeout":120/);
-    assert.equal(rs.sets.some((s) => s.name === 'fin21'), false);
+    assert.equal(
+      rs.sets.some((s) => s.name === 'fin21'),
+      false,
+    );
   });
 
   test('no DR service: no netdev table, and one left from a crash is removed at start', () => {
     assert.equal(compileDr({ services: [], timeouts: TIMEOUTS }), null);
     assert.deepEqual(drTransaction(null, null), []);
-    assert.deepEqual(drTransaction(undefined, null), [{ add: { table: { family: 'netdev', name: 'tsvs' } } }, { delete: { table: { family: 'netdev', name: 'tsvs' } } }]);
+    assert.deepEqual(drTransaction(undefined, null), [
+      { add: { table: { family: 'netdev', name: 'tsvs' } } },
+      { delete: { table: { family: 'netdev', name: 'tsvs' } } },
+    ]);
   });
 
   test('an incremental change keeps flow sets and counters of servers that stay', () => {
@@ -128,26 +179,57 @@ describe('DR compiler', () => {
     const s = splitDr(model);
     assert.deepEqual(s.nat.services, [nat]);
     assert.deepEqual(s.dr, [dr]);
-    assert.throws(() => splitDr({ services: [svc(1, '198.19.0.100', 80, [d('198.19.0.11', 1), d('198.19.0.12', 2, { fwd: 'masq' })])] }), /TCP 198\.19\.0\.100:80: real server 198\.19\.0\.12 uses masq while 198\.19\.0\.11 uses route/);
-    assert.throws(() => splitDr({ services: [svc(1, '198.19.0.100', 80, [d('198.19.0.11', 1, { port: 8080 })])] }), /198\.19\.0\.11:8080: direct routing \(-g\) cannot map ports/);
-    assert.throws(() => splitDr({ services: [svc(1, '198.19.0.100', 80, [d('198.19.0.11', 1)], { scheduler: 'wlc' })] }), /scheduler wlc cannot run with direct routing/);
+    assert.throws(
+      () => splitDr({ services: [svc(1, '198.19.0.100', 80, [d('198.19.0.11', 1), d('198.19.0.12', 2, { fwd: 'masq' })])] }),
+      /TCP 198\.19\.0\.100:80: real server 198\.19\.0\.12 uses masq while 198\.19\.0\.11 uses route/,
+    );
+    assert.throws(
+      () => splitDr({ services: [svc(1, '198.19.0.100', 80, [d('198.19.0.11', 1, { port: 8080 })])] }),
+      /198\.19\.0\.11:8080: direct routing \(-g\) cannot map ports/,
+    );
+    assert.throws(
+      () => splitDr({ services: [svc(1, '198.19.0.100', 80, [d('198.19.0.11', 1)], { scheduler: 'wlc' })] }),
+      /scheduler wlc cannot run with direct routing/,
+    );
   });
 
   test('read-back: flows become connections with IPVS states; counters by name', () => {
     const json = JSON.stringify({
       nftables: [
         { counter: { family: 'netdev', name: 'conns1', table: 'tsvs', packets: 3, bytes: 180 } },
-        { set: { family: 'netdev', name: 'flows1', table: 'tsvs', type: ['ipv4_addr', 'inet_service', 'inet_service'], elem: [
-          { elem: { val: { concat: ['198.18.0.10', 40000, 80] }, timeout: 60, expires: 59 } },
-          { elem: { val: { concat: ['198.18.0.10', 40001, 80] }, timeout: 60, expires: 880 } },
-          { elem: { val: { concat: ['198.18.0.10', 40002, 80] }, timeout: 60, expires: 100 } },
-          { elem: { val: { concat: ['198.18.0.10', 40003, 80] }, timeout: 10, expires: 8 } },
-        ] } },
-        { set: { family: 'netdev', name: 'fin1', table: 'tsvs', elem: [
-          { elem: { val: { concat: ['198.18.0.10', 40002, 80] }, expires: 100 } },
-          { elem: { val: { concat: ['198.18.0.10', 40003, 80] }, timeout: 10, expires: 8 } },
-        ] } },
-        { set: { family: 'netdev', name: 'flows7', table: 'tsvs', elem: [{ elem: { val: { concat: ['198.18.0.10', 5353, 53] }, expires: 250 } }] } },
+        {
+          set: {
+            family: 'netdev',
+            name: 'flows1',
+            table: 'tsvs',
+            type: ['ipv4_addr', 'inet_service', 'inet_service'],
+            elem: [
+              { elem: { val: { concat: ['198.18.0.10', 40000, 80] }, timeout: 60, expires: 59 } },
+              { elem: { val: { concat: ['198.18.0.10', 40001, 80] }, timeout: 60, expires: 880 } },
+              { elem: { val: { concat: ['198.18.0.10', 40002, 80] }, timeout: 60, expires: 100 } },
+              { elem: { val: { concat: ['198.18.0.10', 40003, 80] }, timeout: 10, expires: 8 } },
+            ],
+          },
+        },
+        {
+          set: {
+            family: 'netdev',
+            name: 'fin1',
+            table: 'tsvs',
+            elem: [
+              { elem: { val: { concat: ['198.18.0.10', 40002, 80] }, expires: 100 } },
+              { elem: { val: { concat: ['198.18.0.10', 40003, 80] }, timeout: 10, expires: 8 } },
+            ],
+          },
+        },
+        {
+          set: {
+            family: 'netdev',
+            name: 'flows7',
+            table: 'tsvs',
+            elem: [{ elem: { val: { concat: ['198.18.0.10', 5353, 53] }, expires: 250 } }],
+          },
+        },
       ],
     });
     const { flows, counters } = parseDrTable(json, new Set([1]));

@@ -40,7 +40,9 @@ describe('DR rulesets in the kernel', privileged(['ip', 'nft']), () => {
 
   /** A fixture with the golden's device names replaced by this run's. */
   function load(name: string): { code: number | null; err: string } {
-    const text = readFileSync(join(FIXTURES, `${name}.json`), 'utf8').replaceAll('tsvslan0', devs[0]!).replaceAll('tsvslan1', devs[1]!);
+    const text = readFileSync(join(FIXTURES, `${name}.json`), 'utf8')
+      .replaceAll('tsvslan0', devs[0]!)
+      .replaceAll('tsvslan1', devs[1]!);
     const file = join(dir, `${name}.json`);
     writeFileSync(file, text);
     return inNs('nft', ['-j', '-f', file]);

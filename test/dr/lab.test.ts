@@ -30,14 +30,28 @@ const [RS1, RS2] = REAL_ADDRS;
 const suffix = `dr${(process.pid % 100000).toString(36)}`;
 
 function service(port: number, extra: Partial<ServiceConfig> = {}): ServiceConfig {
-  return { af: 4, protocol: 'tcp', addr: VIP, port, fwmark: 0, scheduler: 'rr', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '', ...extra };
+  return {
+    af: 4,
+    protocol: 'tcp',
+    addr: VIP,
+    port,
+    fwmark: 0,
+    scheduler: 'rr',
+    schedFlags: 0,
+    persistent: 0,
+    netmask: 0xffffffff,
+    ops: false,
+    pe: '',
+    ...extra,
+  };
 }
 function server(addr: string, port: number, extra: Partial<DestConfig> = {}): DestConfig {
   return { af: 4, addr, port, weight: 1, fwd: 'route', uThreshold: 0, lThreshold: 0, ...extra };
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The packets of a capture as tcpdump prints them (link-layer headers, absolute sequence numbers). */
-const readPcap = (file: string): string[] => spawnSync('tcpdump', ['-nn', '-S', '-e', '-r', file], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+const readPcap = (file: string): string[] =>
+  spawnSync('tcpdump', ['-nn', '-S', '-e', '-r', file], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
 
 describe('direct routing on the netns lab', privileged(['ip', 'nft', 'nginx', 'curl', 'tcpdump']), () => {
   let lab: LabNames;
@@ -66,7 +80,7 @@ describe('direct routing on the netns lab', privileged(['ip', 'nft', 'nginx', 'c
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  test('the lab: DR mode, the VIP on the director and on the real servers\' lo, ARP sysctls set', () => {
+  test("the lab: DR mode, the VIP on the director and on the real servers' lo, ARP sysctls set", () => {
     assert.match(labStatus(lab.suffix).lines.join('\n'), /mode: dr/);
     assert.match(nsRun(lab.director, 'ip', ['-4', 'addr', 'show', 'dev', lab.linkDirLan]), /inet 198\.19\.0\.100\/32/);
     for (const ns of lab.reals) {
@@ -88,7 +102,11 @@ describe('direct routing on the netns lab', privileged(['ip', 'nft', 'nginx', 'c
     ]);
     assert.match(nsRun(lab.director, 'nft', ['list', 'tables']), /table netdev tsvs/);
     const pcap = join(tmp, 'director.pcap');
-    const dump = spawn('ip', ['netns', 'exec', lab.director, 'tcpdump', '-i', lab.linkDirLan, '-nn', '-U', '-Z', 'root', '-w', pcap, 'tcp', 'port', '80'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const dump = spawn(
+      'ip',
+      ['netns', 'exec', lab.director, 'tcpdump', '-i', lab.linkDirLan, '-nn', '-U', '-Z', 'root', '-w', pcap, 'tcp', 'port', '80'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let dumpErr = '';
     dump.stderr.on('data', (b) => (dumpErr += b));
     try {
@@ -117,11 +135,17 @@ describe('direct routing on the netns lab', privileged(['ip', 'nft', 'nginx', 'c
     assert.ok(toVip.length >= 6 * 5 * 2, `${toVip.length} packets`);
     assert.equal(toVip.length % 2, 0);
     // Leaving copies go to the real servers' MACs; the IP packet is unchanged (same line after the MACs).
-    const macs = REAL_ADDRS.map((_, i) => JSON.parse(nsRun(lab.reals[i]!, 'ip', ['-j', 'link', 'show', 'dev', lab.linkReal[i]!]))[0].address as string);
+    const macs = REAL_ADDRS.map(
+      (_, i) => JSON.parse(nsRun(lab.reals[i]!, 'ip', ['-j', 'link', 'show', 'dev', lab.linkReal[i]!]))[0].address as string,
+    );
     const dirMac = JSON.parse(nsRun(lab.director, 'ip', ['-j', 'link', 'show', 'dev', lab.linkDirLan]))[0].address as string;
     const out = toVip.filter((p) => p.includes(`${dirMac} > `));
     assert.equal(out.length, toVip.length / 2);
-    for (const p of out) assert.ok(macs.some((m) => p.includes(`> ${m},`)), `leaves to a real server's MAC: ${p}`);
+    for (const p of out)
+      assert.ok(
+        macs.some((m) => p.includes(`> ${m},`)),
+        `leaves to a real server's MAC: ${p}`,
+      );
     const ipPart = (p: string) => p.slice(p.indexOf(': ') + 2);
     const inn = toVip.filter((p) => !p.includes(`${dirMac} > `));
     assert.deepEqual(out.map(ipPart), inn.map(ipPart), 'the IP packets leave exactly as they arrived');
@@ -131,7 +155,10 @@ describe('direct routing on the netns lab', privileged(['ip', 'nft', 'nginx', 'c
     await sleep(1300);
     const table = await client.getTable();
     const svc = table.services.find((s) => s.addr === VIP && s.port === 80)!;
-    assert.deepEqual(svc.dests.map((d) => d.fwd), ['route', 'route']);
+    assert.deepEqual(
+      svc.dests.map((d) => d.fwd),
+      ['route', 'route'],
+    );
     assert.equal(svc.stats.conns, 6);
     assert.ok(svc.stats.inpkts >= 30, `inpkts ${svc.stats.inpkts}`);
     assert.equal(svc.stats.outpkts, 0);
@@ -146,7 +173,28 @@ describe('direct routing on the netns lab', privileged(['ip', 'nft', 'nginx', 'c
 
   test('a connection keeps its real server while the table changes (weight 0, another service added)', async () => {
     const out = join(tmp, 'big.bin');
-    const dl = spawn('ip', ['netns', 'exec', lab.client, 'curl', '-s', '--max-time', '30', '--limit-rate', '3M', '-o', out, '-w', '%{size_download}', `http://${VIP}/big.bin`, '-r', '0-25165823'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const dl = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        lab.client,
+        'curl',
+        '-s',
+        '--max-time',
+        '30',
+        '--limit-rate',
+        '3M',
+        '-o',
+        out,
+        '-w',
+        '%{size_download}',
+        `http://${VIP}/big.bin`,
+        '-r',
+        '0-25165823',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let size = '';
     let err = '';
     dl.stdout.on('data', (b) => (size += b));
@@ -166,7 +214,9 @@ describe('direct routing on the netns lab', privileged(['ip', 'nft', 'nginx', 'c
     const open = (await client.getConnections()).filter((c) => !c.template && c.state === 'ESTABLISHED' && c.vport === 80);
     assert.equal(open.length, 1, JSON.stringify(open));
     assert.ok(open[0]!.expires > 800, `established timeout ${open[0]!.expires}`);
-    const refused = nsRun(lab.client, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '3', `http://${VIP}/name`], { allowFail: true }).trim();
+    const refused = nsRun(lab.client, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '3', `http://${VIP}/name`], {
+      allowFail: true,
+    }).trim();
     assert.equal(refused, '000', 'a new connection finds no usable server');
     assert.equal(dl.exitCode, null, 'the download outlived the changes and the checks');
     const code = await exited;
@@ -204,7 +254,10 @@ describe('direct routing on the netns lab', privileged(['ip', 'nft', 'nginx', 'c
       { op: 'add-server', service: service(82), dest: { ...server(RS1, 82), fwd: 'tunnel', tunnel: { type: 'gre', csum: 'nocsum' } } },
     ]);
     assert.equal(r.code, 'NOT_SUPPORTED');
-    assert.match(r.message, /real server 198\.19\.0\.11: tunnelling \(-i\) is not supported here: tunnel type gre \(IPv4\) needs the kernel module ip_gre/);
+    assert.match(
+      r.message,
+      /real server 198\.19\.0\.11: tunnelling \(-i\) is not supported here: tunnel type gre \(IPv4\) needs the kernel module ip_gre/,
+    );
     r = await refusal([
       { op: 'add-service', service: service(83, { scheduler: 'wlc' }) },
       { op: 'add-server', service: service(83), dest: server(RS1, 83) },
@@ -216,10 +269,16 @@ describe('direct routing on the netns lab', privileged(['ip', 'nft', 'nginx', 'c
       { op: 'add-service', service: service(84) },
       { op: 'add-server', service: service(84), dest: server('198.18.0.10', 84) },
     ]);
-    assert.match(r.message, /198\.18\.0\.10: direct routing \(-g\) needs the real server on a network directly connected to the director, but it is reached via the gateway 198\.19\.0\.254/);
+    assert.match(
+      r.message,
+      /198\.18\.0\.10: direct routing \(-g\) needs the real server on a network directly connected to the director, but it is reached via the gateway 198\.19\.0\.254/,
+    );
     // Nothing of the refused batches is left.
     const table = await client.getTable();
-    assert.deepEqual(table.services.map((s) => s.port), [80]);
+    assert.deepEqual(
+      table.services.map((s) => s.port),
+      [80],
+    );
   });
 
   test('SIGTERM removes netdev tsvs with the other tables', async () => {

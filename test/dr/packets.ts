@@ -67,11 +67,14 @@ export function tunnelCases(): Array<{ name: string; inner: Buffer; opts: EncapO
     { name: 'ipip-v4-in-v6', inner: v4, opts: { type: 'ipip', ...o6 } },
     { name: 'gue-nocsum', inner: v4, opts: { type: 'gue', port: 6080, sport: 49152, csum: 'nocsum', ...o4 } },
     { name: 'gue-csum', inner: v4, opts: { type: 'gue', port: 6080, sport: 49152, csum: 'csum', ...o4 } },
-    { name: 'gue-remcsum-partial-v6', inner: ipv6Syn({ partial: true }), opts: { type: 'gue', port: 6080, sport: 49153, csum: 'remcsum', partial: { start: 40, offset: 16 }, ...o4 } },
+    {
+      name: 'gue-remcsum-partial-v6',
+      inner: ipv6Syn({ partial: true }),
+      opts: { type: 'gue', port: 6080, sport: 49153, csum: 'remcsum', partial: { start: 40, offset: 16 }, ...o4 },
+    },
     { name: 'gue-csum-v6-outer', inner: v4, opts: { type: 'gue', port: 6080, sport: 49152, csum: 'csum', ...o6 } },
     { name: 'gre-nocsum', inner: v4, opts: { type: 'gre', csum: 'nocsum', ...o4 } },
     { name: 'gre-csum', inner: v4, opts: { type: 'gre', csum: 'csum', ...o4 } },
     { name: 'gre-csum-v6-in-v6', inner: v6, opts: { type: 'gre', csum: 'csum', ...o6 } },
   ];
 }
-

@@ -10,7 +10,14 @@ const require = createRequire(import.meta.url);
 const raw = require('@neuralegion/raw-socket') as {
   createSocket(o: { protocol: number; addressFamily: number }): {
     setOption(level: number, option: number, value: number): void;
-    send(buf: Buffer, off: number, len: number, addr: string, before: (() => void) | null, after: (err: Error | null, bytes: number) => void): void;
+    send(
+      buf: Buffer,
+      off: number,
+      len: number,
+      addr: string,
+      before: (() => void) | null,
+      after: (err: Error | null, bytes: number) => void,
+    ): void;
     close(): void;
   };
   AddressFamily: { IPv4: number; IPv6: number };
@@ -44,7 +51,9 @@ async function main(): Promise<void> {
   for (let i = 0; i + 2 < args.length; i += 3) {
     const [af, dest, hex] = [args[i]!, args[i + 1]!, args[i + 2]!];
     const buf = Buffer.from(hex, 'hex');
-    const bytes = await new Promise<number>((resolve, reject) => socketFor(af).send(buf, 0, buf.length, dest, null, (err, n) => (err ? reject(err) : resolve(n))));
+    const bytes = await new Promise<number>((resolve, reject) =>
+      socketFor(af).send(buf, 0, buf.length, dest, null, (err, n) => (err ? reject(err) : resolve(n))),
+    );
     process.stdout.write(`${bytes}\n`);
     await new Promise((r) => setTimeout(r, 20));
   }

@@ -55,7 +55,10 @@ describe('tunnel packets on the wire', privileged(['ip', 'tcpdump']), () => {
     spawnSync('ip', ['netns', 'add', nsB]);
     const r = spawnSync('ip', ['link', 'add', vA, 'netns', nsA, 'type', 'veth', 'peer', 'name', vB, 'netns', nsB], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
-    for (const [ns, dev, a4, a6] of [[nsA, vA, '198.19.0.1/24', '2001:db8:19::1/64'], [nsB, vB, '198.19.0.11/24', '2001:db8:19::11/64']] as const) {
+    for (const [ns, dev, a4, a6] of [
+      [nsA, vA, '198.19.0.1/24', '2001:db8:19::1/64'],
+      [nsB, vB, '198.19.0.11/24', '2001:db8:19::11/64'],
+    ] as const) {
       inNs(ns, ['ip', 'link', 'set', 'lo', 'up']);
       inNs(ns, ['ip', 'addr', 'add', a4, 'dev', dev]);
       inNs(ns, ['ip', 'addr', 'add', a6, 'dev', dev, 'nodad']);
@@ -71,16 +74,42 @@ describe('tunnel packets on the wire', privileged(['ip', 'tcpdump']), () => {
   test('every golden tunnel packet arrives byte for byte, and tcpdump decodes outer and inner headers', async () => {
     const cases = tunnelCases();
     const pcap = join(dir, 'rs.pcap');
-    const dump = spawn('ip', ['netns', 'exec', nsB, 'tcpdump', '-i', vB, '-nn', '-U', '-Z', 'root', '-w', pcap, 'ip proto 4 or ip proto 41 or ip proto 47 or udp port 6080 or ip6 proto 4 or ip6 proto 47 or (ip6 and udp port 6080)'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const dump = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        nsB,
+        'tcpdump',
+        '-i',
+        vB,
+        '-nn',
+        '-U',
+        '-Z',
+        'root',
+        '-w',
+        pcap,
+        'ip proto 4 or ip proto 41 or ip proto 47 or udp port 6080 or ip6 proto 4 or ip6 proto 47 or (ip6 and udp port 6080)',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let err = '';
     dump.stderr.on('data', (b) => (err += b));
     try {
       for (let i = 0; i < 50 && !/listening on/.test(err); i++) await new Promise((r) => setTimeout(r, 100));
       assert.match(err, /listening on/, err);
       const argv = cases.flatMap((c) => [c.opts.dst.includes(':') ? '6' : '4', c.opts.dst, encapsulate(c.inner, c.opts).toString('hex')]);
-      const r = spawnSync('ip', ['netns', 'exec', nsA, process.execPath, '--import', 'tsx', join(import.meta.dirname, 'raw-send.ts'), ...argv], { encoding: 'utf8', timeout: 30_000, cwd: join(import.meta.dirname, '..', '..') });
+      const r = spawnSync(
+        'ip',
+        ['netns', 'exec', nsA, process.execPath, '--import', 'tsx', join(import.meta.dirname, 'raw-send.ts'), ...argv],
+        { encoding: 'utf8', timeout: 30_000, cwd: join(import.meta.dirname, '..', '..') },
+      );
       assert.equal(r.status, 0, r.stderr);
-      assert.deepEqual(r.stdout.trim().split('\n').map(Number), cases.map((c) => encapsulate(c.inner, c.opts).length), 'bytes sent');
+      assert.deepEqual(
+        r.stdout.trim().split('\n').map(Number),
+        cases.map((c) => encapsulate(c.inner, c.opts).length),
+        'bytes sent',
+      );
       // A loaded machine delays tcpdump: wait until the capture holds every packet.
       for (let i = 0; i < 50 && pcapPackets(pcap).length < cases.length; i++) await new Promise((r) => setTimeout(r, 100));
     } finally {
@@ -94,7 +123,10 @@ describe('tunnel packets on the wire', privileged(['ip', 'tcpdump']), () => {
     for (const c of cases) {
       const want = encapsulate(c.inner, c.opts);
       const at = captured.indexOf(want.toString('hex'));
-      assert.ok(at >= 0, `${c.name}: no captured packet equals the encoded bytes\nwant ${want.toString('hex')}\ngot  ${captured.join('\n     ')}`);
+      assert.ok(
+        at >= 0,
+        `${c.name}: no captured packet equals the encoded bytes\nwant ${want.toString('hex')}\ngot  ${captured.join('\n     ')}`,
+      );
       assert.deepEqual(decapsulate(got[at]!).inner, c.inner, `${c.name}: inner packet`);
       captured[at] = '';
     }
@@ -103,16 +135,35 @@ describe('tunnel packets on the wire', privileged(['ip', 'tcpdump']), () => {
     assert.doesNotMatch(text, /bad cksum|incorrect/i);
     const inner4 = String.raw`IP \(tos 0x2b,CE, ttl 63, id 4660, offset 0, flags \[DF\], proto TCP \(6\), length 40\)\s+198\.18\.0\.10\.40000 > 198\.19\.0\.100\.80: Flags \[S\], cksum 0x[0-9a-f]+ \(correct\)`;
     // ipip: outer TOS 0x2a (CE became ECT(0)), TTL and DF copied, the inner header intact.
-    assert.match(text, new RegExp(String.raw`IP \(tos 0x2a,ECT\(0\), ttl 63, id 48879, offset 0, flags \[DF\], proto IPIP \(4\), length 60\)\s+198\.19\.0\.1 > 198\.19\.0\.11: ${inner4}`));
-    assert.match(text, /IP \(tos 0xb8, ttl 57, id 48879, offset 0, flags \[none\], proto IPv6 \(41\), length 80\)\s+198\.19\.0\.1 > 198\.19\.0\.11: IP6 \(class 0xb8, flowlabel 0x12345, hlim 57/);
-    assert.match(text, new RegExp(String.raw`IP6 \(class 0x2a, hlim 63, next-header IPIP \(4\) payload length: 40\) 2001:db8:19::1 > 2001:db8:19::11: ${inner4}`));
+    assert.match(
+      text,
+      new RegExp(
+        String.raw`IP \(tos 0x2a,ECT\(0\), ttl 63, id 48879, offset 0, flags \[DF\], proto IPIP \(4\), length 60\)\s+198\.19\.0\.1 > 198\.19\.0\.11: ${inner4}`,
+      ),
+    );
+    assert.match(
+      text,
+      /IP \(tos 0xb8, ttl 57, id 48879, offset 0, flags \[none\], proto IPv6 \(41\), length 80\)\s+198\.19\.0\.1 > 198\.19\.0\.11: IP6 \(class 0xb8, flowlabel 0x12345, hlim 57/,
+    );
+    assert.match(
+      text,
+      new RegExp(
+        String.raw`IP6 \(class 0x2a, hlim 63, next-header IPIP \(4\) payload length: 40\) 2001:db8:19::1 > 2001:db8:19::11: ${inner4}`,
+      ),
+    );
     // gue: UDP to the tunnel port, checksum absent or correct.
     assert.match(text, /198\.19\.0\.1\.49152 > 198\.19\.0\.11\.6080: \[no cksum\]/);
     assert.match(text, /198\.19\.0\.1\.49152 > 198\.19\.0\.11\.6080: \[udp sum ok\]/);
     assert.match(text, /2001:db8:19::1\.49152 > 2001:db8:19::11\.6080: \[udp sum ok\]/);
     // gre: with and without checksum, the inner packet decoded.
-    assert.match(text, new RegExp(String.raw`proto GRE \(47\), length 64\)\s+198\.19\.0\.1 > 198\.19\.0\.11: GREv0, Flags \[none\], length 44\s+${inner4}`));
+    assert.match(
+      text,
+      new RegExp(String.raw`proto GRE \(47\), length 64\)\s+198\.19\.0\.1 > 198\.19\.0\.11: GREv0, Flags \[none\], length 44\s+${inner4}`),
+    );
     assert.match(text, new RegExp(String.raw`GREv0, Flags \[checksum present\], sum 0x[0-9a-f]+, off 0x0, length 48\s+${inner4}`));
-    assert.match(text, /next-header GRE \(47\) payload length: 68\) 2001:db8:19::1 > 2001:db8:19::11: GREv0, Flags \[checksum present\].*\s+IP6 \(class 0xb8, flowlabel 0x12345, hlim 57.*Flags \[S\], cksum 0x[0-9a-f]+ \(correct\)/);
+    assert.match(
+      text,
+      /next-header GRE \(47\) payload length: 68\) 2001:db8:19::1 > 2001:db8:19::11: GREv0, Flags \[checksum present\].*\s+IP6 \(class 0xb8, flowlabel 0x12345, hlim 57.*Flags \[S\], cksum 0x[0-9a-f]+ \(correct\)/,
+    );
   });
 });

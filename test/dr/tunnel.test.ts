@@ -38,7 +38,9 @@ describe('tunnel encapsulation', () => {
         'xxxx', // checksum, below
         'c6130001', // 198.19.0.1
         'c613000b', // 198.19.0.11
-      ].join('').replace('xxxx', '0000'),
+      ]
+        .join('')
+        .replace('xxxx', '0000'),
       'hex',
     );
     assert.deepEqual(p.subarray(0, 10), expect.subarray(0, 10));
@@ -57,7 +59,10 @@ describe('tunnel encapsulation', () => {
     assert.equal(v6[8], 57);
     assert.equal(v6[9], 41, 'IPv6 in IPv4: protocol 41');
     assert.equal(v6[1], 0xb9, 'ECT(1) is copied');
-    assert.deepEqual([0, 1, 2, 3].map((e) => encapDsfield(0xb8 | e)), [0xb8, 0xb9, 0xba, 0xba]);
+    assert.deepEqual(
+      [0, 1, 2, 3].map((e) => encapDsfield(0xb8 | e)),
+      [0xb8, 0xb9, 0xba, 0xba],
+    );
   });
 
   test('IPv6 outer: traffic class, flow label 0, hop limit, payload length, next header', () => {
@@ -76,7 +81,10 @@ describe('tunnel encapsulation', () => {
     const base = { type: 'gue' as const, port: 6080, sport: 49152, src: '198.19.0.1', dst: '198.19.0.11' };
     const no = encapsulate(inner, { ...base, csum: 'nocsum' });
     assert.equal(no[9], 17);
-    assert.equal(no.subarray(20, 32).toString('hex'), ['c000', '17c0', (8 + 4 + inner.length).toString(16).padStart(4, '0'), '0000', '00', '04', '0000'].join(''));
+    assert.equal(
+      no.subarray(20, 32).toString('hex'),
+      ['c000', '17c0', (8 + 4 + inner.length).toString(16).padStart(4, '0'), '0000', '00', '04', '0000'].join(''),
+    );
     const yes = encapsulate(inner, { ...base, csum: 'csum' });
     assert.notEqual(yes.readUInt16BE(26), 0);
     const d = decapsulate(yes, 6080);
@@ -93,7 +101,15 @@ describe('tunnel encapsulation', () => {
 
   test('GUE remote checksum offload: private flags and start/offset of the partial inner checksum', () => {
     const inner = ipv6Syn({ partial: true });
-    const p = encapsulate(inner, { type: 'gue', port: 6080, sport: 1, src: '198.19.0.1', dst: '198.19.0.11', csum: 'remcsum', partial: { start: 40, offset: 16 } });
+    const p = encapsulate(inner, {
+      type: 'gue',
+      port: 6080,
+      sport: 1,
+      src: '198.19.0.1',
+      dst: '198.19.0.11',
+      csum: 'remcsum',
+      partial: { start: 40, offset: 16 },
+    });
     // hlen 2 words; proto 41; flags PRIV; private flags REMCSUM; start 40 (the TCP header), 56 (its checksum field).
     assert.equal(p.subarray(28, 40).toString('hex'), '02290001' + '80000000' + '0028' + '0038');
     const d = decapsulate(p);
@@ -136,18 +152,33 @@ describe('kernel support for tunnels', () => {
 
   test('the modules each type needs, and a refusal naming exactly the missing ones', () => {
     assert.deepEqual(missingTunnelModules('ipip', 4, fake(['ipip'])), []);
-    assert.deepEqual(missingTunnelModules('gue', 4, fake(['ipip'])).map((m) => m.name), ['fou']);
-    assert.deepEqual(missingTunnelModules('gre', 6, fake([])).map((m) => m.name), ['ip6_gre']);
+    assert.deepEqual(
+      missingTunnelModules('gue', 4, fake(['ipip'])).map((m) => m.name),
+      ['fou'],
+    );
+    assert.deepEqual(
+      missingTunnelModules('gre', 6, fake([])).map((m) => m.name),
+      ['ip6_gre'],
+    );
     assert.equal(tunnelRefusal('ipip', 4, fake(['ipip'])), null);
     const msg = tunnelRefusal('gue', 4, fake([]))!;
     assert.match(msg, /^tunnel type gue \(IPv4\) needs the kernel modules fou, ipip, which this kernel \(6\.1\.0-test\) does not have/);
-    assert.match(msg, /\/sys\/module\/fou: absent; \/proc\/modules: not readable; \/lib\/modules\/6\.1\.0-test: absent; modprobe: not installed/);
+    assert.match(
+      msg,
+      /\/sys\/module\/fou: absent; \/proc\/modules: not readable; \/lib\/modules\/6\.1\.0-test: absent; modprobe: not installed/,
+    );
   });
 
   test('other sources count: /proc/modules, modules.builtin, modprobe -n', () => {
     const base = fake([]);
-    assert.equal(findModule('ipip', { ...base, read: (p) => (p === '/proc/modules' ? 'ipip 32768 0 - Live 0x0\n' : null) }).how, '/proc/modules');
-    assert.equal(findModule('ip_gre', { ...base, read: (p) => (p.endsWith('modules.builtin') ? 'kernel/net/ipv4/ip_gre.ko\n' : null) }).how, 'modules.builtin');
+    assert.equal(
+      findModule('ipip', { ...base, read: (p) => (p === '/proc/modules' ? 'ipip 32768 0 - Live 0x0\n' : null) }).how,
+      '/proc/modules',
+    );
+    assert.equal(
+      findModule('ip_gre', { ...base, read: (p) => (p.endsWith('modules.builtin') ? 'kernel/net/ipv4/ip_gre.ko\n' : null) }).how,
+      'modules.builtin',
+    );
     assert.equal(findModule('fou', { ...base, modprobeDryRun: () => true }).how, 'modprobe -n fou');
   });
 

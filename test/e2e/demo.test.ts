@@ -10,7 +10,6 @@ import { test } from 'node:test';
 import { ENTRY } from '../daemon/spawn.js';
 import { freePort } from '../helper.js';
 
-
 test('tsvs demo: curl through the VIP alternates between rs2 and rs1 serving the same page', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tsvs-demo-test-'));
   const vport = await freePort();

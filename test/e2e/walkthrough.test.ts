@@ -13,7 +13,6 @@ import { startRealServer, writeSharedContent, type RealServer } from '../../src/
 import { BIN, startTsvsd, type Tsvsd } from '../daemon/spawn.js';
 import { freePort } from '../helper.js';
 
-
 let dir: string;
 let d: Tsvsd;
 let rs1: RealServer;
@@ -86,7 +85,10 @@ test('the LVS-NAT walk-through', async () => {
 
   // Ten new connections alternate, RS2 first (head insertion).
   const names = await curlNames(10);
-  assert.deepEqual(names, Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? 'rs2' : 'rs1')));
+  assert.deepEqual(
+    names,
+    Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? 'rs2' : 'rs1')),
+  );
 
   // A kept-alive connection stays on one server.
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -157,6 +159,10 @@ test('-S, -C, -R restores an identical table; restarting tsvsd with --state rest
   // -S lists servers sorted by address:port and -R adds them in that order, so the last one
   // listed ends up at the head. Servers added one by one make the kernel's wrr run its first
   // pass at threshold 1, which picks the head.
-  const lastListed = saved.split('\n').filter((l) => l.startsWith(`-a -t ${VIP} `)).at(-1)!.split(' ')[4];
+  const lastListed = saved
+    .split('\n')
+    .filter((l) => l.startsWith(`-a -t ${VIP} `))
+    .at(-1)!
+    .split(' ')[4];
   assert.equal(await curlName(), lastListed === RS1 ? 'rs1' : 'rs2');
 });

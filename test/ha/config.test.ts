@@ -72,10 +72,28 @@ describe('VRRP configuration', () => {
       ['BACKUP', 'eth0', 51, 150, 0.2, true, 5, '10.0.0.2', ['10.0.0.3']],
     );
     assert.deepEqual(v.virtualIpaddress, ['198.18.0.1/24', '198.19.0.1/24 dev eth1 label eth1:vip']);
-    assert.deepEqual(v.trackInterface, [{ name: 'eth1', weight: -10 }, { name: 'eth2', weight: 0 }]);
+    assert.deepEqual(v.trackInterface, [
+      { name: 'eth1', weight: -10 },
+      { name: 'eth2', weight: 0 },
+    ]);
     assert.deepEqual(v.trackScript, [{ name: 'chk_web' }]);
-    assert.deepEqual([v.notifyMaster, v.notifyBackup, v.notifyFault, v.notifyStop, v.notify], ['/bin/m master', '/bin/b', '/bin/f', '/bin/s', '/bin/all']);
-    assert.deepEqual(c.vrrpScripts, [{ name: 'chk_web', script: '/usr/local/bin/check web', interval: 2, timeout: 2, weight: -20, rise: 2, fall: 3, initFail: false, origin: { file: 'k.conf', line: 4, column: 1 } }]);
+    assert.deepEqual(
+      [v.notifyMaster, v.notifyBackup, v.notifyFault, v.notifyStop, v.notify],
+      ['/bin/m master', '/bin/b', '/bin/f', '/bin/s', '/bin/all'],
+    );
+    assert.deepEqual(c.vrrpScripts, [
+      {
+        name: 'chk_web',
+        script: '/usr/local/bin/check web',
+        interval: 2,
+        timeout: 2,
+        weight: -20,
+        rise: 2,
+        fall: 3,
+        initFail: false,
+        origin: { file: 'k.conf', line: 4, column: 1 },
+      },
+    ]);
     assert.ok(!c.unsupported.some((d) => /vrrp/i.test(d.message)), c.unsupported.map(formatDiagnostic).join('\n'));
     // The resolved instance takes the script's weight when the track line gives none.
     const r = resolveInstance(v, c.vrrpScripts!);
@@ -97,22 +115,39 @@ describe('VRRP configuration', () => {
   });
 
   test('the Debian sample with track weights and vrrp_script loads', () => {
-    const c = parseKeepalivedConfig(readFileSync('/usr/share/doc/keepalived/samples/keepalived.conf.vrrp.localcheck', 'utf8'), 'localcheck');
+    const c = parseKeepalivedConfig(
+      readFileSync('/usr/share/doc/keepalived/samples/keepalived.conf.vrrp.localcheck', 'utf8'),
+      'localcheck',
+    );
     const v = c.vrrp[0]!;
-    assert.deepEqual(v.trackInterface, [{ name: 'eth1', weight: 2 }, { name: 'eth2', weight: -2 }, { name: 'eth3', weight: 0 }]);
+    assert.deepEqual(v.trackInterface, [
+      { name: 'eth1', weight: 2 },
+      { name: 'eth2', weight: -2 },
+      { name: 'eth3', weight: 0 },
+    ]);
     assert.deepEqual(v.trackScript![1], { name: 'chk_haproxy', weight: 2 });
     assert.equal(c.vrrpScripts!.find((s) => s.name === 'chk_sshd')!.fall, 2);
   });
 
   test('errors name the instance and the key, at its line and column (keepalived.conf)', () => {
-    const bad = KA.replace('virtual_router_id 51', 'virtual_router_id 300').replace('chk_web\n    }', 'chk_nope\n    }').replace('advert_int 0.2', 'advert_int 50');
-    assert.deepEqual(errorsOf(() => parseKeepalivedConfig(bad, 'k.conf')), ['k.conf:14:5: vrrp instance VI_1: virtual_router_id: expected an integer from 1 to 255, got "300"']);
-    const bad2 = KA.replace('chk_web\n    }', 'chk_nope\n    }').replace('advert_int 0.2', 'advert_int 50').replace('198.18.0.1/24', '198.18.0.1/40');
-    assert.deepEqual(errorsOf(() => parseKeepalivedConfig(bad2, 'k.conf')), [
-      'k.conf:16:5: vrrp instance VI_1: advert_int: 50 s out of range: VRRPv3 carries 0.01 to 40.95 s',
-      'k.conf:23:5: vrrp instance VI_1: virtual_ipaddress: prefix length /40 out of range 1-32',
-      'k.conf:31:5: vrrp instance VI_1: track_script: no vrrp_script "chk_nope" is defined',
-    ]);
+    const bad = KA.replace('virtual_router_id 51', 'virtual_router_id 300')
+      .replace('chk_web\n    }', 'chk_nope\n    }')
+      .replace('advert_int 0.2', 'advert_int 50');
+    assert.deepEqual(
+      errorsOf(() => parseKeepalivedConfig(bad, 'k.conf')),
+      ['k.conf:14:5: vrrp instance VI_1: virtual_router_id: expected an integer from 1 to 255, got "300"'],
+    );
+    const bad2 = KA.replace('chk_web\n    }', 'chk_nope\n    }')
+      .replace('advert_int 0.2', 'advert_int 50')
+      .replace('198.18.0.1/24', '198.18.0.1/40');
+    assert.deepEqual(
+      errorsOf(() => parseKeepalivedConfig(bad2, 'k.conf')),
+      [
+        'k.conf:16:5: vrrp instance VI_1: advert_int: 50 s out of range: VRRPv3 carries 0.01 to 40.95 s',
+        'k.conf:23:5: vrrp instance VI_1: virtual_ipaddress: prefix length /40 out of range 1-32',
+        'k.conf:31:5: vrrp instance VI_1: track_script: no vrrp_script "chk_nope" is defined',
+      ],
+    );
   });
 
   test('errors name the instance and the key (YAML); two instances with one VRID on one interface', () => {
@@ -130,20 +165,32 @@ describe('VRRP configuration', () => {
     virtual_ipaddress: []
     priority: 0
 `;
-    assert.deepEqual(errorsOf(() => parseYamlConfig(y, 'v.yaml')), ['v.yaml:13:15: vrrp instance C: vrrp[2].priority: expected an integer from 1 to 255, got 0']);
-    assert.deepEqual(errorsOf(() => parseYamlConfig(y.replace('    priority: 0\n', ''), 'v.yaml')), [
-      'v.yaml:5:5: vrrp instance A: virtual_ipaddress: 2001:db8::1: all addresses of an instance must be of one family (VRRP sends one family per instance)',
-      'v.yaml:8:5: vrrp instance B: virtual_router_id: 5 is used by instance A on eth0 too',
-      'v.yaml:10:5: vrrp instance B: track_script: no vrrp_script "missing" is defined',
-      'v.yaml:11:5: vrrp instance C: interface: is required',
-      'v.yaml:11:5: vrrp instance C: virtual_router_id: is required (1-255)',
-      'v.yaml:12:5: vrrp instance C: virtual_ipaddress: at least one address is required',
-    ]);
+    assert.deepEqual(
+      errorsOf(() => parseYamlConfig(y, 'v.yaml')),
+      ['v.yaml:13:15: vrrp instance C: vrrp[2].priority: expected an integer from 1 to 255, got 0'],
+    );
+    assert.deepEqual(
+      errorsOf(() => parseYamlConfig(y.replace('    priority: 0\n', ''), 'v.yaml')),
+      [
+        'v.yaml:5:5: vrrp instance A: virtual_ipaddress: 2001:db8::1: all addresses of an instance must be of one family (VRRP sends one family per instance)',
+        'v.yaml:8:5: vrrp instance B: virtual_router_id: 5 is used by instance A on eth0 too',
+        'v.yaml:10:5: vrrp instance B: track_script: no vrrp_script "missing" is defined',
+        'v.yaml:11:5: vrrp instance C: interface: is required',
+        'v.yaml:11:5: vrrp instance C: virtual_router_id: is required (1-255)',
+        'v.yaml:12:5: vrrp instance C: virtual_ipaddress: at least one address is required',
+      ],
+    );
   });
 
   test('virtual addresses: keepalived syntax', () => {
     assert.deepEqual(parseVip('10.0.0.1'), { addr: '10.0.0.1', family: 4, prefix: 32, extra: [] });
-    assert.deepEqual(parseVip('10.0.0.1/24 brd 10.0.0.255 dev eth1 scope global'), { addr: '10.0.0.1', family: 4, prefix: 24, dev: 'eth1', extra: ['brd', '10.0.0.255', 'scope', 'global'] });
+    assert.deepEqual(parseVip('10.0.0.1/24 brd 10.0.0.255 dev eth1 scope global'), {
+      addr: '10.0.0.1',
+      family: 4,
+      prefix: 24,
+      dev: 'eth1',
+      extra: ['brd', '10.0.0.255', 'scope', 'global'],
+    });
     assert.match(parseVip('10.0.0.1 dev') as string, /"dev" needs a value/);
     assert.match(parseVip('10.0.0.1 metric 5') as string, /"metric" is not supported/);
     assert.match(parseVip('frob') as string, /expected an address/);

@@ -44,13 +44,20 @@ describe('tsvsd refuses VRRP without raw sockets', privileged(['setpriv']), () =
       writeFileSync(conf, yaml({}).replace('IFACE', 'lo'));
       chmodSync(conf, 0o644);
       const [cmd, ...args] = haTsvsdCommand();
-      const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', cmd!, ...args, '--config', conf, '--socket', join(dir, 's.sock')], {
-        encoding: 'utf8',
-        timeout: 60_000,
-        env: { ...process.env, HOME: dir },
-      });
+      const r = spawnSync(
+        'setpriv',
+        ['--reuid=65534', '--regid=65534', '--clear-groups', cmd!, ...args, '--config', conf, '--socket', join(dir, 's.sock')],
+        {
+          encoding: 'utf8',
+          timeout: 60_000,
+          env: { ...process.env, HOME: dir },
+        },
+      );
       assert.equal(r.status, 1, r.stderr);
-      assert.match(r.stderr, /VRRP cannot run, so tsvsd will not start \(.*v\.yaml configures 1 vrrp instance\(s\)\): opening a raw socket \(protocol 112\) was refused .*run tsvsd as root or give it CAP_NET_RAW/);
+      assert.match(
+        r.stderr,
+        /VRRP cannot run, so tsvsd will not start \(.*v\.yaml configures 1 vrrp instance\(s\)\): opening a raw socket \(protocol 112\) was refused .*run tsvsd as root or give it CAP_NET_RAW/,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -70,7 +77,10 @@ describe('tsvsd applies VRRP changes on SIGHUP', privileged(['ip']), () => {
   const has = (addr: string) => ip('-o', 'addr', 'show').includes(` ${addr}/`);
   const api = async (path: string) => {
     const r = spawnSync('curl', ['-s', '--unix-socket', sock, `http://x${path}`], { encoding: 'utf8' });
-    return JSON.parse(r.stdout) as { configured: boolean; instances: Array<{ state: string; priority: number; vrid: number; vips: string[]; transitions: number }> };
+    return JSON.parse(r.stdout) as {
+      configured: boolean;
+      instances: Array<{ state: string; priority: number; vrid: number; vips: string[]; transitions: number }>;
+    };
   };
   const write = (o: Parameters<typeof yaml>[0]) => writeFileSync(conf, yaml(o).replace('IFACE', ifa));
 
@@ -147,7 +157,9 @@ describe('tsvsd applies VRRP changes on SIGHUP', privileged(['ip']), () => {
       new Promise<{ code: number | null; text: string }>((res) => {
         let text = '';
         let signalled = false;
-        const p = spawn('ip', ['netns', 'exec', ns, cmd!, ...args, '--config', conf2, '--socket', join(dir, 'u.sock')], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const p = spawn('ip', ['netns', 'exec', ns, cmd!, ...args, '--config', conf2, '--socket', join(dir, 'u.sock')], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         p.stdout!.on('data', (d: Buffer) => {
           text += d.toString();
           // runDaemon installs its signal handlers just after this line is logged.

@@ -85,7 +85,11 @@ describe('VRRP failover between two tsvs directors', gate, () => {
   test('the master holds the VIP and the gateway; the backup hears its adverts', async () => {
     d1 = await start(0, { priority: P1, advertInt: ADV });
     d2 = await start(1, { priority: P2, advertInt: ADV });
-    await until(async () => (await vrrpStatus(l, 0)).instances[0]?.state === 'master' && (await vrrpStatus(l, 1)).instances[0]?.state === 'backup', 5000, 'd1 master, d2 backup');
+    await until(
+      async () => (await vrrpStatus(l, 0)).instances[0]?.state === 'master' && (await vrrpStatus(l, 1)).instances[0]?.state === 'backup',
+      5000,
+      'd1 master, d2 backup',
+    );
     await until(() => hasAddr(l.directors[0], HA.vip) && hasAddr(l.directors[0], HA.gateway), 2000, 'VIPs on d1');
     assert.deepEqual(holders(l), [0]);
     assert.equal(hasAddr(l.directors[1], HA.gateway), false);
@@ -137,8 +141,14 @@ describe('VRRP failover between two tsvs directors', gate, () => {
     assert.ok(before.length >= 20 && afterKill.length >= 50, 'the client is served before and again after the failover');
     assert.ok(failed.length > 0, 'requests during the failover failed (else the probe did not see it)');
     // The longest gap is the failover: it begins before d1 was certainly silent and ends after the cut began.
-    const around = res.filter((r) => Math.abs(r.wall - cutStart) < 1500).map((r) => `${r.wall - cutStart}:${r.ok ? r.server : 'x'}`).join(' ');
-    assert.ok(gap.from <= silentAt && gap.to >= cutStart, `the longest gap (${gap.from - cutStart}..${gap.to - cutStart} ms from the cut, which took ${silentAt - cutStart} ms) is the failover; around: ${around}`);
+    const around = res
+      .filter((r) => Math.abs(r.wall - cutStart) < 1500)
+      .map((r) => `${r.wall - cutStart}:${r.ok ? r.server : 'x'}`)
+      .join(' ');
+    assert.ok(
+      gap.from <= silentAt && gap.to >= cutStart,
+      `the longest gap (${gap.from - cutStart}..${gap.to - cutStart} ms from the cut, which took ${silentAt - cutStart} ms) is the failover; around: ${around}`,
+    );
     assert.ok(gap.gapMs < 1000, `gap ${gap.gapMs} ms; around the cut: ${around}`);
     assert.ok(new Set(afterKill.map((r) => r.server)).size === 2, 'both real servers serve through the new master');
     assert.equal((await vrrpStatus(l, 1)).instances[0]!.state, 'master');
@@ -167,7 +177,12 @@ describe('VRRP failover between two tsvs directors', gate, () => {
     assert.equal(code, 0);
     await until(() => hasAddr(l.directors[1], HA.vip), 2000, 'the VIP on d2');
     const tr = transitions(d2).at(-1)!;
-    const down = JSON.parse(d1.log().split('\n').find((x) => x.includes('"signal":"SIGTERM"'))!) as { time: string };
+    const down = JSON.parse(
+      d1
+        .log()
+        .split('\n')
+        .find((x) => x.includes('"signal":"SIGTERM"'))!,
+    ) as { time: string };
     t.diagnostic(`backup MASTER ${tr.time - Date.parse(down.time)} ms after the master logged SIGTERM`);
     // Without the priority-0 advert the backup would wait Master_Down_Interval (644 ms) after the
     // last advert; with it, Skew_Time (44 ms): the reason says which happened.
@@ -230,7 +245,9 @@ describe('VRRP failover between two tsvs directors', gate, () => {
       setPortLink(l, l.portsClient[0], true);
     }
     await until(() => holders(l).join() === '0', 5000, 'VIP back on d1');
-    const seq = transitions(d1).slice(-3).map((x) => `${x.from}->${x.to}`);
+    const seq = transitions(d1)
+      .slice(-3)
+      .map((x) => `${x.from}->${x.to}`);
     assert.deepEqual(seq, ['MASTER->FAULT', 'FAULT->BACKUP', 'BACKUP->MASTER']);
   });
 
@@ -247,22 +264,46 @@ describe('VRRP failover between two tsvs directors', gate, () => {
     };
     const bad: Array<[string, Buffer]> = [
       ['ttl', encodeIpv4Packet(evil, src, VRRP_GROUP4, 1, 254)],
-      ['checksum', (() => { const b = good(); b[27] ^= 0xff; return b; })()],
+      [
+        'checksum',
+        (() => {
+          const b = good();
+          b[27] ^= 0xff;
+          return b;
+        })(),
+      ],
       ['vrid', encodeIpv4Packet({ ...evil, vrid: 52 }, src, VRRP_GROUP4, 1)],
-      ['version', fixSum((() => { const b = good(); b[20] = 0x21; return b; })())],
+      [
+        'version',
+        fixSum(
+          (() => {
+            const b = good();
+            b[20] = 0x21;
+            return b;
+          })(),
+        ),
+      ],
       ['addr-count', encodeIpv4Packet({ ...evil, addrs: [HA.vip] }, src, VRRP_GROUP4, 1)],
       ['addr-list', encodeIpv4Packet({ ...evil, addrs: [HA.vip, '198.19.0.77'] }, src, VRRP_GROUP4, 1)],
     ];
     const hex = (b: Buffer) => ({ hex: b.toString('hex'), dst: VRRP_GROUP4 });
-    injectPackets(l.client, `tsvsc${l.suffix}`, bad.flatMap(([, b]) => [hex(b), hex(b), hex(b)]));
+    injectPackets(
+      l.client,
+      `tsvsc${l.suffix}`,
+      bad.flatMap(([, b]) => [hex(b), hex(b), hex(b)]),
+    );
     const counts = async () => {
       const s = await vrrpStatus(l, 0);
       return { ...s.dropped, ...s.instances[0]!.dropped } as Record<string, number>;
     };
-    await until(async () => {
-      const all = await counts();
-      return bad.every(([reason]) => (all[reason] ?? 0) >= 3);
-    }, 5000, 'every bad packet counted').catch(async (e: Error) => assert.fail(`${e.message}: ${JSON.stringify(await counts())}`));
+    await until(
+      async () => {
+        const all = await counts();
+        return bad.every(([reason]) => (all[reason] ?? 0) >= 3);
+      },
+      5000,
+      'every bad packet counted',
+    ).catch(async (e: Error) => assert.fail(`${e.message}: ${JSON.stringify(await counts())}`));
     const i1 = (await vrrpStatus(l, 0)).instances[0]!;
     assert.equal(i1.state, 'master', 'a priority-255 advert that failed validation must not move the master');
     assert.equal(i1.transitions, before1.transitions);
@@ -272,7 +313,14 @@ describe('VRRP failover between two tsvs directors', gate, () => {
     // Positive control: the same path with a valid advert is obeyed (priority 255 wins).
     const n = transitions(d1).length;
     injectPackets(l.client, `tsvsc${l.suffix}`, [hex(good())]);
-    await until(() => transitions(d1).slice(n).some((x) => x.to === 'BACKUP' && /198\.18\.0\.99 \(priority 255/.test(x.reason)), 3000, 'd1 stepping down for a valid priority-255 advert');
+    await until(
+      () =>
+        transitions(d1)
+          .slice(n)
+          .some((x) => x.to === 'BACKUP' && /198\.18\.0\.99 \(priority 255/.test(x.reason)),
+      3000,
+      'd1 stepping down for a valid priority-255 advert',
+    );
     // The fake master goes silent: a real director takes over again.
     await until(() => holders(l).length === 1, 3000, 'one holder after the fake master fell silent');
   });

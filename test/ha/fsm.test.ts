@@ -8,7 +8,20 @@ import { describe, test } from 'node:test';
 import { masterDownIntervalMs, skewTimeMs, VrrpFsm, type FsmAction, type FsmConfig } from '../../src/ha/fsm.js';
 
 const base: FsmConfig = { priority: 100, advertIntCs: 100, preempt: true, preemptDelayMs: 0, primaryAddr: '198.18.0.2' };
-const kinds = (a: FsmAction[]) => a.map((x) => (x.kind === 'transition' ? `${x.from}->${x.to}` : x.kind === 'send' ? `send(${x.priority})` : x.kind === 'notify' ? `notify(${x.state})` : x.kind === 'arm' ? `arm(${x.timer})` : x.kind === 'disarm' ? `disarm(${x.timer})` : x.kind));
+const kinds = (a: FsmAction[]) =>
+  a.map((x) =>
+    x.kind === 'transition'
+      ? `${x.from}->${x.to}`
+      : x.kind === 'send'
+        ? `send(${x.priority})`
+        : x.kind === 'notify'
+          ? `notify(${x.state})`
+          : x.kind === 'arm'
+            ? `arm(${x.timer})`
+            : x.kind === 'disarm'
+              ? `disarm(${x.timer})`
+              : x.kind,
+  );
 const advert = (priority: number, src = '198.18.0.3', maxAdverIntCs = 100) => ({ kind: 'advert' as const, priority, src, maxAdverIntCs });
 
 describe('RFC 5798 6.1 timers', () => {
@@ -131,8 +144,22 @@ describe('MASTER (6.4.3)', () => {
     assert.equal(f.timer('masterDown'), 10_000 + masterDownIntervalMs(100, 50));
   });
   test('equal priority: the higher primary address wins', () => {
-    assert.equal((() => { const f = master(); f.step(advert(100, '198.18.0.3'), 9000); return f.state; })(), 'BACKUP');
-    assert.equal((() => { const f = master({ primaryAddr: '198.18.0.9' }); f.step(advert(100, '198.18.0.3'), 9000); return f.state; })(), 'MASTER');
+    assert.equal(
+      (() => {
+        const f = master();
+        f.step(advert(100, '198.18.0.3'), 9000);
+        return f.state;
+      })(),
+      'BACKUP',
+    );
+    assert.equal(
+      (() => {
+        const f = master({ primaryAddr: '198.18.0.9' });
+        f.step(advert(100, '198.18.0.3'), 9000);
+        return f.state;
+      })(),
+      'MASTER',
+    );
   });
   test('a lower priority advert is discarded', () => {
     const f = master();
@@ -160,7 +187,13 @@ describe('FAULT (tracked interfaces and scripts)', () => {
   test('MASTER -> FAULT sends priority 0 and drops the VIPs; clearing returns to BACKUP', () => {
     const f = new VrrpFsm({ ...base, priority: 255 });
     f.step({ kind: 'start' }, 0);
-    assert.deepEqual(kinds(f.step({ kind: 'fault', fault: true, reason: 'eth0 down' }, 100)), ['send(0)', 'disarm(advert)', 'MASTER->FAULT', 'removeVips', 'notify(FAULT)']);
+    assert.deepEqual(kinds(f.step({ kind: 'fault', fault: true, reason: 'eth0 down' }, 100)), [
+      'send(0)',
+      'disarm(advert)',
+      'MASTER->FAULT',
+      'removeVips',
+      'notify(FAULT)',
+    ]);
     assert.deepEqual(f.step(advert(10), 200), []);
     assert.deepEqual(f.step({ kind: 'timer' }, 99_999), []);
     // The owner goes straight back to MASTER.
@@ -168,7 +201,11 @@ describe('FAULT (tracked interfaces and scripts)', () => {
     const g = new VrrpFsm(base);
     g.step({ kind: 'start' }, 0);
     g.step({ kind: 'fault', fault: true, reason: 'x' }, 1);
-    assert.deepEqual(kinds(g.step({ kind: 'fault', fault: false, reason: 'x ok' }, 2)), ['FAULT->BACKUP', 'arm(masterDown)', 'notify(BACKUP)']);
+    assert.deepEqual(kinds(g.step({ kind: 'fault', fault: false, reason: 'x ok' }, 2)), [
+      'FAULT->BACKUP',
+      'arm(masterDown)',
+      'notify(BACKUP)',
+    ]);
   });
   test('a fault known before start starts in FAULT', () => {
     const f = new VrrpFsm(base);
@@ -186,7 +223,8 @@ function pair(a: Partial<FsmConfig>, b: Partial<FsmConfig>) {
   let inflight: Array<{ to: number; at: number; priority: number; src: string; int: number }> = [];
   const run = (i: number, acts: FsmAction[]) => {
     for (const x of acts) {
-      if (x.kind === 'send' && link) inflight.push({ to: 1 - i, at: now + 1, priority: x.priority, src: r[i]!.cfg.primaryAddr, int: r[i]!.cfg.advertIntCs });
+      if (x.kind === 'send' && link)
+        inflight.push({ to: 1 - i, at: now + 1, priority: x.priority, src: r[i]!.cfg.primaryAddr, int: r[i]!.cfg.advertIntCs });
     }
   };
   const sim = {
@@ -208,7 +246,8 @@ function pair(a: Partial<FsmConfig>, b: Partial<FsmConfig>) {
         now = next;
         const due = inflight.filter((m) => m.at <= now);
         inflight = inflight.filter((m) => m.at > now);
-        for (const m of due) if (alive[m.to]) run(m.to, r[m.to]!.step({ kind: 'advert', priority: m.priority, src: m.src, maxAdverIntCs: m.int }, now));
+        for (const m of due)
+          if (alive[m.to]) run(m.to, r[m.to]!.step({ kind: 'advert', priority: m.priority, src: m.src, maxAdverIntCs: m.int }, now));
         r.forEach((f, i) => alive[i] && run(i, f.step({ kind: 'timer' }, now)));
       }
       now = until;

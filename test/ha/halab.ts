@@ -76,7 +76,8 @@ export function haLabNames(suffix: string): HaLab {
 
 function run(cmd: string, args: string[], allowFail = false): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 15_000 });
-  if ((r.status !== 0 || r.error) && !allowFail) throw new Error(`${cmd} ${args.join(' ')}: ${r.error?.message ?? (r.stderr.trim() || `exit ${r.status}`)}`);
+  if ((r.status !== 0 || r.error) && !allowFail)
+    throw new Error(`${cmd} ${args.join(' ')}: ${r.error?.message ?? (r.stderr.trim() || `exit ${r.status}`)}`);
   return r.stdout ?? '';
 }
 
@@ -121,7 +122,11 @@ export function haLabUp(opts: HaLabOptions): HaLab {
   const l = haLabNames(opts.suffix);
   const log = opts.log ?? (() => {});
   if (process.getuid?.() !== 0) throw new Error('the HA lab needs root (network namespaces)');
-  const have = new Set(run('ip', ['netns', 'list'], true).split('\n').map((x) => x.split(' ')[0]));
+  const have = new Set(
+    run('ip', ['netns', 'list'], true)
+      .split('\n')
+      .map((x) => x.split(' ')[0]),
+  );
   if (allNs(l).some((ns) => have.has(ns))) throw new Error(`an HA lab with suffix ${l.suffix} exists already (haLabDown('${l.suffix}'))`);
   try {
     mkdirSync(l.dir, { recursive: true });
@@ -168,7 +173,9 @@ export function haLabUp(opts: HaLabOptions): HaLab {
       sysctl(ns, 'net.ipv4.conf.default.rp_filter', '0');
     }
     sysctl(sw, 'net.bridge.bridge-nf-call-iptables', '0', true);
-    log(`HA lab ${l.suffix}: client ${HA.client}, directors ${HA.dirClient.join(', ')} / ${HA.dirReal.join(', ')}, real servers ${HA.reals.join(', ')}`);
+    log(
+      `HA lab ${l.suffix}: client ${HA.client}, directors ${HA.dirClient.join(', ')} / ${HA.dirReal.join(', ')}, real servers ${HA.reals.join(', ')}`,
+    );
     if (opts.nginx !== false) startNginx(l, log);
     return l;
   } catch (e) {
@@ -181,7 +188,10 @@ function startNginx(l: HaLab, log: (m: string) => void): void {
   if (spawnSync('sh', ['-c', 'command -v nginx']).status !== 0) throw new Error('the HA lab needs nginx (apt-get install nginx-light)');
   const www = join(l.dir, 'www');
   mkdirSync(www, { recursive: true });
-  writeFileSync(join(www, 'index.html'), '<!doctype html><title>tsvs HA lab</title><p>tsvs HA lab: the same page on every real server.</p>\n');
+  writeFileSync(
+    join(www, 'index.html'),
+    '<!doctype html><title>tsvs HA lab</title><p>tsvs HA lab: the same page on every real server.</p>\n',
+  );
   for (const i of [0, 1] as const) {
     const base = join(l.dir, `r${i + 1}`);
     mkdirSync(join(base, 'tmp'), { recursive: true });
@@ -211,7 +221,9 @@ export function setPortLink(l: HaLab, port: string, up: boolean): void {
 export function hasAddr(ns: string, addr: string): boolean {
   const out = nsRun(ns, 'ip', ['-j', 'addr', 'show'], { allowFail: true });
   try {
-    return (JSON.parse(out || '[]') as Array<{ addr_info?: Array<{ local: string }> }>).some((l) => (l.addr_info ?? []).some((a) => a.local === addr));
+    return (JSON.parse(out || '[]') as Array<{ addr_info?: Array<{ local: string }> }>).some((l) =>
+      (l.addr_info ?? []).some((a) => a.local === addr),
+    );
   } catch {
     return false;
   }
@@ -224,7 +236,17 @@ export function hasAddr(ns: string, addr: string): boolean {
 export function haTsvsdConfig(
   l: HaLab,
   i: 0 | 1,
-  o: { priority: number; advertInt?: number; vrid?: number; nopreempt?: boolean; preemptDelay?: number; state?: 'MASTER' | 'BACKUP'; unicast?: boolean; extraVrrp?: string; notify?: string },
+  o: {
+    priority: number;
+    advertInt?: number;
+    vrid?: number;
+    nopreempt?: boolean;
+    preemptDelay?: number;
+    state?: 'MASTER' | 'BACKUP';
+    unicast?: boolean;
+    extraVrrp?: string;
+    notify?: string;
+  },
 ): string {
   const vrrp = [
     `  - name: VI_1`,
@@ -254,7 +276,11 @@ ${vrrp.join('\n')}
 }
 
 /** A keepalived.conf (VRRPv3) for director i with the same instance. */
-export function haKeepalivedConfig(l: HaLab, i: 0 | 1, o: { priority: number; advertInt?: number; vrid?: number; nopreempt?: boolean; state?: 'MASTER' | 'BACKUP'; unicast?: boolean }): string {
+export function haKeepalivedConfig(
+  l: HaLab,
+  i: 0 | 1,
+  o: { priority: number; advertInt?: number; vrid?: number; nopreempt?: boolean; state?: 'MASTER' | 'BACKUP'; unicast?: boolean },
+): string {
   return `# tsvs HA lab: keepalived in director ${i + 1} (generated)
 global_defs {
     vrrp_version 3
@@ -321,16 +347,26 @@ export function haTsvsdCommand(): string[] {
 }
 
 /** Starts tsvsd in director i with `configText` written to d<i>/tsvsd.yaml; resolves once its control socket answers. */
-export async function startTsvsd(l: HaLab, i: 0 | 1, configText: string, opts: { dataplane?: 'nftables' | 'userspace'; extraArgs?: string[]; command?: string[] } = {}): Promise<LabProc> {
+export async function startTsvsd(
+  l: HaLab,
+  i: 0 | 1,
+  configText: string,
+  opts: { dataplane?: 'nftables' | 'userspace'; extraArgs?: string[]; command?: string[] } = {},
+): Promise<LabProc> {
   const d = join(l.dir, `d${i + 1}`);
   const conf = join(d, 'tsvsd.yaml');
   writeFileSync(conf, configText);
   const [cmd, ...args] = opts.command ?? haTsvsdCommand();
-  const p = startIn(l.directors[i], [cmd!, ...args, '--config', conf, '--dataplane', opts.dataplane ?? 'nftables', '--socket', l.socket(i), ...(opts.extraArgs ?? [])], join(d, 'tsvsd.log'));
+  const p = startIn(
+    l.directors[i],
+    [cmd!, ...args, '--config', conf, '--dataplane', opts.dataplane ?? 'nftables', '--socket', l.socket(i), ...(opts.extraArgs ?? [])],
+    join(d, 'tsvsd.log'),
+  );
   writeFileSync(join(d, 'tsvsd.pid'), `${p.pid}\n`);
   const until = Date.now() + 20_000;
   while (!(await socketAnswers(l.socket(i)))) {
-    if (p.proc.exitCode !== null || p.proc.signalCode !== null || Date.now() > until) throw new Error(`tsvsd did not start in ${l.directors[i]}: ${p.log().slice(-3000)}`);
+    if (p.proc.exitCode !== null || p.proc.signalCode !== null || Date.now() > until)
+      throw new Error(`tsvsd did not start in ${l.directors[i]}: ${p.log().slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   return p;
@@ -346,7 +382,21 @@ export function startKeepalived(l: HaLab, i: 0 | 1, configText: string): LabProc
   for (const f of ['keepalived.pid', 'vrrp.pid', 'checkers.pid']) rmSync(join(d, f), { force: true });
   const p = startIn(
     l.directors[i],
-    ['keepalived', '-n', '-l', '-D', '-P', '-f', conf, '-p', join(d, 'keepalived.pid'), '-r', join(d, 'vrrp.pid'), '-c', join(d, 'checkers.pid')],
+    [
+      'keepalived',
+      '-n',
+      '-l',
+      '-D',
+      '-P',
+      '-f',
+      conf,
+      '-p',
+      join(d, 'keepalived.pid'),
+      '-r',
+      join(d, 'vrrp.pid'),
+      '-c',
+      join(d, 'checkers.pid'),
+    ],
     join(d, 'keepalived.log'),
   );
   writeFileSync(join(d, 'keepalived.launcher.pid'), `${p.pid}\n`);
@@ -364,7 +414,10 @@ export interface ProbeResult {
   err?: string;
 }
 
-export function startProbe(l: HaLab, opts: { everyMs?: number; timeoutMs?: number; durationMs: number }): LabProc & { results(): ProbeResult[]; done(): Promise<void> } {
+export function startProbe(
+  l: HaLab,
+  opts: { everyMs?: number; timeoutMs?: number; durationMs: number },
+): LabProc & { results(): ProbeResult[]; done(): Promise<void> } {
   const script = join(l.dir, 'probe.mjs');
   writeFileSync(
     script,
@@ -403,9 +456,13 @@ const iv = setInterval(() => { if (Date.now() > end) { clearInterval(iv); setTim
 
 /** The longest time (ms) between two successful probe replies, with its start and end (wall clock). */
 export function longestGap(results: ReadonlyArray<{ wall: number; ok: boolean }>): { gapMs: number; from: number; to: number } {
-  const ok = results.filter((r) => r.ok).map((r) => r.wall).sort((a, b) => a - b);
+  const ok = results
+    .filter((r) => r.ok)
+    .map((r) => r.wall)
+    .sort((a, b) => a - b);
   let best = { gapMs: 0, from: ok[0] ?? 0, to: ok[0] ?? 0 };
-  for (let k = 1; k < ok.length; k++) if (ok[k]! - ok[k - 1]! > best.gapMs) best = { gapMs: ok[k]! - ok[k - 1]!, from: ok[k - 1]!, to: ok[k]! };
+  for (let k = 1; k < ok.length; k++)
+    if (ok[k]! - ok[k - 1]! > best.gapMs) best = { gapMs: ok[k]! - ok[k - 1]!, from: ok[k - 1]!, to: ok[k]! };
   return best;
 }
 

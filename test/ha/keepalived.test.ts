@@ -80,7 +80,11 @@ describe('VRRP interop with keepalived 2.2.7', gate, () => {
 
       ts = await startTsvsd(l, 0, haTsvsdConfig(l, 0, { priority: 150, advertInt: ADV }));
       procs.push(ts);
-      await until(() => /Master received advert from 198\.18\.0\.2 with higher priority 150, ours 100/.test(ka.log()), 5000, 'keepalived yielding to tsvs');
+      await until(
+        () => /Master received advert from 198\.18\.0\.2 with higher priority 150, ours 100/.test(ka.log()),
+        5000,
+        'keepalived yielding to tsvs',
+      );
       await until(() => holders(l).join() === '0', 3000, 'VIPs only on the tsvs director');
       const st = (await vrrpStatus(l, 0)).instances[0]!;
       assert.equal(st.state, 'master');

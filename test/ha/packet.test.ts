@@ -75,7 +75,15 @@ describe('VRRPv3 encoding', () => {
     const r = decodeIpv4Packet(b);
     assert.ok(r.ok);
     assert.deepEqual(
-      { vrid: r.advert.vrid, priority: r.advert.priority, int: r.advert.maxAdverIntCs, addrs: r.advert.addrs, src: r.advert.src, ttl: r.advert.ttl, old: r.advert.oldUnicastChecksum },
+      {
+        vrid: r.advert.vrid,
+        priority: r.advert.priority,
+        int: r.advert.maxAdverIntCs,
+        addrs: r.advert.addrs,
+        src: r.advert.src,
+        ttl: r.advert.ttl,
+        old: r.advert.oldUnicastChecksum,
+      },
       { vrid: 51, priority: 150, int: 20, addrs: ADV.addrs, src: SRC, ttl: 255, old: false },
     );
     assert.equal(reasonOf(b), 'ok');
@@ -131,11 +139,15 @@ describe('malformed packet corpus: every one rejected with the right reason', ()
     ['TTL 254 (one router hop)', pkt((b) => void (b[8] = 254)), 'ttl'],
     ['TTL 1', pkt((b) => void (b[8] = 1)), 'ttl'],
     ['TTL 0', pkt((b) => void (b[8] = 0)), 'ttl'],
-    ['VRRP header cut to 7 bytes', pkt((b) => {
-      const c = Buffer.from(b.subarray(0, 27));
-      c.writeUInt16BE(27, 2);
-      return c;
-    }), 'short'],
+    [
+      'VRRP header cut to 7 bytes',
+      pkt((b) => {
+        const c = Buffer.from(b.subarray(0, 27));
+        c.writeUInt16BE(27, 2);
+        return c;
+      }),
+      'short',
+    ],
     ['version 2', pkt((b) => void (b[20] = 0x21), true), 'version'],
     ['version 0', pkt((b) => void (b[20] = 0x01), true), 'version'],
     ['version 15', pkt((b) => void (b[20] = 0xf1), true), 'version'],

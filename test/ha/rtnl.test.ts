@@ -14,10 +14,22 @@ describe('rtnetlink and gratuitous ARP encoding', () => {
     assert.equal(
       m.toString('hex'),
       [
-        '28000000', '1400', '0506', '07000000', '00000000', // len 40, RTM_NEWADDR, REQUEST|ACK|EXCL|CREATE, seq 7, pid 0
-        '02', '18', '00', '00', '05000000', // AF_INET, /24, flags, scope universe, ifindex 5
-        '0800', '0200', '0a000001', // IFA_LOCAL
-        '0800', '0100', '0a000001', // IFA_ADDRESS
+        '28000000',
+        '1400',
+        '0506',
+        '07000000',
+        '00000000', // len 40, RTM_NEWADDR, REQUEST|ACK|EXCL|CREATE, seq 7, pid 0
+        '02',
+        '18',
+        '00',
+        '00',
+        '05000000', // AF_INET, /24, flags, scope universe, ifindex 5
+        '0800',
+        '0200',
+        '0a000001', // IFA_LOCAL
+        '0800',
+        '0100',
+        '0a000001', // IFA_ADDRESS
       ].join(''),
     );
   });
@@ -32,10 +44,18 @@ describe('rtnetlink and gratuitous ARP encoding', () => {
     assert.equal(
       f.toString('hex'),
       [
-        'ffffffffffff', '02000000000a', '0806', // Ethernet: broadcast, from us, ARP
-        '0001', '0800', '06', '04', '0001', // Ethernet/IPv4, request
-        '02000000000a', 'c6120001', // sender MAC, sender IP
-        'ffffffffffff', 'c6120001', // target MAC (as arping -U), target IP = sender IP
+        'ffffffffffff',
+        '02000000000a',
+        '0806', // Ethernet: broadcast, from us, ARP
+        '0001',
+        '0800',
+        '06',
+        '04',
+        '0001', // Ethernet/IPv4, request
+        '02000000000a',
+        'c6120001', // sender MAC, sender IP
+        'ffffffffffff',
+        'c6120001', // target MAC (as arping -U), target IP = sender IP
       ].join(''),
     );
     assert.throws(() => garpFrame('02:00', '198.18.0.1'), /not a MAC/);

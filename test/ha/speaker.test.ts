@@ -103,7 +103,16 @@ afterEach(async () => {
 const state = (sp: VrrpSpeaker, i = 0) => sp.status().instances[i]!.state;
 /** An advert from a peer, as the raw socket would deliver it. */
 const peer = (tr: FakeTransport, priority: number, o: { vrid?: number; src?: string; ttl?: number; addrs?: string[] } = {}) =>
-  tr.deliver('eth0', encodeIpv4Packet({ vrid: o.vrid ?? 7, priority, maxAdverIntCs: 5, addrs: o.addrs ?? ['10.0.0.100', '10.1.0.1'] }, o.src ?? '10.0.0.3', VRRP_GROUP4, 1, o.ttl ?? 255));
+  tr.deliver(
+    'eth0',
+    encodeIpv4Packet(
+      { vrid: o.vrid ?? 7, priority, maxAdverIntCs: 5, addrs: o.addrs ?? ['10.0.0.100', '10.1.0.1'] },
+      o.src ?? '10.0.0.3',
+      VRRP_GROUP4,
+      1,
+      o.ttl ?? 255,
+    ),
+  );
 
 describe('VRRP speaker', () => {
   test('no master heard: MASTER; adverts from the primary address, TTL 255, to 224.0.0.18; hooks and VIPs in order', async () => {
@@ -111,7 +120,14 @@ describe('VRRP speaker', () => {
     await sp.start([inst()], []);
     assert.equal(state(sp), 'backup');
     await until(() => state(sp) === 'master' && net.events.includes('afterMaster VI_1'));
-    assert.deepEqual(net.events, ['beforeMaster VI_1', 'add 10.0.0.100 eth0', 'add 10.1.0.1 eth1', 'garp 10.0.0.100 eth0', 'garp 10.1.0.1 eth1', 'afterMaster VI_1']);
+    assert.deepEqual(net.events, [
+      'beforeMaster VI_1',
+      'add 10.0.0.100 eth0',
+      'add 10.1.0.1 eth1',
+      'garp 10.0.0.100 eth0',
+      'garp 10.1.0.1 eth1',
+      'afterMaster VI_1',
+    ]);
     await until(() => tr().sent.length >= 3);
     assert.deepEqual(tr().sent[0], { ifname: 'eth0', dst: VRRP_GROUP4, priority: 100, src: '10.0.0.2', ttl: 255 });
   });
@@ -170,7 +186,17 @@ describe('VRRP speaker', () => {
     const { sp, net, tr } = make();
     net.links_.set('eth5', { name: 'eth5', index: 5, up: true, addrs4: [] });
     net.links_.set('eth6', { name: 'eth6', index: 6, up: true, addrs4: [] });
-    await sp.start([inst({ trackInterface: [{ name: 'eth5', weight: 0 }, { name: 'eth6', weight: -30 }] })], []);
+    await sp.start(
+      [
+        inst({
+          trackInterface: [
+            { name: 'eth5', weight: 0 },
+            { name: 'eth6', weight: -30 },
+          ],
+        }),
+      ],
+      [],
+    );
     await until(() => state(sp) === 'master');
     net.links_.get('eth6')!.up = false;
     await until(() => sp.status().instances[0]!.priority === 70);
@@ -186,9 +212,19 @@ describe('VRRP speaker', () => {
   test('vrrp_script with fall/rise and weight; tsvs health tracking; effective priority clamped to 1..254', async () => {
     let down: string[] = [];
     const { sp, net } = make({ healthDown: () => down });
-    const chk: VrrpScriptConfig = { name: 'chk', script: '/bin/chk', interval: 0.02, timeout: 1, weight: -20, rise: 2, fall: 2, initFail: false };
+    const chk: VrrpScriptConfig = {
+      name: 'chk',
+      script: '/bin/chk',
+      interval: 0.02,
+      timeout: 1,
+      weight: -20,
+      rise: 2,
+      fall: 2,
+      initFail: false,
+    };
     const chk2: VrrpScriptConfig = { ...chk, name: 'chk2', script: '/bin/chk2', weight: 0 };
-    const cfg = (priority: number) => inst({ priority, trackScript: [{ name: 'chk' }, { name: 'chk2', weight: 30 }], trackHealth: { weight: -100 } });
+    const cfg = (priority: number) =>
+      inst({ priority, trackScript: [{ name: 'chk' }, { name: 'chk2', weight: 30 }], trackHealth: { weight: -100 } });
     const prio = () => sp.status().instances[0]!.priority;
     await sp.start([cfg(200)], [chk, chk2]);
     await until(() => prio() === 230, 3000, '200 + 30 (chk2 up)');
@@ -212,7 +248,15 @@ describe('VRRP speaker', () => {
     const { sp, tr } = make();
     await sp.start([inst({ unicastSrcIp: '10.0.0.2', unicastPeer: ['10.0.0.3', '10.0.0.4'] })], []);
     await until(() => tr().sent.length >= 2);
-    assert.deepEqual(tr().sent.slice(0, 2).map((s) => [s.dst, s.src]), [['10.0.0.3', '10.0.0.2'], ['10.0.0.4', '10.0.0.2']]);
+    assert.deepEqual(
+      tr()
+        .sent.slice(0, 2)
+        .map((s) => [s.dst, s.src]),
+      [
+        ['10.0.0.3', '10.0.0.2'],
+        ['10.0.0.4', '10.0.0.2'],
+      ],
+    );
   });
 
   test('reload: a VIP added while master is added (and announced) alone; a removed instance sends priority 0', async () => {
@@ -246,6 +290,9 @@ describe('VRRP speaker', () => {
     await assert.rejects(sp.start([inst({ interface: 'nope0' })], []), detail(/vrrp instance VI_1: interface nope0 does not exist/));
     await sp.stop();
     const b = make();
-    await assert.rejects(b.sp.start([inst({ virtualIpaddress: ['2001:db8::1/64'] })], []), detail(/vrrp instance VI_1: IPv6 VRRP is not supported/));
+    await assert.rejects(
+      b.sp.start([inst({ virtualIpaddress: ['2001:db8::1/64'] })], []),
+      detail(/vrrp instance VI_1: IPv6 VRRP is not supported/),
+    );
   });
 });

@@ -14,7 +14,10 @@ import { after, before, describe, it } from 'node:test';
 import { ConntrackdSupervisor, conntrackdProblem, renderConntrackdConf } from '../../src/sync/conntrackd.js';
 import { privileged } from '../privileged.js';
 
-const S = Math.random().toString(36).slice(2, 7).replace(/[^a-z0-9]/g, 'q');
+const S = Math.random()
+  .toString(36)
+  .slice(2, 7)
+  .replace(/[^a-z0-9]/g, 'q');
 const NS = `tsvs-q-${S}`;
 const SETTINGS = { interface: `tsvsqa${S}`, address: '198.18.0.2', peer: '198.18.0.3' };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -70,7 +73,10 @@ describe('conntrackd supervision', privileged(['ip', 'conntrackd']), () => {
     await until(() => existsSync(sup.paths.ctl), 5000, 'its control socket');
     await sleep(300);
     assert.ok(await sup.ctl(['-s', 'runtime']), 'the restarted conntrackd answers');
-    assert.ok(logs.some((m) => /conntrackd exited .*restarting in 1 s/.test(m)), logs.join('\n'));
+    assert.ok(
+      logs.some((m) => /conntrackd exited .*restarting in 1 s/.test(m)),
+      logs.join('\n'),
+    );
 
     const second = sup.pid!;
     await sup.stop();

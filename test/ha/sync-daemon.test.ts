@@ -17,13 +17,22 @@ import { privileged } from '../privileged.js';
 
 async function adm(api: ControlApi, ...argv: string[]): Promise<{ code: number; out: string }> {
   let out = '';
-  const code = await runIpvsadm(argv, { stdout: (s) => (out += s), stderr: (s) => (out += s), readStdin: async () => '', resolve: { services: builtinServices } }, api);
+  const code = await runIpvsadm(
+    argv,
+    { stdout: (s) => (out += s), stderr: (s) => (out += s), readStdin: async () => '', resolve: { services: builtinServices } },
+    api,
+  );
   return { code, out };
 }
 
 /** The real tsvsadm program, as an operator runs it. */
 function tsvsadmBin(socket: string, ...argv: string[]): { code: number; out: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/tsvsadm.ts'), ...argv], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, TSVS_SOCKET: socket }, timeout: 20_000 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bin/tsvsadm.ts'), ...argv], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, TSVS_SOCKET: socket },
+    timeout: 20_000,
+  });
   return { code: r.status ?? -1, out: r.stdout + r.stderr };
 }
 
@@ -57,8 +66,14 @@ describe('sync daemon: master -> backup over multicast between two tsvsd', privi
     const [a, b] = pair.clients;
     assert.deepEqual(await adm(a, '--start-daemon', 'master', '--mcast-interface', pair.ifs[0], '--syncid', '3'), { code: 0, out: '' });
     assert.deepEqual(await adm(b, '--start-daemon', 'backup', '--mcast-interface', pair.ifs[1], '--syncid', '3'), { code: 0, out: '' });
-    assert.deepEqual(tsvsadmBin(pair.sockets[1], '-L', '--daemon'), { code: 0, out: `backup sync daemon (mcast=${pair.ifs[1]}, syncid=3)\n` });
-    assert.deepEqual(tsvsadmBin(pair.sockets[1], '--start-daemon', 'backup', '--mcast-interface', pair.ifs[1]), { code: 255, out: 'Daemon has already run\n' });
+    assert.deepEqual(tsvsadmBin(pair.sockets[1], '-L', '--daemon'), {
+      code: 0,
+      out: `backup sync daemon (mcast=${pair.ifs[1]}, syncid=3)\n`,
+    });
+    assert.deepEqual(tsvsadmBin(pair.sockets[1], '--start-daemon', 'backup', '--mcast-interface', pair.ifs[1]), {
+      code: 255,
+      out: 'Daemon has already run\n',
+    });
   });
 
   it("a master's connection and template show in the backup's tsvsadm -Lnc; the persistent client keeps its server there", async () => {
@@ -68,7 +83,12 @@ describe('sync daemon: master -> backup over multicast between two tsvsd', privi
     const mine = await pair.connect(0, CLIENTS[0], 4000);
     assert.notEqual(mine.server, other.server);
     const onMaster = await adm(a, '-Lnc');
-    assert.match(onMaster.out, new RegExp(`TCP .*ESTABLISHED ${CLIENTS[0].replaceAll('.', '\\.')}:\\d+ +${VIP.replaceAll('.', '\\.')}:80 +${mine.server.replaceAll('.', '\\.')}:80`));
+    assert.match(
+      onMaster.out,
+      new RegExp(
+        `TCP .*ESTABLISHED ${CLIENTS[0].replaceAll('.', '\\.')}:\\d+ +${VIP.replaceAll('.', '\\.')}:80 +${mine.server.replaceAll('.', '\\.')}:80`,
+      ),
+    );
 
     const lines = await waitFor('the synced entries on the backup', () => {
       const r = tsvsadmBin(pair.sockets[1], '-Lnc');
@@ -80,7 +100,12 @@ describe('sync daemon: master -> backup over multicast between two tsvsd', privi
     assert.ok(conn, `no ESTABLISHED entry on the backup:\n${lines.join('\n')}`);
     assert.match(conn!, new RegExp(`${VIP.replaceAll('.', '\\.')}:80 +${mine.server.replaceAll('.', '\\.')}:80`));
     assert.ok(tpl, `no template on the backup:\n${lines.join('\n')}`);
-    assert.match(tpl!, new RegExp(`^TCP .*(NONE|ASSURED) +${CLIENTS[0].replaceAll('.', '\\.')}:0 +${VIP.replaceAll('.', '\\.')}:80 +${mine.server.replaceAll('.', '\\.')}:80`));
+    assert.match(
+      tpl!,
+      new RegExp(
+        `^TCP .*(NONE|ASSURED) +${CLIENTS[0].replaceAll('.', '\\.')}:0 +${VIP.replaceAll('.', '\\.')}:80 +${mine.server.replaceAll('.', '\\.')}:80`,
+      ),
+    );
 
     // The backup takes over: its own rr would pick other.server first; the template wins.
     const after = await pair.connect(1, CLIENTS[0], 200);

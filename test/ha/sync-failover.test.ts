@@ -39,7 +39,10 @@ async function until(cond: () => boolean | Promise<boolean>, ms: number, what: s
 
 /** The director config: the lab's, with a persistent service and the sync section. */
 function config(l: HaLab, i: 0 | 1): string {
-  const base = haTsvsdConfig(l, i, { priority: i === 0 ? 150 : 100, advertInt: 0.2 }).replace('    scheduler: rr\n', '    scheduler: rr\n    persistence: 300\n');
+  const base = haTsvsdConfig(l, i, { priority: i === 0 ? 150 : 100, advertInt: 0.2 }).replace(
+    '    scheduler: rr\n',
+    '    scheduler: rr\n    persistence: 300\n',
+  );
   assert.match(base, /persistence: 300/);
   return `${base}sync:
   daemon:
@@ -54,7 +57,10 @@ function config(l: HaLab, i: 0 | 1): string {
 
 /** GET /name from the client: which real server answered, on a new connection. */
 function whoAnswers(l: HaLab): string {
-  const r = spawnSync('ip', ['netns', 'exec', l.client, 'curl', '-sS', '--max-time', '3', `http://${HA.vip}/name`], { encoding: 'utf8', timeout: 10_000 });
+  const r = spawnSync('ip', ['netns', 'exec', l.client, 'curl', '-sS', '--max-time', '3', `http://${HA.vip}/name`], {
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
   return (r.stdout ?? '').trim() || `ERR ${r.stderr.trim()}`;
 }
 
@@ -65,7 +71,26 @@ interface Download {
 
 function startDownload(l: HaLab, k: number): Download {
   const file = join(l.dir, `dl${k}.bin`);
-  const p = spawn('ip', ['netns', 'exec', l.client, 'curl', '-sS', '--max-time', '45', '--limit-rate', RATE, '-o', file, '-w', '%{http_code} %{size_download}', `http://${HA.vip}/big.bin`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      l.client,
+      'curl',
+      '-sS',
+      '--max-time',
+      '45',
+      '--limit-rate',
+      RATE,
+      '-o',
+      file,
+      '-w',
+      '%{http_code} %{size_download}',
+      `http://${HA.vip}/big.bin`,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   p.stdout.on('data', (d: Buffer) => (out += d.toString()));
   p.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -87,7 +112,10 @@ describe('state sync across a SIGKILL of the master (nftables plane, conntrackd,
     // re-NATed by the persistence set): the downloads then survive only through conntrackd.
     for (const d of l.directors) {
       spawnSync('ip', ['netns', 'exec', d, 'sysctl', '-qw', 'net.netfilter.nf_conntrack_tcp_loose=0']);
-      assert.equal(spawnSync('ip', ['netns', 'exec', d, 'cat', '/proc/sys/net/netfilter/nf_conntrack_tcp_loose'], { encoding: 'utf8' }).stdout.trim(), '0');
+      assert.equal(
+        spawnSync('ip', ['netns', 'exec', d, 'cat', '/proc/sys/net/netfilter/nf_conntrack_tcp_loose'], { encoding: 'utf8' }).stdout.trim(),
+        '0',
+      );
     }
     procs.push(await startTsvsd(l, 0, config(l, 0)));
     procs.push(await startTsvsd(l, 1, config(l, 1)));

@@ -33,30 +33,55 @@ describe('TCP_CHECK', () => {
 
 describe('HTTP_GET / SSL_GET', () => {
   test('expects 200: a server answering 500 is down, with the status in the reason', async () => {
-    const srv = await httpServer((_q, r) => { r.statusCode = 200; r.end('ok'); });
+    const srv = await httpServer((_q, r) => {
+      r.statusCode = 200;
+      r.end('ok');
+    });
     after(srv.close);
     const cfg = checker('http', { http: { urls: [{ path: '/health', statusCodes: [[200, 200]] }], sni: false } });
     assert.equal((await httpCheck(cfg, target(srv.port))).ok, true);
-    srv.setHandler((_q, r) => { r.statusCode = 500; r.end('boom'); });
+    srv.setHandler((_q, r) => {
+      r.statusCode = 500;
+      r.end('boom');
+    });
     const bad = await httpCheck(cfg, target(srv.port));
     assert.equal(bad.ok, false);
     assert.match(bad.reason, /\/health: HTTP status 500, expected 200/);
   });
   test('status_code ranges and lists', async () => {
-    const srv = await httpServer((_q, r) => { r.statusCode = 302; r.end(); });
+    const srv = await httpServer((_q, r) => {
+      r.statusCode = 302;
+      r.end();
+    });
     after(srv.close);
     const mk = (codes: Array<[number, number]>) => checker('http', { http: { urls: [{ path: '/', statusCodes: codes }], sni: false } });
     assert.equal((await httpCheck(mk([[300, 399]]), target(srv.port))).ok, true);
     assert.equal((await httpCheck(mk([[200, 299]]), target(srv.port))).ok, false);
-    assert.equal((await httpCheck(mk([[200, 200], [302, 302]]), target(srv.port))).ok, true);
+    assert.equal(
+      (
+        await httpCheck(
+          mk([
+            [200, 200],
+            [302, 302],
+          ]),
+          target(srv.port),
+        )
+      ).ok,
+      true,
+    );
   });
   test('digest check catches a changed page; virtualhost is sent as Host', async () => {
     let page = 'version 1';
     let host = '';
-    const srv = await httpServer((q, r) => { host = q.headers.host ?? ''; r.end(page); });
+    const srv = await httpServer((q, r) => {
+      host = q.headers.host ?? '';
+      r.end(page);
+    });
     after(srv.close);
     const digest = createHash('md5').update('version 1').digest('hex');
-    const cfg = checker('http', { http: { urls: [{ path: '/index.html', statusCodes: [[200, 299]], digest }], virtualhost: 'www.example.test', sni: false } });
+    const cfg = checker('http', {
+      http: { urls: [{ path: '/index.html', statusCodes: [[200, 299]], digest }], virtualhost: 'www.example.test', sni: false },
+    });
     assert.equal((await httpCheck(cfg, target(srv.port))).ok, true);
     assert.equal(host, 'www.example.test');
     page = 'version 2 (defaced)';
@@ -67,19 +92,33 @@ describe('HTTP_GET / SSL_GET', () => {
   test('a server that never answers fails at connect_timeout', async () => {
     const srv = await httpServer(() => undefined);
     after(srv.close);
-    const r = await httpCheck(checker('http', { timeout: 0.2, http: { urls: [{ path: '/', statusCodes: [[200, 299]] }], sni: false } }), target(srv.port));
+    const r = await httpCheck(
+      checker('http', { timeout: 0.2, http: { urls: [{ path: '/', statusCodes: [[200, 299]] }], sni: false } }),
+      target(srv.port),
+    );
     assert.equal(r.ok, false);
     assert.match(r.reason, /timeout after 0.2s/);
   });
   test('SSL_GET talks TLS to a self-signed server without verifying it', async () => {
     const key = join(tmp, 'k.pem');
     const cert = join(tmp, 'c.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=rs.test', '-keyout', key, '-out', cert, '-days', '1'], { stdio: 'ignore' });
-    const s = createHttps({ key: readFileSync(key), cert: readFileSync(cert) }, (q, r) => { r.statusCode = q.url === '/ok' ? 200 : 404; r.end('secure'); });
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=rs.test', '-keyout', key, '-out', cert, '-days', '1'],
+      { stdio: 'ignore' },
+    );
+    const s = createHttps({ key: readFileSync(key), cert: readFileSync(cert) }, (q, r) => {
+      r.statusCode = q.url === '/ok' ? 200 : 404;
+      r.end('secure');
+    });
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-    after(() => { s.closeAllConnections(); s.close(); });
+    after(() => {
+      s.closeAllConnections();
+      s.close();
+    });
     const port = (s.address() as AddressInfo).port;
-    const mk = (path: string) => checker('https', { http: { urls: [{ path, statusCodes: [[200, 299]] }], sni: true, virtualhost: 'rs.test' } });
+    const mk = (path: string) =>
+      checker('https', { http: { urls: [{ path, statusCodes: [[200, 299]] }], sni: true, virtualhost: 'rs.test' } });
     assert.equal((await httpCheck(mk('/ok'), target(port))).ok, true);
     assert.equal((await httpCheck(mk('/missing'), target(port))).ok, false);
   });
@@ -94,7 +133,10 @@ describe('UDP_CHECK', () => {
     const cfg = checker('udp', { udp: { payload: '70696e67', requireReply: true, minReplyLength: 0, maxReplyLength: 255 } });
     const ok = await udpCheck(cfg, target(port));
     assert.equal(ok.ok, true, ok.reason);
-    const tooLong = await udpCheck(checker('udp', { udp: { payload: '70696e67', requireReply: true, minReplyLength: 0, maxReplyLength: 3 } }), target(port));
+    const tooLong = await udpCheck(
+      checker('udp', { udp: { payload: '70696e67', requireReply: true, minReplyLength: 0, maxReplyLength: 3 } }),
+      target(port),
+    );
     assert.equal(tooLong.ok, false);
     assert.match(tooLong.reason, /reply of 7 bytes/);
     s.close();

@@ -19,13 +19,17 @@ function yamlConfig(vport: number, servers: Array<{ port: number; inhibit?: bool
     scheduler: rr
     check_defaults: { interval: ${INTERVAL}, timeout: 0.5, retry: ${RETRY}, delay_before_retry: 0.1, rise: 2 }
 ${extra}    real_servers:
-${servers.map((s) => `      - address: 127.0.0.1
+${servers
+  .map(
+    (s) => `      - address: 127.0.0.1
         port: ${s.port}
 ${s.inhibit ? '        inhibit_on_failure: true\n' : ''}        checks:
           - type: http
             path: /
             status: 200
-`).join('')}`;
+`,
+  )
+  .join('')}`;
 }
 
 async function destsOf(d: Tsvsd, vport: number): Promise<Map<number, number>> {
@@ -38,7 +42,10 @@ async function waitTable(d: Tsvsd, vport: number, f: (m: Map<number, number>) =>
   const t0 = Date.now();
   for (;;) {
     if (f(await destsOf(d, vport))) return Date.now() - t0;
-    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}: ${JSON.stringify([...(await destsOf(d, vport))])}\n${d.logs().slice(-3000)}`);
+    if (Date.now() - t0 > ms)
+      throw new Error(
+        `timed out after ${ms} ms waiting for ${what}: ${JSON.stringify([...(await destsOf(d, vport))])}\n${d.logs().slice(-3000)}`,
+      );
     await sleep(20);
   }
 }
@@ -52,7 +59,10 @@ describe('tsvsd with health checks (YAML config, userspace data plane)', () => {
   test('a killed real server leaves rotation within interval x (retry+1) + margin, gets no request, and returns after rise checks', async () => {
     const a = await new RsProcess('rs-a').start(0);
     const b = await new RsProcess('rs-b').start(0);
-    cleanup.push(() => a.kill(), () => b.kill());
+    cleanup.push(
+      () => a.kill(),
+      () => b.kill(),
+    );
     const vport = await freePort();
     const dir = (await import('node:fs')).mkdtempSync(join((await import('node:os')).tmpdir(), 'tsvs-h-'));
     const cfg = join(dir, 'tsvs.yaml');
@@ -70,7 +80,10 @@ describe('tsvsd with health checks (YAML config, userspace data plane)', () => {
     const bodies: string[] = [];
     for (let i = 0; i < 20; i++) bodies.push((await httpGet(vport)).body.trim());
     assert.deepEqual([...new Set(bodies)], ['rs-b'], 'every request after removal went to rs-b and succeeded');
-    assert.match(d.logs(), new RegExp(`HTTP check of 127.0.0.1:${a.port} in TCP 127.0.0.1:${vport} failed after ${RETRY} retries \\([^)]*\\); removed`));
+    assert.match(
+      d.logs(),
+      new RegExp(`HTTP check of 127.0.0.1:${a.port} in TCP 127.0.0.1:${vport} failed after ${RETRY} retries \\([^)]*\\); removed`),
+    );
 
     await a.start(a.port);
     await waitTable(d, vport, (m) => m.get(a.port) === 1, 5000, 'rs-a back');
@@ -96,14 +109,23 @@ describe('tsvsd with health checks (YAML config, userspace data plane)', () => {
   test('inhibit_on_failure: weight 0 instead, and an open connection finishes', async () => {
     const a = await new RsProcess('rs-a').start(0);
     const b = await new RsProcess('rs-b').start(0);
-    cleanup.push(() => a.kill(), () => b.kill());
+    cleanup.push(
+      () => a.kill(),
+      () => b.kill(),
+    );
     const vport = await freePort();
     const dir = (await import('node:fs')).mkdtempSync(join((await import('node:os')).tmpdir(), 'tsvs-h-'));
     const cfg = join(dir, 'tsvs.yaml');
     // rs-a's check goes to a port that the test controls, so the check can fail while rs-a keeps serving.
     const probe = await new RsProcess('probe').start(0);
     cleanup.push(() => probe.kill());
-    writeFileSync(cfg, yamlConfig(vport, [{ port: a.port, inhibit: true }, { port: b.port }]).replace(`        inhibit_on_failure: true\n        checks:\n          - type: http\n`, `        inhibit_on_failure: true\n        checks:\n          - type: http\n            connect_port: ${probe.port}\n`));
+    writeFileSync(
+      cfg,
+      yamlConfig(vport, [{ port: a.port, inhibit: true }, { port: b.port }]).replace(
+        `        inhibit_on_failure: true\n        checks:\n          - type: http\n`,
+        `        inhibit_on_failure: true\n        checks:\n          - type: http\n            connect_port: ${probe.port}\n`,
+      ),
+    );
     const d = await startTsvsd(['--config', cfg], { dir });
     cleanup.push(() => d.cleanup());
     await waitTable(d, vport, (m) => m.size === 2, 3000, 'both servers');
@@ -116,19 +138,30 @@ describe('tsvsd with health checks (YAML config, userspace data plane)', () => {
     for (let i = 0; i < 10; i++) bodies.add((await httpGet(vport)).body.trim());
     assert.deepEqual([...bodies], ['rs-b'], 'no new request goes to the weight-0 server');
     const done = await Promise.all(slows);
-    assert.deepEqual(done.map((r) => r.status), [200, 200]);
-    assert.ok(done.some((r) => r.body === 'rs-a start\nrs-a end\n'), 'the download open on rs-a finished after its weight went to 0');
+    assert.deepEqual(
+      done.map((r) => r.status),
+      [200, 200],
+    );
+    assert.ok(
+      done.some((r) => r.body === 'rs-a start\nrs-a end\n'),
+      'the download open on rs-a finished after its weight went to 0',
+    );
     assert.match(d.logs(), /weight set to 0 \(inhibit_on_failure\)/);
   });
 
   test('the sorry server takes traffic when every real server is down and stops when one returns', async () => {
     const a = await new RsProcess('rs-a').start(0);
     const sorry = await new RsProcess('sorry').start(0);
-    cleanup.push(() => a.kill(), () => sorry.kill());
+    cleanup.push(
+      () => a.kill(),
+      () => sorry.kill(),
+    );
     const vport = await freePort();
     const dir = (await import('node:fs')).mkdtempSync(join((await import('node:os')).tmpdir(), 'tsvs-h-'));
     const cfg = join(dir, 'keepalived.conf');
-    writeFileSync(cfg, `virtual_server 127.0.0.1 ${vport} {
+    writeFileSync(
+      cfg,
+      `virtual_server 127.0.0.1 ${vport} {
     delay_loop ${INTERVAL}
     lb_algo rr
     lb_kind NAT
@@ -143,7 +176,8 @@ describe('tsvsd with health checks (YAML config, userspace data plane)', () => {
         }
     }
 }
-`);
+`,
+    );
     const d = await startTsvsd(['--config', cfg], { dir });
     cleanup.push(() => d.cleanup());
     assert.equal((await httpGet(vport)).body.trim(), 'rs-a');

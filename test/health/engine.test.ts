@@ -99,13 +99,25 @@ describe('health engine on loopback', () => {
       assert.ok(took >= 300, `removed after ${took} ms: retries must have been made`);
       const picks = scheduleMany(table, 8080, 50);
       assert.deepEqual([...picks.keys()], [b.port]);
-      assert.ok(logs.messages().includes(`TCP check of 127.0.0.1:${a.port} in TCP 127.0.0.1:8080 failed after 2 retries (connect: ECONNREFUSED); removed`), logs.messages().join('\n'));
-      assert.deepEqual(engine.get({ af: 4, protocol: 'tcp', addr: '127.0.0.1', port: 8080, fwmark: 0 }, `127.0.0.1:${a.port}`).state, 'down');
+      assert.ok(
+        logs
+          .messages()
+          .includes(`TCP check of 127.0.0.1:${a.port} in TCP 127.0.0.1:8080 failed after 2 retries (connect: ECONNREFUSED); removed`),
+        logs.messages().join('\n'),
+      );
+      assert.deepEqual(
+        engine.get({ af: 4, protocol: 'tcp', addr: '127.0.0.1', port: 8080, fwmark: 0 }, `127.0.0.1:${a.port}`).state,
+        'down',
+      );
       await a.open(a.port);
       await waitFor(() => destsOf(table, 8080).get(a.port) === 1, 3000, 'restore');
       const after = scheduleMany(table, 8080, 10);
       assert.equal(after.get(a.port), 5);
-      assert.ok(logs.messages().some((m) => m === `TCP check of 127.0.0.1:${a.port} in TCP 127.0.0.1:8080 passed 2 times (connected); restored with weight 1`));
+      assert.ok(
+        logs
+          .messages()
+          .some((m) => m === `TCP check of 127.0.0.1:${a.port} in TCP 127.0.0.1:8080 passed 2 times (connected); restored with weight 1`),
+      );
       assert.deepEqual(scripts, ['/bin/notify down DOWN', '/bin/notify up UP']);
       const h = engine.get({ af: 4, protocol: 'tcp', addr: '127.0.0.1', port: 8080, fwmark: 0 }, `127.0.0.1:${a.port}`);
       assert.equal(h.state, 'up');
@@ -136,7 +148,11 @@ describe('health engine on loopback', () => {
       await a.close();
       await waitFor(() => destsOf(table, 8081).get(a.port) === 0, 2000, 'weight 0');
       assert.ok(logs.messages().some((m) => m.endsWith('weight set to 0 (inhibit_on_failure)')));
-      assert.equal(svc.dests.find((d) => d.port === a.port)!.activeconns + svc.dests.find((d) => d.port === a.port)!.inactconns, 1, 'the open connection is still counted');
+      assert.equal(
+        svc.dests.find((d) => d.port === a.port)!.activeconns + svc.dests.find((d) => d.port === a.port)!.inactconns,
+        1,
+        'the open connection is still counted',
+      );
       assert.deepEqual([...scheduleMany(table, 8081, 20).keys()], [b.port]);
       await a.open(a.port);
       await waitFor(() => destsOf(table, 8081).get(a.port) === 5, 2000, 'weight 5 back');
@@ -150,12 +166,30 @@ describe('health engine on loopback', () => {
   test('HTTP check expecting 200 takes out a server answering 500', async () => {
     const good = await httpServer((_q, r) => r.end('ok'));
     const bad = await httpServer((_q, r) => r.end('ok'));
-    const http = checker('http', { interval: 0.1, retry: 1, delayBeforeRetry: 0.05, http: { urls: [{ path: '/', statusCodes: [[200, 200]] }], sni: false } });
-    const { table, logs, engine } = await startEngine([vservice(8082, [realServer(good.port, { checkers: [http] }), realServer(bad.port, { checkers: [http] })])]);
+    const http = checker('http', {
+      interval: 0.1,
+      retry: 1,
+      delayBeforeRetry: 0.05,
+      http: { urls: [{ path: '/', statusCodes: [[200, 200]] }], sni: false },
+    });
+    const { table, logs, engine } = await startEngine([
+      vservice(8082, [realServer(good.port, { checkers: [http] }), realServer(bad.port, { checkers: [http] })]),
+    ]);
     try {
-      bad.setHandler((_q, r) => { r.statusCode = 500; r.end(); });
+      bad.setHandler((_q, r) => {
+        r.statusCode = 500;
+        r.end();
+      });
       await waitFor(() => !destsOf(table, 8082).has(bad.port), 2000, 'removal of the 500 server');
-      assert.ok(logs.messages().some((m) => m.startsWith(`HTTP check of 127.0.0.1:${bad.port} in TCP 127.0.0.1:8082 failed after 1 retry (/: HTTP status 500, expected 200)`)));
+      assert.ok(
+        logs
+          .messages()
+          .some((m) =>
+            m.startsWith(
+              `HTTP check of 127.0.0.1:${bad.port} in TCP 127.0.0.1:8082 failed after 1 retry (/: HTTP status 500, expected 200)`,
+            ),
+          ),
+      );
       assert.ok(destsOf(table, 8082).has(good.port));
     } finally {
       await engine.stop();
@@ -170,7 +204,13 @@ describe('health engine on loopback', () => {
     const tcp = checker('tcp', { interval: 0.1, retry: 0 });
     const scripts: string[] = [];
     const { table, logs, engine } = await startEngine(
-      [vservice(8083, [realServer(a.port, { checkers: [tcp] })], { sorryServer: { addr: '127.0.0.1', port: sorry.port, fwd: 'masq', inhibit: false }, quorumUp: '/q up', quorumDown: '/q down' })],
+      [
+        vservice(8083, [realServer(a.port, { checkers: [tcp] })], {
+          sorryServer: { addr: '127.0.0.1', port: sorry.port, fwd: 'masq', inhibit: false },
+          quorumUp: '/q up',
+          quorumDown: '/q down',
+        }),
+      ],
       { scripts },
     );
     try {
@@ -195,7 +235,10 @@ describe('health engine on loopback', () => {
     const { table, engine } = await startEngine([
       vservice(8084, [
         realServer(a.port, { checkers: [checker('tcp', { interval: 0.1, alpha: true, rise: 2 })] }),
-        realServer(a.port + 1 === 65536 ? 1 : a.port + 1, { addr: '127.0.0.2', checkers: [checker('misc', { interval: 0.1, misc: { path: '/bin/sh -c "exit 9"', timeout: 2, dynamic: true } })] }),
+        realServer(a.port + 1 === 65536 ? 1 : a.port + 1, {
+          addr: '127.0.0.2',
+          checkers: [checker('misc', { interval: 0.1, misc: { path: '/bin/sh -c "exit 9"', timeout: 2, dynamic: true } })],
+        }),
       ]),
     ]);
     try {
@@ -242,9 +285,23 @@ describe('health engine on loopback', () => {
     const tcp = checker('tcp', { interval: 0.1, retry: 0 });
     const scripts: string[] = [];
     const { table, engine } = await startEngine(
-      [vservice(8086, [realServer(a.port, { weight: 2, checkers: [tcp] }), realServer(b.port, { weight: 2, checkers: [tcp], notifyDown: '/rs-b' }), realServer(c.port, { weight: 2, checkers: [tcp] })], {
-        quorum: 4, hysteresis: 1, quorumUp: '/up', quorumDown: '/down', omega: true,
-      })],
+      [
+        vservice(
+          8086,
+          [
+            realServer(a.port, { weight: 2, checkers: [tcp] }),
+            realServer(b.port, { weight: 2, checkers: [tcp], notifyDown: '/rs-b' }),
+            realServer(c.port, { weight: 2, checkers: [tcp] }),
+          ],
+          {
+            quorum: 4,
+            hysteresis: 1,
+            quorumUp: '/up',
+            quorumDown: '/down',
+            omega: true,
+          },
+        ),
+      ],
       { scripts },
     );
     try {

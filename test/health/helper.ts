@@ -63,13 +63,38 @@ export function checker(type: CheckerType, over: Partial<CheckerConfig> = {}): C
 }
 
 export function realServer(port: number, over: Partial<RealServerConfig> = {}): RealServerConfig {
-  return { af: 4, addr: '127.0.0.1', port, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0, inhibitOnFailure: false, checkers: [], ...over };
+  return {
+    af: 4,
+    addr: '127.0.0.1',
+    port,
+    weight: 1,
+    fwd: 'masq',
+    uThreshold: 0,
+    lThreshold: 0,
+    inhibitOnFailure: false,
+    checkers: [],
+    ...over,
+  };
 }
 
 export function vservice(port: number, realServers: RealServerConfig[], over: Partial<VirtualServiceConfig> = {}): VirtualServiceConfig {
   return {
-    af: 4, protocol: 'tcp', addr: '127.0.0.1', port, fwmark: 0, scheduler: 'rr', schedFlags: 0, persistent: 0,
-    netmask: 0xffffffff, ops: false, pe: '', realServers, quorum: 1, hysteresis: 0, omega: false, ...over,
+    af: 4,
+    protocol: 'tcp',
+    addr: '127.0.0.1',
+    port,
+    fwmark: 0,
+    scheduler: 'rr',
+    schedFlags: 0,
+    persistent: 0,
+    netmask: 0xffffffff,
+    ops: false,
+    pe: '',
+    realServers,
+    quorum: 1,
+    hysteresis: 0,
+    omega: false,
+    ...over,
   };
 }
 
@@ -99,14 +124,20 @@ export class TcpServer {
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
-export async function httpServer(handler: Handler): Promise<{ port: number; close: () => Promise<void>; setHandler: (h: Handler) => void }> {
+export async function httpServer(
+  handler: Handler,
+): Promise<{ port: number; close: () => Promise<void>; setHandler: (h: Handler) => void }> {
   let h = handler;
   const s = createHttp((req, res) => h(req, res));
   s.keepAliveTimeout = 100;
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   return {
     port: (s.address() as AddressInfo).port,
-    close: () => new Promise((r) => { s.closeAllConnections(); s.close(() => r()); }),
+    close: () =>
+      new Promise((r) => {
+        s.closeAllConnections();
+        s.close(() => r());
+      }),
     setHandler: (nh) => (h = nh),
   };
 }
@@ -118,7 +149,9 @@ export class RsProcess {
   constructor(readonly name: string) {}
   async start(port = this.port): Promise<this> {
     const { spawn } = await import('node:child_process');
-    const p = spawn(process.execPath, [new URL('./fixtures/rs.mjs', import.meta.url).pathname, String(port), this.name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, [new URL('./fixtures/rs.mjs', import.meta.url).pathname, String(port), this.name], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     this.proc = p;
     this.port = await new Promise<number>((resolve, reject) => {
       p.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));

@@ -24,7 +24,10 @@ describe('health checks on the netns lab (nftables plane)', privileged(['ip', 'n
   const curlName = () => nsRun(lab!.client, 'curl', ['-s', '--max-time', '5', `http://${VIP_ADDR}/name`]).trim();
   const [adm0, ...admArgs] = toolCommand('tsvsadm');
   const listing = () => execFileSync(adm0!, [...admArgs, '-Ln'], { encoding: 'utf8', env: { ...process.env, TSVS_SOCKET: lab!.socket } });
-  const dests = () => listing().split('\n').filter((l) => l.startsWith('  -> 198.19'));
+  const dests = () =>
+    listing()
+      .split('\n')
+      .filter((l) => l.startsWith('  -> 198.19'));
   const nginxConf = (i: 0 | 1) => join(lab!.dir, `r${i + 1}`, 'nginx.conf');
   const nginxPid = (i: 0 | 1) => Number(readFileSync(join(lab!.dir, `r${i + 1}`, 'nginx.pid'), 'utf8').trim());
 

@@ -39,8 +39,18 @@ test('UDP and IPv6 entries', () => {
 });
 
 test('entries without a mark, other protocols and noise are ignored', () => {
-  assert.equal(parseConntrackLine('ipv4     2 tcp      6 10 CLOSE src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1 mark=0 use=1'), null);
-  assert.equal(parseConntrackLine('ipv4     2 icmp     1 29 src=1.1.1.1 dst=2.2.2.2 type=8 code=0 id=1 src=2.2.2.2 dst=1.1.1.1 type=0 code=0 id=1 mark=5 use=1'), null);
+  assert.equal(
+    parseConntrackLine(
+      'ipv4     2 tcp      6 10 CLOSE src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1 mark=0 use=1',
+    ),
+    null,
+  );
+  assert.equal(
+    parseConntrackLine(
+      'ipv4     2 icmp     1 29 src=1.1.1.1 dst=2.2.2.2 type=8 code=0 id=1 src=2.2.2.2 dst=1.1.1.1 type=0 code=0 id=1 mark=5 use=1',
+    ),
+    null,
+  );
   assert.equal(parseConntrackLine('conntrack v1.4.7 (conntrack-tools): 5 flow entries have been shown.'), null);
   assert.equal(parseConntrackLine(''), null);
 });
@@ -59,6 +69,11 @@ test('conntrack -E lines: update and destroy events carry the entry, [USERSPACE]
   assert.equal(d?.kind, 'destroy');
   assert.equal(d?.entry.cport, 40354);
   // Unmarked connections and the tool's summary line are not events of tsvs's.
-  assert.equal(parseConntrackEvent('[NEW] ipv4     2 udp      17 30 src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1'), null);
+  assert.equal(
+    parseConntrackEvent(
+      '[NEW] ipv4     2 udp      17 30 src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1',
+    ),
+    null,
+  );
   assert.equal(parseConntrackEvent('conntrack v1.4.7 (conntrack-tools): 6 flow events have been shown.'), null);
 });

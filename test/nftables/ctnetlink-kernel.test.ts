@@ -17,7 +17,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CtEventReader } from '../../src/dataplane/nftables/ct-events.js';
-import { conntrackAvailable, conntrackDeleteMark, conntrackDump, conntrackEvents, conntrackProblemAt, parseConntrackLine, type CtEntry, type CtEvent } from '../../src/dataplane/nftables/conntrack.js';
+import {
+  conntrackAvailable,
+  conntrackDeleteMark,
+  conntrackDump,
+  conntrackEvents,
+  conntrackProblemAt,
+  parseConntrackLine,
+  type CtEntry,
+  type CtEvent,
+} from '../../src/dataplane/nftables/conntrack.js';
 import { makeRunner } from '../../src/dataplane/nftables/exec.js';
 import { readStats, setReadLimits, readLimits } from '../../src/dataplane/nftables/nldump.js';
 import { nftCounters, nftCountersByName, nftPersistElements } from '../../src/dataplane/nftables/nft.js';
@@ -29,13 +38,50 @@ const nsPath = `/run/netns/${ns}`;
 const run = makeRunner(ns);
 
 function inNs(cmd: string, args: string[], input?: string): { code: number | null; out: string; err: string } {
-  const r = spawnSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', timeout: 30_000, ...(input !== undefined ? { input } : {}) });
+  const r = spawnSync('ip', ['netns', 'exec', ns, cmd, ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    ...(input !== undefined ? { input } : {}),
+  });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
 /** conntrack -I of one entry: original tuple, reply source (the real server), mark, state. */
-function ctInsert(o: { p: 'tcp' | 'udp'; s: string; d: string; sp: number; dp: number; r: string; rp: number; mark?: number; state?: string; t?: number }): void {
-  const args = ['-I', '-p', o.p, '-s', o.s, '-d', o.d, '--sport', String(o.sp), '--dport', String(o.dp), '-r', o.r, '-q', o.s, '--reply-port-src', String(o.rp), '--reply-port-dst', String(o.sp), '-t', String(o.t ?? 300)];
+function ctInsert(o: {
+  p: 'tcp' | 'udp';
+  s: string;
+  d: string;
+  sp: number;
+  dp: number;
+  r: string;
+  rp: number;
+  mark?: number;
+  state?: string;
+  t?: number;
+}): void {
+  const args = [
+    '-I',
+    '-p',
+    o.p,
+    '-s',
+    o.s,
+    '-d',
+    o.d,
+    '--sport',
+    String(o.sp),
+    '--dport',
+    String(o.dp),
+    '-r',
+    o.r,
+    '-q',
+    o.s,
+    '--reply-port-src',
+    String(o.rp),
+    '--reply-port-dst',
+    String(o.sp),
+    '-t',
+    String(o.t ?? 300),
+  ];
   if (o.mark) args.push('-m', String(o.mark));
   if (o.state) args.push('--state', o.state);
   const r = inNs('conntrack', args);
@@ -46,7 +92,10 @@ function ctInsert(o: { p: 'tcp' | 'udp'; s: string; d: string; sp: number; dp: n
 function oracle(): CtEntry[] {
   const r = inNs('conntrack', ['-L', '-o', 'extended']);
   assert.equal(r.code, 0, r.err);
-  return r.out.split('\n').map(parseConntrackLine).filter((e): e is CtEntry => e !== null);
+  return r.out
+    .split('\n')
+    .map(parseConntrackLine)
+    .filter((e): e is CtEntry => e !== null);
 }
 
 const key = (e: CtEntry) => `${e.af}|${e.protocol}|${e.caddr}|${e.cport}|${e.vaddr}|${e.vport}`;
@@ -56,7 +105,8 @@ function assertSameEntries(got: CtEntry[], want: CtEntry[]): void {
   assert.equal(got.length, want.length, `${got.length} entries read, conntrack -L shows ${want.length}`);
   assert.deepEqual(comparable(got), comparable(want));
   const byKey = new Map(want.map((e) => [key(e), e.timeout]));
-  for (const e of got) assert.ok(Math.abs(e.timeout - byKey.get(key(e))!) <= 2, `timeout of ${key(e)}: ${e.timeout} vs ${byKey.get(key(e))}`);
+  for (const e of got)
+    assert.ok(Math.abs(e.timeout - byKey.get(key(e))!) <= 2, `timeout of ${key(e)}: ${e.timeout} vs ${byKey.get(key(e))}`);
 }
 
 const TRAFFIC = `
@@ -121,8 +171,29 @@ describe('netlink read-back in the kernel', privileged(['ip', 'nft', 'conntrack'
       child!.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
       child!.once('exit', (c) => reject(new Error(`traffic child exited (${c})`)));
     });
-    ctInsert({ p: 'tcp', s: '198.18.0.10', d: '198.18.0.1', sp: 40000, dp: 80, r: '198.19.0.11', rp: 8080, mark: 7, state: 'TIME_WAIT', t: 100 });
-    ctInsert({ p: 'tcp', s: '198.18.0.11', d: '198.18.0.1', sp: 40001, dp: 80, r: '198.19.0.12', rp: 80, mark: 0x80000000, state: 'SYN_SENT' });
+    ctInsert({
+      p: 'tcp',
+      s: '198.18.0.10',
+      d: '198.18.0.1',
+      sp: 40000,
+      dp: 80,
+      r: '198.19.0.11',
+      rp: 8080,
+      mark: 7,
+      state: 'TIME_WAIT',
+      t: 100,
+    });
+    ctInsert({
+      p: 'tcp',
+      s: '198.18.0.11',
+      d: '198.18.0.1',
+      sp: 40001,
+      dp: 80,
+      r: '198.19.0.12',
+      rp: 80,
+      mark: 0x80000000,
+      state: 'SYN_SENT',
+    });
     ctInsert({ p: 'udp', s: '2001:2::10', d: '2001:2::1', sp: 5000, dp: 53, r: '2001:2:1::11', rp: 53, mark: 0x7fffffff });
     ctInsert({ p: 'udp', s: '198.18.0.12', d: '198.18.0.1', sp: 5001, dp: 53, r: '198.19.0.11', rp: 53 });
     const got = await conntrackDump(run);
@@ -136,13 +207,22 @@ describe('netlink read-back in the kernel', privileged(['ip', 'nft', 'conntrack'
 
   test('the kernel filters the dump by mark and mask', async () => {
     const twelve = await conntrackDump(run, { mark: { value: 12, mask: 0xffffffff } });
-    assertSameEntries(twelve, oracle().filter((e) => e.mark === 12));
+    assertSameEntries(
+      twelve,
+      oracle().filter((e) => e.mark === 12),
+    );
     assert.equal(twelve.length, 4);
     // The top bit alone: NO_DEST_MARK's entry.
     const top = await conntrackDump(run, { mark: { value: 0x80000000, mask: 0x80000000 } });
-    assert.deepEqual(top.map((e) => e.caddr), ['198.18.0.11']);
+    assert.deepEqual(
+      top.map((e) => e.caddr),
+      ['198.18.0.11'],
+    );
     const v6 = await conntrackDump(run, { af: 6 });
-    assertSameEntries(v6, oracle().filter((e) => e.af === 6));
+    assertSameEntries(
+      v6,
+      oracle().filter((e) => e.af === 6),
+    );
   });
 
   test('a bound on the dump stops it, counts it and logs it', async () => {
@@ -165,7 +245,10 @@ describe('netlink read-back in the kernel', privileged(['ip', 'nft', 'conntrack'
     assert.equal(n, 4);
     const left = oracle();
     assert.equal(left.filter((e) => e.mark === 12).length, 0);
-    assertSameEntries(left, all.filter((e) => e.mark !== 12));
+    assertSameEntries(
+      left,
+      all.filter((e) => e.mark !== 12),
+    );
     assert.equal(await conntrackDeleteMark(run, 12), 0, 'nothing left to delete');
     ctInsert({ p: 'udp', s: '2001:2::20', d: '2001:2::1', sp: 5002, dp: 53, r: '2001:2:1::12', rp: 53, mark: 99 });
     ctInsert({ p: 'udp', s: '198.18.0.20', d: '198.18.0.1', sp: 5002, dp: 53, r: '198.19.0.12', rp: 53, mark: 99 });
@@ -181,7 +264,17 @@ describe('netlink read-back in the kernel', privileged(['ip', 'nft', 'conntrack'
     await r.start();
     await all.start();
     try {
-      ctInsert({ p: 'tcp', s: '198.18.0.30', d: '198.18.0.1', sp: 41000, dp: 80, r: '198.19.0.11', rp: 80, mark: 21, state: 'ESTABLISHED' });
+      ctInsert({
+        p: 'tcp',
+        s: '198.18.0.30',
+        d: '198.18.0.1',
+        sp: 41000,
+        dp: 80,
+        r: '198.19.0.11',
+        rp: 80,
+        mark: 21,
+        state: 'ESTABLISHED',
+      });
       ctInsert({ p: 'tcp', s: '198.18.0.31', d: '198.18.0.1', sp: 41001, dp: 80, r: '198.19.0.11', rp: 80, state: 'ESTABLISHED' });
       assert.equal(inNs('conntrack', ['-U', '-p', 'tcp', '-s', '198.18.0.30', '--sport', '41000', '-t', '50']).code, 0);
       assert.equal(inNs('conntrack', ['-D', '-p', 'tcp', '-s', '198.18.0.30']).code, 0);
@@ -239,7 +332,14 @@ describe('netlink read-back in the kernel', privileged(['ip', 'nft', 'conntrack'
   test('a main thread that falls behind bounds the reader: it stops reading, and the kernel drops and counts', async () => {
     let lost = 0;
     let delivered = 0;
-    const r = new CtEventReader({ nsPath, rcvBufBytes: 64 * 1024, maxBatch: 1, maxInflight: 1, onEvents: (e) => (delivered += e.length), onLost: (n) => (lost += n) });
+    const r = new CtEventReader({
+      nsPath,
+      rcvBufBytes: 64 * 1024,
+      maxBatch: 1,
+      maxInflight: 1,
+      onEvents: (e) => (delivered += e.length),
+      onLost: (n) => (lost += n),
+    });
     await r.start();
     try {
       // spawnSync blocks this thread for the whole burst: the reader may hand over one batch.
@@ -257,29 +357,52 @@ describe('netlink read-back in the kernel', privileged(['ip', 'nft', 'conntrack'
 
   test('named counters over netlink equal nft -j list counters; by name only those asked for', async () => {
     const lines = ['table ip tsvs {'];
-    for (let m = 1; m <= 400; m++) lines.push(`counter conns${m} { packets ${m} bytes ${m * 1000} }`, `counter in${m} { packets ${m * 7} bytes ${m * 7000} }`, `counter out${m} {}`);
-    lines.push('counter big { packets 123456789012 bytes 98765432109876 }', '}', 'table ip6 tsvs {', 'counter conns5 { packets 3 bytes 4 }', '}', 'table ip other {', 'counter conns1 { packets 9 bytes 9 }', '}');
+    for (let m = 1; m <= 400; m++)
+      lines.push(
+        `counter conns${m} { packets ${m} bytes ${m * 1000} }`,
+        `counter in${m} { packets ${m * 7} bytes ${m * 7000} }`,
+        `counter out${m} {}`,
+      );
+    lines.push(
+      'counter big { packets 123456789012 bytes 98765432109876 }',
+      '}',
+      'table ip6 tsvs {',
+      'counter conns5 { packets 3 bytes 4 }',
+      '}',
+      'table ip other {',
+      'counter conns1 { packets 9 bytes 9 }',
+      '}',
+    );
     const f = join(dir, 'counters.nft');
     writeFileSync(f, lines.join('\n'));
     const loaded = inNs('nft', ['-f', f]);
     assert.equal(loaded.code, 0, loaded.err);
     const want = new Map<string, { packets: number; bytes: number }>();
     for (const fam of ['ip', 'ip6']) {
-      const doc = JSON.parse(inNs('nft', ['-j', 'list', 'counters', 'table', fam, 'tsvs']).out) as { nftables: Array<{ counter?: { name: string; packets: number; bytes: number } }> };
-      for (const o of doc.nftables) if (o.counter) want.set(`${fam}/${o.counter.name}`, { packets: o.counter.packets, bytes: o.counter.bytes });
+      const doc = JSON.parse(inNs('nft', ['-j', 'list', 'counters', 'table', fam, 'tsvs']).out) as {
+        nftables: Array<{ counter?: { name: string; packets: number; bytes: number } }>;
+      };
+      for (const o of doc.nftables)
+        if (o.counter) want.set(`${fam}/${o.counter.name}`, { packets: o.counter.packets, bytes: o.counter.bytes });
     }
     assert.equal(want.size, 1202);
     assert.deepEqual(await nftCounters(run), want);
     const some = await nftCountersByName(run, 'ip', ['in7', 'big', 'nope', 'conns400']);
-    assert.deepEqual(some, new Map([
-      ['ip/in7', { packets: 49, bytes: 49000 }],
-      ['ip/big', { packets: 123456789012, bytes: 98765432109876 }],
-      ['ip/conns400', { packets: 400, bytes: 400000 }],
-    ]));
+    assert.deepEqual(
+      some,
+      new Map([
+        ['ip/in7', { packets: 49, bytes: 49000 }],
+        ['ip/big', { packets: 123456789012, bytes: 98765432109876 }],
+        ['ip/conns400', { packets: 400, bytes: 400000 }],
+      ]),
+    );
     // More names than one send carries.
     const names = Array.from({ length: 2500 }, (_, i) => `conns${(i % 400) + 1}`);
     assert.equal((await nftCountersByName(run, 'ip', names)).size, 400);
-    const byName = await nftCounters(run, { ip: [...want.keys()].filter((k) => k.startsWith('ip/')).map((k) => k.slice(3)), ip6: ['conns5'] });
+    const byName = await nftCounters(run, {
+      ip: [...want.keys()].filter((k) => k.startsWith('ip/')).map((k) => k.slice(3)),
+      ip6: ['conns5'],
+    });
     assert.deepEqual(byName, want);
     assert.equal((await nftCountersByName(run, 'ip6', ['conns5', 'conns6'])).size, 1);
   });
@@ -298,9 +421,14 @@ table ip6 tsvs {
     );
     const loaded = inNs('nft', ['-f', f]);
     assert.equal(loaded.code, 0, loaded.err);
-    for (const [fam, set] of [['ip', 'persist1_300_32'], ['ip6', 'persist2_60_64']] as const) {
+    for (const [fam, set] of [
+      ['ip', 'persist1_300_32'],
+      ['ip6', 'persist2_60_64'],
+    ] as const) {
       const got = await nftPersistElements(run, fam, [set, 'persist_missing']);
-      const doc = JSON.parse(inNs('nft', ['-j', 'list', 'set', fam, 'tsvs', set]).out) as { nftables: Array<{ set?: { elem?: Array<{ elem: { val: string; expires: number } } | string> } }> };
+      const doc = JSON.parse(inNs('nft', ['-j', 'list', 'set', fam, 'tsvs', set]).out) as {
+        nftables: Array<{ set?: { elem?: Array<{ elem: { val: string; expires: number } } | string> } }>;
+      };
       const want = doc.nftables.flatMap((o) => o.set?.elem ?? []).map((e) => (typeof e === 'string' ? { val: e, expires: 0 } : e.elem));
       assert.equal(got.length, want.length);
       assert.deepEqual(got.map((e) => e.addr).sort(), want.map((e) => e.val).sort());

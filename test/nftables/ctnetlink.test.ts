@@ -88,8 +88,17 @@ function udp6Entry(mark: number): Buffer {
     return Buffer.concat(g.map(be16));
   };
   const t6 = (src: string, dst: string, sp: number, dp: number) =>
-    Buffer.concat([nest(TUPLE.IP, nla(IP.V6_SRC, v6(src)), nla(IP.V6_DST, v6(dst))), nest(TUPLE.PROTO, nla(PROTO.NUM, Buffer.from([17])), nla(PROTO.SRC_PORT, be16(sp)), nla(PROTO.DST_PORT, be16(dp)))]);
-  return Buffer.concat([nfgen(10), nest(CTA.TUPLE_ORIG, t6('2001:2::10', '2001:2::1', 5000, 53)), nest(CTA.TUPLE_REPLY, t6('2001:2:1::11', '2001:2::10', 53, 5000)), nla(CTA.TIMEOUT, be32(29)), nla(CTA.MARK, be32(mark))]);
+    Buffer.concat([
+      nest(TUPLE.IP, nla(IP.V6_SRC, v6(src)), nla(IP.V6_DST, v6(dst))),
+      nest(TUPLE.PROTO, nla(PROTO.NUM, Buffer.from([17])), nla(PROTO.SRC_PORT, be16(sp)), nla(PROTO.DST_PORT, be16(dp))),
+    ]);
+  return Buffer.concat([
+    nfgen(10),
+    nest(CTA.TUPLE_ORIG, t6('2001:2::10', '2001:2::1', 5000, 53)),
+    nest(CTA.TUPLE_REPLY, t6('2001:2:1::11', '2001:2::10', 53, 5000)),
+    nla(CTA.TIMEOUT, be32(29)),
+    nla(CTA.MARK, be32(mark)),
+  ]);
 }
 
 // ------------------------------------------------------------------ ctnetlink requests
@@ -114,7 +123,17 @@ describe('ctnetlink requests', () => {
 
   test('flush by mark: IPCTNL_MSG_CT_DELETE (msg 2) acknowledged, version 0 + AF_UNSPEC (both families), exact mark', () => {
     const b = ctFlushMarkRequest(9, { value: 0x1234, mask: 0xffffffff });
-    assert.equal(hex(b), hex(Buffer.concat([Buffer.from('24000000' + '0201' + '0500' + '09000000' + '00000000', 'hex'), nfgen(0), nla(CTA.MARK, be32(0x1234)), nla(CTA.MARK_MASK, be32(0xffffffff))])));
+    assert.equal(
+      hex(b),
+      hex(
+        Buffer.concat([
+          Buffer.from('24000000' + '0201' + '0500' + '09000000' + '00000000', 'hex'),
+          nfgen(0),
+          nla(CTA.MARK, be32(0x1234)),
+          nla(CTA.MARK_MASK, be32(0xffffffff)),
+        ]),
+      ),
+    );
   });
 
   test('delete one entry by its original tuple', () => {
@@ -123,7 +142,10 @@ describe('ctnetlink requests', () => {
     assert.equal(hex(b.subarray(16)), hex(body));
     assert.equal(b.readUInt16LE(4), 0x0102);
     assert.equal(b.readUInt16LE(6), 0x0005);
-    assert.throws(() => ctDeleteTupleRequest(3, { af: 4, protocol: 'tcp', caddr: 'nope', cport: 1, vaddr: '198.18.0.1', vport: 80 }), /not an IPv4 address: nope/);
+    assert.throws(
+      () => ctDeleteTupleRequest(3, { af: 4, protocol: 'tcp', caddr: 'nope', cport: 1, vaddr: '198.18.0.1', vport: 80 }),
+      /not an IPv4 address: nope/,
+    );
   });
 
   test('the stats probe: IPCTNL_MSG_CT_GET_STATS (msg 5), acknowledged', () => {
@@ -171,7 +193,12 @@ describe('conntrack messages into CtEntry', () => {
   test('unmarked entries, other protocols and truncated messages are left out', () => {
     assert.equal(parseCtEntry(tcpEntry(null)), null);
     assert.equal(parseCtEntry(tcpEntry(0)), null);
-    const icmp = Buffer.concat([nfgen(2), nest(CTA.TUPLE_ORIG, tuple4('1.1.1.1', '2.2.2.2', 1, 0, 0)), nest(CTA.TUPLE_REPLY, tuple4('2.2.2.2', '1.1.1.1', 1, 0, 0)), nla(CTA.MARK, be32(5))]);
+    const icmp = Buffer.concat([
+      nfgen(2),
+      nest(CTA.TUPLE_ORIG, tuple4('1.1.1.1', '2.2.2.2', 1, 0, 0)),
+      nest(CTA.TUPLE_REPLY, tuple4('2.2.2.2', '1.1.1.1', 1, 0, 0)),
+      nla(CTA.MARK, be32(5)),
+    ]);
     assert.equal(parseCtEntry(icmp), null);
     const full = tcpEntry(9);
     for (const cut of [3, 20, 40, full.length - 30]) assert.doesNotThrow(() => parseCtEntry(full.subarray(0, cut)));
@@ -249,7 +276,15 @@ describe('nf_tables objects and set elements', () => {
   test('counter dump: NFT_MSG_GETOBJ (subsys 10, msg 19) with NLM_F_DUMP, filtered by table and NFT_OBJECT_COUNTER', () => {
     const b = objDumpRequest('ip6', 'tsvs', 11);
     const body = Buffer.concat([nfgen(10), nla(1, z('tsvs')), nla(3, be32(1))]);
-    assert.equal(hex(b), hex(Buffer.concat([Buffer.from((16 + body.length).toString(16).padStart(2, '0') + '000000' + '130a' + '0103' + '0b000000' + '00000000', 'hex'), body])));
+    assert.equal(
+      hex(b),
+      hex(
+        Buffer.concat([
+          Buffer.from((16 + body.length).toString(16).padStart(2, '0') + '000000' + '130a' + '0103' + '0b000000' + '00000000', 'hex'),
+          body,
+        ]),
+      ),
+    );
   });
 
   test('counter by name: GETOBJ with NFTA_OBJ_NAME, acknowledged, no dump', () => {
@@ -259,8 +294,19 @@ describe('nf_tables objects and set elements', () => {
   });
 
   test('a NEWOBJ reply (msg 18) as [name, counter] with 64-bit values', () => {
-    const payload = Buffer.concat([nfgen(2), nla(1, z('tsvs')), nla(2, z('conns7')), nla(3, be32(1)), nest(4, nla(1, be64(98765432109876n)), nla(2, be64(123456789012n))), nla(5, be32(1)), nla(6, be64(4n))]);
-    assert.deepEqual(parseCounterObj({ type: 0x0a12, flags: 2, seq: 1, payload }), ['conns7', { packets: 123456789012, bytes: 98765432109876 }]);
+    const payload = Buffer.concat([
+      nfgen(2),
+      nla(1, z('tsvs')),
+      nla(2, z('conns7')),
+      nla(3, be32(1)),
+      nest(4, nla(1, be64(98765432109876n)), nla(2, be64(123456789012n))),
+      nla(5, be32(1)),
+      nla(6, be64(4n)),
+    ]);
+    assert.deepEqual(parseCounterObj({ type: 0x0a12, flags: 2, seq: 1, payload }), [
+      'conns7',
+      { packets: 123456789012, bytes: 98765432109876 },
+    ]);
     const quota = Buffer.concat([nfgen(2), nla(1, z('tsvs')), nla(2, z('q')), nla(3, be32(2)), nest(4, nla(1, be64(1n)))]);
     assert.equal(parseCounterObj({ type: 0x0a12, flags: 2, seq: 1, payload: quota }), null, 'not a counter');
   });
@@ -273,9 +319,15 @@ describe('nf_tables objects and set elements', () => {
   });
 
   test('a NEWSETELEM reply (msg 12): every NFTA_LIST_ELEM with its key, timeout and expiration (ms)', () => {
-    const elem = (key: Buffer, timeout: bigint, expires: bigint) => nest(1, nest(1, nla(1, key)), nla(4, be64(timeout)), nla(5, be64(expires)));
+    const elem = (key: Buffer, timeout: bigint, expires: bigint) =>
+      nest(1, nest(1, nla(1, key)), nla(4, be64(timeout)), nla(5, be64(expires)));
     const v6 = Buffer.from('20010002000000000000000000000010', 'hex');
-    const payload = Buffer.concat([nfgen(2), nla(1, z('tsvs')), nla(2, z('persist3_300_32')), nest(3, elem(ip4('198.18.0.10'), 300000n, 298123n), elem(ip4('198.18.0.11'), 100000n, 5000n), elem(v6, 1n, 0n))]);
+    const payload = Buffer.concat([
+      nfgen(2),
+      nla(1, z('tsvs')),
+      nla(2, z('persist3_300_32')),
+      nest(3, elem(ip4('198.18.0.10'), 300000n, 298123n), elem(ip4('198.18.0.11'), 100000n, 5000n), elem(v6, 1n, 0n)),
+    ]);
     assert.deepEqual(parseSetElems({ type: 0x0a0c, flags: 2, seq: 1, payload }), [
       { key: '198.18.0.10', timeoutMs: 300000, expiresMs: 298123 },
       { key: '198.18.0.11', timeoutMs: 100000, expiresMs: 5000 },

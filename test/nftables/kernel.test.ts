@@ -83,7 +83,14 @@ describe('nftables rulesets in the kernel', privileged(['ip', 'nft']), () => {
       // A refused batch names the command and the kernel's reason, and changes nothing.
       const before = listing(ns2);
       assert.throws(
-        () => sender.send([{ c: 'add-counter', f: 'ip', name: 'fresh' }, { c: 'delete-chain', f: 'ip', name: 'nosuchchain' }], 'test'),
+        () =>
+          sender.send(
+            [
+              { c: 'add-counter', f: 'ip', name: 'fresh' },
+              { c: 'delete-chain', f: 'ip', name: 'nosuchchain' },
+            ],
+            'test',
+          ),
         /nftables refused the change \(test\): delete chain ip tsvs nosuchchain: No such file or directory \(ENOENT\); nothing of it was applied/,
       );
       assert.equal(listing(ns2), before);
@@ -102,28 +109,63 @@ describe('nftables rulesets in the kernel', privileged(['ip', 'nft']), () => {
       // One wlc service per family: both families get their nfq chain.
       const model = (port: number): NftModel => ({
         services: [
-          { id: 1, af: 4, protocol: 'tcp', addr: '198.18.0.1', port, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, dests: [{ addr: '198.19.0.11', port: 80, weight: 1, lastWeight: 1, overloaded: false, mark: 5 }] },
-          { id: 2, af: 6, protocol: 'udp', addr: '2001:2::1', port: 53, scheduler: 'lc', schedFlags: 0, persistent: 0, netmask: 128, dests: [{ addr: '2001:2:0:19::11', port: 53, weight: 1, lastWeight: 1, overloaded: false, mark: 6 }] },
+          {
+            id: 1,
+            af: 4,
+            protocol: 'tcp',
+            addr: '198.18.0.1',
+            port,
+            scheduler: 'wlc',
+            schedFlags: 0,
+            persistent: 0,
+            netmask: 0xffffffff,
+            dests: [{ addr: '198.19.0.11', port: 80, weight: 1, lastWeight: 1, overloaded: false, mark: 5 }],
+          },
+          {
+            id: 2,
+            af: 6,
+            protocol: 'udp',
+            addr: '2001:2::1',
+            port: 53,
+            scheduler: 'lc',
+            schedFlags: 0,
+            persistent: 0,
+            netmask: 128,
+            dests: [{ addr: '2001:2:0:19::11', port: 53, weight: 1, lastWeight: 1, overloaded: false, mark: 6 }],
+          },
         ],
       });
       sender.send(load(model(80)), 'load');
       // Before the rule: the chain reads back empty, and the check says so.
       assert.deepEqual(readNfqueueRules(nsPath, 'ip', 'tsvs', 'nfq'), []);
-      assert.throws(() => checkNfqueueRule(nsPath, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true }), /ip tsvs nfq read back over netlink holds no NFQUEUE rule, not queue num 4242 bypass/);
+      assert.throws(
+        () => checkNfqueueRule(nsPath, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true }),
+        /ip tsvs nfq read back over netlink holds no NFQUEUE rule, not queue num 4242 bypass/,
+      );
       installNfqueueRule(nsPath, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true });
       installNfqueueRule(nsPath, 'ip6', 'tsvs', 'nfq', { queue: 4243, total: 1, bypass: false });
       // What the kernel holds, read back over netlink (nft prints xt targets only with iptables's libxt).
       assert.deepEqual(readNfqueueRules(nsPath, 'ip', 'tsvs', 'nfq'), [{ queue: 4242, total: 1, bypass: true }]);
       assert.deepEqual(readNfqueueRules(nsPath, 'ip6', 'tsvs', 'nfq'), [{ queue: 4243, total: 1, bypass: false }]);
       checkNfqueueRule(nsPath, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true });
-      assert.throws(() => checkNfqueueRule(nsPath, 'ip6', 'tsvs', 'nfq', { queue: 4243, total: 1, bypass: true }), /ip6 tsvs nfq read back over netlink holds queue num 4243, not queue num 4243 bypass/);
+      assert.throws(
+        () => checkNfqueueRule(nsPath, 'ip6', 'tsvs', 'nfq', { queue: 4243, total: 1, bypass: true }),
+        /ip6 tsvs nfq read back over netlink holds queue num 4243, not queue num 4243 bypass/,
+      );
       // Nothing was added to any other table (no iptables mangle).
       assert.deepEqual(inNs('nft', ['list', 'tables']).out.trim().split('\n').sort(), ['table ip tsvs', 'table ip6 tsvs']);
       sender.send(change(model(80), model(8080)), 'change');
-      assert.deepEqual(readNfqueueRules(nsPath, 'ip', 'tsvs', 'nfq'), [{ queue: 4242, total: 1, bypass: true }], 'an incremental change keeps the NFQUEUE rule');
+      assert.deepEqual(
+        readNfqueueRules(nsPath, 'ip', 'tsvs', 'nfq'),
+        [{ queue: 4242, total: 1, bypass: true }],
+        'an incremental change keeps the NFQUEUE rule',
+      );
       assert.match(inNs('nft', ['list', 'table', 'ip', 'tsvs']).out, /198\.18\.0\.1 \. tcp \. 8080 : jump nfq/);
       // A chain that does not exist is refused with the kernel's reason, on the way in and out.
-      assert.throws(() => installNfqueueRule(nsPath, 'ip', 'tsvs', 'nope', { queue: 1, total: 1, bypass: true }), /No such file or directory/);
+      assert.throws(
+        () => installNfqueueRule(nsPath, 'ip', 'tsvs', 'nope', { queue: 1, total: 1, bypass: true }),
+        /No such file or directory/,
+      );
       assert.throws(() => readNfqueueRules(nsPath, 'ip', 'tsvs', 'nope'), /list the rules of ip tsvs nope.*No such file or directory/);
       // The last queue-scheduled service takes the queue objects with it, rule and all.
       sender.send([...change(model(8080), { services: [] }), ...queueRemoveCommands('ip'), ...queueRemoveCommands('ip6')], 'leave');
@@ -137,7 +179,24 @@ describe('nftables rulesets in the kernel', privileged(['ip', 'nft']), () => {
   // What an operator sees: Debian's nft prints an xtables target only with the iptables
   // package's libxt extensions (docs/nftables.md); without them the rule is an empty line.
   test('with iptables installed, `nft list` shows the NFQUEUE rule tsvs installed', privileged(['ip', 'nft', 'iptables']), () => {
-    viaNft(load({ services: [{ id: 1, af: 4, protocol: 'tcp', addr: '198.18.0.1', port: 80, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, dests: [{ addr: '198.19.0.11', port: 80, weight: 1, lastWeight: 1, overloaded: false, mark: 5 }] }] }));
+    viaNft(
+      load({
+        services: [
+          {
+            id: 1,
+            af: 4,
+            protocol: 'tcp',
+            addr: '198.18.0.1',
+            port: 80,
+            scheduler: 'wlc',
+            schedFlags: 0,
+            persistent: 0,
+            netmask: 0xffffffff,
+            dests: [{ addr: '198.19.0.11', port: 80, weight: 1, lastWeight: 1, overloaded: false, mark: 5 }],
+          },
+        ],
+      }),
+    );
     try {
       installNfqueueRule(`/run/netns/${ns}`, 'ip', 'tsvs', 'nfq', { queue: 4242, total: 1, bypass: true });
       assert.match(inNs('nft', ['list', 'chain', 'ip', 'tsvs', 'nfq']).out, /queue num 4242 bypass/);
@@ -164,7 +223,10 @@ describe('nftables rulesets in the kernel', privileged(['ip', 'nft']), () => {
   test('tsvsd --dataplane nftables refuses to start with forwarding off, and says how to fix it', () => {
     inNs('sysctl', ['-qw', 'net.ipv4.ip_forward=0']);
     const [cmd, ...pre] = toolCommand('tsvsd');
-    const r = spawnSync('ip', ['netns', 'exec', ns, cmd!, ...pre, '--dataplane', 'nftables', '--socket', join(dir, 's.sock')], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync('ip', ['netns', 'exec', ns, cmd!, ...pre, '--dataplane', 'nftables', '--socket', join(dir, 's.sock')], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     assert.equal(r.status, 1, r.stderr + r.stdout);
     assert.match(r.stderr, /net\.ipv4\.ip_forward is 0/);
     assert.match(r.stderr, /TSVS_NFT_SETUP=sysctl/);

@@ -25,7 +25,20 @@ const RS2 = '198.19.0.12';
 const suffix = `t${process.pid % 1_000_000}`;
 
 function service(port: number, extra: Partial<ServiceConfig> = {}): ServiceConfig {
-  return { af: 4, protocol: 'tcp', addr: VIP, port, fwmark: 0, scheduler: 'rr', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '', ...extra };
+  return {
+    af: 4,
+    protocol: 'tcp',
+    addr: VIP,
+    port,
+    fwmark: 0,
+    scheduler: 'rr',
+    schedFlags: 0,
+    persistent: 0,
+    netmask: 0xffffffff,
+    ops: false,
+    pe: '',
+    ...extra,
+  };
 }
 function server(addr: string, port: number, extra: Partial<DestConfig> = {}): DestConfig {
   return { af: 4, addr, port, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0, ...extra };
@@ -75,15 +88,28 @@ describe('nftables data plane on the netns lab', privileged(['ip', 'nft', 'nginx
     const tables = nsRun(lab.director, 'nft', ['list', 'tables']);
     assert.match(tables, /table ip tsvs/);
     // A listing right after the traffic shows it: the API reads the kernel back first.
-    const svcRow = ok(['-Ln', '--stats']).split('\n').find((l) => l.startsWith('TCP'))!.trim().split(/\s+/);
+    const svcRow = ok(['-Ln', '--stats'])
+      .split('\n')
+      .find((l) => l.startsWith('TCP'))!
+      .trim()
+      .split(/\s+/);
     assert.equal(Number(svcRow[2]), 6, `service Conns right after 6 curls: ${svcRow.join(' ')}`);
   });
 
   test('counters, connection counts and -Lnc come back from the kernel', async () => {
     await settle();
     const stats = ok(['-Ln', '--stats']);
-    const row = (addr: string) => stats.split('\n').find((l) => l.includes(addr))!.trim().split(/\s+/);
-    const svc = stats.split('\n').find((l) => l.startsWith('TCP'))!.trim().split(/\s+/);
+    const row = (addr: string) =>
+      stats
+        .split('\n')
+        .find((l) => l.includes(addr))!
+        .trim()
+        .split(/\s+/);
+    const svc = stats
+      .split('\n')
+      .find((l) => l.startsWith('TCP'))!
+      .trim()
+      .split(/\s+/);
     assert.ok(Number(svc[2]) >= 6, `service Conns: ${stats}`);
     assert.ok(Number(svc[3]) > 0 && Number(svc[4]) > 0 && Number(svc[5]) > 0 && Number(svc[6]) > 0, stats);
     for (const rs of [RS1, RS2]) assert.ok(Number(row(`${rs}:80`)[2]) >= 3, `${rs} conns: ${stats}`);
@@ -108,7 +134,10 @@ describe('nftables data plane on the netns lab', privileged(['ip', 'nft', 'nginx
 
   test('weight 0 quiesces: no new connections to that server', async () => {
     ok(['-e', '-t', `${VIP}:80`, '-r', `${RS2}:80`, '-m', '-w', '0']);
-    assert.deepEqual(Array.from({ length: 4 }, () => curlName()), ['r1', 'r1', 'r1', 'r1']);
+    assert.deepEqual(
+      Array.from({ length: 4 }, () => curlName()),
+      ['r1', 'r1', 'r1', 'r1'],
+    );
     ok(['-e', '-t', `${VIP}:80`, '-r', `${RS2}:80`, '-m', '-w', '1']);
     const names = new Set(Array.from({ length: 4 }, () => curlName()));
     assert.deepEqual([...names].sort(), ['r1', 'r2']);
@@ -133,21 +162,34 @@ describe('nftables data plane on the netns lab', privileged(['ip', 'nft', 'nginx
     const rules = readNfqueueRules(`/run/netns/${lab.director}`, 'ip', 'tsvs', 'nfq');
     assert.equal(rules.length, 1, JSON.stringify(rules));
     assert.equal(rules[0]!.bypass, true);
-    assert.deepEqual(nsRun(lab.director, 'nft', ['list', 'tables']).trim().split('\n').filter((l) => !l.includes('netdev')), ['table ip tsvs', 'table ip6 tsvs']);
+    assert.deepEqual(
+      nsRun(lab.director, 'nft', ['list', 'tables'])
+        .trim()
+        .split('\n')
+        .filter((l) => !l.includes('netdev')),
+      ['table ip tsvs', 'table ip6 tsvs'],
+    );
     // Three idle keep-alive connections (nginx holds them 60 s), all on r1 while r2 is quiesced.
     const held = [0, 1, 2].map(() =>
       spawn('ip', ['netns', 'exec', lab.client, 'bash', '-c', `exec 3<>/dev/tcp/${VIP}/8082; sleep 30`], { stdio: 'ignore' }),
     );
     try {
       await settle();
-      const lnc = ok(['-Lnc']).split('\n').filter((l) => l.includes(':8082') && l.includes('ESTABLISHED'));
+      const lnc = ok(['-Lnc'])
+        .split('\n')
+        .filter((l) => l.includes(':8082') && l.includes('ESTABLISHED'));
       assert.equal(lnc.length, 3, `three held connections: ${lnc.join('\n')}`);
       assert.ok(lnc.every((l) => l.includes(`${RS1}:80`)));
       ok(['-e', '-t', `${VIP}:8082`, '-r', `${RS2}:80`, '-m', '-w', '1']);
       // wlc: r1 has 3 active (overhead 3*256), r2 only inactive TIME_WAITs: every new
       // connection goes to r2 (round robin, the fallback, would alternate).
-      assert.deepEqual(Array.from({ length: 6 }, () => curlName(8082)), ['r2', 'r2', 'r2', 'r2', 'r2', 'r2']);
-      const row = ok(['-Ln']).split('\n').find((l) => l.includes(`${RS1}:80`) && l.includes('Masq'));
+      assert.deepEqual(
+        Array.from({ length: 6 }, () => curlName(8082)),
+        ['r2', 'r2', 'r2', 'r2', 'r2', 'r2'],
+      );
+      const row = ok(['-Ln'])
+        .split('\n')
+        .find((l) => l.includes(`${RS1}:80`) && l.includes('Masq'));
       assert.ok(row, 'r1 is listed');
       // The counts come from the same table the scheduler used: ActiveConn 3 on r1 for :8082.
       const svcBlock = ok(['-Ln', '-t', `${VIP}:8082`]);
@@ -167,7 +209,10 @@ describe('nftables data plane on the netns lab', privileged(['ip', 'nft', 'nginx
     ok(['-A', '-t', `${VIP}:8081`, '-s', 'wrr']);
     ok(['-a', '-t', `${VIP}:8081`, '-r', `${RS1}:80`, '-m', '-w', '2']);
     ok(['-a', '-t', `${VIP}:8081`, '-r', `${RS2}:80`, '-m', '-w', '1']);
-    assert.deepEqual(Array.from({ length: 6 }, () => curlName(8081)), ['r2', 'r1', 'r1', 'r2', 'r1', 'r1']);
+    assert.deepEqual(
+      Array.from({ length: 6 }, () => curlName(8081)),
+      ['r2', 'r1', 'r1', 'r2', 'r1', 'r1'],
+    );
     ok(['-E', '-t', `${VIP}:8081`, '-s', 'sh']);
     // sh: the client's last octet (.10) decides; every connection goes to the same server.
     assert.equal(new Set(Array.from({ length: 4 }, () => curlName(8081))).size, 1);
@@ -176,9 +221,30 @@ describe('nftables data plane on the netns lab', privileged(['ip', 'nft', 'nginx
 
   test('a long transfer survives 50 rule changes to another service', async () => {
     const size = 24_000_000;
-    const curl = spawn('ip', ['netns', 'exec', lab.client, 'curl', '-s', '-o', '/dev/null', '--max-time', '90', '--limit-rate', '1500K', '-r', `0-${size - 1}`, '-w', '%{size_download} %{http_code}', `http://${VIP}/big.bin`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const curl = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        lab.client,
+        'curl',
+        '-s',
+        '-o',
+        '/dev/null',
+        '--max-time',
+        '90',
+        '--limit-rate',
+        '1500K',
+        '-r',
+        `0-${size - 1}`,
+        '-w',
+        '%{size_download} %{http_code}',
+        `http://${VIP}/big.bin`,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     curl.stdout.on('data', (b: Buffer) => (out += b.toString()));
     const done = new Promise<number | null>((r) => curl.once('exit', (c) => r(c)));
@@ -218,7 +284,10 @@ if (mode === 'serve') {
 }
 `,
     );
-    const servers = [spawn('ip', ['netns', 'exec', lab.reals[0], process.execPath, script, 'serve', 'u1', RS1], { stdio: 'ignore' }), spawn('ip', ['netns', 'exec', lab.reals[1], process.execPath, script, 'serve', 'u2', RS2], { stdio: 'ignore' })];
+    const servers = [
+      spawn('ip', ['netns', 'exec', lab.reals[0], process.execPath, script, 'serve', 'u1', RS1], { stdio: 'ignore' }),
+      spawn('ip', ['netns', 'exec', lab.reals[1], process.execPath, script, 'serve', 'u2', RS2], { stdio: 'ignore' }),
+    ];
     try {
       await sleep(700);
       ok(['-A', '-u', `${VIP}:5353`, '-s', 'rr']);
@@ -241,7 +310,10 @@ if (mode === 'serve') {
     curlName();
     // The read-back binds the new entries, sets OVERLOAD and recompiles the rules.
     await settle();
-    assert.deepEqual(Array.from({ length: 4 }, () => curlName()), ['r2', 'r2', 'r2', 'r2']);
+    assert.deepEqual(
+      Array.from({ length: 4 }, () => curlName()),
+      ['r2', 'r2', 'r2', 'r2'],
+    );
     // Raising or removing the threshold clears OVERLOAD at once (__ip_vs_update_dest).
     ok(['-e', '-t', `${VIP}:80`, '-r', `${RS1}:80`, '-m', '-x', '0']);
     assert.equal(new Set(Array.from({ length: 4 }, () => curlName())).size, 2);
@@ -250,13 +322,20 @@ if (mode === 'serve') {
   test('removing a real server: new connections go elsewhere and its conntrack entries go (expire_nodest_conn)', async () => {
     // Open connections to both servers that stay established for a while.
     const slow = [0, 1].map(() =>
-      spawn('ip', ['netns', 'exec', lab.client, 'curl', '-s', '-o', '/dev/null', '--max-time', '20', '--limit-rate', '200K', `http://${VIP}/big.bin`], { stdio: 'ignore' }),
+      spawn(
+        'ip',
+        ['netns', 'exec', lab.client, 'curl', '-s', '-o', '/dev/null', '--max-time', '20', '--limit-rate', '200K', `http://${VIP}/big.bin`],
+        { stdio: 'ignore' },
+      ),
     );
     try {
       await settle();
       assert.match(ok(['-Lnc']), /ESTABLISHED .*198\.19\.0\.12:80/);
       ok(['-d', '-t', `${VIP}:80`, '-r', `${RS2}:80`]);
-      assert.deepEqual(Array.from({ length: 3 }, () => curlName()), ['r1', 'r1', 'r1']);
+      assert.deepEqual(
+        Array.from({ length: 3 }, () => curlName()),
+        ['r1', 'r1', 'r1'],
+      );
       await settle();
       assert.doesNotMatch(ok(['-Lnc']), /198\.19\.0\.12/);
     } finally {
@@ -281,8 +360,12 @@ if (mode === 'serve') {
 
 describe('tsvs lab cleans up after itself', privileged(['ip', 'nft', 'nginx']), () => {
   const leftovers = (s: string) => {
-    const nss = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes(`-${s}`));
-    const links = spawnSync('ip', ['-o', 'link'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes('tsvs') && l.includes(s));
+    const nss = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter((l) => l.includes(`-${s}`));
+    const links = spawnSync('ip', ['-o', 'link'], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter((l) => l.includes('tsvs') && l.includes(s));
     return [...nss, ...links];
   };
 

@@ -13,7 +13,19 @@ export function d(addr: string, port: number, extra: Partial<NftDest> = {}): Nft
 }
 export function svc(id: number, addr: string, port: number, extra: Partial<NftService> = {}): NftService {
   const af = addr.includes(':') ? 6 : 4;
-  return { id, af, protocol: 'tcp', addr, port, scheduler: 'rr', schedFlags: 0, persistent: 0, netmask: af === 4 ? 0xffffffff : 128, dests: [], ...extra };
+  return {
+    id,
+    af,
+    protocol: 'tcp',
+    addr,
+    port,
+    scheduler: 'rr',
+    schedFlags: 0,
+    persistent: 0,
+    netmask: af === 4 ? 0xffffffff : 128,
+    dests: [],
+    ...extra,
+  };
 }
 
 // Kernel list order: newest first. The seed adds .11 then .12.
@@ -31,14 +43,33 @@ export function representativeModel(): NftModel {
         scheduler: 'wrr',
         persistent: 300,
         netmask: 0xffffff00,
-        dests: [d('198.19.0.13', 443, { weight: 0, lastWeight: 2 }), d('198.19.0.12', 443, { weight: 3 }), d('198.19.0.11', 443, { weight: 2 })],
+        dests: [
+          d('198.19.0.13', 443, { weight: 0, lastWeight: 2 }),
+          d('198.19.0.12', 443, { weight: 3 }),
+          d('198.19.0.11', 443, { weight: 2 }),
+        ],
       }),
       // UDP sh with sh-fallback: the weight-0 server's buckets go to the probe's choice.
-      svc(3, '198.18.0.1', 53, { protocol: 'udp', scheduler: 'sh', schedFlags: 1, dests: [d('198.19.0.12', 53, { weight: 0, lastWeight: 1 }), d('198.19.0.11', 53)] }),
+      svc(3, '198.18.0.1', 53, {
+        protocol: 'udp',
+        scheduler: 'sh',
+        schedFlags: 1,
+        dests: [d('198.19.0.12', 53, { weight: 0, lastWeight: 1 }), d('198.19.0.11', 53)],
+      }),
       // mh with mh-port on a port-zero persistent service (all ports, real-server port 0).
-      svc(4, '198.18.0.2', 0, { scheduler: 'mh', schedFlags: 2, persistent: 60, dests: [d('198.19.0.12', 0), d('198.19.0.11', 0, { overloaded: true })] }),
+      svc(4, '198.18.0.2', 0, {
+        scheduler: 'mh',
+        schedFlags: 2,
+        persistent: 60,
+        dests: [d('198.19.0.12', 0), d('198.19.0.11', 0, { overloaded: true })],
+      }),
       // IPv6 dh with persistence per /64.
-      svc(5, '2001:db8::1', 80, { scheduler: 'dh', persistent: 30, netmask: 64, dests: [d('2001:db8:1::12', 80), d('2001:db8:1::11', 80)] }),
+      svc(5, '2001:db8::1', 80, {
+        scheduler: 'dh',
+        persistent: 30,
+        netmask: 64,
+        dests: [d('2001:db8:1::12', 80), d('2001:db8:1::11', 80)],
+      }),
     ],
   };
 }
@@ -49,7 +80,11 @@ export function queueModel(): NftModel {
   return {
     services: [
       // wlc with persistence: the core keeps the templates, so no persistence sets.
-      svc(7, '198.18.0.1', 80, { scheduler: 'wlc', persistent: 300, dests: [d('198.19.0.12', 80, { weight: 0, lastWeight: 2 }), d('198.19.0.11', 80, { weight: 2 })] }),
+      svc(7, '198.18.0.1', 80, {
+        scheduler: 'wlc',
+        persistent: 300,
+        dests: [d('198.19.0.12', 80, { weight: 0, lastWeight: 2 }), d('198.19.0.11', 80, { weight: 2 })],
+      }),
       // A kernel scheduler next to it is untouched by the queue.
       svc(8, '198.18.0.1', 81, { dests: [d('198.19.0.11', 81)] }),
       // Port-zero UDP sed: its own map (@qservices0).
@@ -71,4 +106,3 @@ export function change(a: NftModel, b: NftModel): Cmd[] {
   for (const id of new Set([...prev.keys(), ...next.keys()])) txn.fragment(prev.get(id), next.get(id));
   return txn.commands();
 }
-

@@ -56,14 +56,28 @@ describe('netlink: reading the NFQUEUE rule back', () => {
     ]) {
       const newrule = parseMessages(nfqueueRuleBatch('ip', 'tsvs', 'nfq', t, 1))[1]!;
       const targets = parseRuleTargets(newrule);
-      assert.deepEqual(targets!.map((x) => [x.name, x.rev]), [['NFQUEUE', 3]]);
+      assert.deepEqual(
+        targets!.map((x) => [x.name, x.rev]),
+        [['NFQUEUE', 3]],
+      );
       assert.deepEqual(nfqueueFromTarget(targets![0]!), t);
     }
   });
 
   test('targets come back in rule order among other expressions; a message that is not a rule is null', () => {
-    const expr = (name: string, data: Attr[]): Attr => ({ type: 1, nested: [{ type: 1, data: cstr(name) }, { type: 2, nested: data }] });
-    const target = (name: string, rev: number, info: Buffer) => expr('target', [{ type: 1, data: cstr(name) }, { type: 2, data: u32be(rev) }, { type: 3, data: info }]);
+    const expr = (name: string, data: Attr[]): Attr => ({
+      type: 1,
+      nested: [
+        { type: 1, data: cstr(name) },
+        { type: 2, nested: data },
+      ],
+    });
+    const target = (name: string, rev: number, info: Buffer) =>
+      expr('target', [
+        { type: 1, data: cstr(name) },
+        { type: 2, data: u32be(rev) },
+        { type: 3, data: info },
+      ]);
     const rule = nfnlMessage(10, 6, 0x2, 5, 2, 0, [
       { type: 1, data: cstr('tsvs') },
       { type: 2, data: cstr('nfq') },
@@ -79,7 +93,10 @@ describe('netlink: reading the NFQUEUE rule back', () => {
     ]);
     const [m] = parseMessages(rule);
     const targets = parseRuleTargets(m!)!;
-    assert.deepEqual(targets.map((t) => `${t.name}/${t.rev}`), ['MARK/2', 'NFQUEUE/3', 'NFQUEUE/1']);
+    assert.deepEqual(
+      targets.map((t) => `${t.name}/${t.rev}`),
+      ['MARK/2', 'NFQUEUE/3', 'NFQUEUE/1'],
+    );
     // Only NFQUEUE revision 3 with its 6 bytes of info is read as tsvs's rule.
     assert.deepEqual(targets.map(nfqueueFromTarget), [null, { queue: 7, total: 1, bypass: true }, null]);
     assert.equal(nfqueueFromTarget({ name: 'NFQUEUE', rev: 3, info: Buffer.alloc(4) }), null, 'short info');
@@ -88,7 +105,10 @@ describe('netlink: reading the NFQUEUE rule back', () => {
 
   test('parseAttrList keeps repeated types in order; parseAttrs keeps the last of a type', () => {
     const buf = encodeAttrs(['a', 'b', 'c'].map((x, i) => ({ type: i === 1 ? 2 : 1, data: Buffer.from(x) })));
-    assert.deepEqual(parseAttrList(buf).map((a) => `${a.type}=${a.data.toString()}`), ['1=a', '2=b', '1=c']);
+    assert.deepEqual(
+      parseAttrList(buf).map((a) => `${a.type}=${a.data.toString()}`),
+      ['1=a', '2=b', '1=c'],
+    );
     assert.equal(parseAttrs(buf).get(1)!.toString(), 'c');
     // A truncated attribute ends the list.
     assert.equal(parseAttrList(buf.subarray(0, 20)).length, 2);

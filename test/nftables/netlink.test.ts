@@ -31,8 +31,14 @@ describe('netlink: the NFQUEUE rule batch (nf_tables over nfnetlink)', () => {
 
   test('three messages: BATCH_BEGIN (res_id NFTABLES), NEWRULE, BATCH_END, with consecutive sequence numbers', () => {
     assert.equal(msgs.length, 3);
-    assert.deepEqual(msgs.map((m) => m.type), [0x10, (10 << 8) | 6, 0x11]);
-    assert.deepEqual(msgs.map((m) => m.seq), [100, 101, 102]);
+    assert.deepEqual(
+      msgs.map((m) => m.type),
+      [0x10, (10 << 8) | 6, 0x11],
+    );
+    assert.deepEqual(
+      msgs.map((m) => m.seq),
+      [100, 101, 102],
+    );
     // nfgenmsg: family, version 0, res_id big endian
     assert.deepEqual([...msgs[0]!.payload.subarray(0, 4)], [0, 0, 0, 10]);
     assert.equal(msgs[1]!.payload[0], 10, 'NFPROTO_IPV6');
@@ -54,7 +60,11 @@ describe('netlink: the NFQUEUE rule batch (nf_tables over nfnetlink)', () => {
     const t = nested(e.get(2)!);
     assert.equal(str(t.get(1)), 'NFQUEUE');
     assert.equal(t.get(2)!.readUInt32BE(0), 3);
-    assert.deepEqual([...t.get(3)!], [0x92, 0x10, 1, 0, 1, 0, 0, 0], 'queuenum 4242, queues_total 1, flags BYPASS (host order), padded to 8');
+    assert.deepEqual(
+      [...t.get(3)!],
+      [0x92, 0x10, 1, 0, 1, 0, 0, 0],
+      'queuenum 4242, queues_total 1, flags BYPASS (host order), padded to 8',
+    );
   });
 
   test('nested attributes carry NLA_F_NESTED, lengths are 4-aligned', () => {
@@ -117,7 +127,16 @@ describe('netlink: nfnetlink_queue', () => {
     ip[24 + 13] = 0x02; // SYN
     const msgs = parseMessages(Buffer.concat([packetMsg(42, ip), packetMsg(43, ip)]));
     assert.equal(msgs.length, 2);
-    assert.deepEqual(parseQueuedPacket(msgs[0]!), { id: 42, af: 4, protocol: 'tcp', caddr: '198.18.0.10', cport: 40000, vaddr: '198.18.0.1', vport: 80, syn: true });
+    assert.deepEqual(parseQueuedPacket(msgs[0]!), {
+      id: 42,
+      af: 4,
+      protocol: 'tcp',
+      caddr: '198.18.0.10',
+      cport: 40000,
+      vaddr: '198.18.0.1',
+      vport: 80,
+      syn: true,
+    });
     // A mid-stream segment (ACK only) of a flow conntrack does not know: not a SYN.
     ip[24 + 13] = 0x10;
     assert.equal((parseQueuedPacket(parseMessages(packetMsg(44, ip))[0]!) as { syn: boolean }).syn, false);
@@ -131,7 +150,15 @@ describe('netlink: nfnetlink_queue', () => {
     Buffer.from('20010002000000180000000000000001', 'hex').copy(ip6, 24);
     ip6.writeUInt16BE(5353, 40);
     ip6.writeUInt16BE(53, 42);
-    assert.deepEqual(parseIpTuple(ip6), { af: 6, protocol: 'udp', caddr: '2001:2:0:18::10', cport: 5353, vaddr: '2001:2:0:18::1', vport: 53, syn: true });
+    assert.deepEqual(parseIpTuple(ip6), {
+      af: 6,
+      protocol: 'udp',
+      caddr: '2001:2:0:18::10',
+      cport: 5353,
+      vaddr: '2001:2:0:18::1',
+      vport: 53,
+      syn: true,
+    });
     const icmp = Buffer.alloc(28);
     icmp[0] = 0x45;
     icmp[9] = 1;

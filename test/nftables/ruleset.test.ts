@@ -15,7 +15,16 @@ import { MH_TAB_SIZE, mhTable } from '../../src/schedulers/mh.js';
 import { baseCommands, compileService, queueRemoveCommands, type Cmd, type Fragment, type Rule } from '../../src/dataplane/nftables/nat.js';
 import { encodeBatch } from '../../src/dataplane/nftables/nftnl.js';
 import { commandsText, itemText } from '../../src/dataplane/nftables/nfttext.js';
-import { MAX_SEQUENCE, mhTargets, NFQ_CHAIN, NO_DEST_MARK, parseSnat, rrSequence, shTargets, type NftModel } from '../../src/dataplane/nftables/ruleset.js';
+import {
+  MAX_SEQUENCE,
+  mhTargets,
+  NFQ_CHAIN,
+  NO_DEST_MARK,
+  parseSnat,
+  rrSequence,
+  shTargets,
+  type NftModel,
+} from '../../src/dataplane/nftables/ruleset.js';
 import { fullLoad } from '../../src/dataplane/nftables/txn.js';
 import { change, d, load, queueModel, representativeModel, seedModel, svc } from './models.js';
 
@@ -112,7 +121,10 @@ describe('nftables ruleset: the first-packet path (NFQUEUE)', () => {
     ]);
     assert.equal(f.sets.length, 0, 'no persistence sets for a queue-scheduled service');
     // Every server may be picked by the core (weight 0 too: a template may still send its client there).
-    assert.deepEqual(f.elems.filter((e) => e.set === 'qmarks').map((e) => e.elem.key), [30, 31]);
+    assert.deepEqual(
+      f.elems.filter((e) => e.set === 'qmarks').map((e) => e.elem.key),
+      [30, 31],
+    );
     assert.ok(f.elems.some((e) => e.set === 'qservices' && JSON.stringify(e.elem.data) === JSON.stringify({ jump: NFQ_CHAIN })));
     // The kernel-scheduled service does not touch the queue.
     const k = compileService(queueModel().services[1]!);
@@ -127,7 +139,8 @@ describe('nftables ruleset: the first-packet path (NFQUEUE)', () => {
 
   test('the queue objects leave with the last queue-scheduled service, nfq included', () => {
     const text = commandsText(queueRemoveCommands('ip'));
-    for (const chain of ['firstpkt', 'qmark', NFQ_CHAIN]) assert.match(text, new RegExp(`flush chain ip tsvs ${chain}\ndelete chain ip tsvs ${chain}`));
+    for (const chain of ['firstpkt', 'qmark', NFQ_CHAIN])
+      assert.match(text, new RegExp(`flush chain ip tsvs ${chain}\ndelete chain ip tsvs ${chain}`));
     assert.match(text, /delete set ip tsvs qservices\n/);
   });
 });
@@ -135,24 +148,55 @@ describe('nftables ruleset: the first-packet path (NFQUEUE)', () => {
 describe('nftables ruleset: kernel scheduler semantics', () => {
   test('rr walks the list from its head (the newest server first)', () => {
     const m = seedModel();
-    assert.deepEqual(rrSequence(m.services[0]!).map((x) => x.addr), ['198.19.0.12', '198.19.0.11']);
+    assert.deepEqual(
+      rrSequence(m.services[0]!).map((x) => x.addr),
+      ['198.19.0.12', '198.19.0.11'],
+    );
   });
 
   test('wrr: the kernel sequence for A=4, B=3, C=2 (added A, B, C)', () => {
-    const s = svc(1, '10.0.0.1', 80, { scheduler: 'wrr', dests: [d('C', 80, { weight: 2 }), d('B', 80, { weight: 3 }), d('A', 80, { weight: 4 })] });
-    assert.equal(rrSequence(s).map((x) => x.addr).join(' '), 'A B A C B A C B A');
+    const s = svc(1, '10.0.0.1', 80, {
+      scheduler: 'wrr',
+      dests: [d('C', 80, { weight: 2 }), d('B', 80, { weight: 3 }), d('A', 80, { weight: 4 })],
+    });
+    assert.equal(
+      rrSequence(s)
+        .map((x) => x.addr)
+        .join(' '),
+      'A B A C B A C B A',
+    );
     const s2 = svc(1, '10.0.0.1', 80, { scheduler: 'wrr', dests: [d('B', 80, { weight: 4 }), d('A', 80, { weight: 2 })] });
-    assert.equal(rrSequence(s2).map((x) => x.addr).join(' '), 'B B A');
+    assert.equal(
+      rrSequence(s2)
+        .map((x) => x.addr)
+        .join(' '),
+      'B B A',
+    );
   });
 
   test('wrr continues from the core scheduler position (servers added one by one: cw is left at 1)', () => {
-    const s = svc(1, '10.0.0.1', 80, { scheduler: 'wrr', wrr: { cl: -1, cw: 1, mw: 4, di: 1 }, dests: [d('C', 80, { weight: 2 }), d('B', 80, { weight: 3 }), d('A', 80, { weight: 4 })] });
-    assert.equal(rrSequence(s).map((x) => x.addr).join(' '), 'C B A A B A C B A');
+    const s = svc(1, '10.0.0.1', 80, {
+      scheduler: 'wrr',
+      wrr: { cl: -1, cw: 1, mw: 4, di: 1 },
+      dests: [d('C', 80, { weight: 2 }), d('B', 80, { weight: 3 }), d('A', 80, { weight: 4 })],
+    });
+    assert.equal(
+      rrSequence(s)
+        .map((x) => x.addr)
+        .join(' '),
+      'C B A A B A C B A',
+    );
   });
 
   test('weight 0 and overloaded servers get no new connections; none usable means reject', () => {
-    const s = svc(1, '10.0.0.1', 80, { scheduler: 'rr', dests: [d('10.1.0.3', 80, { weight: 0 }), d('10.1.0.2', 80, { overloaded: true }), d('10.1.0.1', 80)] });
-    assert.deepEqual(rrSequence(s).map((x) => x.addr), ['10.1.0.1']);
+    const s = svc(1, '10.0.0.1', 80, {
+      scheduler: 'rr',
+      dests: [d('10.1.0.3', 80, { weight: 0 }), d('10.1.0.2', 80, { overloaded: true }), d('10.1.0.1', 80)],
+    });
+    assert.deepEqual(
+      rrSequence(s).map((x) => x.addr),
+      ['10.1.0.1'],
+    );
     s.dests[2]!.weight = 0;
     assert.deepEqual(rulesText(compileService(s)), ['reject with icmp port-unreachable']);
   });
@@ -169,7 +213,12 @@ describe('nftables ruleset: kernel scheduler semantics', () => {
   // core's sh scheduler (the kernel's algorithm) picks for that client, fallback included.
   for (const flags of [0, 1]) {
     test(`sh (flags ${flags}): every IPv4 client goes where the kernel's sh sends it`, () => {
-      const dests = [d('10.1.0.4', 80), d('10.1.0.3', 80, { weight: 0 }), d('10.1.0.2', 80, { weight: 3, overloaded: true }), d('10.1.0.1', 80, { weight: 2 })];
+      const dests = [
+        d('10.1.0.4', 80),
+        d('10.1.0.3', 80, { weight: 0 }),
+        d('10.1.0.2', 80, { weight: 3, overloaded: true }),
+        d('10.1.0.1', 80, { weight: 2 }),
+      ];
       const s = svc(1, '10.0.0.1', 80, { scheduler: 'sh', schedFlags: flags, dests });
       const fake = dests.map((x) => ({ ...x, af: 4 as const, activeconns: 0, inactconns: 0, available: true, src: x }));
       const core = getScheduler('sh')!.create({ af: 4, schedFlags: flags, dests: fake }, { randomU32: () => 0 });
@@ -194,7 +243,9 @@ describe('nftables ruleset: kernel scheduler semantics', () => {
     const dests = [d('10.1.0.3', 80), d('10.1.0.2', 80), d('10.1.0.1', 80)];
     const s = svc(1, '10.0.0.7', 80, { scheduler: 'dh', dests });
     const fake = dests.map((x) => ({ ...x, af: 4 as const, activeconns: 0, inactconns: 0, available: true, src: x }));
-    const want = getScheduler('dh')!.create({ af: 4, schedFlags: 0, dests: fake }, { randomU32: () => 0 }).schedule({ caddr: '1.2.3.4', cport: 1, vaddr: '10.0.0.7', vport: 80, now: 0 })!;
+    const want = getScheduler('dh')!
+      .create({ af: 4, schedFlags: 0, dests: fake }, { randomU32: () => 0 })
+      .schedule({ caddr: '1.2.3.4', cport: 1, vaddr: '10.0.0.7', vport: 80, now: 0 })!;
     assert.equal(rulesText(compileService(s))[0], `ct mark set ${want.src.mark} goto nat`);
   });
 
@@ -218,7 +269,10 @@ describe('nftables ruleset: outbound SNAT (TSVS_NFT_SNAT)', () => {
   test('a masquerade rule per network, in a nat postrouting chain of the right family', () => {
     const snat = parseSnat('198.19.0.0/24, 2001:db8:19::/64');
     const ip = commandsText(baseCommands('ip', snat));
-    assert.match(ip, /add chain ip tsvs postrouting \{ type nat hook postrouting priority 100; policy accept; \}\nadd rule ip tsvs postrouting ip saddr 198\.19\.0\.0\/24 masquerade\n/);
+    assert.match(
+      ip,
+      /add chain ip tsvs postrouting \{ type nat hook postrouting priority 100; policy accept; \}\nadd rule ip tsvs postrouting ip saddr 198\.19\.0\.0\/24 masquerade\n/,
+    );
     assert.ok(!ip.includes('2001:db8'));
     assert.match(commandsText(baseCommands('ip6', snat)), /add rule ip6 tsvs postrouting ip6 saddr 2001:db8:19::\/64 masquerade/);
     assert.ok(!commandsText(baseCommands('ip', [])).includes('postrouting'));

@@ -52,7 +52,10 @@ const ns = (name: string, cmd: string, args: string[], allowFail = false) => sh(
 
 function teardown(): void {
   for (const n of [DIRECTOR, REALS]) {
-    for (const pid of sh('ip', ['netns', 'pids', n], true).split('\n').map(Number).filter((p) => p > 0)) {
+    for (const pid of sh('ip', ['netns', 'pids', n], true)
+      .split('\n')
+      .map(Number)
+      .filter((p) => p > 0)) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
@@ -67,7 +70,10 @@ function teardown(): void {
 /** The client side's addresses for subnet number n (see the file comment). */
 function clientSide(n: number) {
   const v6 = `2001:2:0:18${n.toString(16).padStart(2, '0')}`;
-  return { v4: { client: [`198.18.${n}.10`, `198.18.${n}.11`], vip: `198.18.${n}.1` }, v6: { client: [`${v6}::10`, `${v6}::11`], vip: `${v6}::1` } };
+  return {
+    v4: { client: [`198.18.${n}.10`, `198.18.${n}.11`], vip: `198.18.${n}.1` },
+    v6: { client: [`${v6}::10`, `${v6}::11`], vip: `${v6}::1` },
+  };
 }
 const V4_RS = { rip: '198.19.0.1', rs: '198.19.0.11' };
 const V6_RS = { rip: '2001:2:0:19::1', rs: '2001:2:0:19::11' };
@@ -79,7 +85,9 @@ function freeSubnet(): number {
   for (let i = 0; i < 254; i++) {
     const n = ((process.pid + i) % 254) + 1;
     const c = clientSide(n);
-    const taken = sh('ip', ['-4', 'route', 'show', 'to', 'match', c.v4.vip]).includes(` dev tsvs`) || sh('ip', ['-6', 'route', 'show', 'to', 'match', c.v6.vip]).includes(' dev tsvs');
+    const taken =
+      sh('ip', ['-4', 'route', 'show', 'to', 'match', c.v4.vip]).includes(` dev tsvs`) ||
+      sh('ip', ['-6', 'route', 'show', 'to', 'match', c.v6.vip]).includes(' dev tsvs');
     if (!taken) return n;
   }
   throw new Error('no free client subnet 198.18.N.0/24 in the host namespace (254 taken by other links named tsvs*)');
@@ -142,7 +150,9 @@ function waitLinksReady(): void {
 }
 
 function startRealServer(kind: TestServerKind, name: string, addr: string): Promise<TestServer & { proc: ChildProcess }> {
-  const proc = spawn('ip', ['netns', 'exec', REALS, process.execPath, '--import', 'tsx', RUNNER, kind, name, addr], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn('ip', ['netns', 'exec', REALS, process.execPath, '--import', 'tsx', RUNNER, kind, name, addr], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`real server ${name} did not start`)), 20_000);
@@ -178,7 +188,8 @@ function startRealServer(kind: TestServerKind, name: string, addr: string): Prom
 }
 
 let nextPort = 8000;
-const ONE_SHOT = 'refused by the nftables plane: conntrack keeps one NAT binding per UDP flow, so its datagrams cannot go to different servers (docs/nftables.md)';
+const ONE_SHOT =
+  'refused by the nftables plane: conntrack keeps one NAT binding per UDP flow, so its datagrams cannot go to different servers (docs/nftables.md)';
 
 async function makeNftablesHarness(af: 4 | 6 = 4): Promise<Harness & { plane: NftablesDataPlane }> {
   buildNetwork();
@@ -251,22 +262,50 @@ describe('nftables plane', privileged(['ip', 'nft', 'conntrack']), () => {
     async function wlcService() {
       const h = await makeNftablesHarness(4);
       const [a, b] = await h.makeRealServers('http', ['rs-a', 'rs-b']);
-      const svc = { af: 4 as const, protocol: 'tcp' as const, addr: h.vip, port: h.vport, fwmark: 0, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
-      const dest = (rs: TestServer) => ({ af: 4 as const, addr: rs.addr, port: rs.port, weight: 1, fwd: 'masq' as const, uThreshold: 0, lThreshold: 0 });
-      await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: dest(a!) }, { op: 'add-server', service: svc, dest: dest(b!) }]);
+      const svc = {
+        af: 4 as const,
+        protocol: 'tcp' as const,
+        addr: h.vip,
+        port: h.vport,
+        fwmark: 0,
+        scheduler: 'wlc',
+        schedFlags: 0,
+        persistent: 0,
+        netmask: 0xffffffff,
+        ops: false,
+        pe: '',
+      };
+      const dest = (rs: TestServer) => ({
+        af: 4 as const,
+        addr: rs.addr,
+        port: rs.port,
+        weight: 1,
+        fwd: 'masq' as const,
+        uThreshold: 0,
+        lThreshold: 0,
+      });
+      await h.apply([
+        { op: 'add-service', service: svc },
+        { op: 'add-server', service: svc, dest: dest(a!) },
+        { op: 'add-server', service: svc, dest: dest(b!) },
+      ]);
       return h;
     }
     /** curl as a child process: it runs while this thread is blocked. Resolves with "name seconds". */
     const curl = (h: Harness) =>
       new Promise<string>((resolve) => {
-        const p = spawn('curl', ['-s', '--max-time', '5', '-w', ' %{time_total}', `http://${h.vip}:${h.vport}/name`], { stdio: ['ignore', 'pipe', 'ignore'] });
+        const p = spawn('curl', ['-s', '--max-time', '5', '-w', ' %{time_total}', `http://${h.vip}:${h.vport}/name`], {
+          stdio: ['ignore', 'pipe', 'ignore'],
+        });
         let out = '';
         p.stdout!.on('data', (b: Buffer) => (out += b.toString()));
         // The test server answers with its name first ("rs-a: ..."); time_total comes last.
         p.on('close', () => resolve(`${/^(rs-[ab])\b/.exec(out)?.[1] ?? out} ${out.trim().split(/\s+/).pop()}`));
       });
 
-    test('a blocked main loop does not hang new connections: after the bound, the kernel fallback (rr) takes them', { timeout: 60_000 }, async (t) => {
+    test('a blocked main loop does not hang new connections: after the bound, the kernel fallback (rr) takes them', {
+      timeout: 60_000,
+    }, async (t) => {
       const h = await wlcService();
       t.after(() => h.close());
       const pending = [0, 1, 2, 3].map(() => curl(h));
@@ -283,13 +322,39 @@ describe('nftables plane', privileged(['ip', 'nft', 'conntrack']), () => {
       assert.equal(new Set(got.map((x) => x[0])).size, 2, 'the fallback spreads them round robin');
     });
 
-    test('wlc with -x on the first-packet path: an overloaded server is skipped at once; removing a server ends its connections', { timeout: 60_000 }, async (t) => {
+    test('wlc with -x on the first-packet path: an overloaded server is skipped at once; removing a server ends its connections', {
+      timeout: 60_000,
+    }, async (t) => {
       const h = await makeNftablesHarness(4);
       t.after(() => h.close());
       const [a, b] = await h.makeRealServers('echo', ['rs-a', 'rs-b']);
-      const svc = { af: 4 as const, protocol: 'tcp' as const, addr: h.vip, port: h.vport, fwmark: 0, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
-      const dest = (rs: TestServer, uThreshold = 0) => ({ af: 4 as const, addr: rs.addr, port: rs.port, weight: 1, fwd: 'masq' as const, uThreshold, lThreshold: 0 });
-      await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: dest(a!, 1) }, { op: 'add-server', service: svc, dest: dest(b!) }]);
+      const svc = {
+        af: 4 as const,
+        protocol: 'tcp' as const,
+        addr: h.vip,
+        port: h.vport,
+        fwmark: 0,
+        scheduler: 'wlc',
+        schedFlags: 0,
+        persistent: 0,
+        netmask: 0xffffffff,
+        ops: false,
+        pe: '',
+      };
+      const dest = (rs: TestServer, uThreshold = 0) => ({
+        af: 4 as const,
+        addr: rs.addr,
+        port: rs.port,
+        weight: 1,
+        fwd: 'masq' as const,
+        uThreshold,
+        lThreshold: 0,
+      });
+      await h.apply([
+        { op: 'add-service', service: svc },
+        { op: 'add-server', service: svc, dest: dest(a!, 1) },
+        { op: 'add-server', service: svc, dest: dest(b!) },
+      ]);
       // wlc with nothing open picks the list head (rs-b, added last), then the idle rs-a.
       const onB = await openEcho(h.vip, h.vport);
       t.after(() => onB.destroy());
@@ -304,7 +369,11 @@ describe('nftables plane', privileged(['ip', 'nft', 'conntrack']), () => {
       // Its connection closes and its entry goes: rs-a takes connections again.
       await onA.end();
       await h.expireClosed();
-      await waitFor(async () => !(await h.view()).services[0]!.dests.find((d) => d.port === a!.port)!.overloaded, 5000, 'rs-a no longer overloaded');
+      await waitFor(
+        async () => !(await h.view()).services[0]!.dests.find((d) => d.port === a!.port)!.overloaded,
+        5000,
+        'rs-a no longer overloaded',
+      );
       assert.deepEqual(await newEchoConnections(1, h.vip, h.vport), ['rs-a']);
       // Removing rs-b deletes its conntrack entries (expire_nodest_conn): its held
       // connection ends instead of hanging; new ones go to rs-a.
@@ -318,7 +387,9 @@ describe('nftables plane', privileged(['ip', 'nft', 'conntrack']), () => {
       await assert.rejects(openEcho(h.vip, h.vport), /ECONNREFUSED/);
     });
 
-    test('with no queue reader (tsvsd gone), --queue-bypass lets the fallback schedule every connection', { timeout: 60_000 }, async (t) => {
+    test('with no queue reader (tsvsd gone), --queue-bypass lets the fallback schedule every connection', {
+      timeout: 60_000,
+    }, async (t) => {
       const h = await wlcService();
       t.after(() => h.close());
       await (h.plane as unknown as { firstPacket: { nfq: { stop(): Promise<void> } } }).firstPacket.nfq.stop();

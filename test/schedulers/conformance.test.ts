@@ -61,10 +61,22 @@ for (const name of schedulerNames()) {
 
 describe('scheduler conformance', () => {
   it('covers all 14 kernel schedulers', () => {
-    assert.deepEqual(
-      [...schedulerNames()].sort(),
-      ['dh', 'fo', 'lblc', 'lblcr', 'lc', 'mh', 'nq', 'ovf', 'rr', 'sed', 'sh', 'twos', 'wlc', 'wrr'],
-    );
+    assert.deepEqual([...schedulerNames()].sort(), [
+      'dh',
+      'fo',
+      'lblc',
+      'lblcr',
+      'lc',
+      'mh',
+      'nq',
+      'ovf',
+      'rr',
+      'sed',
+      'sh',
+      'twos',
+      'wlc',
+      'wrr',
+    ]);
   });
 
   for (const { name, flags } of variants) {

@@ -6,14 +6,7 @@
  * kernel: set on add, and on update only when the new weight is not 0.
  */
 import type { Family } from '../../src/core/types.js';
-import type {
-  SchedDest,
-  SchedEnv,
-  SchedInput,
-  SchedService,
-  Scheduler,
-  SchedulerFactory,
-} from '../../src/core/scheduler.js';
+import type { SchedDest, SchedEnv, SchedInput, SchedService, Scheduler, SchedulerFactory } from '../../src/core/scheduler.js';
 
 /** A real server whose counters the test may change directly. */
 export interface FakeDest extends SchedDest {

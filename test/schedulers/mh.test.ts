@@ -28,10 +28,20 @@ function refHsiphash(bytes: Uint8Array, k0: bigint, k1: bigint): number {
   let v2 = 0x6c7967656e657261n ^ k0;
   let v3 = 0x7465646279746573n ^ k1;
   const round = () => {
-    v0 = (v0 + v1) & MASK64; v1 = rotl(v1, 13n); v1 ^= v0; v0 = rotl(v0, 32n);
-    v2 = (v2 + v3) & MASK64; v3 = rotl(v3, 16n); v3 ^= v2;
-    v0 = (v0 + v3) & MASK64; v3 = rotl(v3, 21n); v3 ^= v0;
-    v2 = (v2 + v1) & MASK64; v1 = rotl(v1, 17n); v1 ^= v2; v2 = rotl(v2, 32n);
+    v0 = (v0 + v1) & MASK64;
+    v1 = rotl(v1, 13n);
+    v1 ^= v0;
+    v0 = rotl(v0, 32n);
+    v2 = (v2 + v3) & MASK64;
+    v3 = rotl(v3, 16n);
+    v3 ^= v2;
+    v0 = (v0 + v3) & MASK64;
+    v3 = rotl(v3, 21n);
+    v3 ^= v0;
+    v2 = (v2 + v1) & MASK64;
+    v1 = rotl(v1, 17n);
+    v1 ^= v2;
+    v2 = rotl(v2, 32n);
   };
   const len = bytes.length;
   const end = len - (len % 8);
@@ -48,7 +58,9 @@ function refHsiphash(bytes: Uint8Array, k0: bigint, k1: bigint): number {
   round();
   v0 ^= b;
   v2 ^= 0xffn;
-  round(); round(); round(); // three finalisation rounds
+  round();
+  round();
+  round(); // three finalisation rounds
   return Number((v0 ^ v1 ^ v2 ^ v3) & 0xffffffffn);
 }
 
@@ -64,14 +76,12 @@ function refHash32(v: number, k: bigint): number {
 const KUNIT_KEY0 = 0x0706050403020100n;
 const KUNIT_KEY1 = 0x0f0e0d0c0b0a0908n;
 const KUNIT_HSIPHASH: number[] = [
-  0x050fc4dc, 0x7d57ca93, 0x4dc7d44d, 0xe7ddf7fb, 0x88d38328, 0x49533b67, 0xc59f22a7, 0x9bb11140,
-  0x8d299a8e, 0x6c063de4, 0x92ff097f, 0xf94dc352, 0x57b4d9a2, 0x1229ffa7, 0xc0f95d34, 0x2a519956,
-  0x7d908b66, 0x63dbd80c, 0xb473e63e, 0x8d297d1c, 0xa6cce040, 0x2b45f844, 0xa320872e, 0xdae6c123,
-  0x67349c8c, 0x705b0979, 0xca9913a5, 0x4ade3b35, 0xef6cd00d, 0x4ab1e1f4, 0x43c5e663, 0x8c21d1bc,
-  0x16a7b60d, 0x7a8ff9bf, 0x1f2a753e, 0xbf186b91, 0xada26206, 0xa3c33057, 0xae3a36a1, 0x7b108392,
-  0x99e41531, 0x3f1ad944, 0xc8138825, 0xc28949a6, 0xfaf8876b, 0x9f042196, 0x68b1d623, 0x8b5114fd,
-  0xdf074c46, 0x12cc86b3, 0x0a52098f, 0x9d292f9a, 0xa2f41f12, 0x43a71ed0, 0x73f0bce6, 0x70a7e980,
-  0x243c6d75, 0xfdb71513, 0xa67d8a08, 0xb7e8f148, 0xf7a644ee, 0x0f1837f2, 0x4b6694e0, 0xb7bbb3a8,
+  0x050fc4dc, 0x7d57ca93, 0x4dc7d44d, 0xe7ddf7fb, 0x88d38328, 0x49533b67, 0xc59f22a7, 0x9bb11140, 0x8d299a8e, 0x6c063de4, 0x92ff097f,
+  0xf94dc352, 0x57b4d9a2, 0x1229ffa7, 0xc0f95d34, 0x2a519956, 0x7d908b66, 0x63dbd80c, 0xb473e63e, 0x8d297d1c, 0xa6cce040, 0x2b45f844,
+  0xa320872e, 0xdae6c123, 0x67349c8c, 0x705b0979, 0xca9913a5, 0x4ade3b35, 0xef6cd00d, 0x4ab1e1f4, 0x43c5e663, 0x8c21d1bc, 0x16a7b60d,
+  0x7a8ff9bf, 0x1f2a753e, 0xbf186b91, 0xada26206, 0xa3c33057, 0xae3a36a1, 0x7b108392, 0x99e41531, 0x3f1ad944, 0xc8138825, 0xc28949a6,
+  0xfaf8876b, 0x9f042196, 0x68b1d623, 0x8b5114fd, 0xdf074c46, 0x12cc86b3, 0x0a52098f, 0x9d292f9a, 0xa2f41f12, 0x43a71ed0, 0x73f0bce6,
+  0x70a7e980, 0x243c6d75, 0xfdb71513, 0xa67d8a08, 0xb7e8f148, 0xf7a644ee, 0x0f1837f2, 0x4b6694e0, 0xb7bbb3a8,
 ];
 
 describe('hsiphash', () => {
@@ -152,7 +162,8 @@ function build(weights: number[], af: Family = 4, seed = 1): FakeService {
   weights.forEach((w, i) =>
     svc.add(`S${i}`, {
       weight: w,
-      addr: af === 4 ? ip4(0x0a000000 + (rand() & 0xffffff)) : `2001:db8:${(rand() & 0xffff).toString(16)}::${(rand() & 0xffff).toString(16)}`,
+      addr:
+        af === 4 ? ip4(0x0a000000 + (rand() & 0xffffff)) : `2001:db8:${(rand() & 0xffff).toString(16)}::${(rand() & 0xffff).toString(16)}`,
       port: i % 2 === 0 ? 80 : 1024 + (rand() % 60000),
     }),
   );
@@ -303,7 +314,10 @@ describe('mh', () => {
     assert.equal(new Set(mhTable(svc.af, svc.dests)).size, M);
     const extra = svc.add('extra', { weight: 1000 });
     assert.equal(mhTable(svc.af, svc.dests), null);
-    assert.deepEqual(clients.map((caddr) => svc.schedule({ caddr })), before);
+    assert.deepEqual(
+      clients.map((caddr) => svc.schedule({ caddr })),
+      before,
+    );
     assert.ok(!before.includes(extra));
   });
 });

@@ -32,39 +32,64 @@ function service(factory: SchedulerFactory, servers: Array<[string, DestOptions]
 
 describe('rr', () => {
   it('walks the list from the head: A, B, C added give C B A', () => {
-    const { svc } = service(rr, [['A', {}], ['B', {}], ['C', {}]]);
+    const { svc } = service(rr, [
+      ['A', {}],
+      ['B', {}],
+      ['C', {}],
+    ]);
     assert.deepEqual(svc.sequence(7), ['C', 'B', 'A', 'C', 'B', 'A', 'C']);
   });
 
   it('skips quiesced and overloaded servers, weight magnitude does not matter', () => {
-    const { svc, d } = service(rr, [['A', { weight: 9 }], ['B', { weight: 0 }], ['C', { weight: 1 }], ['D', {}]]);
+    const { svc, d } = service(rr, [
+      ['A', { weight: 9 }],
+      ['B', { weight: 0 }],
+      ['C', { weight: 1 }],
+      ['D', {}],
+    ]);
     d.D!.overloaded = true;
     assert.deepEqual(svc.sequence(5), ['C', 'A', 'C', 'A', 'C']);
   });
 
   it('after deleting the current server continues with its successor', () => {
-    const { svc, d } = service(rr, [['A', {}], ['B', {}], ['C', {}]]);
+    const { svc, d } = service(rr, [
+      ['A', {}],
+      ['B', {}],
+      ['C', {}],
+    ]);
     assert.deepEqual(svc.sequence(2), ['C', 'B']);
     svc.remove(d.B!);
     assert.deepEqual(svc.sequence(4), ['A', 'C', 'A', 'C']);
   });
 
   it('deleting the current head server restarts at the new head', () => {
-    const { svc, d } = service(rr, [['A', {}], ['B', {}], ['C', {}]]);
+    const { svc, d } = service(rr, [
+      ['A', {}],
+      ['B', {}],
+      ['C', {}],
+    ]);
     assert.deepEqual(svc.sequence(1), ['C']);
     svc.remove(d.C!);
     assert.deepEqual(svc.sequence(3), ['B', 'A', 'B']);
   });
 
   it('a server added at the head does not move the pointer', () => {
-    const { svc } = service(rr, [['A', {}], ['B', {}], ['C', {}]]);
+    const { svc } = service(rr, [
+      ['A', {}],
+      ['B', {}],
+      ['C', {}],
+    ]);
     assert.deepEqual(svc.sequence(2), ['C', 'B']);
     svc.add('D');
     assert.deepEqual(svc.sequence(5), ['A', 'D', 'C', 'B', 'A']);
   });
 
   it('comes back to the current server when it is the only usable one', () => {
-    const { svc, d } = service(rr, [['A', {}], ['B', {}], ['C', {}]]);
+    const { svc, d } = service(rr, [
+      ['A', {}],
+      ['B', {}],
+      ['C', {}],
+    ]);
     assert.deepEqual(svc.sequence(2), ['C', 'B']);
     d.A!.overloaded = true;
     d.C!.overloaded = true;
@@ -74,14 +99,43 @@ describe('rr', () => {
 
 describe('wrr', () => {
   const cases: Array<{ weights: Array<[string, number]>; cycle: string[] }> = [
-    { weights: [['A', 4], ['B', 3], ['C', 2]], cycle: ['A', 'B', 'A', 'C', 'B', 'A', 'C', 'B', 'A'] },
-    { weights: [['A', 1], ['B', 1], ['C', 1]], cycle: ['C', 'B', 'A'] },
-    { weights: [['A', 2], ['B', 4]], cycle: ['B', 'B', 'A'] }, // gcd 2, mw 3
-    { weights: [['A', 100], ['B', 50]], cycle: ['A', 'B', 'A'] }, // gcd 50, mw 51
+    {
+      weights: [
+        ['A', 4],
+        ['B', 3],
+        ['C', 2],
+      ],
+      cycle: ['A', 'B', 'A', 'C', 'B', 'A', 'C', 'B', 'A'],
+    },
+    {
+      weights: [
+        ['A', 1],
+        ['B', 1],
+        ['C', 1],
+      ],
+      cycle: ['C', 'B', 'A'],
+    },
+    {
+      weights: [
+        ['A', 2],
+        ['B', 4],
+      ],
+      cycle: ['B', 'B', 'A'],
+    }, // gcd 2, mw 3
+    {
+      weights: [
+        ['A', 100],
+        ['B', 50],
+      ],
+      cycle: ['A', 'B', 'A'],
+    }, // gcd 50, mw 51
   ];
   for (const { weights, cycle } of cases) {
     it(`weights ${weights.map(([n, w]) => `${n}=${w}`).join(',')} repeat ${cycle.join(' ')}`, () => {
-      const { svc } = service(wrr, weights.map(([n, w]) => [n, { weight: w }]));
+      const { svc } = service(
+        wrr,
+        weights.map(([n, w]) => [n, { weight: w }]),
+      );
       assert.deepEqual(svc.sequence(cycle.length * 3), [...cycle, ...cycle, ...cycle]);
     });
   }
@@ -90,10 +144,40 @@ describe('wrr', () => {
   // dest_changed, which leaves cw at 1 (the first add sets mw = w - (w - 1) = 1), so the
   // kernel starts with one pass at cw = 1 before entering the cycle above.
   const incremental: Array<{ weights: Array<[string, number]>; prefix: string[]; cycle: string[] }> = [
-    { weights: [['A', 4], ['B', 3], ['C', 2]], prefix: ['C', 'B', 'A'], cycle: cases[0]!.cycle },
-    { weights: [['A', 1], ['B', 1], ['C', 1]], prefix: [], cycle: cases[1]!.cycle },
-    { weights: [['A', 2], ['B', 4]], prefix: ['B', 'A'], cycle: cases[2]!.cycle },
-    { weights: [['A', 100], ['B', 50]], prefix: ['B', 'A'], cycle: cases[3]!.cycle },
+    {
+      weights: [
+        ['A', 4],
+        ['B', 3],
+        ['C', 2],
+      ],
+      prefix: ['C', 'B', 'A'],
+      cycle: cases[0]!.cycle,
+    },
+    {
+      weights: [
+        ['A', 1],
+        ['B', 1],
+        ['C', 1],
+      ],
+      prefix: [],
+      cycle: cases[1]!.cycle,
+    },
+    {
+      weights: [
+        ['A', 2],
+        ['B', 4],
+      ],
+      prefix: ['B', 'A'],
+      cycle: cases[2]!.cycle,
+    },
+    {
+      weights: [
+        ['A', 100],
+        ['B', 50],
+      ],
+      prefix: ['B', 'A'],
+      cycle: cases[3]!.cycle,
+    },
   ];
   for (const { weights, prefix, cycle } of incremental) {
     it(`added one by one after create: ${weights.map(([n, w]) => `${n}=${w}`).join(',')} start with ${prefix.join(' ') || 'the cycle'}`, () => {
@@ -105,14 +189,21 @@ describe('wrr', () => {
   }
 
   it('a weight change restarts at the head and keeps the current threshold', () => {
-    const { svc, d } = service(wrr, [['A', { weight: 4 }], ['B', { weight: 3 }], ['C', { weight: 2 }]]);
+    const { svc, d } = service(wrr, [
+      ['A', { weight: 4 }],
+      ['B', { weight: 3 }],
+      ['C', { weight: 2 }],
+    ]);
     assert.deepEqual(svc.sequence(2), ['A', 'B']); // cw is 3 now
     svc.setWeight(d.C!, 3); // di 1, mw 4: cw stays 3, cl back to the head
     assert.deepEqual(svc.sequence(10), ['C', 'B', 'A', 'C', 'B', 'A', 'C', 'B', 'A', 'A']);
   });
 
   it('a threshold above the new maximum falls back to it', () => {
-    const { svc, d } = service(wrr, [['A', { weight: 8 }], ['B', { weight: 2 }]]);
+    const { svc, d } = service(wrr, [
+      ['A', { weight: 8 }],
+      ['B', { weight: 2 }],
+    ]);
     assert.deepEqual(svc.sequence(1), ['A']); // di 2, mw 7, cw 7
     svc.setWeight(d.A!, 2); // di 2, mw 1 < cw: cw = 1
     assert.deepEqual(svc.sequence(4), ['B', 'A', 'B', 'A']);
@@ -120,14 +211,21 @@ describe('wrr', () => {
 
   it('with gcd > 1 realigns the threshold to the new step', () => {
     // A=6, B=4: di 2, mw 5. Picks: A (cw 5), then cw 3: B, A.
-    const { svc, d } = service(wrr, [['A', { weight: 6 }], ['B', { weight: 4 }]]);
+    const { svc, d } = service(wrr, [
+      ['A', { weight: 6 }],
+      ['B', { weight: 4 }],
+    ]);
     assert.deepEqual(svc.sequence(3), ['A', 'B', 'A']); // cw is 3
     svc.setWeight(d.B!, 3); // di 3, mw 4; cw 3 -> (3 / 3) * 3 + 1 = 4, so B (3) waits
     assert.deepEqual(svc.sequence(6), ['A', 'B', 'A', 'A', 'B', 'A']);
   });
 
   it('after finding everything overloaded resumes after the server where it stopped', () => {
-    const { svc, d } = service(wrr, [['A', { weight: 1 }], ['B', { weight: 1 }], ['C', { weight: 1 }]]);
+    const { svc, d } = service(wrr, [
+      ['A', { weight: 1 }],
+      ['B', { weight: 1 }],
+      ['C', { weight: 1 }],
+    ]);
     assert.deepEqual(svc.sequence(2), ['C', 'B']);
     for (const x of Object.values(d)) x.overloaded = true;
     assert.deepEqual(svc.sequence(1), ['-']); // the last pass stops at B (the `stop` dest)
@@ -137,7 +235,10 @@ describe('wrr', () => {
   });
 
   it('skips overloaded servers and reports null when all are overloaded', () => {
-    const { svc, d } = service(wrr, [['A', { weight: 2 }], ['B', { weight: 1 }]]);
+    const { svc, d } = service(wrr, [
+      ['A', { weight: 2 }],
+      ['B', { weight: 1 }],
+    ]);
     d.A!.overloaded = true;
     assert.deepEqual(svc.sequence(3), ['B', 'B', 'B']);
     d.B!.overloaded = true;
@@ -149,19 +250,28 @@ describe('wrr', () => {
 
 describe('lc', () => {
   it('ignores weight magnitude: fewest connections wins', () => {
-    const { svc } = service(lc, [['A', { weight: 1, activeconns: 1 }], ['B', { weight: 100, activeconns: 2 }]]);
+    const { svc } = service(lc, [
+      ['A', { weight: 1, activeconns: 1 }],
+      ['B', { weight: 100, activeconns: 2 }],
+    ]);
     assert.deepEqual(svc.sequence(1), ['A']);
   });
 
   it('counts an active connection as 256 inactive ones', () => {
-    const { svc, d } = service(lc, [['A', { inactconns: 300 }], ['B', { activeconns: 1 }]]);
+    const { svc, d } = service(lc, [
+      ['A', { inactconns: 300 }],
+      ['B', { activeconns: 1 }],
+    ]);
     assert.deepEqual(svc.sequence(1), ['B']); // 256 < 300
     d.A!.inactconns = 255;
     assert.deepEqual(svc.sequence(1), ['A']);
   });
 
   it('breaks ties by list order', () => {
-    const { svc } = service(lc, [['A', { activeconns: 2 }], ['B', { activeconns: 2 }]]);
+    const { svc } = service(lc, [
+      ['A', { activeconns: 2 }],
+      ['B', { activeconns: 2 }],
+    ]);
     assert.deepEqual(svc.sequence(1), ['B']); // B is first in the list
   });
 });
@@ -171,32 +281,50 @@ describe('wlc', () => {
   const rows: Array<{ why: string; servers: Array<[string, DestOptions]>; want: string }> = [
     {
       why: '256/1 vs 512/3: the heavier server wins despite more connections',
-      servers: [['A', { weight: 1, activeconns: 1 }], ['B', { weight: 3, activeconns: 2 }]],
+      servers: [
+        ['A', { weight: 1, activeconns: 1 }],
+        ['B', { weight: 3, activeconns: 2 }],
+      ],
       want: 'B',
     },
     {
       why: '256/1 vs 512/2 is a tie: first in list (B)',
-      servers: [['A', { weight: 1, activeconns: 1 }], ['B', { weight: 2, activeconns: 2 }]],
+      servers: [
+        ['A', { weight: 1, activeconns: 1 }],
+        ['B', { weight: 2, activeconns: 2 }],
+      ],
       want: 'B',
     },
     {
       why: 'a tie with the other list order goes to A',
-      servers: [['B', { weight: 2, activeconns: 2 }], ['A', { weight: 1, activeconns: 1 }]],
+      servers: [
+        ['B', { weight: 2, activeconns: 2 }],
+        ['A', { weight: 1, activeconns: 1 }],
+      ],
       want: 'A',
     },
     {
       why: 'inactive connections count: 10 vs 5',
-      servers: [['A', { inactconns: 10 }], ['B', { inactconns: 5 }]],
+      servers: [
+        ['A', { inactconns: 10 }],
+        ['B', { inactconns: 5 }],
+      ],
       want: 'B',
     },
     {
       why: 'a quiesced idle server cannot win',
-      servers: [['A', { weight: 1, activeconns: 5 }], ['Z', { weight: 0 }]],
+      servers: [
+        ['A', { weight: 1, activeconns: 5 }],
+        ['Z', { weight: 0 }],
+      ],
       want: 'A',
     },
     {
       why: 'an overloaded idle server is skipped',
-      servers: [['A', { weight: 1, activeconns: 5 }], ['Z', { weight: 9, overloaded: true }]],
+      servers: [
+        ['A', { weight: 1, activeconns: 5 }],
+        ['Z', { weight: 9, overloaded: true }],
+      ],
       want: 'A',
     },
     {
@@ -267,7 +395,11 @@ describe('nq', () => {
 
 describe('fo', () => {
   it('sends everything to the highest weight; ties go to the first in list', () => {
-    const { svc, d } = service(fo, [['A', { weight: 5 }], ['B', { weight: 10 }], ['C', { weight: 10 }]]);
+    const { svc, d } = service(fo, [
+      ['A', { weight: 5 }],
+      ['B', { weight: 10 }],
+      ['C', { weight: 10 }],
+    ]);
     assert.deepEqual(svc.sequence(3), ['C', 'C', 'C']);
     d.C!.overloaded = true;
     assert.deepEqual(svc.sequence(2), ['B', 'B']);
@@ -278,7 +410,11 @@ describe('fo', () => {
 
 describe('ovf', () => {
   it('fills the highest weight until its active connections exceed its weight', () => {
-    const { svc, d } = service(ovf, [['A', { weight: 1 }], ['B', { weight: 3 }], ['C', { weight: 5, activeconns: 5 }]]);
+    const { svc, d } = service(ovf, [
+      ['A', { weight: 1 }],
+      ['B', { weight: 3 }],
+      ['C', { weight: 5, activeconns: 5 }],
+    ]);
     assert.deepEqual(svc.sequence(1), ['C']); // 5 > 5 is false: still takes one more
     d.C!.activeconns = 6;
     assert.deepEqual(svc.sequence(1), ['B']);
@@ -296,11 +432,23 @@ describe('twos', () => {
   // Added A=1, B=2, C=3 (list C, B, A): total 6 + 1 = 7; a draw r in [0, 6] walks
   // C (r-3), B (r-5), A (r-6): 0..3 -> C; 4,5 -> B; 6 -> A.
   function pool() {
-    return [['A', { weight: 1 }], ['B', { weight: 2 }], ['C', { weight: 3 }]] as Array<[string, DestOptions]>;
+    return [
+      ['A', { weight: 1 }],
+      ['B', { weight: 2 }],
+      ['C', { weight: 3 }],
+    ] as Array<[string, DestOptions]>;
   }
 
   it('maps draws to servers by cumulative weight and keeps choice1 on equal load', () => {
-    for (const [r, want] of [[0, 'C'], [3, 'C'], [4, 'B'], [5, 'B'], [6, 'A'], [7 + 4, 'B'], [2 ** 32 - 1, 'C']] as const) {
+    for (const [r, want] of [
+      [0, 'C'],
+      [3, 'C'],
+      [4, 'B'],
+      [5, 'B'],
+      [6, 'A'],
+      [7 + 4, 'B'],
+      [2 ** 32 - 1, 'C'],
+    ] as const) {
       const svc = new FakeService();
       svc.use(twos, replayEnv([r, 0]));
       for (const [n, o] of pool()) svc.add(n, o);

@@ -49,28 +49,57 @@ describe('tsvsadm sync daemon commands through the API', () => {
   const runWith = async (stdin: string, ...argv: string[]) => {
     let stdout = '';
     let stderr = '';
-    const code = await runIpvsadm(argv, { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), readStdin: async () => stdin, resolve: { services: builtinServices } }, client);
+    const code = await runIpvsadm(
+      argv,
+      { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), readStdin: async () => stdin, resolve: { services: builtinServices } },
+      client,
+    );
     return { code, stdout, stderr };
   };
 
   it('starts a master and a backup, lists them as ipvsadm does, refuses a second one, stops them', async () => {
     assert.deepEqual(await run('-L', '--daemon'), { code: 0, stdout: '', stderr: '' });
-    assert.deepEqual(await run('--start-daemon', 'master', '--mcast-interface', 'lo', '--syncid', '7', '--mcast-ttl', '2'), { code: 0, stdout: '', stderr: '' });
+    assert.deepEqual(await run('--start-daemon', 'master', '--mcast-interface', 'lo', '--syncid', '7', '--mcast-ttl', '2'), {
+      code: 0,
+      stdout: '',
+      stderr: '',
+    });
     assert.deepEqual(
-      await run('--start-daemon', 'backup', '--mcast-interface', 'lo', '--syncid', '7', '--sync-maxlen', '1400', '--mcast-group', '239.1.2.3', '--mcast-port', '9000'),
+      await run(
+        '--start-daemon',
+        'backup',
+        '--mcast-interface',
+        'lo',
+        '--syncid',
+        '7',
+        '--sync-maxlen',
+        '1400',
+        '--mcast-group',
+        '239.1.2.3',
+        '--mcast-port',
+        '9000',
+      ),
       { code: 0, stdout: '', stderr: '' },
     );
-    assert.deepEqual(opened.map((o) => [o.role, o.p.ifname, o.p.group, o.p.port, o.p.ttl]), [
-      ['master', 'lo', '224.0.0.81', 8848, 2],
-      ['backup', 'lo', '239.1.2.3', 9000, 1],
-    ]);
+    assert.deepEqual(
+      opened.map((o) => [o.role, o.p.ifname, o.p.group, o.p.port, o.p.ttl]),
+      [
+        ['master', 'lo', '224.0.0.81', 8848, 2],
+        ['backup', 'lo', '239.1.2.3', 9000, 1],
+      ],
+    );
     assert.deepEqual(await run('-L', '--daemon'), {
       code: 0,
-      stdout: 'master sync daemon (mcast=lo, syncid=7, ttl=2)\nbackup sync daemon (mcast=lo, syncid=7, maxlen=1400, group=239.1.2.3, port=9000)\n',
+      stdout:
+        'master sync daemon (mcast=lo, syncid=7, ttl=2)\nbackup sync daemon (mcast=lo, syncid=7, maxlen=1400, group=239.1.2.3, port=9000)\n',
       stderr: '',
     });
     // The kernel's EEXIST, as ipvsadm prints it.
-    assert.deepEqual(await run('--start-daemon', 'master', '--mcast-interface', 'lo'), { code: 255, stdout: '', stderr: 'Daemon has already run\n' });
+    assert.deepEqual(await run('--start-daemon', 'master', '--mcast-interface', 'lo'), {
+      code: 255,
+      stdout: '',
+      stderr: 'Daemon has already run\n',
+    });
     assert.deepEqual(await run('--stop-daemon', 'master'), { code: 0, stdout: '', stderr: '' });
     assert.deepEqual(await run('--stop-daemon', 'master'), { code: 255, stdout: '', stderr: 'No daemon is running\n' });
     assert.deepEqual(await run('--stop-daemon', 'backup'), { code: 0, stdout: '', stderr: '' });
@@ -78,7 +107,11 @@ describe('tsvsadm sync daemon commands through the API', () => {
   });
 
   it('an interface that does not exist: "No such device", exit 255, nothing started', async () => {
-    assert.deepEqual(await run('--start-daemon', 'backup', '--mcast-interface', 'tsvsnope0'), { code: 255, stdout: '', stderr: 'No such device\n' });
+    assert.deepEqual(await run('--start-daemon', 'backup', '--mcast-interface', 'tsvsnope0'), {
+      code: 255,
+      stdout: '',
+      stderr: 'No such device\n',
+    });
     assert.deepEqual(await client.getSyncDaemons(), []);
   });
 
@@ -105,7 +138,10 @@ describe('tsvsadm sync daemon commands through the API', () => {
     const r = await runWith(`-A -t 127.0.0.1:${port} -s rr\n--start-daemon backup --mcast-interface lo --syncid 4\n`, '-R');
     assert.deepEqual(r, { code: 0, stdout: '', stderr: '' });
     assert.equal((await client.getTable()).services.length, 1);
-    assert.deepEqual((await client.getSyncDaemons()).map((x) => [x.state, x.syncid]), [['backup', 4]]);
+    assert.deepEqual(
+      (await client.getSyncDaemons()).map((x) => [x.state, x.syncid]),
+      [['backup', 4]],
+    );
     // A refused daemon line after good table lines: the table is in, the refusal is reported.
     const again = await runWith('--start-daemon backup --mcast-interface lo\n', '-R');
     assert.deepEqual(again, { code: 255, stdout: '', stderr: 'Daemon has already run\n' });

@@ -60,7 +60,8 @@ describe('YAML sync section', () => {
           /bad\.yaml:4:\d+: .*multicast/,
           /bad\.yaml:7:\d+: .*IPv4/,
           /bad\.yaml:9:\d+: .*unknown key.*"port"/,
-        ]) assert.match(text, want);
+        ])
+          assert.match(text, want);
         return true;
       },
     );
@@ -94,15 +95,24 @@ describe('keepalived.conf lvs_sync_daemon', () => {
 
 describe('conntrackd.conf', () => {
   it('FTFW over UDP on the sync link, per-director paths, filters', () => {
-    const text = renderConntrackdConf({ interface: 'tsvsh1', address: '198.18.0.2', peer: '198.18.0.3' }, conntrackdPaths('/tmp/d1/conntrackd'));
+    const text = renderConntrackdConf(
+      { interface: 'tsvsh1', address: '198.18.0.2', peer: '198.18.0.3' },
+      conntrackdPaths('/tmp/d1/conntrackd'),
+    );
     assert.match(text, /Mode FTFW \{/);
-    assert.match(text, /UDP \{\n\t\tIPv4_address 198\.18\.0\.2\n\t\tIPv4_Destination_Address 198\.18\.0\.3\n\t\tPort 3780\n\t\tInterface tsvsh1\n/);
+    assert.match(
+      text,
+      /UDP \{\n\t\tIPv4_address 198\.18\.0\.2\n\t\tIPv4_Destination_Address 198\.18\.0\.3\n\t\tPort 3780\n\t\tInterface tsvsh1\n/,
+    );
     assert.match(text, /LockFile \/tmp\/d1\/conntrackd\/conntrackd\.lock\n/);
     assert.match(text, /UNIX \{\n\t\tPath \/tmp\/d1\/conntrackd\/conntrackd\.ctl\n/);
     assert.match(text, /Protocol Accept \{\n\t\t\tTCP\n\t\t\tUDP\n\t\t\tSCTP\n/);
     assert.match(text, /Address Ignore \{[^}]*IPv4_address 127\.0\.0\.1[^}]*IPv4_address 198\.18\.0\.2[^}]*IPv4_address 198\.18\.0\.3/);
     // Two directors never share a socket or lock file.
-    const other = renderConntrackdConf({ interface: 'tsvsh2', address: '198.18.0.3', peer: '198.18.0.2' }, conntrackdPaths('/tmp/d2/conntrackd'));
+    const other = renderConntrackdConf(
+      { interface: 'tsvsh2', address: '198.18.0.3', peer: '198.18.0.2' },
+      conntrackdPaths('/tmp/d2/conntrackd'),
+    );
     assert.doesNotMatch(other, /\/tmp\/d1\//);
   });
 });

@@ -57,7 +57,13 @@ describe('state sync HA hooks', () => {
     await s.hooks.beforeMaster!('VI_1');
     events.push('(speaker adds VIPs, sends GARP)');
     await s.hooks.afterMaster!('VI_1');
-    assert.deepEqual(events.splice(0), ['conntrackd -c', '(speaker adds VIPs, sends GARP)', 'conntrackd -f', 'conntrackd -R', 'conntrackd -B']);
+    assert.deepEqual(events.splice(0), [
+      'conntrackd -c',
+      '(speaker adds VIPs, sends GARP)',
+      'conntrackd -f',
+      'conntrackd -R',
+      'conntrackd -B',
+    ]);
     assert.deepEqual(roles(), ['master/51']);
 
     events.push('(speaker drops VIPs)');
@@ -76,7 +82,14 @@ describe('state sync HA hooks', () => {
 
   it('a transition waits for the previous one to finish', async () => {
     const events: string[] = [];
-    const s = await setupSync({ table: newTable(), log: () => {}, settings: { conntrackd: CT }, socketPath: '/tmp/y/s.sock', sockets, makeConntrackd: recorder(events, 30) });
+    const s = await setupSync({
+      table: newTable(),
+      log: () => {},
+      settings: { conntrackd: CT },
+      socketPath: '/tmp/y/s.sock',
+      sockets,
+      makeConntrackd: recorder(events, 30),
+    });
     events.splice(0);
     await Promise.all([s.hooks.afterBackup!('VI_1'), s.hooks.beforeMaster!('VI_1'), s.hooks.afterMaster!('VI_1')]);
     assert.deepEqual(events, ['conntrackd -t', 'conntrackd -n', 'conntrackd -c', 'conntrackd -f', 'conntrackd -R', 'conntrackd -B']);
@@ -84,10 +97,22 @@ describe('state sync HA hooks', () => {
   });
 
   it('lvs_sync_daemon without an instance runs master and backup at once; syncid defaults to 0', async () => {
-    const s = await setupSync({ table: newTable(), log: () => {}, settings: { daemon: { mcastIfn: 'lo' } }, socketPath: '/tmp/z/s.sock', sockets });
-    assert.deepEqual(s.manager.list().map((d) => `${d.state}/${d.syncid}`), ['master/0', 'backup/0']);
+    const s = await setupSync({
+      table: newTable(),
+      log: () => {},
+      settings: { daemon: { mcastIfn: 'lo' } },
+      socketPath: '/tmp/z/s.sock',
+      sockets,
+    });
+    assert.deepEqual(
+      s.manager.list().map((d) => `${d.state}/${d.syncid}`),
+      ['master/0', 'backup/0'],
+    );
     await s.hooks.afterMaster!('VI_1');
-    assert.deepEqual(s.manager.list().map((d) => d.state), ['master', 'backup']);
+    assert.deepEqual(
+      s.manager.list().map((d) => d.state),
+      ['master', 'backup'],
+    );
     await s.stop();
   });
 
@@ -99,7 +124,14 @@ describe('state sync HA hooks', () => {
         settings: { conntrackd: CT },
         socketPath: '/tmp/z/s.sock',
         sockets,
-        makeConntrackd: (settings) => ({ settings, start: async () => { throw new Error('sync.conntrackd is configured but conntrackd is not installed (apt-get install conntrackd)'); }, stop: async () => {}, ctl: async () => true }),
+        makeConntrackd: (settings) => ({
+          settings,
+          start: async () => {
+            throw new Error('sync.conntrackd is configured but conntrackd is not installed (apt-get install conntrackd)');
+          },
+          stop: async () => {},
+          ctl: async () => true,
+        }),
       }),
       /apt-get install conntrackd/,
     );
@@ -110,13 +142,33 @@ describe('state sync HA hooks', () => {
     const svc = { af: 4 as const, protocol: 'tcp' as const, addr: '198.18.0.1', port: 80, fwmark: 0 };
     table.applyAll([
       { op: 'add-service', service: { ...svc, scheduler: 'rr', schedFlags: 0, persistent: 300, netmask: 0xffffffff, ops: false, pe: '' } },
-      { op: 'add-server', service: svc, dest: { af: 4, addr: '198.19.0.11', port: 80, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 } },
+      {
+        op: 'add-server',
+        service: svc,
+        dest: { af: 4, addr: '198.19.0.11', port: 80, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
+      },
     ]);
-    const e = { protocol: 'tcp' as const, af: 4 as const, caddr: '198.18.0.10', vaddr: svc.addr, vport: 80, daddr: '198.19.0.11', dport: 80, fwmark: 0, timeout: 300 };
+    const e = {
+      protocol: 'tcp' as const,
+      af: 4 as const,
+      caddr: '198.18.0.10',
+      vaddr: svc.addr,
+      vport: 80,
+      daddr: '198.19.0.11',
+      dport: 80,
+      fwmark: 0,
+      timeout: 300,
+    };
     table.importSynced({ ...e, cport: 0, template: true, state: 0 });
     table.importSynced({ ...e, cport: 40000, template: false, state: TcpState.ESTABLISHED });
     assert.equal(table.syncedEntries().length, 2);
-    const s = await setupSync({ table, log: () => {}, settings: { daemon: { mcastIfn: 'lo', instance: 'VI_1' } }, socketPath: '/tmp/w/s.sock', sockets });
+    const s = await setupSync({
+      table,
+      log: () => {},
+      settings: { daemon: { mcastIfn: 'lo', instance: 'VI_1' } },
+      socketPath: '/tmp/w/s.sock',
+      sockets,
+    });
     await s.hooks.afterMaster!('VI_1');
     const left = [...table.conns.all()];
     assert.equal(left.length, 1);

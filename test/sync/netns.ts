@@ -28,7 +28,8 @@ export const REALS = ['198.19.0.11', '198.19.0.12'] as const;
 
 function sh(cmd: string, args: string[], allowFail = false): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 15_000 });
-  if ((r.status !== 0 || r.error) && !allowFail) throw new Error(`${cmd} ${args.join(' ')}: ${r.error?.message ?? (r.stderr.trim() || `exit ${r.status}`)}`);
+  if ((r.status !== 0 || r.error) && !allowFail)
+    throw new Error(`${cmd} ${args.join(' ')}: ${r.error?.message ?? (r.stderr.trim() || `exit ${r.status}`)}`);
   return r.stdout ?? '';
 }
 
@@ -39,7 +40,11 @@ export interface Proc {
 }
 
 export function startIn(ns: string, argv: string[], env: Record<string, string> = {}): Proc {
-  const proc = spawn('ip', ['netns', 'exec', ns, ...argv], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const proc = spawn('ip', ['netns', 'exec', ns, ...argv], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -99,7 +104,10 @@ async function waitUp(c: HttpControlClient, p: Proc): Promise<void> {
 }
 
 export async function syncPairUp(): Promise<SyncPair> {
-  const suffix = Math.random().toString(36).slice(2, 7).replace(/[^a-z0-9]/g, 'x');
+  const suffix = Math.random()
+    .toString(36)
+    .slice(2, 7)
+    .replace(/[^a-z0-9]/g, 'x');
   const dir = mkdtempSync(join(tmpdir(), `tsvs-sync-${suffix}-`));
   const ns: [string, string] = [`tsvs-ya-${suffix}`, `tsvs-yb-${suffix}`];
   const ifs: [string, string] = [`tsvsya${suffix}`, `tsvsyb${suffix}`];
@@ -107,9 +115,17 @@ export async function syncPairUp(): Promise<SyncPair> {
   const tsvsd: Proc[] = [];
   const rs: Proc[] = [];
   const pair: SyncPair = {
-    suffix, dir, ns, ifs, sockets,
-    clients: [new HttpControlClient({ socketPath: sockets[0], timeoutMs: 5000 }), new HttpControlClient({ socketPath: sockets[1], timeoutMs: 5000 })],
-    tsvsd, rs,
+    suffix,
+    dir,
+    ns,
+    ifs,
+    sockets,
+    clients: [
+      new HttpControlClient({ socketPath: sockets[0], timeoutMs: 5000 }),
+      new HttpControlClient({ socketPath: sockets[1], timeoutMs: 5000 }),
+    ],
+    tsvsd,
+    rs,
     connect: async (i, caddr, holdMs) => {
       const p = startIn(ns[i], [process.execPath, join(dir, 'client.mjs'), caddr, String(holdMs)]);
       const deadline = Date.now() + 10_000;
@@ -136,7 +152,16 @@ export async function syncPairUp(): Promise<SyncPair> {
       run('ip', 'link', 'set', ifs[i]!, 'up');
       for (const a of [VIP, ...CLIENTS, ...REALS]) run('ip', 'addr', 'add', `${a}/32`, 'dev', 'lo');
       rs.push(startIn(n, [process.execPath, join(dir, 'rs.mjs')]));
-      const p = startIn(n, [process.execPath, '--import', 'tsx', join(ROOT, 'bin/tsvsd.ts'), '--socket', sockets[i]!, '--state', join(dir, `${i}.json`)]);
+      const p = startIn(n, [
+        process.execPath,
+        '--import',
+        'tsx',
+        join(ROOT, 'bin/tsvsd.ts'),
+        '--socket',
+        sockets[i]!,
+        '--state',
+        join(dir, `${i}.json`),
+      ]);
       tsvsd.push(p);
     }
     await Promise.all(pair.clients.map((c, i) => waitUp(c, tsvsd[i]!)));

@@ -9,14 +9,32 @@ import { decodeMessage, encodeMessages, IPVS_CONN_F, MAX_CONNS_PER_MESG, type Sy
 const hex = (s: string) => Buffer.from(s.replace(/[\s|]/g, ''), 'hex');
 
 const CONN: SyncConn = {
-  af: 4, protocol: 6, flags: IPVS_CONN_F.DROUTE | IPVS_CONN_F.INACTIVE, state: 1,
-  cport: 40000, vport: 80, dport: 8080, fwmark: 0, timeout: 900,
-  caddr: '198.18.0.10', vaddr: '198.18.0.1', daddr: '198.19.0.11',
+  af: 4,
+  protocol: 6,
+  flags: IPVS_CONN_F.DROUTE | IPVS_CONN_F.INACTIVE,
+  state: 1,
+  cport: 40000,
+  vport: 80,
+  dport: 8080,
+  fwmark: 0,
+  timeout: 900,
+  caddr: '198.18.0.10',
+  vaddr: '198.18.0.1',
+  daddr: '198.19.0.11',
 };
 const TEMPLATE: SyncConn = {
-  af: 4, protocol: 6, flags: IPVS_CONN_F.TEMPLATE, state: 0,
-  cport: 0, vport: 80, dport: 80, fwmark: 0, timeout: 360,
-  caddr: '198.18.0.10', vaddr: '198.18.0.1', daddr: '198.19.0.12',
+  af: 4,
+  protocol: 6,
+  flags: IPVS_CONN_F.TEMPLATE,
+  state: 0,
+  cport: 0,
+  vport: 80,
+  dport: 80,
+  fwmark: 0,
+  timeout: 360,
+  caddr: '198.18.0.10',
+  vaddr: '198.18.0.1',
+  daddr: '198.19.0.12',
 };
 // Header: reserved 0, syncid 5, size 80, 2 conns, version 1, spare 0; then two 36-byte entries.
 const GOLDEN_V4 = hex(`
@@ -26,9 +44,18 @@ const GOLDEN_V4 = hex(`
 `);
 
 const V6_SEQ: SyncConn = {
-  af: 6, protocol: 6, flags: IPVS_CONN_F.MASQ | IPVS_CONN_F.IN_SEQ, state: 4,
-  cport: 1234, vport: 443, dport: 443, fwmark: 7, timeout: 120,
-  caddr: '2001:db8::10', vaddr: '2001:db8::1', daddr: 'fd00::b',
+  af: 6,
+  protocol: 6,
+  flags: IPVS_CONN_F.MASQ | IPVS_CONN_F.IN_SEQ,
+  state: 4,
+  cport: 1234,
+  vport: 443,
+  dport: 443,
+  fwmark: 7,
+  timeout: 120,
+  caddr: '2001:db8::10',
+  vaddr: '2001:db8::1',
+  daddr: 'fd00::b',
   seq: { in: { initSeq: 0x11111111, delta: 4, previousDelta: 0 }, out: { initSeq: 0x22222222, delta: 0xfffffffc, previousDelta: 1 } },
 };
 // 72-byte IPv6 entry + 26 bytes of sequence option = 98 (0x62); 2 bytes of padding follow
@@ -71,7 +98,10 @@ describe('sync protocol v1: golden bytes', () => {
     const [m] = encodeMessages(1, [sip]);
     // 36 + (2 + 10) + (2 + 3) = 53 bytes of entry; the message is not padded after the last one.
     assert.equal(m!.length, 8 + 53);
-    assert.equal(m!.subarray(8 + 36).toString('hex'), '020a' + Buffer.from('call-id-42').toString('hex') + '0303' + Buffer.from('sip').toString('hex'));
+    assert.equal(
+      m!.subarray(8 + 36).toString('hex'),
+      '020a' + Buffer.from('call-id-42').toString('hex') + '0303' + Buffer.from('sip').toString('hex'),
+    );
     const d = decodeMessage(m!);
     assert.ok(d.ok);
     assert.deepEqual(d.conns[0], sip);
@@ -92,14 +122,20 @@ describe('sync protocol v1: golden bytes', () => {
     assert.equal(msgs[0]!.readUInt8(4), 40);
     assert.ok(msgs.every((m) => m.length <= 1472));
     const big = encodeMessages(1, many, 65000);
-    assert.deepEqual(big.map((m) => m.readUInt8(4)), [MAX_CONNS_PER_MESG, MAX_CONNS_PER_MESG, 600 - 2 * MAX_CONNS_PER_MESG]);
+    assert.deepEqual(
+      big.map((m) => m.readUInt8(4)),
+      [MAX_CONNS_PER_MESG, MAX_CONNS_PER_MESG, 600 - 2 * MAX_CONNS_PER_MESG],
+    );
     const back = [...msgs, ...big].flatMap((m) => {
       const d = decodeMessage(m);
       assert.ok(d.ok);
       return d.conns;
     });
     assert.equal(back.length, 1200);
-    assert.deepEqual(back.slice(0, 600).map((c) => c.cport), many.map((c) => c.cport));
+    assert.deepEqual(
+      back.slice(0, 600).map((c) => c.cport),
+      many.map((c) => c.cport),
+    );
   });
 });
 
@@ -111,7 +147,10 @@ function patched(at: number, bytes: string, base = GOLDEN_V4): Buffer {
 }
 
 /** One v4 entry with options appended, as a whole message. */
-function withOptions(opts: string, entry = '00 06 LLLL | 00000000 | 0001 9c40 | 0050 0050 | 00000000 | 00000384 | c612000a | c6120001 | c613000b'): Buffer {
+function withOptions(
+  opts: string,
+  entry = '00 06 LLLL | 00000000 | 0001 9c40 | 0050 0050 | 00000000 | 00000384 | c612000a | c6120001 | c613000b',
+): Buffer {
   const o = hex(opts);
   const e = hex(entry.replace('LLLL', (36 + o.length).toString(16).padStart(4, '0')));
   const body = Buffer.concat([e, o]);

@@ -20,7 +20,13 @@ function director(clock: { t: number }, persistent = 360): IpvsTable {
   const t = newTable({ now: () => clock.t });
   const ops: Op[] = [
     { op: 'add-service', service: { ...svcKey, scheduler: 'rr', schedFlags: 0, persistent, netmask: 0xffffffff, ops: false, pe: '' } },
-    ...RS.map((addr): Op => ({ op: 'add-server', service: svcKey, dest: { af: 4, addr, port: 80, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 } })),
+    ...RS.map(
+      (addr): Op => ({
+        op: 'add-server',
+        service: svcKey,
+        dest: { af: 4, addr, port: 80, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
+      }),
+    ),
   ];
   t.applyAll(ops);
   return t;
@@ -73,7 +79,7 @@ describe('sync master -> backup', () => {
     assert.equal(b.get(svcKey)!.stats.conns, 0, 'a synced entry is not a scheduling decision');
   });
 
-  it('after failover the synced template sends the client to the master\'s server', () => {
+  it("after failover the synced template sends the client to the master's server", () => {
     const { m, b, master, deliver } = pair();
     connect(m, '198.18.0.20', 1000); // moves rr on the master
     const c = connect(m, '198.18.0.10', 40000);
@@ -143,7 +149,20 @@ describe('sync master -> backup', () => {
   it('malformed messages and entries for unknown services are counted, not imported', () => {
     const { b, backup } = pair();
     backup.receive(Buffer.from('not a sync message'));
-    const stray = { af: 4 as const, protocol: 6, flags: 0, state: 1, cport: 1, vport: 81, dport: 80, fwmark: 0, timeout: 60, caddr: '198.18.0.9', vaddr: VIP, daddr: RS[0]! };
+    const stray = {
+      af: 4 as const,
+      protocol: 6,
+      flags: 0,
+      state: 1,
+      cport: 1,
+      vport: 81,
+      dport: 80,
+      fwmark: 0,
+      timeout: 60,
+      caddr: '198.18.0.9',
+      vaddr: VIP,
+      daddr: RS[0]!,
+    };
     const noDest = { ...stray, vport: 80, daddr: '198.19.0.99' };
     for (const msg of encodeMessages(5, [stray, noDest])) backup.receive(msg);
     assert.deepEqual(backup.counters.dropped, { 'bad-size': 1 });
@@ -159,7 +178,10 @@ describe('sync master -> backup', () => {
     backup.receive(msg);
     backup.receive(msg);
     assert.equal(b.connView().length, 2);
-    assert.equal(b.get(svcKey)!.dests.reduce((n, d) => n + d.activeconns, 0), 1);
+    assert.equal(
+      b.get(svcKey)!.dests.reduce((n, d) => n + d.activeconns, 0),
+      1,
+    );
   });
 
   it('a full dump is paced: at most maxEntriesPerScan per scan, the rest on the next ones', () => {

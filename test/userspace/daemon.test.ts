@@ -43,8 +43,27 @@ describe('tsvsd --workers', () => {
     t.after(() => d.cleanup());
     assert.match(d.logs(), /2 worker threads carry TCP/);
     const port = await freePort();
-    const svc: ServiceConfig = { af: 4, protocol: 'tcp', addr: '127.0.0.1', port, fwmark: 0, scheduler: 'wlc', schedFlags: 0, persistent: 0, netmask: 0xffffffff, ops: false, pe: '' };
-    await d.client.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: { af: 4, addr: rs.addr, port: rs.port, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 } }]);
+    const svc: ServiceConfig = {
+      af: 4,
+      protocol: 'tcp',
+      addr: '127.0.0.1',
+      port,
+      fwmark: 0,
+      scheduler: 'wlc',
+      schedFlags: 0,
+      persistent: 0,
+      netmask: 0xffffffff,
+      ops: false,
+      pe: '',
+    };
+    await d.client.apply([
+      { op: 'add-service', service: svc },
+      {
+        op: 'add-server',
+        service: svc,
+        dest: { af: 4, addr: rs.addr, port: rs.port, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
+      },
+    ]);
     const held: EchoConn[] = [];
     for (let i = 0; i < 6; i++) held.push(await openEcho('127.0.0.1', port));
     const exit = d.kill('SIGTERM');

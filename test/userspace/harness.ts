@@ -22,12 +22,18 @@ export interface UserspaceHarness extends Harness {
  * A director in this process: table (with a clock that `advance` can move), plane, and a
  * 1 s tick as the daemon runs it. `start` false leaves the plane unstarted.
  */
-export async function makeUserspaceHarness(opts: { vip?: string; connectTimeoutMs?: number; table?: IpvsTable; workers?: number } = {}): Promise<UserspaceHarness> {
+export async function makeUserspaceHarness(
+  opts: { vip?: string; connectTimeoutMs?: number; table?: IpvsTable; workers?: number } = {},
+): Promise<UserspaceHarness> {
   const vip = opts.vip ?? '127.0.0.1';
   let skew = 0;
   const table = opts.table ?? newTable({ now: () => performance.now() + skew });
   const logs: Array<{ level: LogLevel; msg: string }> = [];
-  const plane = new UserspaceDataPlane({ log: (level, msg) => logs.push({ level, msg }), connectTimeoutMs: opts.connectTimeoutMs ?? 5000, workers: opts.workers ?? 1 });
+  const plane = new UserspaceDataPlane({
+    log: (level, msg) => logs.push({ level, msg }),
+    connectTimeoutMs: opts.connectTimeoutMs ?? 5000,
+    workers: opts.workers ?? 1,
+  });
   await plane.start(table);
   const tick = setInterval(() => table.tick(), 1000);
   const servers: TestServer[] = [];
@@ -75,4 +81,3 @@ export async function makeUserspaceHarness(opts: { vip?: string; connectTimeoutM
     },
   };
 }
-

@@ -50,10 +50,13 @@ describe('userspace service options in the configuration', () => {
       assert.match(readFileSync(join(dir, 'state.json'), 'utf8'), /"proxyProtocol": "v2"/);
       const restored = newTable();
       restored.applyAll(configToOps((await store.load())!));
-      assert.deepEqual(restored.config().services.map((s) => [s.port, s.proxyProtocol, s.transparent]), [
-        [80, 'v2', true],
-        [443, 'v1', undefined],
-      ]);
+      assert.deepEqual(
+        restored.config().services.map((s) => [s.port, s.proxyProtocol, s.transparent]),
+        [
+          [80, 'v2', true],
+          [443, 'v1', undefined],
+        ],
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -73,8 +76,15 @@ describe('userspace service options in the configuration', () => {
     const table = newTable();
     table.applyAll(before.services.map((s) => ({ op: 'add-service' as const, service: serviceConfigOf(s) })));
     const after = parseYamlConfig(YAML.replace('proxy_protocol: v2', 'proxy_protocol: v1'), 'b.yaml');
-    const plan = planReload(table.config(), before.services, after.services.map((s) => ({ service: serviceConfigOf(s), dests: new Map() })));
-    assert.deepEqual(plan.ops.map((o) => o.op), ['edit-service']);
+    const plan = planReload(
+      table.config(),
+      before.services,
+      after.services.map((s) => ({ service: serviceConfigOf(s), dests: new Map() })),
+    );
+    assert.deepEqual(
+      plan.ops.map((o) => o.op),
+      ['edit-service'],
+    );
     table.applyAll(plan.ops);
     assert.equal(table.config().services[0]!.proxyProtocol, 'v1');
   });
@@ -88,18 +98,27 @@ describe('userspace service options in the configuration', () => {
     table.applyAll([{ op: 'edit-service', service: { ...bare, dests: undefined, scheduler: 'wlc' } as never }]);
     assert.deepEqual([table.config().services[0]!.proxyProtocol, table.config().services[0]!.transparent], ['v2', true]);
     const after = parseYamlConfig(YAML.replace('    proxy_protocol: v2\n    transparent: true\n', ''), 'b.yaml');
-    const plan = planReload(table.config(), before.services, after.services.map((s) => ({ service: serviceConfigOf(s), dests: new Map() })));
+    const plan = planReload(
+      table.config(),
+      before.services,
+      after.services.map((s) => ({ service: serviceConfigOf(s), dests: new Map() })),
+    );
     table.applyAll(plan.ops);
     assert.deepEqual([table.config().services[0]!.proxyProtocol, table.config().services[0]!.transparent], [undefined, undefined]);
     // And the next reload of the same file changes nothing.
-    const again = planReload(table.config(), after.services, after.services.map((s) => ({ service: serviceConfigOf(s), dests: new Map() })));
+    const again = planReload(
+      table.config(),
+      after.services,
+      after.services.map((s) => ({ service: serviceConfigOf(s), dests: new Map() })),
+    );
     assert.deepEqual(again.ops, []);
   });
 
   test('bad values are reported with file:line:column', () => {
     assert.throws(
       () => parseYamlConfig(YAML.replace('proxy_protocol: v2', 'proxy_protocol: v3'), 'bad.yaml'),
-      (e: Error & { detail?: string }) => /bad\.yaml:5:\d+: services\[0\]\.proxy_protocol: expected one of v1, v2, got "v3"/.test(`${e.message}\n${e.detail ?? ''}`),
+      (e: Error & { detail?: string }) =>
+        /bad\.yaml:5:\d+: services\[0\]\.proxy_protocol: expected one of v1, v2, got "v3"/.test(`${e.message}\n${e.detail ?? ''}`),
     );
     assert.throws(
       () => parseYamlConfig(YAML.replace('transparent: true', 'transparent: yes please'), 'bad.yaml'),

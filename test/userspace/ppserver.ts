@@ -87,7 +87,12 @@ export async function startPpUdpServer(host = '127.0.0.1'): Promise<PpServer> {
 }
 
 /** One TCP exchange through host:port: sends `payload`, ends, returns everything received. */
-export function tcpExchange(host: string, port: number, payload: string, localAddress?: string): Promise<{ text: string; localPort: number }> {
+export function tcpExchange(
+  host: string,
+  port: number,
+  payload: string,
+  localAddress?: string,
+): Promise<{ text: string; localPort: number }> {
   return new Promise((resolve, reject) => {
     const c = net.connect({ host, port, localAddress, allowHalfOpen: true }, () => c.end(payload));
     let text = '';

@@ -19,12 +19,20 @@ async function harness(t: TestContext, workers: number): Promise<UserspaceHarnes
   return h;
 }
 
-async function serve(t: TestContext, h: UserspaceHarness, pp: ServiceConfig['proxyProtocol'], kind: 'tcp' | 'udp' = 'tcp'): Promise<{ svc: ServiceConfig; rs: PpServer }> {
+async function serve(
+  t: TestContext,
+  h: UserspaceHarness,
+  pp: ServiceConfig['proxyProtocol'],
+  kind: 'tcp' | 'udp' = 'tcp',
+): Promise<{ svc: ServiceConfig; rs: PpServer }> {
   const rs = kind === 'tcp' ? await startPpTcpServer() : await startPpUdpServer();
   t.after(() => rs.close());
   const svc = { ...serviceOf(h, { scheduler: 'rr', protocol: kind }), ...(pp ? { proxyProtocol: pp } : {}) };
   const dest = { ...destOf(h, { addr: '127.0.0.1', port: rs.port } as never) };
-  await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest }]);
+  await h.apply([
+    { op: 'add-service', service: svc },
+    { op: 'add-server', service: svc, dest },
+  ]);
   return { svc, rs };
 }
 
@@ -42,7 +50,11 @@ for (const workers of [1, 2]) {
         assert.equal(rs.seen[0]!.header!.version, v);
         // The header is not the client's traffic: inbytes count the client's 18 bytes only
         // (workers report traffic at close, a moment after the client sees it).
-        await waitFor(async () => (await h.view()).services[0]!.stats.conns === 1 && h.plane.openConnections() === 0, 2000, 'the connection reported closed');
+        await waitFor(
+          async () => (await h.view()).services[0]!.stats.conns === 1 && h.plane.openConnections() === 0,
+          2000,
+          'the connection reported closed',
+        );
         assert.equal((await h.view()).services[0]!.stats.inbytes, 18);
       });
     }
@@ -94,7 +106,11 @@ describe('PROXY protocol over UDP', () => {
     ] as const) {
       const svc = { ...serviceOf(h, { protocol: 'udp' }), ...over };
       const ops: Op[] = [{ op: 'add-service', service: svc }];
-      await assert.rejects(h.apply(ops), (e: unknown) => isTsvsError(e) && e.code === 'NOT_SUPPORTED' && re.test(e.message) && e.message.startsWith(`UDP ${h.vip}:${h.vport}:`));
+      await assert.rejects(
+        h.apply(ops),
+        (e: unknown) =>
+          isTsvsError(e) && e.code === 'NOT_SUPPORTED' && re.test(e.message) && e.message.startsWith(`UDP ${h.vip}:${h.vport}:`),
+      );
       assert.equal(h.table.list().length, 0);
     }
   });

@@ -46,10 +46,7 @@ describe('PROXY protocol v2', () => {
 
   test('TCP over IPv4: 0x21 (v2, PROXY), 0x11 (AF_INET, STREAM), length 12, addresses, ports', () => {
     const b = encodeV2({ protocol: 'tcp', srcAddr: '198.18.0.10', srcPort: 40000, dstAddr: '198.18.0.1', dstPort: 80 });
-    assert.equal(
-      hex(b),
-      '0d0a0d0a000d0a515549540a' + '21' + '11' + '000c' + 'c612000a' + 'c6120001' + '9c40' + '0050',
-    );
+    assert.equal(hex(b), '0d0a0d0a000d0a515549540a' + '21' + '11' + '000c' + 'c612000a' + 'c6120001' + '9c40' + '0050');
   });
 
   test('UDP over IPv4: family/transport byte 0x12 (DGRAM)', () => {

@@ -34,14 +34,20 @@ describe('transparent userspace connects', privileged([]), () => {
       const rs = await peerServer();
       t.after(() => rs.close());
       const svc = { ...serviceOf(h), transparent: true };
-      await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, { addr: '127.0.0.1', port: rs.port } as never) }]);
+      await h.apply([
+        { op: 'add-service', service: svc },
+        { op: 'add-server', service: svc, dest: destOf(h, { addr: '127.0.0.1', port: rs.port } as never) },
+      ]);
       for (const client of ['127.0.0.2', '127.0.0.3']) {
         const { text, localPort } = await tcpExchange(h.vip, h.vport, '', client);
         const [addr, port] = text.split(' ');
         assert.equal(addr, client);
         assert.notEqual(Number(port), localPort, 'a new port: the client port towards the VIP may be in use towards the server');
       }
-      assert.ok(h.logs.some((l) => l.level === 'warn' && /TSVS_TRANSPARENT_SETUP=1/.test(l.msg)), 'warned that the reply routing was not set up');
+      assert.ok(
+        h.logs.some((l) => l.level === 'warn' && /TSVS_TRANSPARENT_SETUP=1/.test(l.msg)),
+        'warned that the reply routing was not set up',
+      );
     });
   }
 
@@ -51,7 +57,10 @@ describe('transparent userspace connects', privileged([]), () => {
     const rs = await peerServer('::1');
     t.after(() => rs.close());
     const svc = { ...serviceOf(h), transparent: true };
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, { addr: '::1', port: rs.port } as never) }]);
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, { addr: '::1', port: rs.port } as never) },
+    ]);
     const { text } = await tcpExchange('::1', h.vport, '');
     assert.match(text, /^::1 \d+$/);
     await waitFor(async () => (await h.connView())[0]?.state === 'TIME_WAIT', 2000, 'the entry in TIME_WAIT');
@@ -72,8 +81,14 @@ describe('transparent userspace connects', privileged([]), () => {
     const closed = await peerServer();
     await closed.close();
     const svc = { ...serviceOf(h), transparent: true };
-    await h.apply([{ op: 'add-service', service: svc }, { op: 'add-server', service: svc, dest: destOf(h, { addr: '127.0.0.1', port: closed.port } as never) }]);
-    const r = await tcpExchange(h.vip, h.vport, 'x', '127.0.0.2').catch((e: NodeJS.ErrnoException) => ({ text: e.code ?? 'error', localPort: 0 }));
+    await h.apply([
+      { op: 'add-service', service: svc },
+      { op: 'add-server', service: svc, dest: destOf(h, { addr: '127.0.0.1', port: closed.port } as never) },
+    ]);
+    const r = await tcpExchange(h.vip, h.vport, 'x', '127.0.0.2').catch((e: NodeJS.ErrnoException) => ({
+      text: e.code ?? 'error',
+      localPort: 0,
+    }));
     assert.equal(r.text, 'ECONNRESET');
     assert.deepEqual(h.plane.counters().connectFailures, { [`127.0.0.1:${closed.port}`]: 1 });
     assert.equal(h.plane.openConnections(), 0);

@@ -40,7 +40,9 @@ function asset(name: string): Buffer | null {
 export function dashboardRoutes(app: Hono): void {
   const page = (name: string) => {
     const b = asset(name);
-    return b ? new Response(new Uint8Array(b), { headers: { 'content-type': TYPES[name.split('.').pop()!]!, 'cache-control': 'no-cache' } }) : null;
+    return b
+      ? new Response(new Uint8Array(b), { headers: { 'content-type': TYPES[name.split('.').pop()!]!, 'cache-control': 'no-cache' } })
+      : null;
   };
   app.get('/', () => page('index.html')!);
   app.get('/dashboard', () => page('index.html')!);

@@ -32,7 +32,8 @@ async function readJson(c: Context): Promise<Record<string, unknown>> {
 
 function findService(ctx: ApiContext, id: string): VirtualService {
   const svc = ctx.director.table.list().find((s) => s.id === id);
-  if (!svc) throw new TsvsError('NO_SERVICE', `service "${id}": no such service (ids look like tcp:10.0.0.1:80, udp:[2001:db8::1]:53, fwm:7)`);
+  if (!svc)
+    throw new TsvsError('NO_SERVICE', `service "${id}": no such service (ids look like tcp:10.0.0.1:80, udp:[2001:db8::1]:53, fwm:7)`);
   return svc;
 }
 
@@ -90,7 +91,10 @@ export function serviceRoutes(app: Hono, ctx: ApiContext, mutating: MiddlewareHa
     const body = await readJson(c);
     for (const f of KEY_FIELDS) {
       if (f in body && body[f] !== (svc.key() as unknown as Record<string, unknown>)[f]) {
-        throw new TsvsError('BAD_REQUEST', `${svc.label}: "${f}" is part of the service's key and cannot be changed; delete and add the service instead`);
+        throw new TsvsError(
+          'BAD_REQUEST',
+          `${svc.label}: "${f}" is part of the service's key and cannot be changed; delete and add the service instead`,
+        );
       }
     }
     await ctx.director.apply([{ op: 'edit-service', service: { ...svc.config(), ...body, ...svc.key() } as ServiceConfig }]);
@@ -134,7 +138,10 @@ export function serviceRoutes(app: Hono, ctx: ApiContext, mutating: MiddlewareHa
     const body = await readJson(c);
     for (const f of ['af', 'addr', 'port']) {
       if (f in body && body[f] !== (rs.config() as unknown as Record<string, unknown>)[f]) {
-        throw new TsvsError('BAD_REQUEST', `${svc.label} real server ${rs.id}: "${f}" identifies the real server and cannot be changed; delete and add it instead`);
+        throw new TsvsError(
+          'BAD_REQUEST',
+          `${svc.label} real server ${rs.id}: "${f}" identifies the real server and cannot be changed; delete and add it instead`,
+        );
       }
     }
     const dest = { ...rs.config(), ...body, af: rs.af, addr: rs.addr, port: rs.port } as DestConfig;
@@ -164,7 +171,11 @@ export function serviceRoutes(app: Hono, ctx: ApiContext, mutating: MiddlewareHa
     if (previous > 0) ctx.drained.set(key, previous);
     const out = serverOut(ctx, svc, rs);
     // The server's own entries (per-server index), not a walk over every connection.
-    const conns = ctx.director.table.connViewOf(svc, rs).filter((x) => x.dport === rs.port && x.daddr === rs.addr && `${x.protocol.toLowerCase()}:${formatAddrPort(x.vaddr, x.vport)}` === svc.id);
+    const conns = ctx.director.table
+      .connViewOf(svc, rs)
+      .filter(
+        (x) => x.dport === rs.port && x.daddr === rs.addr && `${x.protocol.toLowerCase()}:${formatAddrPort(x.vaddr, x.vport)}` === svc.id,
+      );
     return c.json({ ...out, previousWeight: previous, remaining: openConnections(conns) });
   });
 

@@ -8,13 +8,40 @@ const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const int = { type: 'integer' };
 
 const parameters = [
-  { name: 'q', in: 'query', schema: { type: 'string', maxLength: MAX_QUERY }, description: 'Search: every whitespace-separated term must appear (case-insensitive) in the service id (tcp:10.0.0.1:80, fwm:7), its scheduler, or a real server id (10.0.0.11:80)' },
-  { name: 'filter', in: 'query', schema: { type: 'string' }, description: `Comma-separated, any of ${PROBLEMS.join(', ')}: services with a real server down (or removed by health checking), at weight 0, overloaded, or with no real server that can take a new connection` },
+  {
+    name: 'q',
+    in: 'query',
+    schema: { type: 'string', maxLength: MAX_QUERY },
+    description:
+      'Search: every whitespace-separated term must appear (case-insensitive) in the service id (tcp:10.0.0.1:80, fwm:7), its scheduler, or a real server id (10.0.0.11:80)',
+  },
+  {
+    name: 'filter',
+    in: 'query',
+    schema: { type: 'string' },
+    description: `Comma-separated, any of ${PROBLEMS.join(', ')}: services with a real server down (or removed by health checking), at weight 0, overloaded, or with no real server that can take a new connection`,
+  },
   { name: 'proto', in: 'query', schema: { type: 'string' }, description: `Comma-separated, any of ${PROTOS.join(', ')}` },
-  { name: 'sort', in: 'query', schema: { type: 'string', enum: [...SORTS], default: 'table' }, description: 'table: the table order; name: by id; conns: active+inactive, most first; rate: the estimator conn/s then bytes/s, most first' },
+  {
+    name: 'sort',
+    in: 'query',
+    schema: { type: 'string', enum: [...SORTS], default: 'table' },
+    description:
+      'table: the table order; name: by id; conns: active+inactive, most first; rate: the estimator conn/s then bytes/s, most first',
+  },
   { name: 'offset', in: 'query', schema: { type: 'integer', minimum: 0, default: 0 } },
-  { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 0, maximum: MAX_LIMIT, default: DEFAULT_LIMIT }, description: '0 gives the totals only' },
-  { name: 'history', in: 'query', schema: { type: 'string', enum: ['1', 'true'] }, description: "Include the page's counter history (as /v1/history, cut to the page); on the event stream, in the first event only" },
+  {
+    name: 'limit',
+    in: 'query',
+    schema: { type: 'integer', minimum: 0, maximum: MAX_LIMIT, default: DEFAULT_LIMIT },
+    description: '0 gives the totals only',
+  },
+  {
+    name: 'history',
+    in: 'query',
+    schema: { type: 'string', enum: ['1', 'true'] },
+    description: "Include the page's counter history (as /v1/history, cut to the page); on the event stream, in the first event only",
+  },
 ];
 
 const statusPage = {
@@ -29,7 +56,10 @@ const statusPage = {
       properties: {
         services: int,
         servicesWith: { type: 'object', properties: Object.fromEntries(PROBLEMS.map((p) => [p, int])) },
-        servers: { type: 'object', properties: { total: int, up: int, down: int, unchecked: int, quiesced: int, overloaded: int, removed: int } },
+        servers: {
+          type: 'object',
+          properties: { total: int, up: int, down: int, unchecked: int, quiesced: int, overloaded: int, removed: int },
+        },
         activeconns: int,
         inactconns: int,
         connections: int,
@@ -48,7 +78,10 @@ const statusPage = {
   },
 };
 
-const badQuery = { description: 'A query parameter it does not understand, or limit over the maximum (BAD_REQUEST)', content: { 'application/json': { schema: ref('Error') } } };
+const badQuery = {
+  description: 'A query parameter it does not understand, or limit over the maximum (BAD_REQUEST)',
+  content: { 'application/json': { schema: ref('Error') } },
+};
 
 /** The paths, for openApiDocument(). */
 export const statusPagePaths = {
@@ -63,7 +96,10 @@ export const statusPagePaths = {
     get: {
       summary: 'Server-sent events: a "status" event (the /v1/status/page JSON for these parameters) at once and every second',
       parameters,
-      responses: { '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, '400': badQuery },
+      responses: {
+        '200': { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+        '400': badQuery,
+      },
     },
   },
 };

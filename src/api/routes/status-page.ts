@@ -122,7 +122,8 @@ function listParam<T extends string>(name: string, v: string | undefined, allowe
   const out: T[] = [];
   for (const x of v.split(',')) {
     const w = x.trim().toLowerCase();
-    if (!(allowed as readonly string[]).includes(w)) throw new TsvsError('BAD_REQUEST', `query parameter ${name}: ${quote(x)} is not one of ${allowed.join(', ')}`);
+    if (!(allowed as readonly string[]).includes(w))
+      throw new TsvsError('BAD_REQUEST', `query parameter ${name}: ${quote(x)} is not one of ${allowed.join(', ')}`);
     if (!out.includes(w as T)) out.push(w as T);
   }
   return out;
@@ -136,7 +137,8 @@ export function parseStatusQuery(get: (name: string) => string | undefined): Sta
   const q = get('q') ?? '';
   if (q.length > MAX_QUERY) throw new TsvsError('BAD_REQUEST', `query parameter q: ${q.length} characters, at most ${MAX_QUERY}`);
   const sort = (get('sort') || 'table').toLowerCase();
-  if (!(SORTS as readonly string[]).includes(sort)) throw new TsvsError('BAD_REQUEST', `query parameter sort=${quote(sort)}: must be one of ${SORTS.join(', ')}`);
+  if (!(SORTS as readonly string[]).includes(sort))
+    throw new TsvsError('BAD_REQUEST', `query parameter sort=${quote(sort)}: must be one of ${SORTS.join(', ')}`);
   return {
     terms: q.toLowerCase().split(/\s+/).filter(Boolean),
     problems: listParam('filter', get('filter'), PROBLEMS),
@@ -257,7 +259,10 @@ export function statusPage(ctx: ApiContext, query: StatusQuery, opts: { history?
   sortRows(rows, query.sort);
   const page = rows.slice(query.offset, query.offset + query.limit).map((r) => r.svc);
   // The page's services are the ones whose charts someone is looking at: sample them.
-  watchServices(ctx, page.map((s) => s.id));
+  watchServices(
+    ctx,
+    page.map((s) => s.id),
+  );
   let noDestination = 0;
   let connectFailures = 0;
   if (counters) {

@@ -173,7 +173,16 @@ const contexts = new WeakMap<ApiDirector, ApiContext>();
 export function apiContext(director: ApiDirector, health?: HealthSource, vrrp?: VrrpSource): ApiContext {
   let ctx = contexts.get(director);
   if (!ctx) {
-    ctx = { director, health: health ?? UNCHECKED, vrrp: vrrp ?? NO_VRRP, drained: new Map(), history: [], watched: new Map(), sampler: null, reloads: { success: 0, failure: 0 } };
+    ctx = {
+      director,
+      health: health ?? UNCHECKED,
+      vrrp: vrrp ?? NO_VRRP,
+      drained: new Map(),
+      history: [],
+      watched: new Map(),
+      sampler: null,
+      reloads: { success: 0, failure: 0 },
+    };
     contexts.set(director, ctx);
   } else {
     if (health) ctx.health = health;

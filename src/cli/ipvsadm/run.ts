@@ -165,8 +165,7 @@ export function usageText(p: string): string {
 }
 
 /** What tsvsadm says to --start-daemon / --stop-daemon. */
-export const SYNC_DAEMON_MESSAGE =
-  'Connection sync daemons cannot be managed through this control API client\n';
+export const SYNC_DAEMON_MESSAGE = 'Connection sync daemons cannot be managed through this control API client\n';
 
 // ---------------------------------------------------------------------------------------
 // The system resolver
@@ -259,8 +258,15 @@ async function namesFor(resolver: NameResolver, addrs: string[]): Promise<Names>
 // Running a command
 
 const LIST_DEFAULTS: ListOptions = {
-  numeric: false, stats: false, rate: false, thresholds: false, persistentConn: false,
-  tunInfo: false, nosort: false, exact: false, json: false,
+  numeric: false,
+  stats: false,
+  rate: false,
+  thresholds: false,
+  persistentConn: false,
+  tunInfo: false,
+  nosort: false,
+  exact: false,
+  json: false,
 };
 
 function errorText(e: unknown): string {
@@ -270,8 +276,7 @@ function errorText(e: unknown): string {
 
 function sameService(s: ServiceView, k: ServiceKey): boolean {
   if (k.fwmark) return s.fwmark === k.fwmark && s.af === k.af;
-  return !s.fwmark && s.af === k.af && s.protocol === k.protocol && s.port === k.port &&
-    canonicalAddr(s.addr) === canonicalAddr(k.addr);
+  return !s.fwmark && s.af === k.af && s.protocol === k.protocol && s.port === k.port && canonicalAddr(s.addr) === canonicalAddr(k.addr);
 }
 
 /**

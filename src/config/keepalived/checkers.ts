@@ -118,7 +118,7 @@ export function readChecker(r: Reader, st: Stmt, rsWhere: string, rsInh: Inherit
       else if (k === 'misc_timeout') setIf(misc, 'timeout', r.timerArg(s));
       else if (k === 'misc_dynamic') {
         if (r.flag(s)) misc.dynamic = true;
-      } else r.unsupportedKw(s, where, 'the script runs as tsvsd\'s user');
+      } else r.unsupportedKw(s, where, "the script runs as tsvsd's user");
       continue;
     }
     if (['bind_port', 'bind_if', 'fwmark', 'log_all_failures'].includes(k)) {
@@ -160,7 +160,8 @@ function readHttpKeyword(r: Reader, s: Stmt, urls: HttpUrl[], inh: Inherit, wher
       r.flag(s);
       return true;
     case 'http_protocol':
-      if (r.args(s, 1, 1, '1.0, 1.0C or 1.1') && !['1.0', '1.0C', '1.1', '1.0c'].includes(s.words[1]!)) r.error(s, `http_protocol: expected 1.0, 1.0C or 1.1, got "${s.words[1]}"`);
+      if (r.args(s, 1, 1, '1.0, 1.0C or 1.1') && !['1.0', '1.0C', '1.1', '1.0c'].includes(s.words[1]!))
+        r.error(s, `http_protocol: expected 1.0, 1.0C or 1.1, got "${s.words[1]}"`);
       else r.unsupportedKw(s, where, 'tsvs sends HTTP/1.1 with Connection: close');
       return true;
     case 'fast_recovery':

@@ -7,7 +7,7 @@
  * reader.ts (errors and argument readers). Every other keepalived keyword is reported as
  * unsupported with its place, never dropped silently; a word that is not a keepalived
  * keyword at all (keywords.ts), or a bad value, is an error.
- */import { ConfigError } from '../errors.js';
+ */ import { ConfigError } from '../errors.js';
 import type { TsvsConfig } from '../model.js';
 import { checkModel } from '../schema.js';
 import { readGlobals } from './global.js';
@@ -19,9 +19,22 @@ import { readVrrp, readVrrpScript } from './vrrp.js';
 
 /** Top-level keywords tsvs does not act on (reported as unsupported). */
 const TOP_LEVEL = new Set([
-  'vrrp_sync_group', 'static_ipaddress', 'static_routes', 'static_rules', 'linkbeat_interfaces', 'bfd_instance',
-  'garp_group', 'track_file', 'vrrp_track_process', 'net_namespace', 'net_namespace_ipvs', 'instance', 'use_pid_dir', 'SSL',
-  'track_process', 'namespace_with_ipsets',
+  'vrrp_sync_group',
+  'static_ipaddress',
+  'static_routes',
+  'static_rules',
+  'linkbeat_interfaces',
+  'bfd_instance',
+  'garp_group',
+  'track_file',
+  'vrrp_track_process',
+  'net_namespace',
+  'net_namespace_ipvs',
+  'instance',
+  'use_pid_dir',
+  'SSL',
+  'track_process',
+  'namespace_with_ipsets',
 ]);
 
 /** Parses keepalived.conf text into the tsvs model; throws ConfigError listing every error. */

@@ -126,7 +126,10 @@ export function readVirtualServer(r: Reader, st: Stmt, groups: ReadonlyMap<strin
   let tunnel: TunnelOptions | undefined;
   let ipFamily: Family | undefined;
   const inh: Inherit = {};
-  const base: Omit<VirtualServiceConfig, keyof ServiceAddr | 'protocol' | 'scheduler' | 'schedFlags' | 'persistent' | 'netmask' | 'ops' | 'pe'> = {
+  const base: Omit<
+    VirtualServiceConfig,
+    keyof ServiceAddr | 'protocol' | 'scheduler' | 'schedFlags' | 'persistent' | 'netmask' | 'ops' | 'pe'
+  > = {
     realServers: [],
     quorum: 1,
     hysteresis: 0,
@@ -157,12 +160,14 @@ export function readVirtualServer(r: Reader, st: Stmt, groups: ReadonlyMap<strin
         break;
       }
       case 'persistence_timeout':
-        if (r.args(s, 0, 1, '[seconds]')) persistent = s.words[1] === undefined ? DEFAULT_PERSISTENT_TIMEOUT : (r.int(s, 1, 1, MAX_TIMEOUT) ?? 0);
+        if (r.args(s, 0, 1, '[seconds]'))
+          persistent = s.words[1] === undefined ? DEFAULT_PERSISTENT_TIMEOUT : (r.int(s, 1, 1, MAX_TIMEOUT) ?? 0);
         break;
       case 'persistence_granularity':
         if (r.args(s, 1, 1, 'a netmask')) {
           const v = /^\d+$/.test(s.words[1]!) ? Number(s.words[1]) : parseMask4(s.words[1]!);
-          if (v === null || !Number.isFinite(v)) r.error(s, `persistence_granularity: expected a netmask like 255.255.255.0 (IPv6: a prefix length), got "${s.words[1]}"`);
+          if (v === null || !Number.isFinite(v))
+            r.error(s, `persistence_granularity: expected a netmask like 255.255.255.0 (IPv6: a prefix length), got "${s.words[1]}"`);
           else netmask = v;
         }
         break;
@@ -215,8 +220,10 @@ export function readVirtualServer(r: Reader, st: Stmt, groups: ReadonlyMap<strin
   const services: VirtualServiceConfig[] = [];
   for (const k of keys) {
     const af = k.fwmark ? (ipFamily ?? k.af) : k.af;
-    if (!k.fwmark && ipFamily && ipFamily !== af) r.error(st, `${where}: ip_family inet${ipFamily === 6 ? '6' : ''} does not match the address ${k.addr}`);
-    if (!k.fwmark && k.port === 0 && !persistent) r.error(st, `${where}: the port may be omitted only for a persistent service (persistence_timeout)`);
+    if (!k.fwmark && ipFamily && ipFamily !== af)
+      r.error(st, `${where}: ip_family inet${ipFamily === 6 ? '6' : ''} does not match the address ${k.addr}`);
+    if (!k.fwmark && k.port === 0 && !persistent)
+      r.error(st, `${where}: the port may be omitted only for a persistent service (persistence_timeout)`);
     const svc: VirtualServiceConfig = {
       af,
       protocol: k.fwmark ? 'tcp' : protocol,
@@ -274,7 +281,14 @@ function readMethod(r: Reader, s: Stmt): [FwdMethod, TunnelOptions | undefined] 
 }
 
 /** Reads a `real_server` block of the virtual server `vsWhere`, with its checkers. */
-function readRealServer(r: Reader, st: Stmt, vsWhere: string, fwd: FwdMethod, tunnel: TunnelOptions | undefined, vsInh: Inherit): RealServerConfig | undefined {
+function readRealServer(
+  r: Reader,
+  st: Stmt,
+  vsWhere: string,
+  fwd: FwdMethod,
+  tunnel: TunnelOptions | undefined,
+  vsInh: Inherit,
+): RealServerConfig | undefined {
   if (!r.args(st, 1, 2, 'an address [port]')) return undefined;
   const addr = r.addr(st, 1);
   const port = st.words[2] === undefined ? 0 : r.port(st, 2);

@@ -37,7 +37,12 @@ const MAX_INCLUDE_DEPTH = 8;
 
 /** Parses a keepalived.conf text (and its includes) into statements; syntax errors go into `diags`. */
 export function lexKeepalived(text: string, file: string, diags: Diagnostic[], opts: LexOptions = {}): Stmt[] {
-  const ctx = { configId: opts.configId ?? hostname().split('.')[0]!, read: opts.readFile ?? ((p: string) => readFileSync(p, 'utf8')), vars: new Map<string, string>(), diags };
+  const ctx = {
+    configId: opts.configId ?? hostname().split('.')[0]!,
+    read: opts.readFile ?? ((p: string) => readFileSync(p, 'utf8')),
+    vars: new Map<string, string>(),
+    diags,
+  };
   const tokens: Array<Token | 'EOL'> = [];
   tokenizeFile(text, file, ctx, tokens, 0);
   return buildTree(tokens, diags);
@@ -207,7 +212,12 @@ function glob(pattern: string): string[] {
         next.push(join(b, part));
         continue;
       }
-      const re = new RegExp(`^${part.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+      const re = new RegExp(
+        `^${part
+          .replace(/[.+^${}()|\\]/g, '\\$&')
+          .replace(/\*/g, '.*')
+          .replace(/\?/g, '.')}$`,
+      );
       let names: string[] = [];
       try {
         names = readdirSync(b);

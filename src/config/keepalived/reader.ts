@@ -105,7 +105,11 @@ export class Reader {
   /** A script: the rest of the line (quoted or not), optional user and group are reported; "" is no script. */
   script(st: Stmt): string | undefined {
     if (!this.args(st, 1, 3, 'a script [user [group]]')) return undefined;
-    if (st.words.length > 2) this.unsupported.push({ ...st.at, message: `${st.words[0]}: running scripts as another user is not supported; runs as tsvsd's user` });
+    if (st.words.length > 2)
+      this.unsupported.push({
+        ...st.at,
+        message: `${st.words[0]}: running scripts as another user is not supported; runs as tsvsd's user`,
+      });
     return st.words[1] || undefined;
   }
 }

@@ -10,7 +10,13 @@ import type { Stmt } from './lexer.js';
 import { setIf, type Reader } from './reader.js';
 
 /** Script keywords of vrrp_instance, to the model's fields. */
-const VRRP_NOTIFY = { notify_master: 'notifyMaster', notify_backup: 'notifyBackup', notify_fault: 'notifyFault', notify_stop: 'notifyStop', notify: 'notify' } as const;
+const VRRP_NOTIFY = {
+  notify_master: 'notifyMaster',
+  notify_backup: 'notifyBackup',
+  notify_fault: 'notifyFault',
+  notify_stop: 'notifyStop',
+  notify: 'notify',
+} as const;
 
 /** "NAME [weight N] [reverse|no_reverse]" of track_interface / track_script. */
 function readTrackLine(r: Reader, s: Stmt, where: string): { name: string; weight?: number } | undefined {
@@ -84,7 +90,8 @@ export function readVrrp(r: Reader, st: Stmt): VrrpInstanceConfig {
         for (const p of s.block ?? []) {
           const a = r.addr(p, 0, 'a peer address');
           if (a) v.unicastPeer.push(a);
-          if (p.words.length > 1) r.unsupported.push({ ...p.at, message: `unsupported keyword "${p.words[1]}" in unicast_peer of ${where} (ignored)` });
+          if (p.words.length > 1)
+            r.unsupported.push({ ...p.at, message: `unsupported keyword "${p.words[1]}" in unicast_peer of ${where} (ignored)` });
         }
         break;
       case 'track_interface':
@@ -106,7 +113,11 @@ export function readVrrp(r: Reader, st: Stmt): VrrpInstanceConfig {
       }
       case 'version':
         if (s.words[1] === '3') version3 = true;
-        else r.unsupported.push({ ...s.at, message: `unsupported keyword "version" ${s.words[1] ?? ''} in ${where} (tsvs speaks VRRPv3 only)` });
+        else
+          r.unsupported.push({
+            ...s.at,
+            message: `unsupported keyword "version" ${s.words[1] ?? ''} in ${where} (tsvs speaks VRRPv3 only)`,
+          });
         break;
       case 'authentication':
         r.unsupportedKw(s, where, 'VRRPv3 has no authentication; block ignored');
@@ -119,7 +130,10 @@ export function readVrrp(r: Reader, st: Stmt): VrrpInstanceConfig {
   // Bad values name the instance too.
   for (const e of r.errors.slice(mark)) if (!e.message.startsWith('vrrp')) e.message = `vrrp instance ${v.name}: ${e.message}`;
   if (!version3 && !r.vrrpVersion3) {
-    r.unsupported.push({ ...st.at, message: `${where}: tsvs speaks VRRPv3; keepalived defaults to VRRPv2, so keepalived peers need vrrp_version 3 in global_defs` });
+    r.unsupported.push({
+      ...st.at,
+      message: `${where}: tsvs speaks VRRPv3; keepalived defaults to VRRPv2, so keepalived peers need vrrp_version 3 in global_defs`,
+    });
   }
   return v;
 }
@@ -135,7 +149,8 @@ export function readVrrpScript(r: Reader, st: Stmt): VrrpScriptConfig | undefine
       case 'script':
         if (r.args(s, 1, 3, 'a command line (quote it when it has arguments)')) {
           sc.script = s.words[1]!;
-          if (s.words.length > 2) r.unsupported.push({ ...s.at, message: `${k}: running scripts as another user is not supported; runs as tsvsd's user` });
+          if (s.words.length > 2)
+            r.unsupported.push({ ...s.at, message: `${k}: running scripts as another user is not supported; runs as tsvsd's user` });
         }
         break;
       case 'interval':

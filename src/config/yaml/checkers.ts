@@ -86,7 +86,8 @@ export function readChecker(ctx: Ctx, n: Node, path: string, d: CheckDefaults): 
     timeout: m.seconds('timeout', TIMEOUT) ?? d.timeout ?? base.timeout,
     retry: m.int('retry', RETRY) ?? d.retry ?? base.retry,
     // keepalived: DNS_CHECK retries after delay_loop by default.
-    delayBeforeRetry: m.seconds('delay_before_retry', DELAY_BEFORE_RETRY) ?? d.delayBeforeRetry ?? (type === 'dns' ? interval : base.delayBeforeRetry),
+    delayBeforeRetry:
+      m.seconds('delay_before_retry', DELAY_BEFORE_RETRY) ?? d.delayBeforeRetry ?? (type === 'dns' ? interval : base.delayBeforeRetry),
     rise: m.int('rise', RISE) ?? d.rise ?? 1,
     fall: m.int('fall', FALL) ?? d.fall ?? 1,
     alpha: m.bool('alpha') ?? d.alpha ?? false,
@@ -100,7 +101,12 @@ export function readChecker(ctx: Ctx, n: Node, path: string, d: CheckDefaults): 
   if (type === 'http' || type === 'https') {
     const urls: HttpUrl[] = [];
     if (m.has('urls')) {
-      urls.push(...(m.list('urls', (item, p) => { const u = asMap(ctx, item, p); return u ? readUrl(ctx, u, true) : undefined; }) ?? []));
+      urls.push(
+        ...(m.list('urls', (item, p) => {
+          const u = asMap(ctx, item, p);
+          return u ? readUrl(ctx, u, true) : undefined;
+        }) ?? []),
+      );
     }
     if (m.has('path') || m.has('status') || m.has('digest') || !m.has('urls')) urls.unshift(readUrl(ctx, m, false)!);
     const vh = m.str('virtualhost') ?? d.virtualhost;
@@ -108,7 +114,8 @@ export function readChecker(ctx: Ctx, n: Node, path: string, d: CheckDefaults): 
     if (vh) c.http.virtualhost = vh;
   } else if (type === 'udp') {
     const payload = m.str('payload');
-    if (payload !== undefined && !HexBytesSchema.safeParse(payload).success) ctx.error(m.node_('payload'), m.sub('payload'), `expected hex bytes like "0a1b", got ${show(payload)}`);
+    if (payload !== undefined && !HexBytesSchema.safeParse(payload).success)
+      ctx.error(m.node_('payload'), m.sub('payload'), `expected hex bytes like "0a1b", got ${show(payload)}`);
     c.udp = {
       requireReply: m.bool('require_reply') ?? false,
       minReplyLength: m.int('min_reply_length', MIN_REPLY) ?? 0,
@@ -119,7 +126,11 @@ export function readChecker(ctx: Ctx, n: Node, path: string, d: CheckDefaults): 
     c.dns = { type: m.oneOf('query_type', DnsTypeSchema.options) ?? 'SOA', name: m.str('query_name') ?? '.' };
   } else if (type === 'misc') {
     m.require('command', 'is required for a misc check');
-    c.misc = { path: m.str('command') ?? '', timeout: m.seconds('command_timeout', { ...bounds(MISC.timeout), min: MIN_INTERVAL }) ?? 0, dynamic: m.bool('dynamic') ?? false };
+    c.misc = {
+      path: m.str('command') ?? '',
+      timeout: m.seconds('command_timeout', { ...bounds(MISC.timeout), min: MIN_INTERVAL }) ?? 0,
+      dynamic: m.bool('dynamic') ?? false,
+    };
   }
   m.done([...CHECK_KEYS.common, ...CHECK_KEYS[type]]);
   return c;
@@ -134,17 +145,20 @@ function readUrl(ctx: Ctx, m: MapReader, own: boolean): HttpUrl | undefined {
     const codes: Array<[number, number]> = [];
     for (const it of items) {
       const v = isScalar(it) ? it.value : undefined;
-      const mm = typeof v === 'number' ? [String(v), String(v), String(v)] : typeof v === 'string' ? /^(\d{3})(?:-(\d{3}))?$/.exec(v.trim()) : null;
+      const mm =
+        typeof v === 'number' ? [String(v), String(v), String(v)] : typeof v === 'string' ? /^(\d{3})(?:-(\d{3}))?$/.exec(v.trim()) : null;
       const lo = mm ? Number(mm[1]) : NaN;
       const hi = mm ? Number(mm[2] ?? mm[1]) : NaN;
-      if (!mm || lo < STATUS.min || hi > STATUS.max || lo > hi) ctx.error(it, m.sub('status'), `expected an HTTP status code or range like 200 or "200-299", got ${show(v)}`);
+      if (!mm || lo < STATUS.min || hi > STATUS.max || lo > hi)
+        ctx.error(it, m.sub('status'), `expected an HTTP status code or range like 200 or "200-299", got ${show(v)}`);
       else codes.push([lo, hi]);
     }
     if (codes.length) url.statusCodes = codes;
   }
   const digest = m.str('digest');
   if (digest !== undefined) {
-    if (!DigestSchema.safeParse(digest).success) ctx.error(m.node_('digest'), m.sub('digest'), `expected an MD5 digest (32 hex digits), got ${show(digest)}`);
+    if (!DigestSchema.safeParse(digest).success)
+      ctx.error(m.node_('digest'), m.sub('digest'), `expected an MD5 digest (32 hex digits), got ${show(digest)}`);
     else url.digest = digest.toLowerCase();
   }
   if (own) {
@@ -154,4 +168,3 @@ function readUrl(ctx: Ctx, m: MapReader, own: boolean): HttpUrl | undefined {
   }
   return url;
 }
-

@@ -38,7 +38,8 @@ export function parseYamlConfig(text: string, file: string): TsvsConfig {
     const tcpfin = t.int('tcpfin', bounds(T.tcpfin));
     const udp = t.int('udp', bounds(T.udp));
     t.done(['tcp', 'tcpfin', 'udp']);
-    if (tcp !== undefined || tcpfin !== undefined || udp !== undefined) cfg.timeouts = { tcp: tcp ?? 900, tcpfin: tcpfin ?? 120, udp: udp ?? 300 };
+    if (tcp !== undefined || tcpfin !== undefined || udp !== undefined)
+      cfg.timeouts = { tcp: tcp ?? 900, tcpfin: tcpfin ?? 120, udp: udp ?? 300 };
   }
   const dp = top.oneOf('dataplane', ['userspace', 'nftables']);
   if (dp) cfg.dataplane = dp;
@@ -59,4 +60,3 @@ export function parseYamlConfig(text: string, file: string): TsvsConfig {
   if (ctx.diags.length) throw new ConfigError(ctx.diags);
   return cfg;
 }
-

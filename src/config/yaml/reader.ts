@@ -181,4 +181,3 @@ export function asMap(ctx: Ctx, n: Node, path: string): MapReader | undefined {
   }
   return new MapReader(ctx, n, path);
 }
-

@@ -22,7 +22,15 @@ import type { RealServerConfig, VirtualServiceConfig } from '../model.js';
 import { readCheckDefaults, readChecker, type CheckDefaults } from './checkers.js';
 import { asMap, show, type Ctx, type MapReader } from './reader.js';
 
-const METHODS: Record<string, FwdMethod> = { nat: 'masq', masq: 'masq', dr: 'route', route: 'route', tun: 'tunnel', tunnel: 'tunnel', fullnat: 'fullnat' };
+const METHODS: Record<string, FwdMethod> = {
+  nat: 'masq',
+  masq: 'masq',
+  dr: 'route',
+  route: 'route',
+  tun: 'tunnel',
+  tunnel: 'tunnel',
+  fullnat: 'fullnat',
+};
 const SVC = ServiceConfigSchema.shape;
 const RS = RealServerSchema.shape;
 /** The `fwmark` key makes a fwmark service, so 0 (the schema's "none") is not a value here. */
@@ -41,9 +49,31 @@ const U_THRESHOLD = bounds(RS.uThreshold);
 const L_THRESHOLD = bounds(RS.lThreshold);
 
 const SERVICE_KEYS = [
-  'name', 'address', 'port', 'fwmark', 'family', 'protocol', 'scheduler', 'sched_flags', 'persistence', 'one_packet', 'pe',
-  'method', 'quorum', 'hysteresis', 'quorum_up', 'quorum_down', 'omega', 'alpha', 'inhibit_on_failure', 'check_defaults',
-  'sorry_server', 'real_servers', 'virtualhost', 'proxy_protocol', 'transparent',
+  'name',
+  'address',
+  'port',
+  'fwmark',
+  'family',
+  'protocol',
+  'scheduler',
+  'sched_flags',
+  'persistence',
+  'one_packet',
+  'pe',
+  'method',
+  'quorum',
+  'hysteresis',
+  'quorum_up',
+  'quorum_down',
+  'omega',
+  'alpha',
+  'inhibit_on_failure',
+  'check_defaults',
+  'sorry_server',
+  'real_servers',
+  'virtualhost',
+  'proxy_protocol',
+  'transparent',
 ];
 
 /** One entry of `services:`; undefined when it cannot become a service (the problems are reported). */
@@ -66,11 +96,14 @@ export function readService(ctx: Ctx, n: Node, path: string): VirtualServiceConf
   let af: Family = family === 'inet6' ? 6 : 4;
   if (addr) af = familyOf(addr) ?? 4;
   if (fwmark !== undefined) addr = af === 6 ? '::' : '0.0.0.0';
-  const persistence = m.has('persistence') ? readPersistence(ctx, m, af) : { persistent: 0, netmask: af === 6 ? NETMASK6.max : NETMASK4.max };
+  const persistence = m.has('persistence')
+    ? readPersistence(ctx, m, af)
+    : { persistent: 0, netmask: af === 6 ? NETMASK6.max : NETMASK4.max };
   let schedFlags = 0;
   const flags = m.list('sched_flags', (item, p) => {
     const v = isScalar(item) ? String(item.value) : '';
-    if (!(v in SCHED_FLAGS)) ctx.error(item, p, `expected one of ${Object.keys(SCHED_FLAGS).join(', ')}, got ${show(isScalar(item) ? item.value : v)}`);
+    if (!(v in SCHED_FLAGS))
+      ctx.error(item, p, `expected one of ${Object.keys(SCHED_FLAGS).join(', ')}, got ${show(isScalar(item) ? item.value : v)}`);
     return SCHED_FLAGS[v];
   });
   for (const f of flags ?? []) schedFlags |= f;
@@ -137,7 +170,8 @@ function readPersistence(ctx: Ctx, m: MapReader, af: Family): { persistent: numb
     else {
       const s = p.str('netmask');
       const v = s === undefined ? null : parseMask4(s);
-      if (s !== undefined && v === null) ctx.error(p.node_('netmask'), p.sub('netmask'), `expected a netmask like 255.255.255.0, got ${show(s)}`);
+      if (s !== undefined && v === null)
+        ctx.error(p.node_('netmask'), p.sub('netmask'), `expected a netmask like 255.255.255.0, got ${show(s)}`);
       if (v !== null) netmask = v;
     }
   }
@@ -153,7 +187,19 @@ function readMethod(ctx: Ctx, m: MapReader): FwdMethod | undefined {
   return f;
 }
 
-const RS_KEYS = ['address', 'port', 'weight', 'method', 'u_threshold', 'l_threshold', 'inhibit_on_failure', 'notify_up', 'notify_down', 'checks', 'tunnel'];
+const RS_KEYS = [
+  'address',
+  'port',
+  'weight',
+  'method',
+  'u_threshold',
+  'l_threshold',
+  'inhibit_on_failure',
+  'notify_up',
+  'notify_down',
+  'checks',
+  'tunnel',
+];
 
 function readRealServer(ctx: Ctx, n: Node, path: string, fwd: FwdMethod, inhibit: boolean, d: CheckDefaults): RealServerConfig | undefined {
   const m = asMap(ctx, n, path);
@@ -180,4 +226,3 @@ function readRealServer(ctx: Ctx, n: Node, path: string, fwd: FwdMethod, inhibit
   m.done(RS_KEYS);
   return addr ? rs : undefined;
 }
-

@@ -28,7 +28,8 @@ export function readSync(ctx: Ctx, top: MapReader): SyncSettings | undefined {
     if (ttl !== undefined) daemon.ttl = ttl;
     const group = d.addr('group');
     if (group !== undefined) {
-      if (familyOf(group) === 4 ? Number(group.split('.')[0]) >>> 4 !== 0xe : !group.startsWith('ff')) ctx.error(d.node_('group'), d.sub('group'), `expected a multicast address, got "${group}"`);
+      if (familyOf(group) === 4 ? Number(group.split('.')[0]) >>> 4 !== 0xe : !group.startsWith('ff'))
+        ctx.error(d.node_('group'), d.sub('group'), `expected a multicast address, got "${group}"`);
       else daemon.group = group;
     }
     d.done(['interface', 'instance', 'syncid', 'maxlen', 'port', 'ttl', 'group']);
@@ -39,7 +40,11 @@ export function readSync(ctx: Ctx, top: MapReader): SyncSettings | undefined {
     let ok = c.require('interface', 'is required (the sync link)');
     ok = c.require('address', "is required (this director's IPv4 address on the sync link)") && ok;
     ok = c.require('peer', "is required (the other director's IPv4 address on the sync link)") && ok;
-    const ct: NonNullable<SyncSettings['conntrackd']> = { interface: c.str('interface') ?? '', address: c.addr('address') ?? '', peer: c.addr('peer') ?? '' };
+    const ct: NonNullable<SyncSettings['conntrackd']> = {
+      interface: c.str('interface') ?? '',
+      address: c.addr('address') ?? '',
+      peer: c.addr('peer') ?? '',
+    };
     for (const k of ['address', 'peer'] as const) {
       if (ct[k] && familyOf(ct[k]) !== 4) {
         ctx.error(c.node_(k), c.sub(k), 'conntrackd syncs over IPv4 here: expected an IPv4 address');
@@ -58,4 +63,3 @@ export function readSync(ctx: Ctx, top: MapReader): SyncSettings | undefined {
   s.done(['daemon', 'conntrackd']);
   return out;
 }
-

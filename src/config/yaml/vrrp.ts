@@ -27,9 +27,26 @@ const SCRIPT_RISE = bounds(S.rise);
 const SCRIPT_FALL = bounds(S.fall);
 
 const VRRP_KEYS = [
-  'name', 'state', 'interface', 'virtual_router_id', 'priority', 'advert_int', 'nopreempt', 'preempt_delay', 'virtual_ipaddress',
-  'unicast_src_ip', 'unicast_peer', 'track_interface', 'track_script', 'track_health', 'notify_master', 'notify_backup',
-  'notify_fault', 'notify_stop', 'notify', 'authentication',
+  'name',
+  'state',
+  'interface',
+  'virtual_router_id',
+  'priority',
+  'advert_int',
+  'nopreempt',
+  'preempt_delay',
+  'virtual_ipaddress',
+  'unicast_src_ip',
+  'unicast_peer',
+  'track_interface',
+  'track_script',
+  'track_health',
+  'notify_master',
+  'notify_backup',
+  'notify_fault',
+  'notify_stop',
+  'notify',
+  'authentication',
 ];
 
 /** A track list item: "name" or { name, weight }. */
@@ -67,7 +84,10 @@ export function readVrrp(ctx: Ctx, n: Node, path: string): VrrpInstanceConfig | 
   if (np !== undefined) v.nopreempt = np;
   const pd = m.seconds('preempt_delay', PREEMPT_DELAY);
   if (pd !== undefined) v.preemptDelay = pd;
-  v.virtualIpaddress = m.list('virtual_ipaddress', (it, p) => (isScalar(it) && typeof it.value === 'string' ? it.value : (ctx.error(it, p, 'expected an address like 198.18.0.1/24'), undefined))) ?? [];
+  v.virtualIpaddress =
+    m.list('virtual_ipaddress', (it, p) =>
+      isScalar(it) && typeof it.value === 'string' ? it.value : (ctx.error(it, p, 'expected an address like 198.18.0.1/24'), undefined),
+    ) ?? [];
   const src = m.addr('unicast_src_ip');
   if (src) v.unicastSrcIp = src;
   const peers = m.list('unicast_peer', (it, p) => {
@@ -87,7 +107,13 @@ export function readVrrp(ctx: Ctx, n: Node, path: string): VrrpInstanceConfig | 
     th.done(['weight']);
     if (w !== undefined) v.trackHealth = { weight: w };
   }
-  for (const [k, f] of [['notify_master', 'notifyMaster'], ['notify_backup', 'notifyBackup'], ['notify_fault', 'notifyFault'], ['notify_stop', 'notifyStop'], ['notify', 'notify']] as const) {
+  for (const [k, f] of [
+    ['notify_master', 'notifyMaster'],
+    ['notify_backup', 'notifyBackup'],
+    ['notify_fault', 'notifyFault'],
+    ['notify_stop', 'notifyStop'],
+    ['notify', 'notify'],
+  ] as const) {
     const sc = m.str(k);
     if (sc) v[f] = sc;
   }
@@ -127,4 +153,3 @@ export function readVrrpScript(ctx: Ctx, n: Node, path: string): VrrpScriptConfi
   m.done(VRRP_SCRIPT_KEYS);
   return s.name && s.script ? s : undefined;
 }
-

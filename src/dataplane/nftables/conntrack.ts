@@ -7,7 +7,16 @@
  */
 import { available as libcAvailable, LibcError } from '../../net/libc.js';
 import { CtEventReader } from './ct-events.js';
-import { ctDeleteTupleRequest, ctDumpRequest, ctFlushMarkRequest, ctStatsRequest, parseCtEntry, type CtEntry, type CtEvent, type CtMarkFilter } from './ctnetlink.js';
+import {
+  ctDeleteTupleRequest,
+  ctDumpRequest,
+  ctFlushMarkRequest,
+  ctStatsRequest,
+  parseCtEntry,
+  type CtEntry,
+  type CtEvent,
+  type CtMarkFilter,
+} from './ctnetlink.js';
 import { runnerNsPath, type Runner } from './exec.js';
 import { dump, nextSeq, openReadSocket, readLimits, reportTruncated } from './nldump.js';
 
@@ -84,7 +93,11 @@ async function conntrackDumpAt(nsPath: string | undefined, opts: CtDumpOptions =
     out.push(e);
     return true;
   });
-  if (end === 'stopped') reportTruncated('ctTruncated', `conntrack dump stopped at ${max} entries (ReadLimits.maxCtEntries): connections past it are not mirrored this round`);
+  if (end === 'stopped')
+    reportTruncated(
+      'ctTruncated',
+      `conntrack dump stopped at ${max} entries (ReadLimits.maxCtEntries): connections past it are not mirrored this round`,
+    );
   return out;
 }
 
@@ -213,11 +226,14 @@ export function conntrackEvents(
       },
     });
     reader = r;
-    r.start().then(() => {
-      if (reader === r) more.onReady?.();
-    }, (e: Error) => {
-      if (reader === r) restart(e.message);
-    });
+    r.start().then(
+      () => {
+        if (reader === r) more.onReady?.();
+      },
+      (e: Error) => {
+        if (reader === r) restart(e.message);
+      },
+    );
   };
   start();
   return {

@@ -31,7 +31,11 @@ export interface CtEventOptions {
   onError?: (message: string) => void;
 }
 
-const GROUPS: Record<CtEvent['kind'], number> = { new: NFNLGRP_CONNTRACK_NEW, update: NFNLGRP_CONNTRACK_UPDATE, destroy: NFNLGRP_CONNTRACK_DESTROY };
+const GROUPS: Record<CtEvent['kind'], number> = {
+  new: NFNLGRP_CONNTRACK_NEW,
+  update: NFNLGRP_CONNTRACK_UPDATE,
+  destroy: NFNLGRP_CONNTRACK_DESTROY,
+};
 
 /** A running conntrack event reader. */
 export class CtEventReader {

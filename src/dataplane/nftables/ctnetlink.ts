@@ -54,7 +54,18 @@ const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 
 /** enum tcp_conntrack by value, named as conntrack(8) prints them (9 is SYN_SENT2, formerly LISTEN). */
-const TCP_STATES = ['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'] as const;
+const TCP_STATES = [
+  'NONE',
+  'SYN_SENT',
+  'SYN_RECV',
+  'ESTABLISHED',
+  'FIN_WAIT',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'TIME_WAIT',
+  'CLOSE',
+  'SYN_SENT2',
+] as const;
 
 /** A tsvs connection as conntrack holds it (the same shape conntrack.ts always exported). */
 export interface CtEntry {
@@ -96,7 +107,15 @@ const markAttrs = (f: CtMarkFilter): Attr[] => [
  */
 export function ctDumpRequest(seq: number, opts: { af?: 4 | 6; mark?: CtMarkFilter } = {}): Buffer {
   const family = opts.af === 4 ? AF_INET : opts.af === 6 ? AF_INET6 : AF_UNSPEC;
-  return nfnlMessage(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, family, 0, opts.mark ? markAttrs(opts.mark) : []);
+  return nfnlMessage(
+    NFNL_SUBSYS_CTNETLINK,
+    IPCTNL_MSG_CT_GET,
+    NLM_F_REQUEST | NLM_F_DUMP,
+    seq,
+    family,
+    0,
+    opts.mark ? markAttrs(opts.mark) : [],
+  );
 }
 
 /**
@@ -120,7 +139,13 @@ export function ctDeleteTupleRequest(seq: number, e: Pick<CtEntry, 'af' | 'proto
     { type: CTA_PROTO_DST_PORT, data: be16(e.vport) },
   ];
   return nfnlMessage(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, v4 ? AF_INET : AF_INET6, 0, [
-    { type: CTA_TUPLE_ORIG, nested: [{ type: CTA_TUPLE_IP, nested: ip }, { type: CTA_TUPLE_PROTO, nested: proto }] },
+    {
+      type: CTA_TUPLE_ORIG,
+      nested: [
+        { type: CTA_TUPLE_IP, nested: ip },
+        { type: CTA_TUPLE_PROTO, nested: proto },
+      ],
+    },
   ]);
 }
 

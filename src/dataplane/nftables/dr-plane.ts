@@ -59,7 +59,9 @@ export class DrPlanner {
       for (const d of svc.dests) {
         if (d.fwd !== 'tunnel') continue;
         // A tunnel server restored from the state file: its type is in the table.
-        const live = table?.list().find((s) => s.af === svc.af && s.addr === svc.addr && s.port === svc.port && s.protocol === svc.protocol);
+        const live = table
+          ?.list()
+          .find((s) => s.af === svc.af && s.addr === svc.addr && s.port === svc.port && s.protocol === svc.protocol);
         const type = live?.dests.find((x) => x.addr === d.addr && x.port === d.port)?.tunnel?.type ?? 'ipip';
         throw tunnelError(`${labelOf(svc)} real server ${d.addr}`, type, svc.af);
       }
@@ -128,7 +130,12 @@ export class DrPlanner {
   private async localAddrs(): Promise<Map<string, string>> {
     const r = await this.run('ip', ['-j', 'addr', 'show']);
     const out = new Map<string, string>();
-    if (r.code !== 0) throw new TsvsError('DATAPLANE', `ip -j addr show failed: ${r.stderr.trim()}`, `cannot list the director's addresses: ${r.stderr.trim()}`);
+    if (r.code !== 0)
+      throw new TsvsError(
+        'DATAPLANE',
+        `ip -j addr show failed: ${r.stderr.trim()}`,
+        `cannot list the director's addresses: ${r.stderr.trim()}`,
+      );
     const links = JSON.parse(r.stdout) as Array<{ ifname: string; addr_info?: Array<{ local: string }> }>;
     for (const l of links) for (const a of l.addr_info ?? []) if (l.ifname !== 'lo') out.set(a.local, l.ifname);
     return out;
@@ -189,7 +196,11 @@ export class DrPlanner {
     return v;
   }
 
-  private syncConns(table: IpvsTable, owners: Map<number, { svc: VirtualService; dest: RealServer }>, flows: ReturnType<typeof parseDrTable>['flows']): void {
+  private syncConns(
+    table: IpvsTable,
+    owners: Map<number, { svc: VirtualService; dest: RealServer }>,
+    flows: ReturnType<typeof parseDrTable>['flows'],
+  ): void {
     const now = table.now();
     const before = new Map([...owners.values()].map((o) => [o.dest, o.dest.overloaded]));
     const seen = new Set<string>();
@@ -202,7 +213,20 @@ export class DrPlanner {
       if (c?.dead) c = undefined;
       if (!c) {
         const protocol = o.svc.protocol === 'udp' ? 'udp' : 'tcp';
-        c = table.conns.create(protocol, o.svc.af, f.caddr, f.cport, o.svc.addr, f.vport, o.dest.addr, o.dest.port || f.vport, o.svc, o.dest, CONN_F_NOOUTPUT, now);
+        c = table.conns.create(
+          protocol,
+          o.svc.af,
+          f.caddr,
+          f.cport,
+          o.svc.addr,
+          f.vport,
+          o.dest.addr,
+          o.dest.port || f.vport,
+          o.svc,
+          o.dest,
+          CONN_F_NOOUTPUT,
+          now,
+        );
         this.mirrored.set(key, c);
       }
       if (f.state) table.conns.setTcpState(c, tcpStateByName(f.state));
@@ -224,7 +248,9 @@ function labelOf(svc: { protocol: string; af: 4 | 6; addr: string; port: number 
 }
 
 function tunnelError(label: string, type: TunType, af: Family): TsvsError {
-  const why = tunnelRefusal(type, af) ?? `the nftables data plane cannot encapsulate (nftables has no tunnel statement; tsvs would need a ${type} tunnel device per real server, not built yet)`;
+  const why =
+    tunnelRefusal(type, af) ??
+    `the nftables data plane cannot encapsulate (nftables has no tunnel statement; tsvs would need a ${type} tunnel device per real server, not built yet)`;
   const msg = `${label}: tunnelling (-i) is not supported here: ${why}`;
   return new TsvsError('NOT_SUPPORTED', msg, msg);
 }

@@ -27,7 +27,20 @@
  * Only TCP SYNs (and any UDP datagram) create flows, as IPVS schedules only those.
  */
 import type { Family, Timeouts } from '../../core/types.js';
-import { connsCounter, inCounter, KERNEL_SCHEDULERS, maskedSaddr, persistSet, rsChain, schedulerRule, svcChain, TABLE, type NftDest, type NftModel, type NftService } from './ruleset.js';
+import {
+  connsCounter,
+  inCounter,
+  KERNEL_SCHEDULERS,
+  maskedSaddr,
+  persistSet,
+  rsChain,
+  schedulerRule,
+  svcChain,
+  TABLE,
+  type NftDest,
+  type NftModel,
+  type NftService,
+} from './ruleset.js';
 
 /** IPVS's SYN_RECV timeout (60 s) and CLOSE timeout (10 s): not settable with --set either. */
 const SYN_RECV_TIMEOUT = 60;
@@ -119,7 +132,9 @@ export function splitDr(model: NftModel): { nat: NftModel; dr: NftService[] } {
     }
     const moved = routed.find((d) => d.port !== svc.port && d.port !== 0);
     if (moved) {
-      throw new Error(`${label}: real server ${moved.addr}:${moved.port}: direct routing (-g) cannot map ports (the packet reaches the real server unchanged, to port ${svc.port})`);
+      throw new Error(
+        `${label}: real server ${moved.addr}:${moved.port}: direct routing (-g) cannot map ports (the packet reaches the real server unchanged, to port ${svc.port})`,
+      );
     }
     dr.push(svc);
   }
@@ -168,7 +183,8 @@ export function compileDr(model: DrModel): DrRuleset | null {
       out.counters.push(connsCounter(d.mark), inCounter(d.mark));
       const flowTimeout = svc.protocol === 'udp' ? model.timeouts.udp : model.timeouts.tcp;
       out.sets.push({ name: flowSet(d.mark), type: [addrType(svc.af), 'inet_service', 'inet_service'], timeout: flowTimeout });
-      if (svc.protocol === 'tcp') out.sets.push({ name: finSet(d.mark), type: [addrType(svc.af), 'inet_service', 'inet_service'], timeout: model.timeouts.tcpfin });
+      if (svc.protocol === 'tcp')
+        out.sets.push({ name: finSet(d.mark), type: [addrType(svc.af), 'inet_service', 'inet_service'], timeout: model.timeouts.tcpfin });
       known.push([match(key, `@${flowSet(d.mark)}`), goto(fwdChain(d.mark))]);
       const rs: Stmt[] = [{ counter: connsCounter(d.mark) }];
       if (svc.persistent > 0) {
@@ -188,7 +204,8 @@ export function compileDr(model: DrModel): DrRuleset | null {
     chain.rules.push(...known);
     // IPVS schedules a TCP connection only on its SYN (sloppy_tcp=0); anything else that
     // is not a known flow goes on to the director's own stack, which answers with a reset.
-    if (svc.protocol === 'tcp') chain.rules.push([match({ '&': [payload('tcp', 'flags'), ['syn', 'ack']] }, 'syn', '!='), { return: null }]);
+    if (svc.protocol === 'tcp')
+      chain.rules.push([match({ '&': [payload('tcp', 'flags'), ['syn', 'ack']] }, 'syn', '!='), { return: null }]);
     chain.rules.push(...persist);
     // schedulerRule targets rs<M>: the same chain names as NAT, in this table.
     const sched = schedulerRule(svc as unknown as NftService);
@@ -203,8 +220,14 @@ export function compileDr(model: DrModel): DrRuleset | null {
     }
   }
   for (const c of [...ingress.values()].sort((a, b) => a.name.localeCompare(b.name))) {
-    if (out.maps[0]!.elems.length) c.rules.push([{ vmap: { key: { concat: [payload('ip', 'daddr'), { meta: { key: 'l4proto' } }, payload('th', 'dport')] }, data: '@services4' } }]);
-    if (out.maps[1]!.elems.length) c.rules.push([{ vmap: { key: { concat: [payload('ip6', 'daddr'), { meta: { key: 'l4proto' } }, payload('th', 'dport')] }, data: '@services6' } }]);
+    if (out.maps[0]!.elems.length)
+      c.rules.push([
+        { vmap: { key: { concat: [payload('ip', 'daddr'), { meta: { key: 'l4proto' } }, payload('th', 'dport')] }, data: '@services4' } },
+      ]);
+    if (out.maps[1]!.elems.length)
+      c.rules.push([
+        { vmap: { key: { concat: [payload('ip6', 'daddr'), { meta: { key: 'l4proto' } }, payload('th', 'dport')] }, data: '@services6' } },
+      ]);
     c.rules.push(...portZero);
     out.chains.unshift(c);
   }
@@ -227,9 +250,11 @@ export function drTransaction(prev: DrRuleset | null | undefined, next: DrRulese
   if (!p) cmds.push({ delete: table }, { add: table });
   for (const c of next.counters) if (!p?.counters.includes(c)) cmds.push({ add: { counter: obj({ name: c }) } });
   for (const s of next.sets) {
-    if (!p?.sets.some((x) => x.name === s.name)) cmds.push({ add: { set: obj({ name: s.name, type: s.type, flags: ['timeout'], timeout: s.timeout }) } });
+    if (!p?.sets.some((x) => x.name === s.name))
+      cmds.push({ add: { set: obj({ name: s.name, type: s.type, flags: ['timeout'], timeout: s.timeout }) } });
   }
-  for (const m of next.maps) if (!p?.maps.some((x) => x.name === m.name)) cmds.push({ add: { map: obj({ name: m.name, type: m.type, map: 'verdict' }) } });
+  for (const m of next.maps)
+    if (!p?.maps.some((x) => x.name === m.name)) cmds.push({ add: { map: obj({ name: m.name, type: m.type, map: 'verdict' }) } });
   const isNew = (c: DrChain) => !p?.chains.some((x) => x.name === c.name && x.dev === c.dev);
   // A base chain whose device changed is a new chain: the old one goes first.
   for (const c of p?.chains ?? []) {
@@ -237,11 +262,16 @@ export function drTransaction(prev: DrRuleset | null | undefined, next: DrRulese
   }
   for (const c of next.chains) {
     if (isNew(c)) {
-      cmds.push({ add: { chain: obj(c.dev ? { name: c.name, type: 'filter', hook: 'ingress', dev: c.dev, prio: 0, policy: 'accept' } : { name: c.name }) } });
+      cmds.push({
+        add: {
+          chain: obj(c.dev ? { name: c.name, type: 'filter', hook: 'ingress', dev: c.dev, prio: 0, policy: 'accept' } : { name: c.name }),
+        },
+      });
     }
   }
   if (p) {
-    for (const c of p.chains) if (!(c.dev && next.chains.some((x) => x.name === c.name && x.dev !== c.dev))) cmds.push({ flush: { chain: obj({ name: c.name }) } });
+    for (const c of p.chains)
+      if (!(c.dev && next.chains.some((x) => x.name === c.name && x.dev !== c.dev))) cmds.push({ flush: { chain: obj({ name: c.name }) } });
     for (const m of p.maps) if (m.elems.length) cmds.push({ flush: { map: obj({ name: m.name }) } });
   }
   for (const c of next.chains) for (const expr of c.rules) cmds.push({ add: { rule: obj({ chain: c.name, expr }) } });
@@ -274,7 +304,10 @@ export interface DrFlow {
  * CLOSE timeout → CLOSE, otherwise in fin<M> → FIN_WAIT; created by a SYN and not yet
  * refreshed past SYN_RECV's timeout → SYN_RECV; else ESTABLISHED.
  */
-export function parseDrTable(json: string, tcpMarks: ReadonlySet<number>): { flows: DrFlow[]; counters: Map<string, { packets: number; bytes: number }> } {
+export function parseDrTable(
+  json: string,
+  tcpMarks: ReadonlySet<number>,
+): { flows: DrFlow[]; counters: Map<string, { packets: number; bytes: number }> } {
   const doc = JSON.parse(json) as { nftables?: Array<Record<string, unknown>> };
   const counters = new Map<string, { packets: number; bytes: number }>();
   const flows = new Map<string, DrFlow>();

@@ -87,8 +87,16 @@ export class FirstPacketPath {
       ...(nsPath ? { nsPath } : {}),
       decide: (pkts) => this.decide(pkts),
       onStats: (s) => {
-        log('debug', 'nftables: first-packet path', { ...s, avgBatch: +(s.packets / (s.batches || 1)).toFixed(1), avgWaitUs: Math.round(s.waitUs / (s.batches || 1)) });
-        if (s.late) log('warn', `nftables: ${s.late} of ${s.packets} new connections were not scheduled within ${timeoutMs} ms and went to the round-robin fallback`);
+        log('debug', 'nftables: first-packet path', {
+          ...s,
+          avgBatch: +(s.packets / (s.batches || 1)).toFixed(1),
+          avgWaitUs: Math.round(s.waitUs / (s.batches || 1)),
+        });
+        if (s.late)
+          log(
+            'warn',
+            `nftables: ${s.late} of ${s.packets} new connections were not scheduled within ${timeoutMs} ms and went to the round-robin fallback`,
+          );
       },
       onError: (msg) => log('error', `nftables: ${msg}`),
     });

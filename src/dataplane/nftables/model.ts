@@ -90,7 +90,15 @@ export class NftModel {
       schedFlags: s.schedFlags,
       persistent: s.persistent,
       netmask: s.netmask,
-      dests: s.dests.map((d) => ({ addr: d.addr, port: d.port, weight: d.weight, lastWeight: d.lastWeight, overloaded: d.overloaded, mark: this.markOf(s.id, d.id), fwd: d.fwd })),
+      dests: s.dests.map((d) => ({
+        addr: d.addr,
+        port: d.port,
+        weight: d.weight,
+        lastWeight: d.lastWeight,
+        overloaded: d.overloaded,
+        mark: this.markOf(s.id, d.id),
+        fwd: d.fwd,
+      })),
       wrr: wrrSnapshot(s.sched),
     };
   }
@@ -137,7 +145,8 @@ export class NftModel {
   /** OVERLOAD flags as compiled into each fragment: services whose servers' flags differ now. */
   overloadMoved(): Set<VirtualService> {
     const out = new Set<VirtualService>();
-    for (const { svc, dest } of this.owners.values()) if (dest.uThreshold && !out.has(svc) && this.compiledOverloadDiffers(svc)) out.add(svc);
+    for (const { svc, dest } of this.owners.values())
+      if (dest.uThreshold && !out.has(svc) && this.compiledOverloadDiffers(svc)) out.add(svc);
     return out;
   }
 

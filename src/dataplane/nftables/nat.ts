@@ -29,7 +29,20 @@
  * service chain goes on with that mark (NO_DEST_MARK rejects; no mark: rr fallback).
  */
 import type { Family } from '../../core/types.js';
-import { connsCounter, inCounter, NFQ_CHAIN, NO_DEST_MARK, outCounter, persistSet, prefixLen, QUEUE_SCHEDULERS, schedulerPick, svcChain, type NftService, type SchedPick } from './ruleset.js';
+import {
+  connsCounter,
+  inCounter,
+  NFQ_CHAIN,
+  NO_DEST_MARK,
+  outCounter,
+  persistSet,
+  prefixLen,
+  QUEUE_SCHEDULERS,
+  schedulerPick,
+  svcChain,
+  type NftService,
+  type SchedPick,
+} from './ruleset.js';
 
 export type Fam = 'ip' | 'ip6';
 export const famOf = (af: Family): Fam => (af === 6 ? 'ip6' : 'ip');
@@ -139,7 +152,8 @@ const QMARK_CHAIN = 'qmark';
 export function baseCommands(f: Fam, snat: readonly string[]): Cmd[] {
   const af: Family = f === 'ip6' ? 6 : 4;
   const cmds: Cmd[] = [];
-  const set = (name: string, key: KeyType, data?: DataType) => cmds.push({ c: 'add-set', f, set: data ? { name, af, key, data } : { name, af, key } });
+  const set = (name: string, key: KeyType, data?: DataType) =>
+    cmds.push({ c: 'add-set', f, set: data ? { name, af, key, data } : { name, af, key } });
   set(SERVICES, 'vip3', 'verdict');
   set(SERVICES0, 'vip2', 'verdict');
   set(BACKENDS, 'mark', 'addrport');
@@ -152,15 +166,27 @@ export function baseCommands(f: Fam, snat: readonly string[]): Cmd[] {
   chain(NAT_CHAIN);
   rule(NAT_CHAIN, [{ i: 'counter-map', map: CONNS_MAP }]);
   // nft insists on a protocol match before a port mapping; the kernel does not care.
-  rule(NAT_CHAIN, [{ i: 'l4proto', proto: 'tcp' }, { i: 'dnat-map', af, map: BACKENDS, port: true }]);
-  rule(NAT_CHAIN, [{ i: 'l4proto', proto: 'udp' }, { i: 'dnat-map', af, map: BACKENDS, port: true }]);
+  rule(NAT_CHAIN, [
+    { i: 'l4proto', proto: 'tcp' },
+    { i: 'dnat-map', af, map: BACKENDS, port: true },
+  ]);
+  rule(NAT_CHAIN, [
+    { i: 'l4proto', proto: 'udp' },
+    { i: 'dnat-map', af, map: BACKENDS, port: true },
+  ]);
   rule(NAT_CHAIN, [{ i: 'dnat-map', af, map: BACKENDS0, port: false }]);
   chain('prerouting', { type: 'nat', hook: 'prerouting', prio: -100 });
   rule('prerouting', [{ i: 'vmap', af, port: true, map: SERVICES }]);
   rule('prerouting', [{ i: 'vmap', af, port: false, map: SERVICES0 }]);
   chain('forward', { type: 'filter', hook: 'forward', prio: 0 });
-  rule('forward', [{ i: 'ctdir', dir: 'original' }, { i: 'counter-map', map: IN_MAP }]);
-  rule('forward', [{ i: 'ctdir', dir: 'reply' }, { i: 'counter-map', map: OUT_MAP }]);
+  rule('forward', [
+    { i: 'ctdir', dir: 'original' },
+    { i: 'counter-map', map: IN_MAP },
+  ]);
+  rule('forward', [
+    { i: 'ctdir', dir: 'reply' },
+    { i: 'counter-map', map: OUT_MAP },
+  ]);
   const mine = snat.filter((cidr) => cidr.includes(':') === (f === 'ip6'));
   if (mine.length) {
     chain('postrouting', { type: 'nat', hook: 'postrouting', prio: 100 });
@@ -191,14 +217,22 @@ export function queueBaseCommands(f: Fam): Cmd[] {
     { c: 'add-rule', f, chain: FIRSTPKT_CHAIN, rule: [...fresh, { i: 'vmap', af, port: false, map: QSERVICES0 }] },
     { c: 'add-chain', f, chain: { name: QMARK_CHAIN, base: { type: 'filter', hook: 'prerouting', prio: -140 } } },
     // A queue verdict ends its chain, so the copy to the ct mark needs a chain of its own.
-    { c: 'add-rule', f, chain: QMARK_CHAIN, rule: [...fresh, { i: 'metamark-in', set: QMARKS }, { i: 'setmark', value: { v: 'metamark' } }] },
+    {
+      c: 'add-rule',
+      f,
+      chain: QMARK_CHAIN,
+      rule: [...fresh, { i: 'metamark-in', set: QMARKS }, { i: 'setmark', value: { v: 'metamark' } }],
+    },
   ];
 }
 
 /** Removes the first-packet objects when the family's last queue-scheduled service leaves (no per-packet cost without them). */
 export function queueRemoveCommands(f: Fam): Cmd[] {
   return [
-    ...[FIRSTPKT_CHAIN, QMARK_CHAIN, NFQ_CHAIN].flatMap((name): Cmd[] => [{ c: 'flush-chain', f, name }, { c: 'delete-chain', f, name }]),
+    ...[FIRSTPKT_CHAIN, QMARK_CHAIN, NFQ_CHAIN].flatMap((name): Cmd[] => [
+      { c: 'flush-chain', f, name },
+      { c: 'delete-chain', f, name },
+    ]),
     ...[QSERVICES, QSERVICES0, QMARKS].map((name): Cmd => ({ c: 'delete-set', f, name })),
   ];
 }
@@ -241,7 +275,8 @@ function markValue(svc: NftService, pick: SchedPick | null): MarkValue | null {
     i = j + 1;
   }
   if (!elems.length) return null;
-  const key: SchedKey = pick.key === 'numgen' ? { k: 'numgen', mod: pick.mod } : { k: 'jhash', mod: pick.mod, af: svc.af, sport: pick.sport };
+  const key: SchedKey =
+    pick.key === 'numgen' ? { k: 'numgen', mod: pick.mod } : { k: 'jhash', mod: pick.mod, af: svc.af, sport: pick.sport };
   return { v: 'map', key, elems };
 }
 
@@ -251,7 +286,16 @@ export function compileService(svc: NftService): Fragment {
   const af = svc.af;
   const chain = svcChain(svc.id);
   const queued = QUEUE_SCHEDULERS.has(svc.scheduler);
-  const frag: Fragment = { f, chain, rules: [], counters: [], sets: [], elems: [], queued, overloaded: new Set(svc.dests.filter((d) => d.overloaded).map((d) => d.mark)) };
+  const frag: Fragment = {
+    f,
+    chain,
+    rules: [],
+    counters: [],
+    sets: [],
+    elems: [],
+    queued,
+    overloaded: new Set(svc.dests.filter((d) => d.overloaded).map((d) => d.mark)),
+  };
   const mask = maskOf(svc);
   const persistent = svc.persistent > 0 && !queued;
   for (const d of svc.dests) {
@@ -261,33 +305,56 @@ export function compileService(svc: NftService): Fragment {
       { set: IN_MAP, elem: { key: d.mark, data: { counter: inCounter(d.mark) } } },
       { set: OUT_MAP, elem: { key: d.mark, data: { counter: outCounter(d.mark) } } },
       // Port 0: keep the port the client asked for (dest->port ? dest->port : vport).
-      d.port ? { set: BACKENDS, elem: { key: d.mark, data: { addr: d.addr, port: d.port } } } : { set: BACKENDS0, elem: { key: d.mark, data: { addr: d.addr } } },
+      d.port
+        ? { set: BACKENDS, elem: { key: d.mark, data: { addr: d.addr, port: d.port } } }
+        : { set: BACKENDS0, elem: { key: d.mark, data: { addr: d.addr } } },
     );
     if (queued) frag.elems.push({ set: QMARKS, elem: { key: d.mark } });
     if (persistent) {
       const name = persistSet(d.mark, svc);
       frag.sets.push({ name, af, key: 'addr', timeout: svc.persistent });
       // A template keeps sending its client to its server, quiesced or not (expire_quiescent_template=0).
-      frag.rules.push([{ i: 'persist-hit', set: name, mask }, { i: 'setmark', value: { v: 'imm', mark: d.mark } }]);
+      frag.rules.push([
+        { i: 'persist-hit', set: name, mask },
+        { i: 'setmark', value: { v: 'imm', mark: d.mark } },
+      ]);
     }
   }
   const reject: Rule = [{ i: 'reject', af }];
   if (queued) {
     frag.rules.push([{ i: 'ctmark', op: 'eq', mark: NO_DEST_MARK }, ...reject]);
-    frag.rules.push([{ i: 'ctmark', op: 'neq', mark: 0 }, { i: 'goto', chain: NAT_CHAIN }]);
+    frag.rules.push([
+      { i: 'ctmark', op: 'neq', mark: 0 },
+      { i: 'goto', chain: NAT_CHAIN },
+    ]);
     // No verdict in time (or no tsvsd): rr over the usable servers, in the kernel.
     const fallback = markValue(svc, schedulerPick({ ...svc, scheduler: 'rr', wrr: null }));
-    if (fallback) frag.rules.push([{ i: 'setmark', value: fallback }, { i: 'goto', chain: NAT_CHAIN }]);
+    if (fallback)
+      frag.rules.push([
+        { i: 'setmark', value: fallback },
+        { i: 'goto', chain: NAT_CHAIN },
+      ]);
   } else {
     const value = markValue(svc, schedulerPick(svc));
     if (persistent) {
-      if (value) frag.rules.push([{ i: 'ctmark', op: 'eq', mark: 0 }, { i: 'setmark', value }]);
+      if (value)
+        frag.rules.push([
+          { i: 'ctmark', op: 'eq', mark: 0 },
+          { i: 'setmark', value },
+        ]);
       for (const d of svc.dests) {
         const name = persistSet(d.mark, svc);
-        frag.rules.push([{ i: 'ctmark', op: 'eq', mark: d.mark }, { i: 'update', set: name, mask }, { i: 'goto', chain: NAT_CHAIN }]);
+        frag.rules.push([
+          { i: 'ctmark', op: 'eq', mark: d.mark },
+          { i: 'update', set: name, mask },
+          { i: 'goto', chain: NAT_CHAIN },
+        ]);
       }
     } else if (value) {
-      frag.rules.push([{ i: 'setmark', value }, { i: 'goto', chain: NAT_CHAIN }]);
+      frag.rules.push([
+        { i: 'setmark', value },
+        { i: 'goto', chain: NAT_CHAIN },
+      ]);
     }
   }
   // ip_vs_leave: "no destination available" answers ICMP port unreachable, TCP or UDP.

@@ -10,10 +10,36 @@
  */
 
 import { formatIPv6 } from '../../core/addr.js';
-import { encodeAttrs, nlMessage, parseAttrList, parseAttrs, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, type Attr, type NlMessage } from '../../net/netlink.js';
+import {
+  encodeAttrs,
+  nlMessage,
+  parseAttrList,
+  parseAttrs,
+  NLM_F_ACK,
+  NLM_F_APPEND,
+  NLM_F_CREATE,
+  NLM_F_REQUEST,
+  type Attr,
+  type NlMessage,
+} from '../../net/netlink.js';
 
 // The generic netlink layer (src/net/netlink.ts), re-exported for this plane's users.
-export { encodeAttrs, errorCode, parseAttrList, parseAttrs, parseMessages, NLA_F_NESTED, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, type Attr, type NlMessage } from '../../net/netlink.js';
+export {
+  encodeAttrs,
+  errorCode,
+  parseAttrList,
+  parseAttrs,
+  parseMessages,
+  NLA_F_NESTED,
+  NLM_F_ACK,
+  NLM_F_APPEND,
+  NLM_F_CREATE,
+  NLM_F_REQUEST,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  type Attr,
+  type NlMessage,
+} from '../../net/netlink.js';
 
 // linux/netlink.h
 export const NETLINK_NETFILTER = 12;
@@ -73,7 +99,15 @@ export const u32be = (v: number): Buffer => {
 export const cstr = (s: string): Buffer => Buffer.concat([Buffer.from(s, 'utf8'), Buffer.alloc(1)]);
 
 /** One nfnetlink message: nlmsghdr + nfgenmsg (family, version 0, res_id big endian) + attributes. */
-export function nfnlMessage(subsys: number, msg: number, flags: number, seq: number, family: number, resId: number, attrs: readonly Attr[]): Buffer {
+export function nfnlMessage(
+  subsys: number,
+  msg: number,
+  flags: number,
+  seq: number,
+  family: number,
+  resId: number,
+  attrs: readonly Attr[],
+): Buffer {
   const nfgen = Buffer.alloc(4);
   nfgen.writeUInt8(family, 0);
   nfgen.writeUInt16BE(resId, 2);
@@ -136,10 +170,18 @@ export function nfqueueRuleBatch(family: 'ip' | 'ip6', table: string, chain: str
  * chain and an ACK, or with ENOENT when the table or the chain does not exist.
  */
 export function chainGetRequest(family: 'ip' | 'ip6', table: string, chain: string, seq: number): Buffer {
-  return nfnlMessage(NFNL_SUBSYS_NFTABLES, NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_ACK, seq, family === 'ip' ? NFPROTO_IPV4 : NFPROTO_IPV6, 0, [
-    { type: NFTA_CHAIN_TABLE, data: cstr(table) },
-    { type: NFTA_CHAIN_NAME, data: cstr(chain) },
-  ]);
+  return nfnlMessage(
+    NFNL_SUBSYS_NFTABLES,
+    NFT_MSG_GETCHAIN,
+    NLM_F_REQUEST | NLM_F_ACK,
+    seq,
+    family === 'ip' ? NFPROTO_IPV4 : NFPROTO_IPV6,
+    0,
+    [
+      { type: NFTA_CHAIN_TABLE, data: cstr(table) },
+      { type: NFTA_CHAIN_NAME, data: cstr(chain) },
+    ],
+  );
 }
 
 /**
@@ -149,10 +191,18 @@ export function chainGetRequest(family: 'ip' | 'ip6', table: string, chain: stri
  * an empty dump: ask chainGetRequest first to tell the two apart.
  */
 export function ruleDumpRequest(family: 'ip' | 'ip6', table: string, chain: string, seq: number): Buffer {
-  return nfnlMessage(NFNL_SUBSYS_NFTABLES, NFT_MSG_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, seq, family === 'ip' ? NFPROTO_IPV4 : NFPROTO_IPV6, 0, [
-    { type: NFTA_RULE_TABLE, data: cstr(table) },
-    { type: NFTA_RULE_CHAIN, data: cstr(chain) },
-  ]);
+  return nfnlMessage(
+    NFNL_SUBSYS_NFTABLES,
+    NFT_MSG_GETRULE,
+    NLM_F_REQUEST | NLM_F_DUMP,
+    seq,
+    family === 'ip' ? NFPROTO_IPV4 : NFPROTO_IPV6,
+    0,
+    [
+      { type: NFTA_RULE_TABLE, data: cstr(table) },
+      { type: NFTA_RULE_CHAIN, data: cstr(chain) },
+    ],
+  );
 }
 
 /** An xtables target expression of a rule, as the kernel holds it (nft_compat). */
@@ -177,7 +227,11 @@ export function parseRuleTargets(m: NlMessage): XtTarget[] | null {
     if (cstring(e.get(NFTA_EXPR_NAME)) !== 'target') continue;
     const d = parseAttrs(e.get(NFTA_EXPR_DATA) ?? Buffer.alloc(0));
     const rev = d.get(NFTA_TARGET_REV);
-    out.push({ name: cstring(d.get(NFTA_TARGET_NAME)), rev: rev && rev.length >= 4 ? rev.readUInt32BE(0) : -1, info: d.get(NFTA_TARGET_INFO) ?? Buffer.alloc(0) });
+    out.push({
+      name: cstring(d.get(NFTA_TARGET_NAME)),
+      rev: rev && rev.length >= 4 ? rev.readUInt32BE(0) : -1,
+      info: d.get(NFTA_TARGET_INFO) ?? Buffer.alloc(0),
+    });
   }
   return out;
 }
@@ -204,7 +258,9 @@ function cstring(b: Buffer | undefined): string {
 export function nfqCommand(queue: number, cmd: number, seq: number): Buffer {
   const c = Buffer.alloc(4); // struct nfqnl_msg_config_cmd { u8 command; u8 pad; be16 pf; }
   c.writeUInt8(cmd, 0);
-  return nfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_UNSPEC, queue, [{ type: NFQA_CFG_CMD, data: c }]);
+  return nfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_UNSPEC, queue, [
+    { type: NFQA_CFG_CMD, data: c },
+  ]);
 }
 
 /** NFQNL_MSG_CONFIG: copy `range` bytes of each packet, queue length, fail-open. */
@@ -284,7 +340,15 @@ export function parseIpTuple(p: Buffer): Omit<QueuedPacket, 'id'> | null {
   if ((proto !== 6 && proto !== 17) || p.length < l4 + 4) return null;
   // TCP flags are byte 13 of the header; SYN is 0x02.
   const syn = proto === 17 || (p.length > l4 + 13 && (p[l4 + 13]! & 0x02) !== 0);
-  return { af: v === 4 ? 4 : 6, protocol: proto === 6 ? 'tcp' : 'udp', caddr, cport: p.readUInt16BE(l4), vaddr, vport: p.readUInt16BE(l4 + 2), syn };
+  return {
+    af: v === 4 ? 4 : 6,
+    protocol: proto === 6 ? 'tcp' : 'udp',
+    caddr,
+    cport: p.readUInt16BE(l4),
+    vaddr,
+    vport: p.readUInt16BE(l4 + 2),
+    syn,
+  };
 }
 
 /** RFC 5952 text of a 16-byte IPv6 address (as conntrack and the core print it: core/addr.ts). */

@@ -5,8 +5,34 @@
  * director that is a namespace of theirs). Calls are synchronous and bounded by
  * SO_RCVTIMEO; the queue reader uses them from its own worker thread.
  */
-import { AF_NETLINK, check, EAGAIN, EINTR, ETIMEDOUT, lib, LibcError, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_RCVTIMEO, timeval } from '../../net/libc.js';
-import { chainGetRequest, errorCode, NETLINK_NETFILTER, NLMSG_DONE, NLMSG_ERROR, nfqueueFromTarget, nfqueueRuleBatch, parseMessages, parseRuleTargets, ruleDumpRequest, type NfqueueTarget, type NlMessage } from './netlink.js';
+import {
+  AF_NETLINK,
+  check,
+  EAGAIN,
+  EINTR,
+  ETIMEDOUT,
+  lib,
+  LibcError,
+  SOCK_CLOEXEC,
+  SOCK_RAW,
+  SOL_SOCKET,
+  SO_RCVTIMEO,
+  timeval,
+} from '../../net/libc.js';
+import {
+  chainGetRequest,
+  errorCode,
+  NETLINK_NETFILTER,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  nfqueueFromTarget,
+  nfqueueRuleBatch,
+  parseMessages,
+  parseRuleTargets,
+  ruleDumpRequest,
+  type NfqueueTarget,
+  type NlMessage,
+} from './netlink.js';
 
 const SO_RCVBUF = 8;
 const SO_SNDBUFFORCE = 32;
@@ -163,7 +189,13 @@ export class NetfilterSocket {
  * Appends the xtables NFQUEUE target to `family tsvs <chain>` over nf_tables netlink (one
  * batch, atomic). `nsPath`: the director's namespace when it is not this one.
  */
-export function installNfqueueRule(nsPath: string | undefined, family: 'ip' | 'ip6', table: string, chain: string, target: NfqueueTarget): void {
+export function installNfqueueRule(
+  nsPath: string | undefined,
+  family: 'ip' | 'ip6',
+  table: string,
+  chain: string,
+  target: NfqueueTarget,
+): void {
   const sock = inNetns(nsPath, () => new NetfilterSocket({ rcvTimeoutMs: 200 }));
   try {
     const seq = (Date.now() & 0x3fffffff) >>> 0;
@@ -209,7 +241,13 @@ function nfqueueText(t: NfqueueTarget): string {
  * Reads `family table chain` back from the kernel and throws, naming the chain, what was
  * wanted and what is there, unless its first NFQUEUE rule is exactly `want`.
  */
-export function checkNfqueueRule(nsPath: string | undefined, family: 'ip' | 'ip6', table: string, chain: string, want: NfqueueTarget): void {
+export function checkNfqueueRule(
+  nsPath: string | undefined,
+  family: 'ip' | 'ip6',
+  table: string,
+  chain: string,
+  want: NfqueueTarget,
+): void {
   const got = readNfqueueRules(nsPath, family, table, chain);
   const first = got[0];
   if (first && first.queue === want.queue && first.total === want.total && first.bypass === want.bypass) return;

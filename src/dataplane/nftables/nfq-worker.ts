@@ -7,9 +7,26 @@
  * otherwise, so that the kernel's fallback rule schedules the connection.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { NFQNL_CFG_CMD_BIND, NFQNL_CFG_CMD_UNBIND, nfqCommand, nfqParams, nfqVerdict, parseMessages, parseQueuedPacket, type QueuedPacket } from './netlink.js';
+import {
+  NFQNL_CFG_CMD_BIND,
+  NFQNL_CFG_CMD_UNBIND,
+  nfqCommand,
+  nfqParams,
+  nfqVerdict,
+  parseMessages,
+  parseQueuedPacket,
+  type QueuedPacket,
+} from './netlink.js';
 import { enterNetns, NetfilterSocket, SysError } from './netsock.js';
-import { CTRL_ANSWERED, CTRL_STOP, MARKS_OFFSET, MAX_BATCH, type WorkerConfig, type WorkerRequest, type WorkerStatus } from './nfq-shared.js';
+import {
+  CTRL_ANSWERED,
+  CTRL_STOP,
+  MARKS_OFFSET,
+  MAX_BATCH,
+  type WorkerConfig,
+  type WorkerRequest,
+  type WorkerStatus,
+} from './nfq-shared.js';
 
 const cfg = workerData as WorkerConfig;
 const ctrl = new Int32Array(cfg.shared);

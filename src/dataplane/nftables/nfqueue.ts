@@ -11,7 +11,16 @@
 import { Worker } from 'node:worker_threads';
 import { TsvsError } from '../../core/errors.js';
 import type { QueuedPacket } from './netlink.js';
-import { CTRL_ANSWERED, CTRL_STOP, MARKS_OFFSET, MAX_BATCH, SHARED_BYTES, type WorkerConfig, type WorkerRequest, type WorkerStatus } from './nfq-shared.js';
+import {
+  CTRL_ANSWERED,
+  CTRL_STOP,
+  MARKS_OFFSET,
+  MAX_BATCH,
+  SHARED_BYTES,
+  type WorkerConfig,
+  type WorkerRequest,
+  type WorkerStatus,
+} from './nfq-shared.js';
 
 /** The eval'd worker bootstrap (registers tsx under tests, then imports workerData.entry); ct-events.ts reuses it. */
 const BOOTSTRAP = `
@@ -29,7 +38,11 @@ const { workerData } = require('node:worker_threads');
 export function startWorker(script: string, cfg: object, name: string): Worker {
   const self = import.meta.url;
   const underTsx = self.endsWith('.ts');
-  const workerData = { ...cfg, entry: new URL(`./${script}${underTsx ? '.ts' : '.js'}`, self).href, tsx: underTsx ? import.meta.resolve('tsx/esm/api') : null };
+  const workerData = {
+    ...cfg,
+    entry: new URL(`./${script}${underTsx ? '.ts' : '.js'}`, self).href,
+    tsx: underTsx ? import.meta.resolve('tsx/esm/api') : null,
+  };
   return new Worker(BOOTSTRAP, { eval: true, workerData, name });
 }
 
@@ -79,7 +92,7 @@ export class NfQueueReader {
         // The kernel answers a bind of a queue another socket owns with EPERM (EBUSY in older kernels).
         const busy = errno === EBUSY || (errno === EPERM && process.getuid?.() === 0 && /^bind NFQUEUE/.test(msg));
         const why = busy
-            ? `NFQUEUE queue ${this.opts.queue} is already bound by another reader (EBUSY/EPERM: ${msg}): is another tsvsd running in this network namespace? Stop it, or give this one another queue with TSVS_NFT_QUEUE`
+          ? `NFQUEUE queue ${this.opts.queue} is already bound by another reader (EBUSY/EPERM: ${msg}): is another tsvsd running in this network namespace? Stop it, or give this one another queue with TSVS_NFT_QUEUE`
           : `the NFQUEUE reader could not start: ${msg} (needs root, nfnetlink_queue and nft_compat/xt_NFQUEUE in the kernel)`;
         if (!settled) {
           settled = true;

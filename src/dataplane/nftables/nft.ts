@@ -36,7 +36,10 @@ export type { CounterValue } from './nftread.js';
  * restart the walk of the table's objects: quadratic, 12 s for 120,000 counters here. With
  * `names` (per family) only those are read, one GETOBJ each: linear, about 20 us a name.
  */
-export async function nftCounters(run: Runner, names?: Partial<Record<'ip' | 'ip6', readonly string[]>>): Promise<Map<string, CounterValue>> {
+export async function nftCounters(
+  run: Runner,
+  names?: Partial<Record<'ip' | 'ip6', readonly string[]>>,
+): Promise<Map<string, CounterValue>> {
   if (names) {
     const out = new Map<string, CounterValue>();
     for (const family of ['ip', 'ip6'] as const) {

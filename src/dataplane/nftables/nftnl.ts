@@ -17,11 +17,33 @@ import { nlMessage, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST } from 
 import { NlWriter, type WAttr } from '../../net/nlwriter.js';
 import { commandsText } from './nfttext.js';
 import type { Cmd, Elem, ElemData, ElemKey, Item, Mask, MarkValue, SetDef } from './nat.js';
-import { NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_UNSPEC, u32be } from './netlink.js';
+import {
+  NFNL_MSG_BATCH_BEGIN,
+  NFNL_MSG_BATCH_END,
+  NFNL_SUBSYS_NFTABLES,
+  NFPROTO_IPV4,
+  NFPROTO_IPV6,
+  NFPROTO_UNSPEC,
+  u32be,
+} from './netlink.js';
 import { TABLE } from './ruleset.js';
 
 // linux/netfilter/nf_tables.h
-const MSG = { NEWTABLE: 0, DELTABLE: 2, NEWCHAIN: 3, DELCHAIN: 5, NEWRULE: 6, DELRULE: 8, NEWSET: 9, DELSET: 11, NEWSETELEM: 12, DELSETELEM: 14, GETGEN: 16, NEWOBJ: 18, DELOBJ: 20 } as const;
+const MSG = {
+  NEWTABLE: 0,
+  DELTABLE: 2,
+  NEWCHAIN: 3,
+  DELCHAIN: 5,
+  NEWRULE: 6,
+  DELRULE: 8,
+  NEWSET: 9,
+  DELSET: 11,
+  NEWSETELEM: 12,
+  DELSETELEM: 14,
+  GETGEN: 16,
+  NEWOBJ: 18,
+  DELOBJ: 20,
+} as const;
 const NFTA_LIST_ELEM = 1;
 const NFTA_EXPR_NAME = 1;
 const NFTA_EXPR_DATA = 2;
@@ -100,16 +122,22 @@ const str = (type: number, s: string): WAttr => ({ type, str: s });
 const u = (type: number, v: number): WAttr => ({ type, u32: v });
 const n = (type: number, nested: WAttr[]): WAttr => ({ type, nested });
 const value = (type: number, data: Buffer): WAttr => n(type, [a(NFTA_DATA_VALUE, data)]);
-const verdict = (code: number, chain?: string): WAttr[] => [n(NFTA_DATA_VERDICT, [a(NFTA_VERDICT_CODE, s32be(code)), ...(chain ? [str(NFTA_VERDICT_CHAIN, chain)] : [])])];
+const verdict = (code: number, chain?: string): WAttr[] => [
+  n(NFTA_DATA_VERDICT, [a(NFTA_VERDICT_CODE, s32be(code)), ...(chain ? [str(NFTA_VERDICT_CHAIN, chain)] : [])]),
+];
 const expr = (name: string, attrs: WAttr[]): WAttr => n(NFTA_LIST_ELEM, [str(NFTA_EXPR_NAME, name), n(NFTA_EXPR_DATA, attrs)]);
 
-const payload = (dreg: number, base: 'nh' | 'th', offset: number, len: number) => expr('payload', [u(1, dreg), u(2, base === 'nh' ? 1 : 2), u(3, offset), u(4, len)]);
+const payload = (dreg: number, base: 'nh' | 'th', offset: number, len: number) =>
+  expr('payload', [u(1, dreg), u(2, base === 'nh' ? 1 : 2), u(3, offset), u(4, len)]);
 const meta = (dreg: number, key: 'mark' | 'l4proto') => expr('meta', [u(1, dreg), u(2, key === 'mark' ? 3 : 16)]);
-const ctLoad = (dreg: number, key: 'state' | 'direction' | 'mark') => expr('ct', [u(1, dreg), u(2, key === 'state' ? 0 : key === 'direction' ? 1 : 3)]);
+const ctLoad = (dreg: number, key: 'state' | 'direction' | 'mark') =>
+  expr('ct', [u(1, dreg), u(2, key === 'state' ? 0 : key === 'direction' ? 1 : 3)]);
 const ctSetMark = (sreg: number) => expr('ct', [u(2, 3), u(4, sreg)]);
 const cmp = (sreg: number, op: 'eq' | 'neq', data: Buffer) => expr('cmp', [u(1, sreg), u(2, op === 'eq' ? 0 : 1), value(3, data)]);
-const bitwise = (reg: number, mask: Buffer) => expr('bitwise', [u(1, reg), u(2, reg), u(3, mask.length), value(4, mask), value(5, Buffer.alloc(mask.length))]);
-const lookup = (set: string, sreg: number, dreg?: number) => expr('lookup', [str(1, set), u(2, sreg), ...(dreg !== undefined ? [u(3, dreg)] : [])]);
+const bitwise = (reg: number, mask: Buffer) =>
+  expr('bitwise', [u(1, reg), u(2, reg), u(3, mask.length), value(4, mask), value(5, Buffer.alloc(mask.length))]);
+const lookup = (set: string, sreg: number, dreg?: number) =>
+  expr('lookup', [str(1, set), u(2, sreg), ...(dreg !== undefined ? [u(3, dreg)] : [])]);
 const immediate = (dreg: number, data: WAttr[]) => expr('immediate', [u(1, dreg), n(2, data)]);
 
 const saddrOffset = (af: Family) => (af === 6 ? 8 : 12);
@@ -160,7 +188,12 @@ function markValueExprs(v: MarkValue, anon: (s: Omit<AnonSet, 'name'>) => string
     }
     // byteorder hton: interval keys are compared in network order.
     out.push(expr('byteorder', [u(1, REG_1), u(2, REG_1), u(3, 1), u(4, 4), u(5, 4)]));
-    const name = anon({ flags: SET_F.ANONYMOUS | SET_F.CONSTANT | SET_F.INTERVAL | SET_F.MAP, keyType: TYPE.INTEGER, keyLen: 4, elems: intervalElems(v.elems) });
+    const name = anon({
+      flags: SET_F.ANONYMOUS | SET_F.CONSTANT | SET_F.INTERVAL | SET_F.MAP,
+      keyType: TYPE.INTEGER,
+      keyLen: 4,
+      elems: intervalElems(v.elems),
+    });
     out.push(lookup(name, REG_1, REG_1));
   }
   return out;
@@ -260,7 +293,9 @@ function ruleExprs(rule: readonly Item[], anon: (s: Omit<AnonSet, 'name'>) => st
 
 function keyBytes(k: ElemKey): Buffer {
   if (typeof k === 'number') return markBytes(k);
-  return k.port !== undefined ? concat(addrBytes(k.addr), u8(protoNum(k.proto)), port2(k.port)) : concat(addrBytes(k.addr), u8(protoNum(k.proto)));
+  return k.port !== undefined
+    ? concat(addrBytes(k.addr), u8(protoNum(k.proto)), port2(k.port))
+    : concat(addrBytes(k.addr), u8(protoNum(k.proto)));
 }
 
 function dataAttr(d: ElemData): WAttr {
@@ -352,7 +387,10 @@ export function encodeBatch(cmds: readonly Cmd[], seq0: number): Batch {
   let ci = 0;
   let seq = seq0 >>> 0;
   let setId = 1;
-  const nfgen = { [NFPROTO_IPV4]: Buffer.from([NFPROTO_IPV4, 0, 0, 0]), [NFPROTO_IPV6]: Buffer.from([NFPROTO_IPV6, 0, 0, 0]) } as Record<number, Buffer>;
+  const nfgen = { [NFPROTO_IPV4]: Buffer.from([NFPROTO_IPV4, 0, 0, 0]), [NFPROTO_IPV6]: Buffer.from([NFPROTO_IPV6, 0, 0, 0]) } as Record<
+    number,
+    Buffer
+  >;
   const nft = (family: number, type: number, flags: number, attrs: WAttr[]) => {
     const at = w.begin((NFNL_SUBSYS_NFTABLES << 8) | type, NLM_F_REQUEST | flags, seq++, nfgen[family]!);
     w.attrs(attrs);
@@ -397,7 +435,16 @@ export function encodeBatch(cmds: readonly Cmd[], seq0: number): Batch {
           return name;
         });
         for (const s of sets) {
-          const attrs: WAttr[] = [T, str(2, s.name), u(3, s.flags), u(4, s.keyType), u(5, s.keyLen), u(6, TYPE.MARK), u(7, 4), u(10, setId++)];
+          const attrs: WAttr[] = [
+            T,
+            str(2, s.name),
+            u(3, s.flags),
+            u(4, s.keyType),
+            u(5, s.keyLen),
+            u(6, TYPE.MARK),
+            u(7, 4),
+            u(10, setId++),
+          ];
           attrs.push(n(9, [u(1, s.elems.length)]), a(13, udata(2, 1)));
           nft(fam, MSG.NEWSET, NLM_F_CREATE, attrs);
           elemMessages(fam, MSG.NEWSETELEM, NLM_F_CREATE, str(2, s.name), s.elems);
@@ -418,10 +465,22 @@ export function encodeBatch(cmds: readonly Cmd[], seq0: number): Batch {
         nft(fam, MSG.DELSET, 0, [T, str(2, c.name)]);
         break;
       case 'add-elems':
-        elemMessages(fam, MSG.NEWSETELEM, NLM_F_CREATE, str(2, c.set), c.elems.map((e) => elemAttrs(e, false)));
+        elemMessages(
+          fam,
+          MSG.NEWSETELEM,
+          NLM_F_CREATE,
+          str(2, c.set),
+          c.elems.map((e) => elemAttrs(e, false)),
+        );
         break;
       case 'delete-elems':
-        elemMessages(fam, MSG.DELSETELEM, 0, str(2, c.set), c.elems.map((e) => elemAttrs(e, true)));
+        elemMessages(
+          fam,
+          MSG.DELSETELEM,
+          0,
+          str(2, c.set),
+          c.elems.map((e) => elemAttrs(e, true)),
+        );
         break;
     }
   }

@@ -7,7 +7,17 @@
  */
 import { parseAttrs, type Attr, type NlMessage } from '../../net/netlink.js';
 import { NLM_F_DUMP } from './ctnetlink.js';
-import { cstr, ipv6String, nfnlMessage, NFNL_SUBSYS_NFTABLES, NFPROTO_IPV4, NFPROTO_IPV6, NLM_F_ACK, NLM_F_REQUEST, u32be } from './netlink.js';
+import {
+  cstr,
+  ipv6String,
+  nfnlMessage,
+  NFNL_SUBSYS_NFTABLES,
+  NFPROTO_IPV4,
+  NFPROTO_IPV6,
+  NLM_F_ACK,
+  NLM_F_REQUEST,
+  u32be,
+} from './netlink.js';
 import { dump, nextSeq, readLimits, reportTruncated, requestMany } from './nldump.js';
 import { LibcError } from '../../net/libc.js';
 
@@ -111,7 +121,8 @@ export function parseSetElems(m: NlMessage): SetElement[] {
     if ((list.readUInt16LE(off + 2) & 0x3fff) === NFTA_LIST_ELEM) {
       const e = parseAttrs(list.subarray(off + 4, off + len));
       const key = e.get(NFTA_SET_ELEM_KEY) ? parseAttrs(e.get(NFTA_SET_ELEM_KEY)!).get(NFTA_DATA_VALUE) : undefined;
-      if (key) out.push({ key: keyText(key), expiresMs: u64(e.get(NFTA_SET_ELEM_EXPIRATION)), timeoutMs: u64(e.get(NFTA_SET_ELEM_TIMEOUT)) });
+      if (key)
+        out.push({ key: keyText(key), expiresMs: u64(e.get(NFTA_SET_ELEM_EXPIRATION)), timeoutMs: u64(e.get(NFTA_SET_ELEM_TIMEOUT)) });
     }
     off += (len + 3) & ~3;
   }
@@ -125,7 +136,6 @@ function keyText(k: Buffer): string {
 }
 
 // ------------------------------------------------------------------ reads
-
 
 /**
  * Every named counter of `family table` (empty when the table does not exist), by name.
@@ -148,7 +158,8 @@ export async function readCounters(nsPath: string | undefined, family: NftFamily
     if (e instanceof LibcError && e.errno === ENOENT) return out;
     throw e;
   }
-  if (end === 'stopped') reportTruncated('objTruncated', `counter read of ${family} ${table} stopped at ${max} objects (ReadLimits.maxObjects)`);
+  if (end === 'stopped')
+    reportTruncated('objTruncated', `counter read of ${family} ${table} stopped at ${max} objects (ReadLimits.maxObjects)`);
   return out;
 }
 
@@ -156,7 +167,12 @@ export async function readCounters(nsPath: string | undefined, family: NftFamily
  * The named counters `names` of `family table`, one GETOBJ each, sent in batches: the cost
  * follows the names asked for, not the table. Names that do not exist are left out.
  */
-export async function readCountersByName(nsPath: string | undefined, family: NftFamily, table: string, names: readonly string[]): Promise<Map<string, CounterValue>> {
+export async function readCountersByName(
+  nsPath: string | undefined,
+  family: NftFamily,
+  table: string,
+  names: readonly string[],
+): Promise<Map<string, CounterValue>> {
   const out = new Map<string, CounterValue>();
   const seq0 = nextSeq(names.length);
   const reqs = names.map((n, i) => objGetRequest(family, table, n, seq0 + i));
@@ -197,6 +213,7 @@ export async function readSetElements(nsPath: string | undefined, family: NftFam
     if (e instanceof LibcError && e.errno === ENOENT) return out;
     throw e;
   }
-  if (end === 'stopped') reportTruncated('setTruncated', `element read of set ${family} ${table} ${set} stopped at ${max} elements (ReadLimits.maxSetElements)`);
+  if (end === 'stopped')
+    reportTruncated('setTruncated', `element read of set ${family} ${table} ${set} stopped at ${max} elements (ReadLimits.maxSetElements)`);
   return out;
 }

@@ -97,7 +97,8 @@ const elemText = (e: Elem) => (e.data ? `${keyText(e.key)} : ${dataText(e.data)}
 
 function setText(s: SetDef): string {
   const a = addrType(s.af);
-  const key = s.key === 'vip3' ? `${a} . inet_proto . inet_service` : s.key === 'vip2' ? `${a} . inet_proto` : s.key === 'mark' ? 'mark' : a;
+  const key =
+    s.key === 'vip3' ? `${a} . inet_proto . inet_service` : s.key === 'vip2' ? `${a} . inet_proto` : s.key === 'mark' ? 'mark' : a;
   if (s.timeout !== undefined) return `set ${s.name} { type ${key}; size 65535; flags dynamic,timeout; timeout ${s.timeout}s; }`;
   if (!s.data) return `set ${s.name} { type ${key}; }`;
   const data = s.data === 'addrport' ? `${a} . inet_service` : s.data === 'addr' ? a : s.data;

@@ -99,7 +99,13 @@ export type DumpEnd = 'done' | 'stopped';
  * closed, which ends the kernel's dump. Throws LibcError for a kernel error, and ETIMEDOUT
  * past the time bound.
  */
-export async function dump(nsPath: string | undefined, request: Buffer, seq: number, what: string, onMessage: (m: NlMessage) => boolean | void): Promise<DumpEnd> {
+export async function dump(
+  nsPath: string | undefined,
+  request: Buffer,
+  seq: number,
+  what: string,
+  onMessage: (m: NlMessage) => boolean | void,
+): Promise<DumpEnd> {
   const sock = openReadSocket(nsPath);
   try {
     sock.send(request);
@@ -109,7 +115,12 @@ export async function dump(nsPath: string | undefined, request: Buffer, seq: num
   }
 }
 
-async function readUntilDone(sock: NetfilterSocket, seq: number, what: string, onMessage: (m: NlMessage) => boolean | void): Promise<DumpEnd> {
+async function readUntilDone(
+  sock: NetfilterSocket,
+  seq: number,
+  what: string,
+  onMessage: (m: NlMessage) => boolean | void,
+): Promise<DumpEnd> {
   const buf = Buffer.allocUnsafe(READ_BYTES);
   const until = Date.now() + limits.timeoutMs;
   for (let reads = 1; ; reads++) {

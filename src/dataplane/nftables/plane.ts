@@ -128,14 +128,16 @@ export class NftablesDataPlane implements DataPlane {
     this.table = table;
     const ctProblem = await conntrackProblem(this.run);
     this.readback.conntrackOk = !ctProblem;
-    if (ctProblem) this.opts.log('warn', `conntrack cannot be read (${ctProblem}): connection listings and active/inactive counts stay empty`);
+    if (ctProblem)
+      this.opts.log('warn', `conntrack cannot be read (${ctProblem}): connection listings and active/inactive counts stay empty`);
     setReadLimits({}, (m) => this.opts.log('warn', `nftables read-back: ${m}`));
     for (const svc of table.list()) for (const dest of svc.dests) this.model.owners.set(this.model.markOf(svc.id, dest.id), { svc, dest });
     await this.enqueue(() => this.loadAll('start'));
     this.readback.startEvents();
     this.unsubscribe = table.subscribe({ change: (ev) => this.onChange(ev) });
     this.readback.schedulePoll(this.opts.pollMs ?? 1000);
-    if (this.snat.length) this.opts.log('warn', `masquerading outbound connections from ${this.snat.join(', ')} because TSVS_NFT_SNAT is set`);
+    if (this.snat.length)
+      this.opts.log('warn', `masquerading outbound connections from ${this.snat.join(', ')} because TSVS_NFT_SNAT is set`);
     this.opts.log('info', 'nftables data plane started: rules in tables ip tsvs and ip6 tsvs');
   }
 
@@ -147,9 +149,14 @@ export class NftablesDataPlane implements DataPlane {
         if (s.fwmark) throw notSupported(`${label}: fwmark services are not supported by the nftables data plane yet`);
         if (s.protocol === 'sctp') throw notSupported(`${label}: SCTP is not supported by the nftables data plane`);
         if (!KERNEL_SCHEDULERS.has(s.scheduler) && !QUEUE_SCHEDULERS.has(s.scheduler)) {
-          throw notSupported(`${label}: scheduler ${s.scheduler} is not supported by the nftables data plane (it runs ${[...KERNEL_SCHEDULERS, ...QUEUE_SCHEDULERS].join(', ')})`);
+          throw notSupported(
+            `${label}: scheduler ${s.scheduler} is not supported by the nftables data plane (it runs ${[...KERNEL_SCHEDULERS, ...QUEUE_SCHEDULERS].join(', ')})`,
+          );
         }
-        if (s.ops) throw notSupported(`${label}: one-packet scheduling (-o) is not supported by the nftables data plane: conntrack keeps one entry (one NAT binding) per UDP flow, so its datagrams cannot go to different servers`);
+        if (s.ops)
+          throw notSupported(
+            `${label}: one-packet scheduling (-o) is not supported by the nftables data plane: conntrack keeps one entry (one NAT binding) per UDP flow, so its datagrams cannot go to different servers`,
+          );
         if (s.pe) throw notSupported(`${label}: persistence engine ${s.pe} is not supported by the nftables data plane`);
       }
     }
@@ -243,7 +250,9 @@ export class NftablesDataPlane implements DataPlane {
   private async checkHost(): Promise<void> {
     if (process.platform !== 'linux') throw dataplaneError('the nftables data plane needs Linux');
     if (process.getuid?.() !== 0) {
-      throw dataplaneError('the nftables data plane needs root (CAP_NET_ADMIN) to program nftables; run tsvsd as root or use --dataplane userspace');
+      throw dataplaneError(
+        'the nftables data plane needs root (CAP_NET_ADMIN) to program nftables; run tsvsd as root or use --dataplane userspace',
+      );
     }
     if (!(await nftVersion(this.run))) throw dataplaneError('the nftables data plane needs the nft command (apt-get install nftables)');
     const setup = (this.opts.setup ?? '').split(',').map((s) => s.trim());
@@ -286,14 +295,25 @@ export class NftablesDataPlane implements DataPlane {
     if (plan.commands.length) await nftApply(this.run, { nftables: plan.commands }, why);
     plan.commit();
     this.model.drModel = dr;
-    const { head, queueFams } = loadHead(nat.map(([, f]) => f), this.snat);
-    const sent = this.sendChunked(nat.map(([, f]) => [undefined, f]), head, [], why);
+    const { head, queueFams } = loadHead(
+      nat.map(([, f]) => f),
+      this.snat,
+    );
+    const sent = this.sendChunked(
+      nat.map(([, f]) => [undefined, f]),
+      head,
+      [],
+      why,
+    );
     this.model.clearFrags();
     for (const [id, f] of nat) this.model.setFrag(id, f);
     this.model.queueFams.clear();
     this.firstPacket.installRules(queueFams);
     if (this.model.queuedFrags) await this.firstPacket.start();
-    this.opts.log('info', `nftables: tables loaded (${why}): ${nat.length} NAT services, ${dr.size} DR services, ${sent.messages} netlink messages`);
+    this.opts.log(
+      'info',
+      `nftables: tables loaded (${why}): ${nat.length} NAT services, ${dr.size} DR services, ${sent.messages} netlink messages`,
+    );
   }
 
   /**
@@ -337,7 +357,13 @@ export class NftablesDataPlane implements DataPlane {
     let sent = { messages: 0, bytes: 0 };
     try {
       const head = [...newQueueFams].flatMap((f) => queueBaseCommands(f));
-      sent = this.sendChunked(pairs, head, goneQueueFams.flatMap((f) => queueRemoveCommands(f)), why, [...newQueueFams].flatMap((f) => queueRemoveCommands(f)));
+      sent = this.sendChunked(
+        pairs,
+        head,
+        goneQueueFams.flatMap((f) => queueRemoveCommands(f)),
+        why,
+        [...newQueueFams].flatMap((f) => queueRemoveCommands(f)),
+      );
     } catch (e) {
       if (drPlan?.commands.length) {
         // The DR half went in: take it back, so that the batch is all or nothing.
@@ -356,7 +382,8 @@ export class NftablesDataPlane implements DataPlane {
     for (const f of goneQueueFams) model.queueFams.delete(f);
     this.firstPacket.installRules(newQueueFams);
     if (model.queuedFrags) await this.firstPacket.start();
-    if (sent.messages) this.opts.log('debug', `nftables: ${why}: ${pairs.length} services changed, ${sent.messages} netlink messages, ${sent.bytes} bytes`);
+    if (sent.messages)
+      this.opts.log('debug', `nftables: ${why}: ${pairs.length} services changed, ${sent.messages} netlink messages, ${sent.bytes} bytes`);
   }
 
   /**
@@ -367,7 +394,13 @@ export class NftablesDataPlane implements DataPlane {
    * 250). If the kernel refuses one, the ones already sent are taken back, so the batch is
    * still all or nothing as the table and its clients see it.
    */
-  private sendChunked(pairs: ReadonlyArray<[Fragment | undefined, Fragment | undefined]>, head: Cmd[], tail: Cmd[], why: string, undoHead: Cmd[] = []): { messages: number; bytes: number } {
+  private sendChunked(
+    pairs: ReadonlyArray<[Fragment | undefined, Fragment | undefined]>,
+    head: Cmd[],
+    tail: Cmd[],
+    why: string,
+    undoHead: Cmd[] = [],
+  ): { messages: number; bytes: number } {
     const total = { messages: 0, bytes: 0 };
     const done: Array<[Fragment | undefined, Fragment | undefined]> = [];
     let headSent = false;
@@ -395,7 +428,11 @@ export class NftablesDataPlane implements DataPlane {
           }
           if (headSent && undoHead.length) this.sender.send(undoHead, `${why}: undo`);
         } catch (u) {
-          this.opts.log('error', `nftables: ${why}: could not take back the part of the batch already in the kernel; it is ahead of the table until the next change to those services`, { err: (u as Error).message });
+          this.opts.log(
+            'error',
+            `nftables: ${why}: could not take back the part of the batch already in the kernel; it is ahead of the table until the next change to those services`,
+            { err: (u as Error).message },
+          );
         }
       }
       throw e;

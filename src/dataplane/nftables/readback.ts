@@ -25,7 +25,8 @@ import { connsCounter, inCounter, outCounter, persistSet, QUEUE_SCHEDULERS } fro
 const QUEUED_GRACE_MS = 3000;
 
 /** The key of a connection's tuple, shared by conntrack entries, events and first packets. */
-export const connKey = (af: number, protocol: string, caddr: string, cport: number, vaddr: string, vport: number) => `${af}|${protocol}|${caddr}|${cport}|${vaddr}|${vport}`;
+export const connKey = (af: number, protocol: string, caddr: string, cport: number, vaddr: string, vport: number) =>
+  `${af}|${protocol}|${caddr}|${cport}|${vaddr}|${vport}`;
 
 /** conntrack's TCP states as IPVS names them for a NAT connection. */
 const CT_TO_IPVS: Record<string, string> = {
@@ -114,10 +115,15 @@ export class ReadBack {
   /** Follows conntrack's events (marked entries only): the servers with traffic, and for the first-packet path the closes. */
   startEvents(): void {
     if (!this.conntrackOk || this.events || this.stopped) return;
-    this.events = conntrackEvents(this.deps.netns, (e) => this.onConntrackEvent(e), (why) => this.deps.log('warn', `nftables: ${why}; restarting it`), {
-      // Events were lost: the next round reads every counter.
-      onLost: () => (this.readAllCounters = true),
-    });
+    this.events = conntrackEvents(
+      this.deps.netns,
+      (e) => this.onConntrackEvent(e),
+      (why) => this.deps.log('warn', `nftables: ${why}; restarting it`),
+      {
+        // Events were lost: the next round reads every counter.
+        onLost: () => (this.readAllCounters = true),
+      },
+    );
   }
 
   /** The live connection mirrored under a tuple, if any. */
@@ -310,11 +316,20 @@ export class ReadBack {
         const i = counters.get(`${fam}/${inCounter(mark)}`);
         const o = counters.get(`${fam}/${outCounter(mark)}`);
         // Not read this round (idle): as at its last read.
-        const raw: Stats | undefined = c && i && o ? { conns: c.packets, inpkts: i.packets, inbytes: i.bytes, outpkts: o.packets, outbytes: o.bytes } : this.lastRaw.get(mark);
+        const raw: Stats | undefined =
+          c && i && o
+            ? { conns: c.packets, inpkts: i.packets, inbytes: i.bytes, outpkts: o.packets, outbytes: o.bytes }
+            : this.lastRaw.get(mark);
         if (!raw) continue;
         this.lastRaw.set(mark, raw);
         const base = this.baseline.get(mark) ?? ZERO;
-        const s: Stats = { conns: raw.conns - base.conns, inpkts: raw.inpkts - base.inpkts, inbytes: raw.inbytes - base.inbytes, outpkts: raw.outpkts - base.outpkts, outbytes: raw.outbytes - base.outbytes };
+        const s: Stats = {
+          conns: raw.conns - base.conns,
+          inpkts: raw.inpkts - base.inpkts,
+          inbytes: raw.inbytes - base.inbytes,
+          outpkts: raw.outpkts - base.outpkts,
+          outbytes: raw.outbytes - base.outbytes,
+        };
         dest.stats.set(s);
         for (const k of Object.keys(ZERO) as (keyof Stats)[]) sum[k] += s[k];
       }

@@ -90,7 +90,8 @@ export const connsCounter = (mark: number) => `conns${mark}`;
 export const inCounter = (mark: number) => `in${mark}`;
 export const outCounter = (mark: number) => `out${mark}`;
 /** The persistence set's name carries its timeout and mask: changing either starts a new set, as the kernel retires old templates. */
-export const persistSet = (mark: number, svc: Pick<NftService, 'af' | 'persistent' | 'netmask'>) => `persist${mark}_${svc.persistent}_${prefixLen(svc)}`;
+export const persistSet = (mark: number, svc: Pick<NftService, 'af' | 'persistent' | 'netmask'>) =>
+  `persist${mark}_${svc.persistent}_${prefixLen(svc)}`;
 
 /** The service's persistence netmask (-M) as a prefix length. */
 export function prefixLen(svc: Pick<NftService, 'af' | 'netmask'>): number {
@@ -126,7 +127,18 @@ function v6Mask(len: number): string {
 
 /** A SchedDest view of a model dest, for the core's scheduler code. */
 function schedDest(af: Family, d: NftDest): SchedDest & { src: NftDest } {
-  return { af, addr: d.addr, port: d.port, weight: d.weight, lastWeight: d.lastWeight, activeconns: 0, inactconns: 0, overloaded: d.overloaded, available: true, src: d };
+  return {
+    af,
+    addr: d.addr,
+    port: d.port,
+    weight: d.weight,
+    lastWeight: d.lastWeight,
+    activeconns: 0,
+    inactconns: 0,
+    overloaded: d.overloaded,
+    available: true,
+    src: d,
+  };
 }
 
 const usable = (d: NftDest) => d.weight > 0 && !d.overloaded;
@@ -190,7 +202,11 @@ export function shTargets(svc: NftService): (NftDest | null)[] {
 
 /** mh's 4093 slots resolved; unavailable slots probe forward with mh-fallback (the kernel re-hashes instead). */
 export function mhTargets(svc: NftService): (NftDest | null)[] {
-  const table = mhTable(svc.af, svc.dests.map((d) => schedDest(svc.af, d))) ?? [];
+  const table =
+    mhTable(
+      svc.af,
+      svc.dests.map((d) => schedDest(svc.af, d)),
+    ) ?? [];
   const fallback = (svc.schedFlags & SCHED_FLAG_1) !== 0;
   const M = table.length;
   return table.map((d, b) => {
@@ -287,7 +303,10 @@ export function schedulerRule(svc: NftService): Stmt[] | null {
 /** Checks TSVS_NFT_SNAT's list of networks ("198.19.0.0/24,2001:db8::/64"); throws on a bad one. */
 export function parseSnat(text: string): string[] {
   const out: string[] = [];
-  for (const raw of text.split(',').map((x) => x.trim()).filter(Boolean)) {
+  for (const raw of text
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     const m = /^([0-9a-fA-F:.]+)(?:\/(\d{1,3}))?$/.exec(raw);
     const v6 = raw.includes(':');
     if (!m || (m[2] !== undefined && Number(m[2]) > (v6 ? 128 : 32)) || (!v6 && !/^\d+\.\d+\.\d+\.\d+$/.test(m[1]!))) {

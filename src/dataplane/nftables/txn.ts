@@ -126,5 +126,8 @@ export function fullLoad(frags: Iterable<Fragment>, snat: readonly string[]): { 
 
 /** Removes tsvs's tables (clean exit). */
 export function removal(): Cmd[] {
-  return FAMS.flatMap((f): Cmd[] => [{ c: 'add-table', f }, { c: 'delete-table', f }]);
+  return FAMS.flatMap((f): Cmd[] => [
+    { c: 'add-table', f },
+    { c: 'delete-table', f },
+  ]);
 }

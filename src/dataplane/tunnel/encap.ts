@@ -97,7 +97,7 @@ interface InnerInfo {
 function innerInfo(pkt: Buffer): InnerInfo {
   const v = pkt[0]! >> 4;
   if (v === 4) return { af: 4, dsfield: pkt[1]!, ttl: pkt[8]!, df: (pkt.readUInt16BE(6) & 0x4000) !== 0 };
-  if (v === 6) return { af: 6, dsfield: ((pkt.readUInt16BE(0) >> 4) & 0xff), ttl: pkt[7]!, df: false };
+  if (v === 6) return { af: 6, dsfield: (pkt.readUInt16BE(0) >> 4) & 0xff, ttl: pkt[7]!, df: false };
   throw new Error(`inner packet: IP version ${v} is neither 4 nor 6`);
 }
 
@@ -226,11 +226,27 @@ export function decapsulate(pkt: Buffer, guePort?: number): Decapsulated {
     const ihl = (pkt[0]! & 15) * 4;
     if (pkt.readUInt16BE(2) !== pkt.length) throw new Error(`outer IPv4 total length ${pkt.readUInt16BE(2)} != ${pkt.length}`);
     if (onesSum(pkt.subarray(0, ihl)) !== 0xffff) throw new Error('outer IPv4 header checksum is wrong');
-    out = { af: 4, tos: pkt[1]!, ttl: pkt[8]!, df: (pkt.readUInt16BE(6) & 0x4000) !== 0, proto: pkt[9]!, src: pkt.subarray(12, 16), dst: pkt.subarray(16, 20) };
+    out = {
+      af: 4,
+      tos: pkt[1]!,
+      ttl: pkt[8]!,
+      df: (pkt.readUInt16BE(6) & 0x4000) !== 0,
+      proto: pkt[9]!,
+      src: pkt.subarray(12, 16),
+      dst: pkt.subarray(16, 20),
+    };
     off = ihl;
   } else if (v === 6) {
     if (pkt.readUInt16BE(4) + 40 !== pkt.length) throw new Error(`outer IPv6 payload length ${pkt.readUInt16BE(4)} != ${pkt.length - 40}`);
-    out = { af: 6, tos: (pkt.readUInt16BE(0) >> 4) & 0xff, ttl: pkt[7]!, df: false, proto: pkt[6]!, src: pkt.subarray(8, 24), dst: pkt.subarray(24, 40) };
+    out = {
+      af: 6,
+      tos: (pkt.readUInt16BE(0) >> 4) & 0xff,
+      ttl: pkt[7]!,
+      df: false,
+      proto: pkt[6]!,
+      src: pkt.subarray(8, 24),
+      dst: pkt.subarray(24, 40),
+    };
     off = 40;
   } else {
     throw new Error(`not an IP packet (version ${v})`);
@@ -256,7 +272,8 @@ export function decapsulate(pkt: Buffer, guePort?: number): Decapsulated {
     if (guePort !== undefined && dport !== guePort) throw new Error(`UDP port ${dport} is not the GUE port ${guePort}`);
     if (rest.readUInt16BE(4) !== rest.length) throw new Error(`UDP length ${rest.readUInt16BE(4)} != ${rest.length}`);
     const checksum = rest.readUInt16BE(6);
-    if (checksum !== 0 && onesSum(rest, pseudoSum(out.src, out.dst, IPPROTO_UDP, rest.length)) !== 0xffff) throw new Error('UDP checksum is wrong');
+    if (checksum !== 0 && onesSum(rest, pseudoSum(out.src, out.dst, IPPROTO_UDP, rest.length)) !== 0xffff)
+      throw new Error('UDP checksum is wrong');
     const g = rest.subarray(8);
     if (g[0]! >> 6 !== 0) throw new Error('GUE version/control bits are not 0');
     const hlen = g[0]! & 31;
@@ -266,7 +283,13 @@ export function decapsulate(pkt: Buffer, guePort?: number): Decapsulated {
       const start = g.readUInt16BE(8);
       remcsum = { start, offset: g.readUInt16BE(10) - start };
     }
-    return { ...out, type: 'gue', udp: { sport, dport, checksum }, gue: { hlen, proto: g[1]!, flags, ...(remcsum ? { remcsum } : {}) }, inner: g.subarray(4 + hlen * 4) };
+    return {
+      ...out,
+      type: 'gue',
+      udp: { sport, dport, checksum },
+      gue: { hlen, proto: g[1]!, flags, ...(remcsum ? { remcsum } : {}) },
+      inner: g.subarray(4 + hlen * 4),
+    };
   }
   throw new Error(`protocol ${out.proto} is not a tunnel protocol`);
 }

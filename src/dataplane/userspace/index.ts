@@ -108,7 +108,11 @@ export class UserspaceDataPlane implements DataPlane {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
     this.workers = opts.workers ?? 1;
     if (!Number.isInteger(this.workers) || this.workers < 1 || this.workers > 256) {
-      throw new TsvsError('INVALID', `userspace data plane: workers ${String(opts.workers)} must be 1..256`, `--workers must be a whole number from 1 to 256, or auto (got ${String(opts.workers)}).`);
+      throw new TsvsError(
+        'INVALID',
+        `userspace data plane: workers ${String(opts.workers)} must be 1..256`,
+        `--workers must be a whole number from 1 to 256, or auto (got ${String(opts.workers)}).`,
+      );
     }
     const r = opts.transparentRouting;
     this.routing = r ? new TransparentRouting(this.log, r === true ? {} : r) : null;
@@ -140,9 +144,17 @@ export class UserspaceDataPlane implements DataPlane {
         this.pool = pool;
       } catch (e) {
         await this.routing?.teardown();
-        throw new TsvsError('DATAPLANE', `userspace data plane: cannot start ${this.workers} workers`, `Cannot start ${this.workers} userspace workers: ${(e as Error).message}`);
+        throw new TsvsError(
+          'DATAPLANE',
+          `userspace data plane: cannot start ${this.workers} workers`,
+          `Cannot start ${this.workers} userspace workers: ${(e as Error).message}`,
+        );
       }
-      this.log('info', `userspace data plane: ${this.workers} worker threads carry TCP (SO_REUSEPORT listeners); UDP stays in the main thread`, { workers: this.workers });
+      this.log(
+        'info',
+        `userspace data plane: ${this.workers} worker threads carry TCP (SO_REUSEPORT listeners); UDP stays in the main thread`,
+        { workers: this.workers },
+      );
     }
     let bound: ServiceListener[];
     try {
@@ -160,7 +172,8 @@ export class UserspaceDataPlane implements DataPlane {
       ctx.clock = table.now();
     }, CLOCK_MS);
     this.clockTimer.unref();
-    if (services.length) this.log('info', `userspace data plane carrying ${services.length} service(s)`, { services: services.map((s) => s.label) });
+    if (services.length)
+      this.log('info', `userspace data plane carrying ${services.length} service(s)`, { services: services.map((s) => s.label) });
   }
 
   async prepare(ops: readonly Op[]): Promise<void> {
@@ -214,11 +227,19 @@ export class UserspaceDataPlane implements DataPlane {
     const problem = await this.transparentChecked;
     if (problem) {
       const label = serviceLabel(t[0]!);
-      throw new TsvsError('DATAPLANE', `${label}: transparent mode unavailable: ${problem}`, `${label}: transparent mode is not available on this host: ${problem}.`);
+      throw new TsvsError(
+        'DATAPLANE',
+        `${label}: transparent mode unavailable: ${problem}`,
+        `${label}: transparent mode is not available on this host: ${problem}.`,
+      );
     }
     if (!this.routing && !this.warnedRouting) {
       this.warnedRouting = true;
-      this.log('warn', 'transparent services: replies from real servers reach this host only with the reply routing (nft socket transparent, ip rule, local route); tsvsd was not asked to set it up (TSVS_TRANSPARENT_SETUP=1), see docs/userspace.md', {});
+      this.log(
+        'warn',
+        'transparent services: replies from real servers reach this host only with the reply routing (nft socket transparent, ip rule, local route); tsvsd was not asked to set it up (TSVS_TRANSPARENT_SETUP=1), see docs/userspace.md',
+        {},
+      );
     }
   }
 
@@ -241,7 +262,8 @@ export class UserspaceDataPlane implements DataPlane {
     if (!ctx) return;
     const all = [...this.live.values(), ...this.prepared.values(), ...this.parked.values()];
     for (const l of all) l.stopAccepting();
-    if (ctx.openTcp > 0) this.log('info', `draining ${ctx.openTcp} open connection(s) for up to ${drainMs} ms`, { open: ctx.openTcp, drainMs });
+    if (ctx.openTcp > 0)
+      this.log('info', `draining ${ctx.openTcp} open connection(s) for up to ${drainMs} ms`, { open: ctx.openTcp, drainMs });
     await ctx.drained(drainMs);
     if (ctx.openTcp > 0) this.log('info', `closing ${ctx.openTcp} connection(s) still open after the drain`, { open: ctx.openTcp });
     for (const l of all) l.close();

@@ -76,7 +76,11 @@ export class TcpListener implements ServiceListener {
   ) {
     server.on('connection', (s: net.Socket) => this.accept(s));
     // Accept errors (EMFILE, ...) arrive here once listening; they must not kill the daemon.
-    server.on('error', (err) => ctx.logLimited('error', `accept ${this.svc?.id}`, `${this.svc?.label ?? 'listener'}: accept failed: ${errText(err)}`, { error: errText(err) }));
+    server.on('error', (err) =>
+      ctx.logLimited('error', `accept ${this.svc?.id}`, `${this.svc?.label ?? 'listener'}: accept failed: ${errText(err)}`, {
+        error: errText(err),
+      }),
+    );
   }
 
   attach(svc: ListenerService): void {
@@ -178,7 +182,13 @@ export class TcpSession {
     if (svc.transparent) {
       // From the client's own address (IP_TRANSPARENT): the socket is made through libc and
       // handed to Node once connected; see src/net/socket.ts.
-      connectTransparent({ srcAddr: conn.caddr, srcPort: 0, dstAddr: conn.daddr, dstPort: conn.dport, timeoutMs: ctx.connectTimeoutMs }).then(
+      connectTransparent({
+        srcAddr: conn.caddr,
+        srcPort: 0,
+        dstAddr: conn.daddr,
+        dstPort: conn.dport,
+        timeoutMs: ctx.connectTimeoutMs,
+      }).then(
         (server) => {
           this.server = server;
           server.on('error', this.onServerError);
@@ -227,7 +237,9 @@ export class TcpSession {
     const pp = this.svc.proxyProtocol;
     if (pp) {
       // The header goes first, before any of the client's bytes (which are still paused).
-      server.write(encodeProxyHeader(pp, { protocol: 'tcp', srcAddr: conn.caddr, srcPort: conn.cport, dstAddr: conn.vaddr, dstPort: conn.vport }));
+      server.write(
+        encodeProxyHeader(pp, { protocol: 'tcp', srcAddr: conn.caddr, srcPort: conn.cport, dstAddr: conn.vaddr, dstPort: conn.vport }),
+      );
     }
     this.armIn = this.armOut = ctx.clock + REARM_MS;
     client.on('data', this.onClientData);

@@ -73,7 +73,11 @@ export class TransparentRouting {
   async setup(): Promise<void> {
     const problem = await this.problem();
     if (problem) {
-      throw new TsvsError('DATAPLANE', `transparent reply routing: ${problem}`, `Cannot set up the transparent reply routing (TSVS_TRANSPARENT_SETUP): ${problem}.`);
+      throw new TsvsError(
+        'DATAPLANE',
+        `transparent reply routing: ${problem}`,
+        `Cannot set up the transparent reply routing (TSVS_TRANSPARENT_SETUP): ${problem}.`,
+      );
     }
     await this.remove();
     const dir = mkdtempSync(join(tmpdir(), 'tsvs-tproxy-'));
@@ -98,9 +102,17 @@ export class TransparentRouting {
             continue;
           }
           await this.remove();
-          throw new TsvsError('DATAPLANE', `transparent reply routing: ${line}: ${r.out}`, `Cannot set up the transparent reply routing: ${line} failed: ${r.out}`);
+          throw new TsvsError(
+            'DATAPLANE',
+            `transparent reply routing: ${line}: ${r.out}`,
+            `Cannot set up the transparent reply routing: ${line} failed: ${r.out}`,
+          );
         }
-        this.log('info', `transparent reply routing: ${cmd === 'nft' ? `nft table inet tsvs (socket transparent 1 -> mark 0x${this.mark.toString(16)})` : line}`, {});
+        this.log(
+          'info',
+          `transparent reply routing: ${cmd === 'nft' ? `nft table inet tsvs (socket transparent 1 -> mark 0x${this.mark.toString(16)})` : line}`,
+          {},
+        );
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -32,7 +32,9 @@ export class UdpListener implements ServiceListener {
     readonly socket: dgram.Socket,
   ) {
     socket.on('message', this.onMessage);
-    socket.on('error', (err) => ctx.logLimited('error', `udp ${this.svc?.id}`, `${this.svc?.label ?? 'UDP socket'}: ${errText(err)}`, { error: errText(err) }));
+    socket.on('error', (err) =>
+      ctx.logLimited('error', `udp ${this.svc?.id}`, `${this.svc?.label ?? 'UDP socket'}: ${errText(err)}`, { error: errText(err) }),
+    );
   }
 
   attach(svc: VirtualService): void {
@@ -148,7 +150,9 @@ export class UdpFlow {
     readonly oneShot: boolean,
   ) {
     const pp = listener.svc?.proxyProtocol;
-    this.header = pp ? encodeProxyHeader(pp, { protocol: 'udp', srcAddr: conn.caddr, srcPort: conn.cport, dstAddr: conn.vaddr, dstPort: conn.vport }) : null;
+    this.header = pp
+      ? encodeProxyHeader(pp, { protocol: 'udp', srcAddr: conn.caddr, srcPort: conn.cport, dstAddr: conn.vaddr, dstPort: conn.vport })
+      : null;
     const up = dgram.createSocket(conn.af === 6 ? 'udp6' : 'udp4');
     this.upstream = up;
     up.on('message', this.onReply);

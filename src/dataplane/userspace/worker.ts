@@ -126,7 +126,13 @@ setInterval(() => {
 const listeners = new Map<string, TcpListener>();
 
 function listen(m: Extract<DownMsg, { t: 'listen' }>): void {
-  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_MS });
+  const server = net.createServer({
+    allowHalfOpen: true,
+    pauseOnConnect: true,
+    noDelay: true,
+    keepAlive: true,
+    keepAliveInitialDelay: KEEPALIVE_MS,
+  });
   const onError = (err: NodeJS.ErrnoException) => {
     server.close();
     post(['listening', m.req, err.code ?? err.message]);

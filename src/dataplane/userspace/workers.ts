@@ -82,7 +82,10 @@ export class WorkerPool {
       this.workers.push(w);
       ready.push(
         new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`userspace worker ${i} did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
+          const timer = setTimeout(
+            () => reject(new Error(`userspace worker ${i} did not start within ${START_TIMEOUT_MS} ms`)),
+            START_TIMEOUT_MS,
+          );
           // A failed start must not hold the process for the rest of the timeout.
           timer.unref();
           const onBatch = (batch: UpMsg[]) => {
@@ -101,7 +104,9 @@ export class WorkerPool {
         }),
       );
       w.on('message', (batch: UpMsg[]) => this.onBatch(i, batch));
-      w.on('error', (e) => this.ctx.log('error', `userspace worker ${i} failed: ${(e as Error).message}`, { worker: i, error: (e as Error).message }));
+      w.on('error', (e) =>
+        this.ctx.log('error', `userspace worker ${i} failed: ${(e as Error).message}`, { worker: i, error: (e as Error).message }),
+      );
       w.on('exit', (code) => this.onExit(i, code));
     }
     try {
@@ -240,7 +245,8 @@ export class WorkerPool {
 
   private onExit(wi: number, code: number): void {
     this.exited.add(wi);
-    if (!this.stopping) this.ctx.log('error', `userspace worker ${wi} exited (code ${code}); its connections are gone`, { worker: wi, code });
+    if (!this.stopping)
+      this.ctx.log('error', `userspace worker ${wi} exited (code ${code}); its connections are gone`, { worker: wi, code });
     for (const [cid, c] of [...this.conns]) {
       const h = c.handle;
       if (h instanceof WorkerSessionRef && h.worker === wi) {
