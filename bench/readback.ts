@@ -48,7 +48,7 @@ const run = makeRunner(ns);
 const inNs = (cmd: string, args: string[]) =>
   execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, timeout: 300_000 });
 
-async function median(f: () => Promise<number | void>): Promise<{ ms: number; n: number }> {
+async function median(f: () => Promise<number | undefined>): Promise<{ ms: number; n: number }> {
   const times: number[] = [];
   let n = 0;
   for (let i = 0; i < ROUNDS; i++) {

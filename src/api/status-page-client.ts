@@ -33,5 +33,6 @@ export function statusPageQuery(r: StatusPageRequest): string {
 /** Totals and one page of services from the daemon. */
 export function fetchStatusPage(client: HttpControlClient, r: StatusPageRequest = {}): Promise<StatusPage> {
   // Element access reaches the client's private request helper without duplicating it.
+  // biome-ignore lint/complexity/useLiteralKeys: `call` is private; element access is the deliberate way in
   return client['call']<StatusPage>('GET', `/v1/status/page${statusPageQuery(r)}`);
 }

@@ -17,7 +17,7 @@ import { HttpControlClient } from '../api/client.js';
 import { defaultSocketPath, formatListenAddress, parseHostPort } from '../api/socket.js';
 import { isTsvsError } from '../core/errors.js';
 import type { Op, ServiceConfig } from '../core/types.js';
-import { startRealServer, writeSharedContent, type RealServer } from '../demo/realserver.js';
+import { startDemoServer, writeSharedContent, type DemoServer } from '../demo/realserver.js';
 
 /** How long tsvsd may take to answer on its control socket. */
 const START_TIMEOUT_MS = 30_000;
@@ -138,7 +138,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   }
   const vip = { addr: m[1]!, port: Number(m[2]) };
   const docroot = mkdtempSync(join(tmpdir(), 'tsvs-demo-'));
-  const servers: RealServer[] = [];
+  const servers: DemoServer[] = [];
   let daemon: Tsvsd | null = null;
   const cleanup = async () => {
     await daemon?.stop();
@@ -150,11 +150,11 @@ export async function runDemo(argv: string[]): Promise<number> {
     for (const [i, name] of ['rs1', 'rs2'].entries()) {
       // Prefer the ports next to the VIP's; take any free one if they are busy.
       const preferred = vip.port + 1 + i;
-      let rs: RealServer;
+      let rs: DemoServer;
       try {
-        rs = await startRealServer({ name, docroot, host: '127.0.0.1', port: preferred });
+        rs = await startDemoServer({ name, docroot, host: '127.0.0.1', port: preferred });
       } catch {
-        rs = await startRealServer({ name, docroot, host: '127.0.0.1', port: 0 });
+        rs = await startDemoServer({ name, docroot, host: '127.0.0.1', port: 0 });
       }
       servers.push(rs);
     }

@@ -201,7 +201,7 @@ function serviceLines(
     if (d.health.lastCheck && !d.health.lastCheck.ok) out.push(`       * ${d.health.lastCheck.reason}`);
   }
   for (const x of s.removed ?? []) {
-    out.push(row([`  -> ${x.id}`, '-', `${x.health.state}*`, '', '', '', '', '', '', '']) + '  (removed by health checking)');
+    out.push(`${row([`  -> ${x.id}`, '-', `${x.health.state}*`, '', '', '', '', '', '', ''])}  (removed by health checking)`);
     if (x.health.lastCheck && !x.health.lastCheck.ok) out.push(`       * ${x.health.lastCheck.reason}`);
   }
   return out;

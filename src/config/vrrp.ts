@@ -4,48 +4,15 @@
  * interface, tracked scripts that exist. Each message names the instance and the key, at
  * the place the key was written.
  */
-import { canonicalAddr, familyOf } from '../core/addr.js';
+import { canonicalAddr } from '../core/addr.js';
 import { bounds } from '../core/schema.js';
+import { parseVip } from '../ha/model.js';
 import { TrackWeightSchema, VrrpInstanceSchema } from '../ha/schema.js';
 import type { Diagnostic, Origin, VrrpInstanceConfig, VrrpScriptConfig } from './model.js';
 
 const ADVERT = bounds(VrrpInstanceSchema.shape.advertInt);
 const PREEMPT = bounds(VrrpInstanceSchema.shape.preemptDelay);
 const WEIGHT = bounds(TrackWeightSchema);
-
-/** One virtual address as `ip addr add` takes it. */
-export interface Vip {
-  addr: string;
-  family: 4 | 6;
-  /** Prefix length (default 32 / 128, as keepalived). */
-  prefix: number;
-  /** Interface, when not the instance's. */
-  dev?: string;
-  /** Further `ip addr add` words (label, brd, scope). */
-  extra: string[];
-}
-
-/** Parses "ADDR[/LEN] [dev IF] [label L] [brd B] [scope S]"; a string is the problem. */
-export function parseVip(text: string): Vip | string {
-  const w = text.trim().split(/\s+/);
-  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(w[0] ?? '');
-  const addr = m ? canonicalAddr(m[1]!) : null;
-  if (!m || !addr) return `expected an address like 198.18.0.1/24, got "${w[0] ?? ''}"`;
-  const family = familyOf(addr) === 6 ? 6 : 4;
-  const max = family === 4 ? 32 : 128;
-  const prefix = m[2] === undefined ? max : Number(m[2]);
-  if (prefix < 1 || prefix > max) return `prefix length /${m[2]} out of range 1-${max}`;
-  const vip: Vip = { addr, family, prefix, extra: [] };
-  for (let i = 1; i < w.length; i += 2) {
-    const k = w[i]!;
-    const v = w[i + 1];
-    if (v === undefined) return `"${k}" needs a value`;
-    if (k === 'dev') vip.dev = v;
-    else if (k === 'label' || k === 'brd' || k === 'broadcast' || k === 'scope') vip.extra.push(k === 'broadcast' ? 'brd' : k, v);
-    else return `"${k}" is not supported in a virtual address (dev, label, brd, scope are)`;
-  }
-  return vip;
-}
 
 /** The VRRP diagnostics of a configuration (empty when it is sound). */
 export function validateVrrp(instances: readonly VrrpInstanceConfig[], scripts: readonly VrrpScriptConfig[], file: string): Diagnostic[] {

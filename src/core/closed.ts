@@ -13,7 +13,7 @@
  * and the persistence template an entry still holds live in side maps.
  */
 import { formatIPv4, parseIPv4 } from './addr.js';
-import type { RealServer, VirtualService } from './service.js';
+import type { Dest, VirtualService } from './service.js';
 import { TCP_STATE_NAMES } from './tcpstate.js';
 import type { ConnTuple, ConnView, Family } from './types.js';
 
@@ -22,7 +22,7 @@ export interface ClosedConnInput extends Readonly<ConnTuple> {
   readonly protocol: string;
   readonly af: Family;
   readonly svc: VirtualService;
-  readonly dest: RealServer;
+  readonly dest: Dest;
   /** TcpState (an inactive one). */
   readonly state: number;
   readonly expires: number;
@@ -37,7 +37,7 @@ export interface ControlRef {
 interface Group {
   readonly id: number;
   readonly svc: VirtualService;
-  readonly dest: RealServer;
+  readonly dest: Dest;
   readonly protocol: string;
   readonly af: Family;
   readonly vaddr: string;
@@ -72,7 +72,7 @@ export class ClosedConns {
   /** Groups by id (holes are reused), and each server's groups. */
   private readonly groups: Array<Group | undefined> = [];
   private readonly freeGroups: number[] = [];
-  private readonly byDest = new Map<RealServer, Group[]>();
+  private readonly byDest = new Map<Dest, Group[]>();
   private readonly bySvc = new Map<VirtualService, Set<Group>>();
   /** Expiry second -> first row. */
   private readonly buckets = new Map<number, number>();
@@ -113,7 +113,7 @@ export class ClosedConns {
    * and calls `gone` for each, with its server and the template it held, so the caller
    * can release them.
    */
-  expireBucket(b: number, gone: (dest: RealServer, control: ControlRef | undefined) => void): void {
+  expireBucket(b: number, gone: (dest: Dest, control: ControlRef | undefined) => void): void {
     const first = this.buckets.get(b);
     if (first === undefined) return;
     this.buckets.delete(b);
@@ -140,7 +140,7 @@ export class ClosedConns {
   }
 
   /** The listing of a service's closed entries, or of one of its servers' (no scan of the rest). */
-  viewOf(svc: VirtualService, dest: RealServer | undefined, now: number, out: ConnView[]): void {
+  viewOf(svc: VirtualService, dest: Dest | undefined, now: number, out: ConnView[]): void {
     const groups = dest ? this.byDest.get(dest) : this.bySvc.get(svc);
     if (!groups) return;
     for (const g of groups) if (g.svc === svc) this.viewGroup(g, now, out);

@@ -14,7 +14,7 @@
  */
 import { ClosedConns } from './closed.js';
 import { TcpState, TCP_STATE_NAMES, tcpNextState, tcpStateActive, type TcpDir, type TcpFlag } from './tcpstate.js';
-import type { RealServer, VirtualService } from './service.js';
+import type { Dest, VirtualService } from './service.js';
 import type { ConnView, Family, Timeouts } from './types.js';
 
 /** Connection entry flags (kernel IP_VS_CONN_F_*, the subset we use). */
@@ -81,7 +81,7 @@ export class Conn {
     readonly daddr: string,
     readonly dport: number,
     readonly svc: VirtualService,
-    readonly dest: RealServer | null,
+    readonly dest: Dest | null,
     flags: number,
     now: number,
   ) {
@@ -129,7 +129,7 @@ export class ConnTable {
   /** Non-template entries by tuple hash: a chain through `tNext`, newest first. */
   private readonly byTuple = new Map<number, Conn>();
   /** Heads of the per-server and per-service lists. */
-  private readonly destHead = new Map<RealServer, Conn>();
+  private readonly destHead = new Map<Dest, Conn>();
   private readonly svcHead = new Map<VirtualService, Conn>();
   /** Closed connections nobody holds any more, compactly. */
   private readonly closed = new ClosedConns();
@@ -191,7 +191,7 @@ export class ConnTable {
     daddr: string,
     dport: number,
     svc: VirtualService,
-    dest: RealServer,
+    dest: Dest,
     flags: number,
     now: number,
   ): Conn {
@@ -322,7 +322,7 @@ export class ConnTable {
   }
 
   /** Creates a persistence template for `snet` pointing at `dest`, with the service's timeout. */
-  createTemplate(key: string, svc: VirtualService, snet: string, dest: RealServer, now: number): Conn {
+  createTemplate(key: string, svc: VirtualService, snet: string, dest: Dest, now: number): Conn {
     const protocol: ConnProtocol = svc.fwmark ? 'ip' : svc.protocol;
     const vaddr = svc.addr;
     const c = this.create(protocol, svc.af, snet, 0, vaddr, svc.port, dest.addr, dest.port, svc, dest, CONN_F_TEMPLATE, now);
@@ -438,7 +438,7 @@ export class ConnTable {
     if (!this.closable(c)) return false;
     this.detach(c);
     // Filed like the Conn was: the same second (or the next one due).
-    this.closed.add(c as Conn & { dest: RealServer }, c.control, Math.max(Math.ceil(c.expires / 1000), this.cursor));
+    this.closed.add(c as Conn & { dest: Dest }, c.control, Math.max(Math.ceil(c.expires / 1000), this.cursor));
     c.control = null;
     return true;
   }
@@ -464,7 +464,7 @@ export class ConnTable {
   }
 
   /** A connection of `dest` is gone (ip_vs_unbind_dest, with the OVERLOAD clearing rule). */
-  private unbind(dest: RealServer, inactive: boolean): void {
+  private unbind(dest: Dest, inactive: boolean): void {
     if (inactive) dest.inactconns--;
     else dest.activeconns--;
     if (dest.lThreshold !== 0) {
@@ -482,7 +482,7 @@ export class ConnTable {
   }
 
   /** Entries bound to a real server (Conn objects; a copy, so the caller may remove them). */
-  ofDest(dest: RealServer): Conn[] {
+  ofDest(dest: Dest): Conn[] {
     const out: Conn[] = [];
     for (let c = this.destHead.get(dest) ?? null; c; c = c.dNext) out.push(c);
     return out;
@@ -496,7 +496,7 @@ export class ConnTable {
   }
 
   /** Templates of a service, or of one of its servers. */
-  templatesOf(svc: VirtualService, dest?: RealServer): Conn[] {
+  templatesOf(svc: VirtualService, dest?: Dest): Conn[] {
     return (dest ? this.ofDest(dest) : this.ofService(svc)).filter((c) => c.isTemplate);
   }
 
@@ -509,7 +509,7 @@ export class ConnTable {
   }
 
   /** The listing of one service's entries, or of one of its servers', without a scan of the rest. */
-  viewOf(svc: VirtualService, dest: RealServer | undefined, now: number): ConnView[] {
+  viewOf(svc: VirtualService, dest: Dest | undefined, now: number): ConnView[] {
     const out: ConnView[] = [];
     for (const c of dest ? this.ofDest(dest) : this.ofService(svc)) out.push(connView(c, now));
     this.closed.viewOf(svc, dest, now, out);

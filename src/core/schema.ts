@@ -88,13 +88,10 @@ const serviceShape = {
     description:
       'Userspace plane: PROXY protocol header toward real servers; in an edit, absent = unchanged, none = off. Not in ipvsadm -S.',
   }),
-  transparent: z
-    .boolean()
-    .optional()
-    .meta({
-      description:
-        'Userspace plane, TCP: connect to real servers from the client address (root; docs/userspace.md). In an edit, absent = unchanged.',
-    }),
+  transparent: z.boolean().optional().meta({
+    description:
+      'Userspace plane, TCP: connect to real servers from the client address (root; docs/userspace.md). In an edit, absent = unchanged.',
+  }),
 } satisfies { [K in keyof ServiceConfig]-?: z.ZodType };
 /** A virtual service as ipvsadm -A / -E set it. */
 export const ServiceConfigSchema = z

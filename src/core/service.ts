@@ -45,7 +45,7 @@ export function serviceKeyOf(k: ServiceKey): ServiceKey {
 }
 
 /** A real server of one virtual service (kernel `struct ip_vs_dest`). */
-export class RealServer implements SchedDest {
+export class Dest implements SchedDest {
   readonly af: Family;
   readonly addr: string;
   readonly port: number;
@@ -101,8 +101,8 @@ export class RealServer implements SchedDest {
   }
 
   /** A detached copy bound to `svc` (a copy of this server's service), runtime state included. */
-  clone(svc: VirtualService): RealServer {
-    const d = new RealServer(svc, this.config(), this.stats.clone());
+  clone(svc: VirtualService): Dest {
+    const d = new Dest(svc, this.config(), this.stats.clone());
     d.lastWeight = this.lastWeight;
     d.activeconns = this.activeconns;
     d.inactconns = this.inactconns;
@@ -165,12 +165,12 @@ export class VirtualService {
   /** Userspace plane: connect from the client's address (see ServiceConfig). */
   transparent: boolean | undefined;
   /** Kernel list order: a new server is inserted at the head. */
-  readonly dests: RealServer[] = [];
+  readonly dests: Dest[] = [];
   /** The same servers by destId, so finding one does not walk the list. */
-  private readonly byId = new Map<string, RealServer>();
+  private readonly byId = new Map<string, Dest>();
   readonly stats: StatsBlock;
   /** Bound by the table right after construction. */
-  sched!: Scheduler<RealServer>;
+  sched!: Scheduler<Dest>;
 
   constructor(cfg: ServiceConfig, stats = new StatsBlock()) {
     this.stats = stats;
@@ -195,12 +195,12 @@ export class VirtualService {
     return serviceLabel(this);
   }
 
-  findDest(k: DestKey): RealServer | undefined {
+  findDest(k: DestKey): Dest | undefined {
     return this.byId.get(destId(k));
   }
 
   /** The server whose destId is `id`. */
-  findDestById(id: string): RealServer | undefined {
+  findDestById(id: string): Dest | undefined {
     return this.byId.get(id);
   }
 
@@ -209,7 +209,7 @@ export class VirtualService {
   // service's own business: connection entries and events.
 
   /** -E. Returns true when the persistence granularity changed (templates keyed the old way must go). */
-  edit(c: ServiceConfig, bind: (svc: VirtualService) => Scheduler<RealServer>): boolean {
+  edit(c: ServiceConfig, bind: (svc: VirtualService) => Scheduler<Dest>): boolean {
     const granularity = this.persistent !== c.persistent || this.netmask !== c.netmask;
     const schedChanged = this.scheduler !== c.scheduler || this.schedFlags !== c.schedFlags;
     this.persistent = c.persistent;
@@ -229,8 +229,8 @@ export class VirtualService {
   }
 
   /** -a: a new server at the head of the list (kernel list_add_rcu), then the scheduler's add_dest. */
-  addDest(cfg: DestConfig): RealServer {
-    const dest = new RealServer(this, cfg);
+  addDest(cfg: DestConfig): Dest {
+    const dest = new Dest(this, cfg);
     this.dests.unshift(dest);
     this.byId.set(dest.id, dest);
     this.sched.addDest?.(dest);
@@ -238,13 +238,13 @@ export class VirtualService {
   }
 
   /** -e of one of this service's servers. */
-  editDest(dest: RealServer, cfg: DestConfig): void {
+  editDest(dest: Dest, cfg: DestConfig): void {
     dest.edit(cfg);
     this.sched.updDest?.(dest);
   }
 
   /** -d: out of the list and unavailable to connections that still point at it. */
-  removeDest(dest: RealServer): void {
+  removeDest(dest: Dest): void {
     const idx = this.dests.indexOf(dest);
     this.dests.splice(idx, 1);
     this.byId.delete(dest.id);
@@ -258,12 +258,12 @@ export class VirtualService {
    * back at this service or its servers, so changing it changes nothing here. `fresh`
    * binds a new scheduler instance, for schedulers without a `clone` hook.
    */
-  clone(fresh: (copy: VirtualService) => Scheduler<RealServer>): VirtualService {
+  clone(fresh: (copy: VirtualService) => Scheduler<Dest>): VirtualService {
     const c = new VirtualService(this.config(), this.stats.clone());
     // config() leaves out what is off; copy the fields as they are.
     c.proxyProtocol = this.proxyProtocol;
     c.transparent = this.transparent;
-    const copies = new Map<RealServer, RealServer>();
+    const copies = new Map<Dest, Dest>();
     for (const d of this.dests) {
       const x = d.clone(c);
       copies.set(d, x);
@@ -271,7 +271,7 @@ export class VirtualService {
       c.byId.set(x.id, x);
     }
     // Scheduler state may still name a removed server (lblc's cache): copy it too.
-    const map = (d: RealServer): RealServer => {
+    const map = (d: Dest): Dest => {
       let x = copies.get(d);
       if (!x) copies.set(d, (x = d.clone(c)));
       return x;

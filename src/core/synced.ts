@@ -5,7 +5,7 @@
  * IpvsTable owns one SyncedConns and offers its methods as its own (importSynced, ...).
  */
 import { CONN_F_NOOUTPUT, CONN_F_SYNC, CONN_F_TEMPLATE, type Conn, type ConnProtocol, type ConnTable } from './conn.js';
-import type { RealServer, VirtualService } from './service.js';
+import type { Dest, VirtualService } from './service.js';
 import { TCP_DEFAULT_TIMEOUTS, TcpState } from './tcpstate.js';
 import type { ConnTuple, Protocol, ServiceKey } from './types.js';
 
@@ -58,7 +58,7 @@ export class SyncedConns {
   }
 
   /** The real server a synced entry names: same address and port, or (port-zero templates) same address. */
-  dest(svc: VirtualService, daddr: string, dport: number): RealServer | undefined {
+  dest(svc: VirtualService, daddr: string, dport: number): Dest | undefined {
     return svc.dests.find((d) => d.addr === daddr && d.port === dport) ?? svc.dests.find((d) => d.addr === daddr && dport === 0);
   }
 

@@ -7,7 +7,7 @@
 import { familyOf, maskAddr } from './addr.js';
 import { ConnTable, mergeTimeouts, CONN_F_ONE_PACKET, CONN_F_NOOUTPUT, CONN_F_SYNC, type Conn } from './conn.js';
 import { TsvsError } from './errors.js';
-import { RealServer, VirtualService, serviceId, serviceKeyOf } from './service.js';
+import { type Dest, VirtualService, serviceId, serviceKeyOf } from './service.js';
 import { ESTIMATOR_INTERVAL_MS, StatsBlock } from './stats.js';
 import { SyncedConns, type SyncedEntry, type SyncImportMiss } from './synced.js';
 import { TCP_DEFAULT_TIMEOUTS, UDP_DEFAULT_TIMEOUT, type TcpDir, type TcpFlag } from './tcpstate.js';
@@ -21,7 +21,7 @@ export const IPVS_CONN_TAB_SIZE = 4096;
 
 export type TableEvent =
   | { type: 'service-added' | 'service-edited' | 'service-deleted'; svc: VirtualService }
-  | { type: 'dest-added' | 'dest-edited' | 'dest-deleted'; svc: VirtualService; dest: RealServer }
+  | { type: 'dest-added' | 'dest-edited' | 'dest-deleted'; svc: VirtualService; dest: Dest }
   | { type: 'zeroed'; svc: VirtualService | null }
   | { type: 'timeouts'; timeouts: Timeouts };
 
@@ -64,7 +64,7 @@ interface ApplySpace {
   delete(id: string): void;
   flush(): void;
   /** Persistence templates of `dest` (or, without it, of `svc`) stop matching new clients. */
-  retire(svc: VirtualService, dest?: RealServer): void;
+  retire(svc: VirtualService, dest?: Dest): void;
   /** -Z of one service (by id), or of everything (null); returns the service zeroed. */
   zero(id: string | null): VirtualService | null;
   setTimeouts(t: Timeouts): void;
@@ -201,7 +201,7 @@ export class IpvsTable {
   }
 
   /** The entries of one service, or of one of its real servers, without a walk over the others. */
-  connViewOf(svc: VirtualService, dest?: RealServer): ConnView[] {
+  connViewOf(svc: VirtualService, dest?: Dest): ConnView[] {
     return this.conns.viewOf(svc, dest, this.now());
   }
 
@@ -389,7 +389,7 @@ export class IpvsTable {
     return f.create(svc, { randomU32: this.randomU32 });
   }
 
-  private unlinkDest(s: ApplySpace, svc: VirtualService, dest: RealServer): void {
+  private unlinkDest(s: ApplySpace, svc: VirtualService, dest: Dest): void {
     svc.removeDest(dest);
     s.retire(svc, dest);
     s.emit({ type: 'dest-deleted', svc, dest });
@@ -414,7 +414,7 @@ export class IpvsTable {
   schedule(svc: VirtualService, pkt: NewConnInput): Conn | null {
     const now = this.now();
     const input: SchedInput = { caddr: pkt.caddr, cport: pkt.cport, vaddr: pkt.vaddr, vport: pkt.vport, now };
-    let dest: RealServer | null;
+    let dest: Dest | null;
     let tpl: Conn | undefined;
     if (svc.persistent > 0) {
       const snet = maskAddr(pkt.caddr, svc.af, svc.netmask);
@@ -500,7 +500,7 @@ export class IpvsTable {
   }
 
   /** The real server a synced entry names: same address and port, or (port-zero templates) same address. */
-  syncedDest(svc: VirtualService, daddr: string, dport: number): RealServer | undefined {
+  syncedDest(svc: VirtualService, daddr: string, dport: number): Dest | undefined {
     return this.synced.dest(svc, daddr, dport);
   }
 

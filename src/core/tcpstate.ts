@@ -4,7 +4,7 @@
  * (RST > SYN > FIN > ACK), columns the current state, one table per direction.
  */
 
-export const enum TcpState {
+export enum TcpState {
   NONE = 0,
   ESTABLISHED = 1,
   SYN_SENT = 2,

@@ -16,6 +16,7 @@
  * fdatasynced. And records carry a sequence number that the snapshot also holds, so a
  * replay skips what the snapshot already contains whatever point a compaction reached.
  */
+import type { LogFn } from '../core/log.js';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -43,11 +44,8 @@ interface StateFile {
   table: TableConfig;
 }
 
-/** Where the store reports what it did (torn records dropped, compactions, failures). */
-export type StateLog = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
-
 export interface StateStoreOptions {
-  log?: StateLog;
+  log?: LogFn;
   /**
    * A new snapshot is written once the journal is larger than the snapshot or than this
    * many bytes, whichever is larger (default 256 KiB). Larger than the snapshot: writing
@@ -188,7 +186,7 @@ const JOURNAL_HINT =
  */
 export class StateStore {
   readonly journalPath: string;
-  private readonly log: StateLog;
+  private readonly log: LogFn;
   private readonly compactBytes: number;
   private readonly maxPending: number;
   /** The last seq handed out: the live table holds every batch up to it. */

@@ -82,7 +82,7 @@ async function api(method, path, body) {
   });
   const json = await res.json().catch(() => null);
   if (!res.ok) {
-    const e = json && json.error;
+    const e = json?.error;
     const err = new Error(e ? `${e.message} (${e.code}): ${e.detail}` : `HTTP ${res.status}`);
     err.status = res.status;
     throw err;

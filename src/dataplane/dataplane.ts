@@ -9,9 +9,6 @@
 import type { IpvsTable } from '../core/table.js';
 import type { FwdMethod, Op } from '../core/types.js';
 
-/** How a data plane logs: a level, a message, and structured fields. */
-export type LogFn = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
-
 export interface DataPlane {
   /** `userspace` or `nftables`, as `tsvsd --dataplane` names it. */
   readonly name: string;

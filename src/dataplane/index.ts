@@ -2,7 +2,8 @@
  * Data plane selection (`tsvsd --dataplane NAME`). Each plane lives in its own folder
  * and implements DataPlane (dataplane.ts).
  */
-import type { DataPlane, LogFn } from './dataplane.js';
+import type { LogFn } from '../core/log.js';
+import type { DataPlane } from './dataplane.js';
 import { UserspaceDataPlane } from './userspace/index.js';
 
 export const DATAPLANE_NAMES = ['userspace', 'nftables'] as const;

@@ -17,7 +17,7 @@ const TYPES: Record<string, string> = {
 /** The include that a page writes where the serving host's name goes (as SSI's `echo var`). */
 export const SERVER_NAME_INCLUDE = '<!--#echo var="SERVER_NAME" -->';
 
-export interface RealServer {
+export interface DemoServer {
   name: string;
   host: string;
   port: number;
@@ -25,7 +25,7 @@ export interface RealServer {
   close(): Promise<void>;
 }
 
-export async function startRealServer(opts: { name: string; docroot: string; host: string; port: number }): Promise<RealServer> {
+export async function startDemoServer(opts: { name: string; docroot: string; host: string; port: number }): Promise<DemoServer> {
   const root = normalize(opts.docroot);
   const server = createServer((req, res) => {
     void (async () => {

@@ -10,7 +10,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { splitCommand } from '../health/misc.js';
-import type { Vip } from '../config/vrrp.js';
+import type { Vip } from './model.js';
 import { EADDRNOTAVAIL, EEXIST, rtnlAddr, rtnlAvailable, sendGarp, type RtnlError } from './rtnl.js';
 
 export interface LinkInfo {

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { int } from '../core/schema.js';
 import { duration, MAX_COUNT, MIN_INTERVAL } from '../health/schema.js';
-import type { VrrpInstanceConfig, VrrpScriptConfig } from '../config/model.js';
+import type { VrrpInstanceSpec, VrrpScriptSpec } from './model.js';
 
 /** VRRPv3 carries the advertisement interval in centiseconds, in 12 bits: 0.01 to 40.95 s. */
 export const MIN_ADVERT_INT = 0.01;
@@ -40,9 +40,7 @@ const instanceShape = {
   notifyStop: z.string().optional(),
   notify: z.string().optional(),
   raw: z.record(z.string(), z.array(z.string())),
-  at: z.record(z.string(), z.unknown()).optional(),
-  origin: z.unknown().optional(),
-} satisfies { [K in keyof VrrpInstanceConfig]-?: z.ZodType };
+} satisfies { [K in keyof VrrpInstanceSpec]-?: z.ZodType };
 /** One vrrp_instance as the model holds it. */
 export const VrrpInstanceSchema = z.object(instanceShape);
 
@@ -55,7 +53,6 @@ const scriptShape = {
   rise: int(1, MAX_COUNT),
   fall: int(1, MAX_COUNT),
   initFail: z.boolean(),
-  origin: z.unknown().optional(),
-} satisfies { [K in keyof VrrpScriptConfig]-?: z.ZodType };
+} satisfies { [K in keyof VrrpScriptSpec]-?: z.ZodType };
 /** One vrrp_script as the model holds it. */
 export const VrrpScriptSchema = z.object(scriptShape);

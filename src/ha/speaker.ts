@@ -17,8 +17,7 @@
  */
 import type { Logger } from 'pino';
 import type { VrrpInstance, VrrpSource, VrrpStatus } from './source.js';
-import type { VrrpInstanceConfig, VrrpScriptConfig } from '../config/model.js';
-import { parseVip, type Vip } from '../config/vrrp.js';
+import { parseVip, type Vip, type VrrpInstanceSpec, type VrrpScriptSpec } from './model.js';
 import { TsvsError } from '../core/errors.js';
 import { VrrpFsm, type FsmAction, type FsmConfig, type FsmEvent, type FsmState, type NotifyState } from './fsm.js';
 import type { HaTransitionHooks } from './hooks.js';
@@ -63,7 +62,7 @@ export interface ResolvedInstance {
 }
 
 /** Fills in defaults (priority 100, advert_int 1 s); throws naming the instance on what validation let through. */
-export function resolveInstance(v: VrrpInstanceConfig, scripts: readonly VrrpScriptConfig[]): ResolvedInstance {
+export function resolveInstance(v: VrrpInstanceSpec, scripts: readonly VrrpScriptSpec[]): ResolvedInstance {
   const vips: Vip[] = [];
   for (const t of v.virtualIpaddress) {
     const p = parseVip(t);
@@ -111,7 +110,7 @@ class ScriptRun {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   constructor(
-    readonly cfg: VrrpScriptConfig,
+    readonly cfg: VrrpScriptSpec,
     private readonly net: NetOps,
     private readonly changed: (s: ScriptRun) => void,
   ) {
@@ -220,7 +219,7 @@ export class VrrpSpeaker implements VrrpSource {
   }
 
   /** Starts every instance: stale VIPs removed, sockets opened, tracking evaluated, state machines started. */
-  async start(instances: readonly VrrpInstanceConfig[], scripts: readonly VrrpScriptConfig[]): Promise<void> {
+  async start(instances: readonly VrrpInstanceSpec[], scripts: readonly VrrpScriptSpec[]): Promise<void> {
     const resolved = instances.map((v) => resolveInstance(v, scripts));
     this.links = await this.net.links();
     for (const r of resolved) {
@@ -295,7 +294,7 @@ export class VrrpSpeaker implements VrrpSource {
   }
 
   /** Applies a reloaded configuration: instances added, removed, restarted (new VRID, interface or peers) or updated in place. */
-  async reload(instances: readonly VrrpInstanceConfig[], scripts: readonly VrrpScriptConfig[]): Promise<string[]> {
+  async reload(instances: readonly VrrpInstanceSpec[], scripts: readonly VrrpScriptSpec[]): Promise<string[]> {
     const changes: string[] = [];
     const resolved = new Map(instances.map((v) => [v.name, resolveInstance(v, scripts)]));
     this.links = await this.net.links();
@@ -376,7 +375,7 @@ export class VrrpSpeaker implements VrrpSource {
     };
   }
 
-  private setScripts(scripts: readonly VrrpScriptConfig[], resolved: readonly ResolvedInstance[]): void {
+  private setScripts(scripts: readonly VrrpScriptSpec[], resolved: readonly ResolvedInstance[]): void {
     const used = new Set(resolved.flatMap((r) => r.trackScript.map((t) => t.name)));
     for (const [name, s] of [...this.scripts]) {
       const cfg = scripts.find((x) => x.name === name);

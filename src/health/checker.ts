@@ -2,6 +2,7 @@
  * What every checker file exports: one attempt against one target, resolving (never
  * rejecting) with the outcome. The engine (engine.ts) owns timing, retries and state.
  */
+import { errText } from '../core/log.js';
 import { createSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { CheckerConfig } from './model.js';
@@ -28,11 +29,6 @@ export type CheckFn = (cfg: CheckerConfig, target: CheckTarget) => Promise<Check
 /** Milliseconds since `t0` (performance.now()), rounded to 0.1 ms. */
 export function since(t0: number): number {
   return Math.round((performance.now() - t0) * 10) / 10;
-}
-
-export function errText(e: unknown): string {
-  const err = e as NodeJS.ErrnoException;
-  return err?.code ? `${err.code}${err.message && !err.message.includes(err.code) ? ` ${err.message}` : ''}` : String(err?.message ?? e);
 }
 
 /** A verdict on one probe: up or down, and why. */

@@ -17,7 +17,7 @@ import { spawn } from 'node:child_process';
 import type { Logger } from 'pino';
 import { destId, serviceId, serviceLabel } from '../core/service.js';
 import type { DestConfig, Op, ServiceConfig, ServiceKey } from '../core/types.js';
-import { CHECKER_LABEL, checkerFingerprint, type CheckedRealServer, type CheckedService, type CheckerConfig } from './model.js';
+import { CHECKER_LABEL, checkerFingerprint, type CheckedDest, type CheckedService, type CheckerConfig } from './model.js';
 import type { HealthSource, ServerHealth } from './source.js';
 import type { CheckFn, CheckResult } from './checker.js';
 import { CHECKERS } from './index.js';
@@ -66,7 +66,7 @@ export interface ServerStatus {
 }
 
 /** The weight a live server carries: its dynamic weight if a script set one, else the configured one. */
-function liveWeight(rs: CheckedRealServer, st: ServerStatus): number {
+function liveWeight(rs: CheckedDest, st: ServerStatus): number {
   return st.dynamicWeight ?? rs.weight;
 }
 
@@ -76,7 +76,7 @@ export function nextQuorum(wasUp: boolean, weightSum: number, quorum: number, hy
 }
 
 /** The sum of the live weights of a service's servers, which the quorum is measured against. */
-function liveWeightSum(svc: CheckedService, status: (rs: CheckedRealServer) => ServerStatus): number {
+function liveWeightSum(svc: CheckedService, status: (rs: CheckedDest) => ServerStatus): number {
   let sum = 0;
   for (const rs of svc.realServers) {
     const st = status(rs);
@@ -91,7 +91,7 @@ function liveWeightSum(svc: CheckedService, status: (rs: CheckedRealServer) => S
  */
 export function desiredDests(
   svc: CheckedService,
-  status: (rs: CheckedRealServer) => ServerStatus,
+  status: (rs: CheckedDest) => ServerStatus,
   quorumUp: boolean,
 ): Map<string, DestConfig | null> {
   const out = new Map<string, DestConfig | null>();
@@ -112,7 +112,7 @@ export function desiredDests(
   return out;
 }
 
-export function destConfigOf(rs: CheckedRealServer): DestConfig {
+export function destConfigOf(rs: CheckedDest): DestConfig {
   const d: DestConfig = {
     af: rs.af,
     addr: rs.addr,
@@ -185,7 +185,7 @@ interface CheckerRun {
 }
 
 interface ServerRun {
-  rs: CheckedRealServer;
+  rs: CheckedDest;
   checkers: CheckerRun[];
   alive: boolean;
 }
@@ -321,7 +321,7 @@ export class HealthEngine implements HealthSource {
 
   get(service: ServiceKey, dest: string): ServerHealth {
     const srv = this.services.get(serviceId(service))?.servers.get(dest);
-    if (!srv || !srv.checkers.length) return { state: 'unchecked' };
+    if (!srv?.checkers.length) return { state: 'unchecked' };
     const last = srv.checkers
       .map((c) => c.last)
       .filter((l): l is NonNullable<typeof l> => !!l)
@@ -337,7 +337,7 @@ export class HealthEngine implements HealthSource {
     return liveWeightSum(s.cfg, (rs) => this.statusOf(s, rs));
   }
 
-  private statusOf(s: ServiceRun, rs: CheckedRealServer): ServerStatus {
+  private statusOf(s: ServiceRun, rs: CheckedDest): ServerStatus {
     const srv = s.servers.get(destId(rs));
     if (!srv) return { alive: true };
     const dyn = srv.checkers.map((c) => c.dynamicWeight).find((w) => w !== undefined);

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { CheckerConfig, HttpUrl } from './model.js';
-import { errText, since, type CheckResult, type CheckTarget } from './checker.js';
+import { errText } from '../core/log.js';
+import { since, type CheckResult, type CheckTarget } from './checker.js';
 
 export async function httpCheck(cfg: CheckerConfig, t: CheckTarget): Promise<CheckResult> {
   const t0 = performance.now();

@@ -6,7 +6,8 @@
  */
 import { spawn } from 'node:child_process';
 import type { CheckerConfig } from './model.js';
-import { errText, since, type CheckResult, type CheckTarget } from './checker.js';
+import { errText } from '../core/log.js';
+import { since, type CheckResult, type CheckTarget } from './checker.js';
 
 /** Splits a command line the way keepalived splits misc_path / notify scripts. */
 export function splitCommand(line: string): string[] {

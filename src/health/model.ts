@@ -59,7 +59,7 @@ export interface CheckerConfig {
 }
 
 /** A real server as health checking sees it: its table entry, its checkers and what failure does. */
-export interface CheckedRealServer extends DestConfig {
+export interface CheckedDest extends DestConfig {
   inhibitOnFailure: boolean;
   notifyUp?: string;
   notifyDown?: string;
@@ -77,7 +77,7 @@ export interface SorryServerConfig {
 
 /** A virtual service as health checking sees it: its real servers, sorry server and quorum. */
 export interface CheckedService extends ServiceConfig {
-  realServers: CheckedRealServer[];
+  realServers: CheckedDest[];
   sorryServer?: SorryServerConfig;
   quorum: number;
   hysteresis: number;

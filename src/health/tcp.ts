@@ -1,7 +1,8 @@
 /** TCP_CHECK: the real server is up when a TCP connection to it completes within connect_timeout. */
 import { connect } from 'node:net';
 import type { CheckerConfig } from './model.js';
-import { errText, since, type CheckResult, type CheckTarget } from './checker.js';
+import { errText } from '../core/log.js';
+import { since, type CheckResult, type CheckTarget } from './checker.js';
 
 export function tcpCheck(cfg: CheckerConfig, t: CheckTarget): Promise<CheckResult> {
   const t0 = performance.now();

@@ -29,6 +29,6 @@ export const dh: SchedulerFactory = hashedScheduler({
   lookup(slots, _svc, input) {
     const dest = slots[Math.imul(foldAddr(input.vaddr), GOLDEN_PRIME) & DH_TAB_MASK] ?? null;
     // dh, unlike sh and mh, also checks that the server is still in the service, as the kernel does.
-    return dest !== null && dest.available && usable(dest) ? dest : null;
+    return dest?.available && usable(dest) ? dest : null;
   },
 });

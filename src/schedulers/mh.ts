@@ -49,7 +49,7 @@ function weightScale(dests: readonly SchedDest[]): { gcd: number; rshift: number
   if (g < 1) return { gcd: 0, rshift: 0 };
   // Keep turns within MH_TAB_BITS bits so one heavy server cannot claim whole rounds.
   const shift = fls(Math.trunc(max / g)) - MH_TAB_BITS;
-  return { gcd: g, rshift: shift > 0 ? shift : 0 };
+  return { gcd: g, rshift: Math.max(shift, 0) };
 }
 
 /**

@@ -20,11 +20,11 @@
  * dies with tsvsd; a stale one from a previous tsvsd (found by its pid file and command
  * line) is killed by PID before a new one starts. It is restarted with backoff if it exits.
  */
+import type { LogFn } from '../core/log.js';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsvsError } from '../core/errors.js';
-import type { SyncLog } from './manager.js';
 
 /** Settings from the config's `sync.conntrackd` section. */
 export interface ConntrackdSettings {
@@ -168,7 +168,7 @@ export class ConntrackdSupervisor {
   constructor(
     readonly settings: ConntrackdSettings,
     stateDir: string,
-    private readonly log: SyncLog,
+    private readonly log: LogFn,
     private readonly netns?: string,
   ) {
     this.paths = conntrackdPaths(stateDir);

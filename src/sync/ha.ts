@@ -12,11 +12,12 @@
  * `lvs_sync_daemon IF` without an instance runs both daemons at once (keepalived does the
  * same); with an instance, the backup daemon runs until that instance becomes MASTER.
  */
+import type { LogFn } from '../core/log.js';
 import { dirname, join } from 'node:path';
 import type { IpvsTable } from '../core/table.js';
 import type { HaTransitionHooks } from '../ha/hooks.js';
 import { ConntrackdSupervisor, checkConntrackdSettings, type ConntrackdSettings } from './conntrackd.js';
-import { SyncManager, checkSyncDaemonConfig, type SyncDaemonConfig, type SyncLog, type SyncManagerOptions } from './manager.js';
+import { SyncManager, checkSyncDaemonConfig, type SyncDaemonConfig, type SyncManagerOptions } from './manager.js';
 
 /** The sync daemon of the configuration (keepalived's lvs_sync_daemon). */
 export interface SyncDaemonSettings extends Omit<SyncDaemonConfig, 'state' | 'syncid'> {
@@ -35,7 +36,7 @@ export interface SyncSettings {
 export interface SyncSetupOptions {
   table: IpvsTable;
   dataplane?: unknown;
-  log: SyncLog;
+  log: LogFn;
   settings?: SyncSettings | undefined;
   /** VRRP instances by name with their VRID, for the default syncid. */
   vrids?: ReadonlyMap<string, number>;
@@ -46,7 +47,7 @@ export interface SyncSetupOptions {
   /** Sync daemon socket openers (tests). */
   sockets?: SyncManagerOptions['sockets'];
   /** Builds the conntrackd supervisor (tests substitute one that records its commands). */
-  makeConntrackd?: (settings: ConntrackdSettings, stateDir: string, log: SyncLog) => ConntrackdControl;
+  makeConntrackd?: (settings: ConntrackdSettings, stateDir: string, log: LogFn) => ConntrackdControl;
 }
 
 /** What the hooks need of conntrackd (ConntrackdSupervisor). */

@@ -10,10 +10,11 @@
  * `follow()` is keepalived's `lvs_sync_daemon IF INSTANCE`: the daemon's role tracks the
  * VRRP instance's state (the HA hooks call it).
  */
+import type { LogFn } from '../core/log.js';
 import { CONN_F_SYNC } from '../core/conn.js';
 import { TsvsError } from '../core/errors.js';
 import { canonicalAddr, parseIPv4 } from '../core/addr.js';
-import type { RealServer, VirtualService } from '../core/service.js';
+import type { Dest, VirtualService } from '../core/service.js';
 import type { SyncedEntry } from '../core/synced.js';
 import type { IpvsTable } from '../core/table.js';
 import { DEFAULT_SYNC_MAXLEN, MAX_SYNC_MAXLEN, MESG_HEADER_LEN, SYNC_GROUP, SYNC_PORT } from './proto.js';
@@ -38,12 +39,10 @@ export type SyncDaemonStatus = SyncDaemonConfig & {
   counters: MasterCounters | BackupCounters;
 };
 
-export type SyncLog = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
-
 /** A persistence entry for a data plane that keeps templates in the kernel. */
 export interface PersistenceImport {
   svc: VirtualService;
-  dest: RealServer;
+  dest: Dest;
   /** The client network (address under the service's netmask). */
   addr: string;
   /** Seconds. */
@@ -63,7 +62,7 @@ export interface SyncManagerOptions {
   table: IpvsTable;
   /** The data plane; when it is a PersistenceSink, synced templates go to it. */
   dataplane?: unknown;
-  log: SyncLog;
+  log: LogFn;
   /** How often the master scans the table (default 200 ms). */
   scanMs?: number;
   /** sysctl sync_refresh_period, ms (default 0: half the timeout, at least 10 s). */

@@ -21,7 +21,7 @@
  * and hands each entry to an importer (by default the core's `importSynced`).
  */
 import { CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_F_ONE_PACKET, CONN_F_SYNC, type Conn, type ConnProtocol } from '../core/conn.js';
-import type { RealServer } from '../core/service.js';
+import type { Dest } from '../core/service.js';
 import type { SyncedEntry, SyncImportMiss } from '../core/synced.js';
 import type { IpvsTable } from '../core/table.js';
 import { TcpState } from '../core/tcpstate.js';
@@ -47,7 +47,7 @@ const SYNC_TCP_STATES: ReadonlySet<number> = new Set([
 ]);
 const MIN_REFRESH_MS = 10_000;
 
-const FWD_FLAGS: Record<RealServer['fwd'], number> = {
+const FWD_FLAGS: Record<Dest['fwd'], number> = {
   masq: IPVS_CONN_F.MASQ,
   fullnat: IPVS_CONN_F.MASQ,
   route: IPVS_CONN_F.DROUTE,
@@ -116,7 +116,7 @@ export interface MasterCounters {
 interface Sent {
   state: number;
   expires: number;
-  dest: RealServer | null;
+  dest: Dest | null;
 }
 
 export interface SyncMasterOptions {
@@ -203,7 +203,7 @@ export interface BackupCounters {
 }
 
 /** What the backup does with each good entry; returns a miss reason or nothing. */
-export type SyncImporter = (e: SyncedEntry) => SyncImportMiss | void;
+export type SyncImporter = (e: SyncedEntry) => SyncImportMiss | undefined;
 
 export interface SyncBackupOptions {
   syncid: number;

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { HttpControlClient } from '../../src/api/client.js';
 import { UNCHECKED, type HealthSource } from '../../src/health/source.js';
 import { openApiDocument } from '../../src/api/openapi.js';
-import { TsvsError } from '../../src/core/errors.js';
+import type { TsvsError } from '../../src/core/errors.js';
 import { openEcho, startEchoServer, waitFor, type EchoConn, type TestServer } from '../helper.js';
 import { call, createControlApp, destConfig, freeVipPort, listen, serviceConfig, startDirector, type TestDirector } from './harness.js';
 

@@ -7,8 +7,8 @@
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import { tupleHash, type Conn } from '../../src/core/conn.js';
-import type { RealServer, VirtualService } from '../../src/core/service.js';
-import { IpvsTable } from '../../src/core/table.js';
+import type { Dest, VirtualService } from '../../src/core/service.js';
+import type { IpvsTable } from '../../src/core/table.js';
 import type { ConnView } from '../../src/core/types.js';
 import { seededRandom } from '../schedulers/fake.js';
 import { dest, fakeTable, svc } from './fixtures.js';
@@ -246,7 +246,7 @@ describe('connection indexes', () => {
     let compacted = 0;
     let seenClosed = 0;
     // Every server object ever, removed ones included (their entries stay until they expire).
-    const everDests = new Set<RealServer>(services.flatMap((s) => s.dests));
+    const everDests = new Set<Dest>(services.flatMap((s) => s.dests));
     // Every entry ever listed, with the object it came from, to check listings against.
     for (let step = 0; step < 3000; step++) {
       const k = int(10);

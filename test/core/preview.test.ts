@@ -12,7 +12,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import { TsvsError } from '../../src/core/errors.js';
-import { serviceId as idOf, type RealServer, type VirtualService } from '../../src/core/service.js';
+import { serviceId as idOf, type Dest, type VirtualService } from '../../src/core/service.js';
 import type { IpvsTable, BatchPreview } from '../../src/core/table.js';
 import { newTable } from '../table.js';
 import type { DestConfig, Op, ServiceConfig, ServiceKey } from '../../src/core/types.js';
@@ -162,7 +162,7 @@ function randomBatch(r: Rng, table: IpvsTable, len: number, serial: { n: number 
 }
 
 /** Everything about a server that apply changes or a scheduler reads. */
-function destState(d: RealServer) {
+function destState(d: Dest) {
   return {
     ...d.config(),
     id: d.id,

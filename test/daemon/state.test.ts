@@ -3,6 +3,7 @@
  * files, and crashes at every step of a compaction, checked by loading what the disk holds
  * at that step.
  */
+import type { LogFn } from '../../src/core/log.js';
 import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync, mkdtempSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -16,7 +17,7 @@ import type { Op, ServiceConfig, TableConfig } from '../../src/core/types.js';
 import type { DataPlane } from '../../src/dataplane/dataplane.js';
 import { Director } from '../../src/daemon/director.js';
 import { encodeRecord, JOURNAL_HEADER } from '../../src/daemon/journal.js';
-import { configToOps, StateStore, writeFileAtomic, type StateLog } from '../../src/daemon/state.js';
+import { configToOps, StateStore, writeFileAtomic } from '../../src/daemon/state.js';
 
 const dirs: string[] = [];
 after(() => {
@@ -74,7 +75,7 @@ class Live {
     readonly path: string,
     opts: { compactBytes?: number; maxPending?: number } = {},
   ) {
-    const log: StateLog = (level, msg) => this.logs.push(`${level} ${msg}`);
+    const log: LogFn = (level, msg) => this.logs.push(`${level} ${msg}`);
     this.store = new StateStore(path, { ...opts, log });
   }
   async open(): Promise<void> {
@@ -580,9 +581,7 @@ describe('state file: snapshot + journal', () => {
     await live.change(batch(1));
     const proto = await handleProto();
     const real = proto.datasync as () => Promise<void>;
-    proto.datasync = function () {
-      return Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
-    };
+    proto.datasync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
     try {
       await assert.rejects(live.change(batch(2)), /EIO/);
     } finally {

@@ -51,7 +51,7 @@ describe('tsvs top over 10,000 services', () => {
     assert.equal(lines[4], 'Showing 1-3 of 10000 services, by rate');
     assert.match(lines[6]!, /^SERVICE \/ REAL SERVER +WEIGHT HEALTH/);
     assert.match(lines[7]!, new RegExp(`^TCP ${vipOf(SPECIAL.busiest).replace(/\./g, '\\.')}:80 rr `));
-    assert.match(lines[8]!, new RegExp(`^ {2}-> 198\\.19\\.3\\.9:808\\d +1 up `));
+    assert.match(lines[8]!, /^ {2}-> 198\.19\.3\.9:808\d +1 up /);
     assert.match(lines[12]!, new RegExp(`^TCP ${vipOf(SPECIAL.second).replace(/\./g, '\\.')}:80 wlc `));
     assert.equal(lines[23], KEYS_HELP);
   });

@@ -9,14 +9,14 @@ import { Agent, get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { startRealServer, writeSharedContent, type RealServer } from '../../src/demo/realserver.js';
+import { startDemoServer, writeSharedContent, type DemoServer } from '../../src/demo/realserver.js';
 import { BIN, startTsvsd, type Tsvsd } from '../daemon/spawn.js';
 import { freePort } from '../helper.js';
 
 let dir: string;
 let d: Tsvsd;
-let rs1: RealServer;
-let rs2: RealServer;
+let rs1: DemoServer;
+let rs2: DemoServer;
 let VIP: string;
 let RS1: string;
 let RS2: string;
@@ -53,8 +53,8 @@ async function curlNames(n: number): Promise<string[]> {
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tsvs-walk-'));
   await writeSharedContent(join(dir, 'www'));
-  rs1 = await startRealServer({ name: 'rs1', docroot: join(dir, 'www'), host: '127.0.0.1', port: 0 });
-  rs2 = await startRealServer({ name: 'rs2', docroot: join(dir, 'www'), host: '127.0.0.1', port: 0 });
+  rs1 = await startDemoServer({ name: 'rs1', docroot: join(dir, 'www'), host: '127.0.0.1', port: 0 });
+  rs2 = await startDemoServer({ name: 'rs2', docroot: join(dir, 'www'), host: '127.0.0.1', port: 0 });
   d = await startTsvsd([], { dir });
   VIP = `127.0.0.1:${await freePort()}`;
   RS1 = `127.0.0.1:${rs1.port}`;

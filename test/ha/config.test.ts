@@ -9,7 +9,7 @@ import { toYaml } from '../../src/config/convert.js';
 import { ConfigError, formatDiagnostic } from '../../src/config/errors.js';
 import { parseKeepalivedConfig } from '../../src/config/keepalived/index.js';
 import { parseYamlConfig } from '../../src/config/yaml/parse.js';
-import { parseVip } from '../../src/config/vrrp.js';
+import { parseVip } from '../../src/ha/model.js';
 import { resolveInstance } from '../../src/ha/speaker.js';
 
 const KA = `global_defs {

@@ -23,9 +23,9 @@ const ADV = { vrid: 51, priority: 150, maxAdverIntCs: 20, addrs: ['198.18.0.1', 
 const INST: InstanceView = { vrid: 51, family: 4, vips: ['198.19.0.1', '198.18.0.1'], own: ['198.18.0.3'] };
 
 /** A good multicast packet, then `edit` applied to it; `fix` recomputes the IP length and the VRRP checksum. */
-function pkt(edit: (b: Buffer) => Buffer | void = () => {}, fix = false, adv = ADV, dst = VRRP_GROUP4): Buffer {
+function pkt(edit: (b: Buffer) => unknown = () => undefined, fix = false, adv = ADV, dst = VRRP_GROUP4): Buffer {
   let b = encodeIpv4Packet(adv, SRC, dst, 7);
-  b = edit(b) ?? b;
+  b = (edit(b) as Buffer | undefined) ?? b;
   if (fix) {
     b.writeUInt16BE(b.length, 2);
     const v = b.subarray(20);

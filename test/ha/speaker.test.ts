@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import { afterEach, describe, test } from 'node:test';
 import { pino } from 'pino';
 import type { VrrpInstanceConfig, VrrpScriptConfig } from '../../src/config/model.js';
-import type { Vip } from '../../src/config/vrrp.js';
+import type { Vip } from '../../src/ha/model.js';
 import type { LinkInfo, NetOps } from '../../src/ha/netops.js';
 import { decodeIpv4Packet, encodeIpv4Packet, VRRP_GROUP4 } from '../../src/ha/packet.js';
 import type { PacketHandler, VrrpTransport } from '../../src/ha/rawsock.js';

@@ -278,12 +278,7 @@ describe('nf_tables objects and set elements', () => {
     const body = Buffer.concat([nfgen(10), nla(1, z('tsvs')), nla(3, be32(1))]);
     assert.equal(
       hex(b),
-      hex(
-        Buffer.concat([
-          Buffer.from((16 + body.length).toString(16).padStart(2, '0') + '000000' + '130a' + '0103' + '0b000000' + '00000000', 'hex'),
-          body,
-        ]),
-      ),
+      hex(Buffer.concat([Buffer.from(`${(16 + body.length).toString(16).padStart(2, '0')}000000130a01030b00000000000000`, 'hex'), body])),
     );
   });
 

@@ -149,7 +149,7 @@ function waitLinksReady(): void {
   throw new Error(`the test network is not ready after 5 s: ${pending}`);
 }
 
-function startRealServer(kind: TestServerKind, name: string, addr: string): Promise<TestServer & { proc: ChildProcess }> {
+function startDemoServer(kind: TestServerKind, name: string, addr: string): Promise<TestServer & { proc: ChildProcess }> {
   const proc = spawn('ip', ['netns', 'exec', REALS, process.execPath, '--import', 'tsx', RUNNER, kind, name, addr], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -230,7 +230,7 @@ async function makeNftablesHarness(af: 4 | 6 = 4): Promise<Harness & { plane: Nf
       return table.connView();
     },
     async makeRealServers(kind: TestServerKind, names: string[]) {
-      const made = await Promise.all(names.map((n) => startRealServer(kind, n, af === 4 ? V4_RS.rs : V6_RS.rs)));
+      const made = await Promise.all(names.map((n) => startDemoServer(kind, n, af === 4 ? V4_RS.rs : V6_RS.rs)));
       servers.push(...made);
       return made;
     },

@@ -100,7 +100,7 @@ describe('sync protocol v1: golden bytes', () => {
     assert.equal(m!.length, 8 + 53);
     assert.equal(
       m!.subarray(8 + 36).toString('hex'),
-      '020a' + Buffer.from('call-id-42').toString('hex') + '0303' + Buffer.from('sip').toString('hex'),
+      `020a${Buffer.from('call-id-42').toString('hex')}0303${Buffer.from('sip').toString('hex')}`,
     );
     const d = decodeMessage(m!);
     assert.ok(d.ok);

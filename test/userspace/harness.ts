@@ -6,7 +6,8 @@
 import type { IpvsTable } from '../../src/core/table.js';
 import { newTable } from '../table.js';
 import type { Op } from '../../src/core/types.js';
-import { UserspaceDataPlane, type LogLevel } from '../../src/dataplane/userspace/index.js';
+import type { LogLevel } from '../../src/core/log.js';
+import { UserspaceDataPlane } from '../../src/dataplane/userspace/index.js';
 import { freePort, startServer, type TestServer, type TestServerKind } from '../helper.js';
 import type { Harness } from '../dataplane/scenarios.js';
 

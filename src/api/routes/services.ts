@@ -8,7 +8,7 @@ import { TsvsError } from '../../core/errors.js';
 import { canonicalAddr, formatAddrPort } from '../../core/addr.js';
 import { destId } from '../../core/service.js';
 import { checkServiceKey } from '../../core/validate.js';
-import type { VirtualService, RealServer } from '../../core/service.js';
+import type { VirtualService, Dest } from '../../core/service.js';
 import type { DestConfig, FwdMethod, Op, ServiceConfig } from '../../core/types.js';
 import { drainKey, openConnections, serviceStatus, statusView, type ApiContext } from './view.js';
 import { dataPlaneCounters } from '../health.js';
@@ -37,7 +37,7 @@ function findService(ctx: ApiContext, id: string): VirtualService {
   return svc;
 }
 
-function findServer(_ctx: ApiContext, svc: VirtualService, id: string): RealServer {
+function findServer(_ctx: ApiContext, svc: VirtualService, id: string): Dest {
   const rs = svc.dests.find((d) => d.id === id);
   if (!rs) throw new TsvsError('NO_DEST', `${svc.label}: no such real server ${id}`);
   return rs;
@@ -51,14 +51,14 @@ function svcOut(ctx: ApiContext, svc: VirtualService) {
   return serviceStatus(ctx, svc.view(), dataPlaneCounters(ctx.director.dataplane));
 }
 
-function serverOut(ctx: ApiContext, svc: VirtualService, rs: RealServer) {
+function serverOut(ctx: ApiContext, svc: VirtualService, rs: Dest) {
   return svcOut(ctx, svc).dests.find((d) => d.id === rs.id)!;
 }
 
 /** Fields of a body that may change a service; the key fields come from the URL. */
 const KEY_FIELDS = ['af', 'protocol', 'addr', 'port', 'fwmark'];
 
-function setWeight(ctx: ApiContext, svc: VirtualService, rs: RealServer, weight: number): Promise<void> {
+function setWeight(ctx: ApiContext, svc: VirtualService, rs: Dest, weight: number): Promise<void> {
   return ctx.director.apply([{ op: 'edit-server', service: svc.key(), dest: { ...rs.config(), weight } }]);
 }
 

@@ -4,7 +4,7 @@
  * events (the caller resyncs from a dump) and stops it. Started the same way as the
  * NFQUEUE reader (nfqueue.ts's bootstrap: Node 20 workers do not inherit `--import tsx`).
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, type CtEvent } from './ctnetlink.js';
 import { CT_SHARED_BYTES, CTRL_INFLIGHT, CTRL_STOP, type CtWorkerConfig, type CtWorkerMessage } from './ct-shared.js';
 import { startWorker } from './nfqueue.js';

@@ -12,7 +12,7 @@
  */
 import { CONN_F_NOOUTPUT, type Conn } from '../../core/conn.js';
 import { TsvsError } from '../../core/errors.js';
-import type { RealServer, VirtualService } from '../../core/service.js';
+import type { Dest, VirtualService } from '../../core/service.js';
 import type { IpvsTable } from '../../core/table.js';
 import { tcpStateByName } from '../../core/tcpstate.js';
 import type { Family, Op, TunType } from '../../core/types.js';
@@ -169,7 +169,7 @@ export class DrPlanner {
     const r = await this.run('nft', ['-j', 'list', 'table', 'netdev', TABLE]);
     if (r.code !== 0) return out;
     const { flows, counters } = parseDrTable(r.stdout, this.tcpMarks);
-    const owners = new Map<number, { svc: VirtualService; dest: RealServer }>();
+    const owners = new Map<number, { svc: VirtualService; dest: Dest }>();
     for (const svc of table.list()) {
       for (const dest of svc.dests) {
         if (dest.fwd !== 'route') continue;
@@ -198,7 +198,7 @@ export class DrPlanner {
 
   private syncConns(
     table: IpvsTable,
-    owners: Map<number, { svc: VirtualService; dest: RealServer }>,
+    owners: Map<number, { svc: VirtualService; dest: Dest }>,
     flows: ReturnType<typeof parseDrTable>['flows'],
   ): void {
     const now = table.now();

@@ -5,8 +5,8 @@
  * (`decide`, so the scheduler sees the live counts), and the verdict's mark names the real
  * server in the kernel. A numgen rule is the fallback when no answer comes in time.
  */
+import type { LogFn } from '../../core/log.js';
 import type { IpvsTable } from '../../core/table.js';
-import type { LogFn } from '../dataplane.js';
 import type { Fam } from './nat.js';
 import type { QueuedPacket } from './netlink.js';
 import { checkNfqueueRule, installNfqueueRule } from './netsock.js';
@@ -133,7 +133,7 @@ export class FirstPacketPath {
       const old = readback.mirroredConn(key);
       if (old && !old.dead) t.dropConn(old); // the tuple's previous connection (TIME_WAIT reuse)
       const c = t.schedule(svc, { protocol: p.protocol, caddr: p.caddr, cport: p.cport, vaddr: p.vaddr, vport: p.vport });
-      if (!c || !c.dest) return NO_DEST_MARK;
+      if (!c?.dest) return NO_DEST_MARK;
       const mark = model.markFor(svc.id, c.dest.id);
       if (mark === undefined) {
         t.dropConn(c);

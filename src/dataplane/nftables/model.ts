@@ -5,7 +5,7 @@
  * plane decides what to send from this bookkeeping; the read-back and the first-packet
  * path find a server by its mark here.
  */
-import type { RealServer, VirtualService } from '../../core/service.js';
+import type { Dest, VirtualService } from '../../core/service.js';
 import { wrrSnapshot } from '../../schedulers/wrr.js';
 import type { Fam, Fragment } from './nat.js';
 import type { NftService } from './ruleset.js';
@@ -32,7 +32,7 @@ export class NftModel {
   /** Direct-routing services as last compiled into `netdev tsvs`, by service id. */
   drModel = new Map<string, NftService>();
   /** Each live real server by its mark. */
-  readonly owners = new Map<number, { svc: VirtualService; dest: RealServer }>();
+  readonly owners = new Map<number, { svc: VirtualService; dest: Dest }>();
   /** How many fragments use the first-packet path, per family. */
   private readonly queuedByFam: Record<Fam, number> = { ip: 0, ip6: 0 };
   private readonly svcIds = new Map<string, number>();

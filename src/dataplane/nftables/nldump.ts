@@ -104,7 +104,7 @@ export async function dump(
   request: Buffer,
   seq: number,
   what: string,
-  onMessage: (m: NlMessage) => boolean | void,
+  onMessage: (m: NlMessage) => boolean | undefined,
 ): Promise<DumpEnd> {
   const sock = openReadSocket(nsPath);
   try {
@@ -119,7 +119,7 @@ async function readUntilDone(
   sock: NetfilterSocket,
   seq: number,
   what: string,
-  onMessage: (m: NlMessage) => boolean | void,
+  onMessage: (m: NlMessage) => boolean | undefined,
 ): Promise<DumpEnd> {
   const buf = Buffer.allocUnsafe(READ_BYTES);
   const until = Date.now() + limits.timeoutMs;

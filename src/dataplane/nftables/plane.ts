@@ -18,11 +18,12 @@
  * NFQUEUE to the core table's scheduler. Direct routing (-g) services are compiled by
  * dr.ts into `netdev tsvs`. See docs/nftables.md.
  */
+import type { LogFn } from '../../core/log.js';
 import { TsvsError } from '../../core/errors.js';
-import { serviceId, serviceLabel, type RealServer, type VirtualService } from '../../core/service.js';
+import { serviceId, serviceLabel, type Dest, type VirtualService } from '../../core/service.js';
 import type { IpvsTable, TableEvent } from '../../core/table.js';
 import type { FwdMethod, Op } from '../../core/types.js';
-import type { DataPlane, LogFn } from '../dataplane.js';
+import type { DataPlane } from '../dataplane.js';
 import { conntrackDeleteMark, conntrackProblem } from './conntrack.js';
 import { DrPlanner } from './dr-plane.js';
 import { makeRunner, type Runner } from './exec.js';
@@ -213,7 +214,7 @@ export class NftablesDataPlane implements DataPlane {
    * into the kernel's per-server sets, so that clients keep their server after a failover;
    * the read-back then lists them as templates.
    */
-  async importPersistence(entries: ReadonlyArray<{ svc: VirtualService; dest: RealServer; addr: string; timeout: number }>): Promise<void> {
+  async importPersistence(entries: ReadonlyArray<{ svc: VirtualService; dest: Dest; addr: string; timeout: number }>): Promise<void> {
     const nftables: unknown[] = [];
     for (const e of entries) {
       const mark = this.model.markFor(e.svc.id, e.dest.id);

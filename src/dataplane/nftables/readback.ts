@@ -7,12 +7,12 @@
  * for a fresh round first. Between rounds it follows conntrack's events, so that closes
  * reach the counts at once.
  */
+import type { LogFn } from '../../core/log.js';
 import type { Conn } from '../../core/conn.js';
-import type { RealServer, VirtualService } from '../../core/service.js';
+import type { Dest, VirtualService } from '../../core/service.js';
 import type { IpvsTable } from '../../core/table.js';
 import { tcpStateByName } from '../../core/tcpstate.js';
 import type { Stats } from '../../core/types.js';
-import type { LogFn } from '../dataplane.js';
 import { CHUNK, conntrackDump, conntrackEvents, yieldLoop, type CtEntry, type CtEvent } from './conntrack.js';
 import type { DrPlanner } from './dr-plane.js';
 import type { Runner } from './exec.js';
@@ -94,7 +94,7 @@ export class ReadBack {
   /** Read every counter at the next round (events were lost). */
   private readAllCounters = false;
   /** Servers with thresholds whose connections an event changed since the last round (their OVERLOAD flag may have moved). */
-  private readonly eventThresholds = new Map<RealServer, { svc: VirtualService }>();
+  private readonly eventThresholds = new Map<Dest, { svc: VirtualService }>();
 
   constructor(private readonly deps: ReadBackDeps) {}
 
@@ -261,15 +261,15 @@ export class ReadBack {
   }
 
   /** The persistence sets' elements, with the service and server each belongs to. */
-  private async readPersistence(): Promise<Array<PersistElement & { svc: VirtualService; dest: RealServer }>> {
-    const owners = new Map<string, { svc: VirtualService; dest: RealServer; family: 'ip' | 'ip6' }>();
+  private async readPersistence(): Promise<Array<PersistElement & { svc: VirtualService; dest: Dest }>> {
+    const owners = new Map<string, { svc: VirtualService; dest: Dest; family: 'ip' | 'ip6' }>();
     for (const [mark, { svc, dest }] of this.deps.model.owners) {
       // Queue-scheduled services keep their templates in the core table (decide), not in
       // sets; a DR server's set lives in netdev tsvs and is not listed (docs/forwarding.md).
       if (!svc.persistent || QUEUE_SCHEDULERS.has(svc.scheduler) || dest.fwd === 'route') continue;
       owners.set(persistSet(mark, svc), { svc, dest, family: famOf(svc.af) });
     }
-    const out: Array<PersistElement & { svc: VirtualService; dest: RealServer }> = [];
+    const out: Array<PersistElement & { svc: VirtualService; dest: Dest }> = [];
     for (const family of ['ip', 'ip6'] as const) {
       const sets = [...owners].filter(([, o]) => o.family === family).map(([name]) => name);
       if (!sets.length) continue;
@@ -282,7 +282,7 @@ export class ReadBack {
   }
 
   /** Mirrors persistence entries as the core's templates (-Lnc, PersistConn). */
-  private applyPersistence(t: IpvsTable, elems: Array<PersistElement & { svc: VirtualService; dest: RealServer }>): void {
+  private applyPersistence(t: IpvsTable, elems: Array<PersistElement & { svc: VirtualService; dest: Dest }>): void {
     const now = t.now();
     const seen = new Set<string>();
     for (const e of elems) {
@@ -344,9 +344,9 @@ export class ReadBack {
     const now = t.now();
     const byMark = this.deps.model.owners;
     // The servers with thresholds whose connections this round (or an event since) changed.
-    const before = new Map<RealServer, { svc: VirtualService }>(this.eventThresholds);
+    const before = new Map<Dest, { svc: VirtualService }>(this.eventThresholds);
     this.eventThresholds.clear();
-    const touch = (svc: VirtualService, dest: RealServer | null) => {
+    const touch = (svc: VirtualService, dest: Dest | null) => {
       if (dest?.uThreshold && !before.has(dest)) before.set(dest, { svc });
     };
     const seen = new Set<string>();
@@ -355,7 +355,7 @@ export class ReadBack {
     for (const e of entries) {
       if (++n % CHUNK === 0) await yieldLoop();
       const owner = byMark.get(e.mark);
-      if (!owner || !owner.svc.dests.includes(owner.dest)) continue;
+      if (!owner?.svc.dests.includes(owner.dest)) continue;
       const key = connKey(e.af, e.protocol, e.caddr, e.cport, e.vaddr, e.vport);
       seen.add(key);
       this.queuedAt.delete(key);

@@ -2,15 +2,12 @@
  * What the userspace plane's TCP and UDP halves share: the table, a coarse copy of its
  * clock, the plane's own counters and a rate-limited logger. One instance per plane.
  */
+import type { LogFn, LogLevel } from '../../core/log.js';
 import type { Conn } from '../../core/conn.js';
 import type { IpvsTable } from '../../core/table.js';
-import type { RealServer, VirtualService } from '../../core/service.js';
+import type { Dest, VirtualService } from '../../core/service.js';
 import type { TcpDir, TcpFlag } from '../../core/tcpstate.js';
 import type { ProxyProtocolVersion } from '../../core/types.js';
-
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-/** The plane's logger: a message plus fields that name the objects (service, server, client). */
-export type LogFn = (level: LogLevel, msg: string, fields: Record<string, unknown>) => void;
 
 /** Traffic re-arms a connection's timer at most this often (the kernel does it per packet). */
 export const REARM_MS = 1000;
@@ -69,7 +66,7 @@ export class ProxyContext {
   }
 
   /** A connection to a real server could not be made. */
-  connectFailed(svc: VirtualService, dest: RealServer | null, reason: string): void {
+  connectFailed(svc: VirtualService, dest: Dest | null, reason: string): void {
     const id = dest?.id ?? '?';
     this.connectFailures.set(id, (this.connectFailures.get(id) ?? 0) + 1);
     this.logLimited('warn', `connfail ${svc.id} ${id}`, `${svc.label}: connect to real server ${id} failed: ${reason}`, {
@@ -147,12 +144,6 @@ export class ProxyContext {
   }
 }
 
-/** Failure text of a socket error, for logs: "ECONNREFUSED". */
-export function errText(err: unknown): string {
-  const e = err as NodeJS.ErrnoException | undefined;
-  return e?.code ?? e?.message ?? String(err);
-}
-
 /**
  * What a listener needs to know of its service. A VirtualService is one; a worker thread
  * (--workers) gets a copy of these fields from the main thread.
@@ -191,7 +182,7 @@ export interface ServiceListener {
   /** Stops carrying traffic: closes its connections/flows, keeps the socket bound. */
   detach(): void;
   /** A real server was removed: close its connections and drop their entries. */
-  destDeleted(dest: RealServer): void;
+  destDeleted(dest: Dest): void;
   /** Stops accepting new connections/datagrams (drain); open TCP connections continue. */
   stopAccepting(): void;
   /** Closes the socket and everything still open through it. */

@@ -32,6 +32,7 @@
  * or `abort(ops)` if the batch is not applied after all; the owner calls `table.tick()`
  * about once a second so entries expire; `stop(drainMs)` at the end.
  */
+import type { LogFn } from '../../core/log.js';
 import type { Conn } from '../../core/conn.js';
 import { TsvsError } from '../../core/errors.js';
 import { serviceId, serviceLabel, type VirtualService } from '../../core/service.js';
@@ -40,13 +41,11 @@ import type { FwdMethod, Op, ServiceConfig, ServiceKey } from '../../core/types.
 import { loadSocketLib, transparentProblem } from '../../net/socket.js';
 import type { DataPlane } from '../dataplane.js';
 import { bindTcp, bindUdp, checkDestSupported, checkServiceOptions, checkServiceSupported } from './bind.js';
-import { CLOCK_MS, ProxyContext, type LogFn, type ServiceListener } from './context.js';
+import { CLOCK_MS, ProxyContext, type ServiceListener } from './context.js';
 import { TcpListener, TcpSession } from './tcp.js';
 import { TransparentRouting, type TransparentRoutingOptions } from './transparent.js';
 import { UdpFlow, UdpListener } from './udp.js';
 import { WorkerPool, WorkerSessionRef } from './workers.js';
-
-export type { LogFn, LogLevel } from './context.js';
 
 export interface UserspaceOptions {
   /** Where the plane logs (JSON-line logger of the daemon); silent by default. */

@@ -16,13 +16,14 @@
  * so a closed connection stays as an InActConn in TIME_WAIT until its timer runs out,
  * exactly as `ipvsadm -Ln` shows it for kernel NAT.
  */
+import { errText, type LogLevel } from '../../core/log.js';
 import net from 'node:net';
 import { unmapAddr } from '../../core/addr.js';
-import type { RealServer } from '../../core/service.js';
+import type { Dest } from '../../core/service.js';
 import type { TcpDir, TcpFlag } from '../../core/tcpstate.js';
 import { encodeProxyHeader } from '../../net/proxyproto.js';
 import { connectTransparent } from '../../net/socket.js';
-import { errText, KEEPALIVE_MS, REARM_MS, type ListenerService, type LogLevel, type ServiceListener, type SessionConn } from './context.js';
+import { KEEPALIVE_MS, REARM_MS, type ListenerService, type ServiceListener, type SessionConn } from './context.js';
 
 /**
  * What the TCP half needs from the rest of the plane. In one process it is the
@@ -92,7 +93,7 @@ export class TcpListener implements ServiceListener {
     for (const s of [...this.sessions]) s.terminate('rst');
   }
 
-  destDeleted(dest: RealServer): void {
+  destDeleted(dest: Dest): void {
     for (const s of [...this.sessions]) if (s.conn.dest === dest) s.terminate('drop');
   }
 

@@ -13,12 +13,12 @@
  * and removed when the plane stops. The nftables data plane owns the `ip tsvs` / `ip6 tsvs`
  * tables; this one is `inet tsvs`. Needs root (CAP_NET_ADMIN) and nft + ip.
  */
+import type { LogFn } from '../../core/log.js';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TsvsError } from '../../core/errors.js';
-import type { LogFn } from './context.js';
 
 export interface TransparentRoutingOptions {
   /** Packet mark of replies to transparent sockets; default 0x7473 ("ts"). */

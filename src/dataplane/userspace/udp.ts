@@ -9,12 +9,13 @@
  * datagram is scheduled on its own and its entry expires at once, as in the kernel; its
  * socket stays open for replies until the UDP timeout passes without one.
  */
+import { errText } from '../../core/log.js';
 import dgram from 'node:dgram';
 import { unmapAddr } from '../../core/addr.js';
 import { CONN_F_ONE_PACKET, type Conn } from '../../core/conn.js';
-import type { RealServer, VirtualService } from '../../core/service.js';
+import type { Dest, VirtualService } from '../../core/service.js';
 import { encodeProxyHeader } from '../../net/proxyproto.js';
-import { errText, REARM_MS, type ProxyContext, type ServiceListener } from './context.js';
+import { REARM_MS, type ProxyContext, type ServiceListener } from './context.js';
 
 /** Datagrams held per flow while its upstream socket connects (a few microseconds). */
 const MAX_PENDING = 64;
@@ -46,7 +47,7 @@ export class UdpListener implements ServiceListener {
     this.closeFlows(() => true, false);
   }
 
-  destDeleted(dest: RealServer): void {
+  destDeleted(dest: Dest): void {
     this.closeFlows((f) => f.conn.dest === dest, true);
   }
 

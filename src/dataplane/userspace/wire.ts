@@ -20,8 +20,8 @@
  *   { t: 'sched', req, cid, daddr, dport }      the pick (cid 0: refused)
  *   { t: 'kill', cid, how }                     tear a session down (rst, expired)
  */
+import type { LogLevel } from '../../core/log.js';
 import type { TcpDir, TcpFlag } from '../../core/tcpstate.js';
-import type { LogLevel } from './context.js';
 
 /** The fields of a service a worker's listener needs (see ListenerService). */
 export interface WireService {

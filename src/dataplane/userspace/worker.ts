@@ -8,11 +8,12 @@
  *
  * Started through worker-boot.mjs, which registers tsx first when running from source.
  */
+import type { LogLevel } from '../../core/log.js';
 import net from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { TcpDir, TcpFlag } from '../../core/tcpstate.js';
 import { loadSocketLib } from '../../net/socket.js';
-import { CLOCK_MS, KEEPALIVE_MS, type ListenerService, type LogLevel, type SessionConn } from './context.js';
+import { CLOCK_MS, KEEPALIVE_MS, type ListenerService, type SessionConn } from './context.js';
 import { TcpListener, TcpSession, type TcpEnv } from './tcp.js';
 import type { DownMsg, UpMsg, WorkerInit } from './wire.js';
 

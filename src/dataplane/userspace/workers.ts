@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Conn } from '../../core/conn.js';
-import type { RealServer, VirtualService } from '../../core/service.js';
+import type { Dest, VirtualService } from '../../core/service.js';
 import type { ServiceKey } from '../../core/types.js';
 import { closeFd, reusePortSocket } from '../../net/socket.js';
 import { bindError } from './bind.js';
@@ -169,7 +169,7 @@ export class WorkerPool {
   }
 
   /** Connections of real server `dest` of service `sid` in the workers (through the table's per-server index). */
-  connsOf(sid: string, dest: RealServer): Conn[] {
+  connsOf(sid: string, dest: Dest): Conn[] {
     return this.ctx.table.conns.ofDest(dest).filter((c) => c.handle instanceof WorkerSessionRef && c.handle.sid === sid);
   }
 
@@ -289,7 +289,7 @@ class WorkerTcpListener implements ServiceListener {
     this.pool.broadcast({ t: 'detach', sid: this.sid });
   }
 
-  destDeleted(dest: RealServer): void {
+  destDeleted(dest: Dest): void {
     // The entries go now, as in one thread; the workers reset the sockets.
     for (const c of this.pool.connsOf(this.sid, dest)) {
       const h = c.handle as WorkerSessionRef;
