@@ -273,6 +273,7 @@ export const KEYS_HELP = '/ search  f filter  s order  r servers  PgDn/space PgU
 export function splitKeys(chunk: string): string[] {
   const keys: string[] = [];
   for (let i = 0; i < chunk.length; ) {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: matching the terminal's ESC [ key sequences is the point
     const m = /^\x1b\[[0-9;]*[~A-Za-z]/.exec(chunk.slice(i));
     const k = m ? m[0] : chunk[i]!;
     keys.push(k);

@@ -28,9 +28,9 @@ export function checkModel(cfg: TsvsConfig): Diagnostic[] {
     const label = serviceLabel(svc);
     report(out, ServiceHealthSchema, svc, at(svc.origin), label);
     for (const rs of svc.realServers) {
-      rs.checkers.forEach((c, i) =>
-        report(out, CheckerSchema, c, at(rs.origin ?? svc.origin), `${label} real server ${destId(rs)}: checker ${i + 1} (${c.type})`),
-      );
+      for (const [i, c] of rs.checkers.entries()) {
+        report(out, CheckerSchema, c, at(rs.origin ?? svc.origin), `${label} real server ${destId(rs)}: checker ${i + 1} (${c.type})`);
+      }
     }
   }
   for (const v of cfg.vrrp) report(out, InstanceFields, v, at(v.origin), `vrrp instance ${v.name}`);

@@ -9,7 +9,6 @@
  * A hook that throws is logged and does not stop the transition: a director that must take
  * over serves without synced state rather than not at all.
  */
-export type VrrpStateName = 'INIT' | 'BACKUP' | 'MASTER' | 'FAULT';
 
 export interface HaTransitionHooks {
   /** Before the VIPs are added (conntrackd -c: commit the external cache to the kernel). */

@@ -18,7 +18,6 @@ import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from '../core/addr.js';
 
 export const IPPROTO_VRRP = 112;
 export const VRRP_GROUP4 = '224.0.0.18';
-export const VRRP_GROUP6 = 'ff02::12';
 export const VRRP_TTL = 255;
 export const VRRP_VERSION = 3;
 export const VRRP_TYPE_ADVERT = 1;
@@ -96,7 +95,9 @@ function addrBytes(a: string): Buffer {
   const v6 = parseIPv6(a);
   if (!v6) throw new Error(`VRRP: "${a}" is not an IP address`);
   const b = Buffer.alloc(16);
-  v6.forEach((g, i) => b.writeUInt16BE(g, i * 2));
+  v6.forEach((g, i) => {
+    b.writeUInt16BE(g, i * 2);
+  });
   return b;
 }
 
@@ -143,7 +144,9 @@ export function encodeAdvert(a: Advert, src: string, dst: string): Buffer {
   buf[2] = a.priority;
   buf[3] = addrs.length;
   buf.writeUInt16BE(a.maxAdverIntCs & MAX_ADVER_INT_CS, 4);
-  addrs.forEach((b, i) => b.copy(buf, VRRP_HEADER_LEN + i * alen));
+  addrs.forEach((b, i) => {
+    b.copy(buf, VRRP_HEADER_LEN + i * alen);
+  });
   buf.writeUInt16BE(vrrpChecksum(buf, src, dst), 6);
   return buf;
 }

@@ -465,11 +465,17 @@ export class VrrpSpeaker implements VrrpSource {
   private onPacket(ifname: string, pkt: Buffer): void {
     if (this.stopped) return;
     const d = decodeIpv4Packet(pkt);
-    if (!d.ok) return this.drop(null, d.reason, d.detail, ifname);
+    if (!d.ok) {
+      this.drop(null, d.reason, d.detail, ifname);
+      return;
+    }
     const a = d.advert;
     let run: InstanceRun | undefined;
     for (const x of this.runs.values()) if (x.r.iface === ifname && x.r.vrid === a.vrid) run = x;
-    if (!run) return this.drop(null, 'vrid', `VRID ${a.vrid} from ${a.src}: no instance on ${ifname}`, ifname);
+    if (!run) {
+      this.drop(null, 'vrid', `VRID ${a.vrid} from ${a.src}: no instance on ${ifname}`, ifname);
+      return;
+    }
     const own = this.links.get(ifname)?.addrs4.map((x) => x.addr) ?? [];
     const c = checkForInstance(a, {
       vrid: run.r.vrid,
@@ -477,7 +483,10 @@ export class VrrpSpeaker implements VrrpSource {
       vips: run.r.vips.map((v) => v.addr),
       own: run.r.unicastSrc ? [...own, run.r.unicastSrc] : own,
     });
-    if (!c.ok) return this.drop(run, c.reason, `${c.detail} (from ${a.src})`, ifname);
+    if (!c.ok) {
+      this.drop(run, c.reason, `${c.detail} (from ${a.src})`, ifname);
+      return;
+    }
     run.received++;
     if (a.oldUnicastChecksum)
       this.once(run, 'oldsum', `vrrp instance ${run.r.name}: ${a.src} uses the keepalived <= 1.3.6 unicast checksum; accepted`);

@@ -278,7 +278,11 @@ export class HealthEngine implements HealthSource {
   /** Makes a prepared state the running one: stops checkers no longer wanted, starts new ones. */
   commit(p: PreparedHealth): void {
     const keep = new Set<CheckerRun>();
-    for (const s of p.services.values()) for (const srv of s.servers.values()) srv.checkers.forEach((c) => keep.add(c));
+    for (const s of p.services.values())
+      for (const srv of s.servers.values())
+        srv.checkers.forEach((c) => {
+          keep.add(c);
+        });
     for (const s of this.services.values())
       for (const srv of s.servers.values()) for (const c of srv.checkers) if (!keep.has(c)) this.stopChecker(c);
     // Running cycles hold the old ServiceRun/ServerRun; restart reused checkers so they report into the new ones.
@@ -298,7 +302,9 @@ export class HealthEngine implements HealthSource {
     this.started = false;
     for (const s of this.services.values()) {
       for (const srv of s.servers.values()) {
-        srv.checkers.forEach((c) => this.stopChecker(c));
+        srv.checkers.forEach((c) => {
+          this.stopChecker(c);
+        });
         if (s.cfg.omega && srv.alive && srv.rs.notifyDown) this.notify(srv.rs.notifyDown, s, srv, 'DOWN');
       }
       if (s.cfg.omega && s.quorumUp && s.cfg.quorumDown) this.notify(s.cfg.quorumDown, s, null, 'QUORUM_DOWN');

@@ -22,7 +22,6 @@
 import { familyOf, formatIPv6, parseIPv4, parseIPv6 } from '../core/addr.js';
 
 export type ProxyProtocolVersion = 'v1' | 'v2';
-export const PROXY_PROTOCOL_VERSIONS: readonly ProxyProtocolVersion[] = ['v1', 'v2'];
 
 /** The v2 signature: "\r\n\r\n\0\r\nQUIT\n". */
 export const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);

@@ -170,23 +170,31 @@ function startTransparent(o: TransparentConnect): Promise<net.Socket> {
       pfd.writeInt16LE(POLLOUT, 4);
       pfd.writeInt16LE(0, 6);
       const n = c.poll(pfd, 1, 0);
-      if (n < 0) return reject(errorOf(c, fd, 'poll', what));
+      if (n < 0) {
+        reject(errorOf(c, fd, 'poll', what));
+        return;
+      }
       if (n === 0) {
         if (performance.now() >= deadline) {
           c.close(fd);
-          return reject(new NetError('ETIMEDOUT', 'connect', `${what}: no answer within ${o.timeoutMs} ms`));
+          reject(new NetError('ETIMEDOUT', 'connect', `${what}: no answer within ${o.timeoutMs} ms`));
+          return;
         }
         wait = Math.min(20, wait + 1 + (wait >> 1));
         setTimeout(check, wait);
         return;
       }
       const err = Buffer.alloc(4);
-      if (c.getsockopt(fd, SOL_SOCKET, SO_ERROR, err, [4]) < 0) return reject(errorOf(c, fd, 'getsockopt', what));
+      if (c.getsockopt(fd, SOL_SOCKET, SO_ERROR, err, [4]) < 0) {
+        reject(errorOf(c, fd, 'getsockopt', what));
+        return;
+      }
       const so = err.readInt32LE(0);
       if (so !== 0) {
         c.close(fd);
         const code = c.errnoName(so);
-        return reject(new NetError(code, 'connect', `${what}: ${code}`));
+        reject(new NetError(code, 'connect', `${what}: ${code}`));
+        return;
       }
       resolve(adopt(fd));
     };

@@ -66,8 +66,6 @@ export const IPVS_CONN_F = {
 /** Bits a backup takes from a synced entry (IP_VS_CONN_F_BACKUP_MASK). */
 export const IPVS_CONN_F_BACKUP_MASK =
   IPVS_CONN_F.FWD_MASK | IPVS_CONN_F.NOOUTPUT | IPVS_CONN_F.INACTIVE | IPVS_CONN_F.SEQ_MASK | IPVS_CONN_F.NO_CPORT | IPVS_CONN_F.TEMPLATE;
-/** Bits a backup updates on an entry it already has (IP_VS_CONN_F_BACKUP_UPD_MASK). */
-export const IPVS_CONN_F_BACKUP_UPD_MASK = IPVS_CONN_F.INACTIVE | IPVS_CONN_F.SEQ_MASK;
 
 const STYPE_F_INET6 = 1;
 const SVER_SHIFT = 12;

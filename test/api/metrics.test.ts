@@ -10,7 +10,7 @@ import { renderMetrics } from '../../src/api/metrics.js';
 import type { StatusView } from '../../src/api/routes/view.js';
 import { echoTransfer, startEchoServer, tcpOutcome, waitFor, type TestServer } from '../helper.js';
 import { call, destConfig, freeVipPort, serviceConfig, startDirector, type TestDirector } from './harness.js';
-import { parsePrometheusText, valueOf } from './promtext.js';
+import { parsePrometheusText, metricValue } from './promtext.js';
 
 const NODE_IPVS = {
   node_ipvs_connections_total: ['counter', 'The total number of connections made.'],
@@ -63,7 +63,7 @@ describe('/metrics against real traffic', () => {
       assert.equal(f.help, help, name);
       for (const s of f.samples) assert.deepEqual(Object.keys(s.labels), name.startsWith('node_ipvs_backend_') ? BACKEND_LABELS : [], name);
     }
-    assert.equal(valueOf(m, 'node_ipvs_connections_total'), 0);
+    assert.equal(metricValue(m, 'node_ipvs_connections_total'), 0);
     const l1 = {
       local_address: '127.0.0.1',
       local_port: String(vport),
@@ -72,13 +72,13 @@ describe('/metrics against real traffic', () => {
       proto: 'TCP',
       local_mark: '',
     };
-    assert.equal(valueOf(m, 'node_ipvs_backend_weight', l1), 3);
-    assert.equal(valueOf(m, 'node_ipvs_backend_weight', { remote_port: String(rs2.port) }), 1);
-    assert.equal(valueOf(m, 'tsvs_backend_health_state', { remote_port: String(rs1.port), state: 'unchecked' }), 1);
-    assert.equal(valueOf(m, 'tsvs_backend_health_state', { remote_port: String(rs1.port), state: 'up' }), 0);
-    assert.equal(valueOf(m, 'tsvs_vrrp_configured'), 0);
+    assert.equal(metricValue(m, 'node_ipvs_backend_weight', l1), 3);
+    assert.equal(metricValue(m, 'node_ipvs_backend_weight', { remote_port: String(rs2.port) }), 1);
+    assert.equal(metricValue(m, 'tsvs_backend_health_state', { remote_port: String(rs1.port), state: 'unchecked' }), 1);
+    assert.equal(metricValue(m, 'tsvs_backend_health_state', { remote_port: String(rs1.port), state: 'up' }), 0);
+    assert.equal(metricValue(m, 'tsvs_vrrp_configured'), 0);
     assert.equal(m.get('tsvs_vrrp_state')!.samples.length, 0);
-    assert.equal(valueOf(m, 'tsvs_config_reloads_total', { result: 'success' }), 0);
+    assert.equal(metricValue(m, 'tsvs_config_reloads_total', { result: 'success' }), 0);
   });
 
   test('connections and bytes through the VIP are counted exactly, in total and per real server', async () => {
@@ -101,13 +101,17 @@ describe('/metrics against real traffic', () => {
     // rr with weights 3:1 is still rr: both servers got traffic.
     assert.equal(per.size, 2);
     // Counters are updated as the data flows; the last connection's close may trail the client's.
-    await waitFor(async () => valueOf(await scrape(), 'node_ipvs_outgoing_bytes_total') === sent.outbytes, 5000, 'outgoing bytes counted');
+    await waitFor(
+      async () => metricValue(await scrape(), 'node_ipvs_outgoing_bytes_total') === sent.outbytes,
+      5000,
+      'outgoing bytes counted',
+    );
     const m = await scrape();
-    assert.equal(valueOf(m, 'node_ipvs_connections_total'), sent.conns);
-    assert.equal(valueOf(m, 'node_ipvs_incoming_bytes_total'), sent.inbytes);
-    assert.equal(valueOf(m, 'node_ipvs_outgoing_bytes_total'), sent.outbytes);
-    const inpkts = valueOf(m, 'node_ipvs_incoming_packets_total');
-    const outpkts = valueOf(m, 'node_ipvs_outgoing_packets_total');
+    assert.equal(metricValue(m, 'node_ipvs_connections_total'), sent.conns);
+    assert.equal(metricValue(m, 'node_ipvs_incoming_bytes_total'), sent.inbytes);
+    assert.equal(metricValue(m, 'node_ipvs_outgoing_bytes_total'), sent.outbytes);
+    const inpkts = metricValue(m, 'node_ipvs_incoming_packets_total');
+    const outpkts = metricValue(m, 'node_ipvs_outgoing_packets_total');
     // Packets are counted per chunk read: at least one per connection and direction, at most one per byte.
     assert.ok(inpkts >= sent.conns && inpkts <= sent.inbytes, `incoming packets ${inpkts}`);
     assert.ok(outpkts >= sent.conns && outpkts <= sent.outbytes, `outgoing packets ${outpkts}`);
@@ -116,14 +120,14 @@ describe('/metrics against real traffic', () => {
       ['rs2', rs2],
     ] as const) {
       const l = { remote_port: String(rs.port) };
-      assert.equal(valueOf(m, 'tsvs_backend_connections_total', l), per.get(name)!.conns, name);
-      assert.equal(valueOf(m, 'tsvs_backend_incoming_bytes_total', l), per.get(name)!.inbytes, name);
-      assert.equal(valueOf(m, 'tsvs_backend_outgoing_bytes_total', l), per.get(name)!.outbytes, name);
+      assert.equal(metricValue(m, 'tsvs_backend_connections_total', l), per.get(name)!.conns, name);
+      assert.equal(metricValue(m, 'tsvs_backend_incoming_bytes_total', l), per.get(name)!.inbytes, name);
+      assert.equal(metricValue(m, 'tsvs_backend_outgoing_bytes_total', l), per.get(name)!.outbytes, name);
       // Closed connections linger in TIME_WAIT: inactive, not active.
-      assert.equal(valueOf(m, 'node_ipvs_backend_connections_active', l), 0, name);
-      assert.equal(valueOf(m, 'node_ipvs_backend_connections_inactive', l), per.get(name)!.conns, name);
+      assert.equal(metricValue(m, 'node_ipvs_backend_connections_active', l), 0, name);
+      assert.equal(metricValue(m, 'node_ipvs_backend_connections_inactive', l), per.get(name)!.conns, name);
     }
-    assert.equal(valueOf(m, 'tsvs_service_connections_total', { local_port: String(vport) }), sent.conns);
+    assert.equal(metricValue(m, 'tsvs_service_connections_total', { local_port: String(vport) }), sent.conns);
     // The same numbers as the JSON API.
     const stats = (await call(d.app, 'GET', '/v1/stats')).json;
     assert.equal(stats.stats.conns, sent.conns);
@@ -132,12 +136,12 @@ describe('/metrics against real traffic', () => {
 
   test('rates follow the kernel estimator: they rise after traffic, per service and per real server', async () => {
     for (let i = 0; i < 10; i++) await echoTransfer('127.0.0.1', vport, randomBytes(2000));
-    await waitFor(async () => valueOf(await scrape(), 'tsvs_connections_per_second') > 0, 8000, 'a connection rate');
+    await waitFor(async () => metricValue(await scrape(), 'tsvs_connections_per_second') > 0, 8000, 'a connection rate');
     const m = await scrape();
-    assert.ok(valueOf(m, 'tsvs_incoming_bytes_per_second') > 0);
-    const svcCps = valueOf(m, 'tsvs_service_connections_per_second', { local_port: String(vport) });
-    const b1 = valueOf(m, 'tsvs_backend_connections_per_second', { remote_port: String(rs1.port) });
-    const b2 = valueOf(m, 'tsvs_backend_connections_per_second', { remote_port: String(rs2.port) });
+    assert.ok(metricValue(m, 'tsvs_incoming_bytes_per_second') > 0);
+    const svcCps = metricValue(m, 'tsvs_service_connections_per_second', { local_port: String(vport) });
+    const b1 = metricValue(m, 'tsvs_backend_connections_per_second', { remote_port: String(rs1.port) });
+    const b2 = metricValue(m, 'tsvs_backend_connections_per_second', { remote_port: String(rs2.port) });
     // 18 connections in at most a few seconds: the EWMA never overshoots the real rate.
     assert.ok(svcCps >= 1 && svcCps <= 18, `service cps ${svcCps}`);
     assert.ok(b1 + b2 >= svcCps - 1 && b1 + b2 <= svcCps + 1, `backend cps ${b1}+${b2} vs ${svcCps}`);
@@ -150,8 +154,8 @@ describe('/metrics against real traffic', () => {
     const failed = outcomes.filter((o) => !o.received.toString().startsWith('rs1')).length;
     assert.equal(failed, 2, 'rr sends every other connection to the stopped server');
     let m = await scrape();
-    assert.equal(valueOf(m, 'tsvs_backend_connect_failures_total', { remote_port: String(rs2.port) }), 2);
-    assert.equal(valueOf(m, 'tsvs_backend_connect_failures_total', { remote_port: String(rs1.port) }), 0);
+    assert.equal(metricValue(m, 'tsvs_backend_connect_failures_total', { remote_port: String(rs2.port) }), 2);
+    assert.equal(metricValue(m, 'tsvs_backend_connect_failures_total', { remote_port: String(rs1.port) }), 0);
     const server = (
       await call(
         d.app,
@@ -167,8 +171,8 @@ describe('/metrics against real traffic', () => {
     const o = await tcpOutcome('127.0.0.1', vport);
     assert.equal(o.received.length, 0);
     m = await scrape();
-    assert.equal(valueOf(m, 'tsvs_dataplane_no_destination_total'), 1);
-    assert.equal(valueOf(m, 'node_ipvs_backend_weight', { remote_port: String(rs1.port) }), 0);
+    assert.equal(metricValue(m, 'tsvs_dataplane_no_destination_total'), 1);
+    assert.equal(metricValue(m, 'node_ipvs_backend_weight', { remote_port: String(rs1.port) }), 0);
   });
 });
 
@@ -256,16 +260,16 @@ describe('renderMetrics label formatting', () => {
       proto: 'UDP',
       local_mark: '',
     });
-    assert.equal(valueOf(m, 'node_ipvs_backend_connections_active', { remote_port: '8080' }), 2);
-    assert.equal(valueOf(m, 'tsvs_backend_health_state', { remote_port: '8080', state: 'down' }), 1);
-    assert.equal(valueOf(m, 'tsvs_backend_health_check_latency_seconds', { remote_port: '8080' }), 0.0125);
+    assert.equal(metricValue(m, 'node_ipvs_backend_connections_active', { remote_port: '8080' }), 2);
+    assert.equal(metricValue(m, 'tsvs_backend_health_state', { remote_port: '8080', state: 'down' }), 1);
+    assert.equal(metricValue(m, 'tsvs_backend_health_check_latency_seconds', { remote_port: '8080' }), 0.0125);
     assert.equal(
-      valueOf(m, 'tsvs_backend_health_last_check_timestamp_seconds', { remote_port: '8080' }),
+      metricValue(m, 'tsvs_backend_health_last_check_timestamp_seconds', { remote_port: '8080' }),
       Date.parse('2026-01-01T00:00:00Z') / 1000,
     );
-    assert.equal(valueOf(m, 'tsvs_vrrp_state', { instance: 'VI_1', state: 'master' }), 1);
-    assert.equal(valueOf(m, 'tsvs_vrrp_state', { instance: 'VI_1', state: 'backup' }), 0);
-    assert.equal(valueOf(m, 'tsvs_vrrp_configured'), 1);
+    assert.equal(metricValue(m, 'tsvs_vrrp_state', { instance: 'VI_1', state: 'master' }), 1);
+    assert.equal(metricValue(m, 'tsvs_vrrp_state', { instance: 'VI_1', state: 'backup' }), 0);
+    assert.equal(metricValue(m, 'tsvs_vrrp_configured'), 1);
   });
 
   test('the parser used here is strict', () => {

@@ -111,7 +111,7 @@ export function parsePrometheusText(text: string): Map<string, Family> {
 }
 
 /** The value of the one sample of `name` whose labels include `match`. */
-export function valueOf(fams: Map<string, Family>, name: string, match: Record<string, string> = {}): number {
+export function metricValue(fams: Map<string, Family>, name: string, match: Record<string, string> = {}): number {
   const f = fams.get(name);
   if (!f) throw new Error(`no family ${name}`);
   const hits = f.samples.filter((s) => Object.entries(match).every(([k, v]) => s.labels[k] === v));

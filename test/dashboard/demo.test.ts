@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { ENTRY } from '../daemon/spawn.js';
 import { freePort, httpGet } from '../helper.js';
-import { parsePrometheusText, valueOf } from '../api/promtext.js';
+import { parsePrometheusText, metricValue } from '../api/promtext.js';
 import { haveChromium, launchBrowser } from './browser.js';
 
 test('tsvs demo prints a dashboard link; the dashboard shows rs1 and rs2 and drains one', {
@@ -39,7 +39,7 @@ test('tsvs demo prints a dashboard link; the dashboard shows rs1 and rs2 and dra
     const base = `http://127.0.0.1:${link[2]}`;
     for (let i = 0; i < 4; i++) await httpGet('127.0.0.1', vport, { path: '/name' });
     const m = parsePrometheusText(await (await fetch(`${base}/metrics`)).text());
-    assert.equal(valueOf(m, 'node_ipvs_connections_total'), 4);
+    assert.equal(metricValue(m, 'node_ipvs_connections_total'), 4);
     assert.equal(m.get('node_ipvs_backend_weight')!.samples.length, 2);
 
     const page = await browser.context.newPage();

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { writeSharedContent } from '../../src/demo/realserver.js';
-import { parsePrometheusText, valueOf } from '../api/promtext.js';
+import { parsePrometheusText, metricValue } from '../api/promtext.js';
 import { ROOT, startTsvsd } from '../daemon/spawn.js';
 import type { HealthSource } from '../../src/health/source.js';
 import { createControlApp, destConfig, freeVipPort, listen, serviceConfig, startDirector } from '../api/harness.js';
@@ -87,9 +87,9 @@ ${rs
     assert.equal(await badge(rs[0]!).textContent(), 'up');
 
     const m = parsePrometheusText(await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text());
-    assert.equal(valueOf(m, 'tsvs_backend_health_state', { remote_port: String(rs[1]!.port), state: 'down' }), 1);
-    assert.equal(valueOf(m, 'tsvs_backend_health_state', { remote_port: String(rs[0]!.port), state: 'up' }), 1);
-    assert.ok(valueOf(m, 'tsvs_backend_health_check_latency_seconds', { remote_port: String(rs[0]!.port) }) >= 0);
+    assert.equal(metricValue(m, 'tsvs_backend_health_state', { remote_port: String(rs[1]!.port), state: 'down' }), 1);
+    assert.equal(metricValue(m, 'tsvs_backend_health_state', { remote_port: String(rs[0]!.port), state: 'up' }), 1);
+    assert.ok(metricValue(m, 'tsvs_backend_health_check_latency_seconds', { remote_port: String(rs[0]!.port) }) >= 0);
     const h = (await (await fetch(`${url}/v1/health`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as Array<{
       server: string;
       state: string;

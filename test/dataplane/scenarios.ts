@@ -320,7 +320,9 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
       const svc = serviceOf(h, { protocol: 'udp' });
       await h.apply([{ op: 'add-service', service: svc }, ...addServers(h, svc, [a!, b!])]);
       const clients = await Promise.all([0, 1, 2, 3].map(() => udpClient(h.vip, h.vport)));
-      t.after(() => clients.forEach((c) => c.close()));
+      t.after(() => {
+        for (const c of clients) c.close();
+      });
       const [c1, c2, c3, c4] = clients as [(typeof clients)[0], (typeof clients)[0], (typeof clients)[0], (typeof clients)[0]];
       const r1: Array<{ server: string; payload: string }> = [];
       for (let i = 0; i < 6; i++) r1.push(await c1.ask(`c1 #${i}`));
@@ -357,7 +359,9 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
       const svc = serviceOf(h, { protocol: 'udp', scheduler: 'lc' });
       await h.apply([{ op: 'add-service', service: svc }, ...addServers(h, svc, [a!, b!], [{ weight: 0 }, {}])]);
       const clients = await Promise.all([0, 1, 2, 3].map(() => udpClient(h.vip, h.vport)));
-      t.after(() => clients.forEach((c) => c.close()));
+      t.after(() => {
+        for (const c of clients) c.close();
+      });
       // Two flows while rs-a is quiesced: both on rs-b.
       assert.equal((await clients[0]!.ask('c0')).server, 'rs-b');
       assert.equal((await clients[1]!.ask('c1')).server, 'rs-b');

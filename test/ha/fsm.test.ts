@@ -232,7 +232,9 @@ function pair(a: Partial<FsmConfig>, b: Partial<FsmConfig>) {
     get now() {
       return now;
     },
-    start: () => r.forEach((f, i) => run(i, f.step({ kind: 'start' }, now))),
+    start: () => {
+      for (const [i, f] of r.entries()) run(i, f.step({ kind: 'start' }, now));
+    },
     set link(v: boolean) {
       link = v;
       if (!v) inflight = [];
@@ -248,7 +250,9 @@ function pair(a: Partial<FsmConfig>, b: Partial<FsmConfig>) {
         inflight = inflight.filter((m) => m.at > now);
         for (const m of due)
           if (alive[m.to]) run(m.to, r[m.to]!.step({ kind: 'advert', priority: m.priority, src: m.src, maxAdverIntCs: m.int }, now));
-        r.forEach((f, i) => alive[i] && run(i, f.step({ kind: 'timer' }, now)));
+        r.forEach((f, i) => {
+          alive[i] && run(i, f.step({ kind: 'timer' }, now));
+        });
       }
       now = until;
     },

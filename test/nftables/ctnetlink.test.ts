@@ -176,7 +176,9 @@ describe('conntrack messages into CtEntry', () => {
 
   test('TCP states by their tcp_conntrack number, as conntrack(8) names them', () => {
     const names = ['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'];
-    names.forEach((n, i) => assert.equal(parseCtEntry(tcpEntry(1, i))?.state, n));
+    names.forEach((n, i) => {
+      assert.equal(parseCtEntry(tcpEntry(1, i))?.state, n);
+    });
   });
 
   test('a UDP entry over IPv6: no state, RFC 5952 addresses', () => {

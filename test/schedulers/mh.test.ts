@@ -159,14 +159,14 @@ function names(t: ReadonlyArray<FakeDest | null>): string[] {
 function build(weights: number[], af: Family = 4, seed = 1): FakeService {
   const svc = new FakeService({ af });
   const rand = seededRandom(seed);
-  weights.forEach((w, i) =>
+  for (const [i, w] of weights.entries()) {
     svc.add(`S${i}`, {
       weight: w,
       addr:
         af === 4 ? ip4(0x0a000000 + (rand() & 0xffffff)) : `2001:db8:${(rand() & 0xffff).toString(16)}::${(rand() & 0xffff).toString(16)}`,
       port: i % 2 === 0 ? 80 : 1024 + (rand() % 60000),
-    }),
-  );
+    });
+  }
   svc.use(mh);
   return svc;
 }

@@ -89,7 +89,9 @@ describe('sh', () => {
     const rand = seededRandom(11);
     const clients = Array.from({ length: 2000 }, () => ip4(rand()));
     const first = clients.map((caddr) => svc.schedule({ caddr, cport: rand() & 0xffff }));
-    clients.forEach((caddr, i) => assert.equal(svc.schedule({ caddr, cport: rand() & 0xffff }), first[i]));
+    clients.forEach((caddr, i) => {
+      assert.equal(svc.schedule({ caddr, cport: rand() & 0xffff }), first[i]);
+    });
     const counts = countBy(first);
     for (const d of ds) assert.ok((counts.get(d) ?? 0) > 400, `${d.name} gets its share`);
   });
@@ -124,7 +126,10 @@ describe('sh', () => {
     svc.schedFlags = SCHED_FLAG_1;
     clients.forEach((caddr, i) => {
       const got = svc.schedule({ caddr });
-      if (before[i] !== down) return assert.equal(got, before[i]);
+      if (before[i] !== down) {
+        assert.equal(got, before[i]);
+        return;
+      }
       // Probe: roffset = (offset + ihash) % 256, bucket = (roffset + h) & 255 with h = ihash.
       const ihash = shHash(foldAddr(caddr), 0, 0);
       let want: FakeDest | null = null;
@@ -184,12 +189,18 @@ describe('dh', () => {
     const vaddrs = Array.from({ length: 256 }, (_, i) => `192.0.2.${i}`);
     const owner = vaddrs.map((vaddr) => svc.schedule({ vaddr }));
     svc.setWeight(a, 0);
-    vaddrs.forEach((vaddr, i) => assert.equal(svc.schedule({ vaddr }), owner[i] === a ? null : owner[i]));
+    vaddrs.forEach((vaddr, i) => {
+      assert.equal(svc.schedule({ vaddr }), owner[i] === a ? null : owner[i]);
+    });
     svc.setWeight(a, 1);
     b.overloaded = true;
-    vaddrs.forEach((vaddr, i) => assert.equal(svc.schedule({ vaddr }), owner[i] === b ? null : owner[i]));
+    vaddrs.forEach((vaddr, i) => {
+      assert.equal(svc.schedule({ vaddr }), owner[i] === b ? null : owner[i]);
+    });
     b.overloaded = false;
     svc.remove(b);
-    vaddrs.forEach((vaddr) => assert.equal(svc.schedule({ vaddr }), a));
+    vaddrs.forEach((vaddr) => {
+      assert.equal(svc.schedule({ vaddr }), a);
+    });
   });
 });

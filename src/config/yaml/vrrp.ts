@@ -85,9 +85,11 @@ export function readVrrp(ctx: Ctx, n: Node, path: string): VrrpInstanceConfig | 
   const pd = m.seconds('preempt_delay', PREEMPT_DELAY);
   if (pd !== undefined) v.preemptDelay = pd;
   v.virtualIpaddress =
-    m.list('virtual_ipaddress', (it, p) =>
-      isScalar(it) && typeof it.value === 'string' ? it.value : (ctx.error(it, p, 'expected an address like 198.18.0.1/24'), undefined),
-    ) ?? [];
+    m.list('virtual_ipaddress', (it, p) => {
+      if (isScalar(it) && typeof it.value === 'string') return it.value;
+      ctx.error(it, p, 'expected an address like 198.18.0.1/24');
+      return undefined;
+    }) ?? [];
   const src = m.addr('unicast_src_ip');
   if (src) v.unicastSrcIp = src;
   const peers = m.list('unicast_peer', (it, p) => {

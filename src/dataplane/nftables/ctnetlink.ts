@@ -13,7 +13,6 @@ import { nfnlMessage, NLM_F_ACK, NLM_F_REQUEST, u32be } from './netlink.js';
 
 // linux/netlink.h: NLM_F_ROOT | NLM_F_MATCH
 export const NLM_F_DUMP = 0x300;
-export const NLM_F_EXCL = 0x200;
 export const NLM_F_CREATE = 0x400;
 // netfilter/nfnetlink.h
 const NFNL_SUBSYS_CTNETLINK = 1;
@@ -169,7 +168,9 @@ function addrBytes(a: string, af: 4 | 6): Buffer {
   } else {
     const g = parseIPv6(a);
     if (!g) throw new TypeError(`conntrack tuple: not an IPv6 address: ${a.slice(0, 64)}`);
-    g.forEach((w, i) => b.writeUInt16BE(w, i * 2));
+    g.forEach((w, i) => {
+      b.writeUInt16BE(w, i * 2);
+    });
   }
   return b;
 }

@@ -262,7 +262,9 @@ function markValue(svc: NftService, pick: SchedPick | null): MarkValue | null {
   if (pick.kind === 'one') return { v: 'imm', mark: pick.dest.mark };
   const elems: Array<[number | [number, number], number]> = [];
   if (pick.kind === 'octet') {
-    pick.targets.forEach((t, o) => t && elems.push([o, t.mark]));
+    pick.targets.forEach((t, o) => {
+      t && elems.push([o, t.mark]);
+    });
     return elems.length ? { v: 'map', key: { k: 'octet' }, elems } : null;
   }
   // Runs of one target become one interval element.

@@ -95,7 +95,9 @@ export function addrBytes(addr: string): Buffer {
   const v6 = parseIPv6(addr);
   if (!v6) throw new Error(`not an address: ${addr}`);
   const b = Buffer.alloc(16);
-  v6.forEach((g, i) => b.writeUInt16BE(g, i * 2));
+  v6.forEach((g, i) => {
+    b.writeUInt16BE(g, i * 2);
+  });
   return b;
 }
 

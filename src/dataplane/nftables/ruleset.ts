@@ -288,7 +288,9 @@ export function schedulerRule(svc: NftService): Stmt[] | null {
   if (pick.kind === 'one') return [goto(rsChain(pick.dest.mark)) as Stmt];
   if (pick.kind === 'octet') {
     const elems: [Expr, Expr][] = [];
-    pick.targets.forEach((t, o) => t && elems.push([`0.0.0.${o}`, goto(rsChain(t.mark))]));
+    pick.targets.forEach((t, o) => {
+      t && elems.push([`0.0.0.${o}`, goto(rsChain(t.mark))]);
+    });
     return [{ vmap: { key: { '&': [payload('ip', 'saddr'), '0.0.0.255'] }, data: { set: elems } } }];
   }
   const f = fam(svc.af);

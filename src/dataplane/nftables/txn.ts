@@ -28,7 +28,10 @@ export class TxnBuilder {
       return;
     }
     const f = (next ?? prev)!.f;
-    if (!prev) return this.fresh(next!);
+    if (!prev) {
+      this.fresh(next!);
+      return;
+    }
     const prevCounters = new Set(prev?.counters);
     const nextCounters = new Set(next?.counters);
     for (const c of nextCounters) if (!prevCounters.has(c)) this.adds.push({ c: 'add-counter', f, name: c });

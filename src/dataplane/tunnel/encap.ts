@@ -78,7 +78,9 @@ export function addrBytes(addr: string): Buffer {
   const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
   if (groups.length !== 8) throw new Error(`bad IPv6 address ${addr}`);
   const b = Buffer.alloc(16);
-  groups.forEach((g, i) => b.writeUInt16BE(parseInt(g, 16), i * 2));
+  groups.forEach((g, i) => {
+    b.writeUInt16BE(parseInt(g, 16), i * 2);
+  });
   return b;
 }
 

@@ -165,7 +165,9 @@ export class UserspaceDataPlane implements DataPlane {
       throw e;
     }
     this.ctx = ctx;
-    services.forEach((svc, i) => this.attach(svc, bound[i]!));
+    services.forEach((svc, i) => {
+      this.attach(svc, bound[i]!);
+    });
     this.unsubscribe = table.subscribe(this.listener);
     this.clockTimer = setInterval(() => {
       ctx.clock = table.now();
@@ -212,7 +214,9 @@ export class UserspaceDataPlane implements DataPlane {
     }
     if (want.length === 0) return;
     const bound = await bindAll(ctx, want, this.pool);
-    want.forEach((k, i) => this.prepared.set(serviceId(k), bound[i]!));
+    want.forEach((k, i) => {
+      this.prepared.set(serviceId(k), bound[i]!);
+    });
   }
 
   /**

@@ -158,7 +158,10 @@ function handle(m: DownMsg): void {
       const done = pending.get(m.req);
       pending.delete(m.req);
       if (!done) return;
-      if (m.cid === 0) return done(null);
+      if (m.cid === 0) {
+        done(null);
+        return;
+      }
       const c: RemoteConn = {
         cid: m.cid,
         caddr: '',
