@@ -438,8 +438,8 @@ export function formatDaemons(daemons: readonly SyncDaemonConfig[]): string {
 // ---------------------------------------------------------------------------------------
 // --json
 
-/** Stable key order for a service in JSON output. */
-function jsonService(s: ServiceView): unknown {
+/** A service's configuration in JSON output, in a stable key order (-L and -S share it). */
+function jsonServiceConfig(s: ServiceView) {
   return {
     af: s.af,
     protocol: s.protocol,
@@ -452,6 +452,13 @@ function jsonService(s: ServiceView): unknown {
     netmask: s.netmask,
     ops: s.ops,
     pe: s.pe,
+  };
+}
+
+/** Stable key order for a service in JSON output. */
+function jsonService(s: ServiceView): unknown {
+  return {
+    ...jsonServiceConfig(s),
     stats: jsonStats(s.stats),
     rates: jsonRates(s.rates),
     dests: s.dests.map(jsonDest),
@@ -512,17 +519,7 @@ export function jsonOneService(s: ServiceView, o: FormatOptions = {}): string {
 export function jsonRules(table: TableView, o: FormatOptions = {}): string {
   return pretty({
     services: sortedServices(table.services, o.nosort).map((s) => ({
-      af: s.af,
-      protocol: s.protocol,
-      addr: s.addr,
-      port: s.port,
-      fwmark: s.fwmark,
-      scheduler: s.scheduler,
-      schedFlags: s.schedFlags,
-      persistent: s.persistent,
-      netmask: s.netmask,
-      ops: s.ops,
-      pe: s.pe,
+      ...jsonServiceConfig(s),
       dests: s.dests.map((d) => ({
         af: d.af,
         addr: d.addr,

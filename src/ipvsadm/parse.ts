@@ -43,6 +43,19 @@ const IFNAME_MAX = 15;
 const UINT_MAX = 4294967295;
 
 /** Output switches of -L / -S. `json` is a tsvs extension. */
+/** A listing with no option given: what bare `ipvsadm` and `-L` print. */
+export const LIST_DEFAULTS: Readonly<ListOptions> = {
+  numeric: false,
+  stats: false,
+  rate: false,
+  thresholds: false,
+  persistentConn: false,
+  tunInfo: false,
+  nosort: false,
+  exact: false,
+  json: false,
+};
+
 export interface ListOptions {
   numeric: boolean;
   stats: boolean;
@@ -182,17 +195,7 @@ function newEntry(): Entry {
     },
     timeouts: { tcp: 0, tcpfin: 0, udp: 0 },
     daemon: { state: 'master', mcastIfn: '', syncid: 0 },
-    opts: {
-      numeric: false,
-      stats: false,
-      rate: false,
-      thresholds: false,
-      persistentConn: false,
-      tunInfo: false,
-      nosort: false,
-      exact: false,
-      json: false,
-    },
+    opts: { ...LIST_DEFAULTS },
   };
 }
 

@@ -45,7 +45,7 @@ import {
   ntop,
   type Names,
 } from '../../ipvsadm/format.js';
-import { parseCommand, tryHelpText, type Command, type ListOptions, type ParseEnv, type ParseError } from '../../ipvsadm/parse.js';
+import { LIST_DEFAULTS, parseCommand, tryHelpText, type Command, type ParseEnv, type ParseError } from '../../ipvsadm/parse.js';
 import { builtinServices, parseServices, type ServicesDb } from '../../ipvsadm/services.js';
 
 /** tsvsadm's own version, shown by -v and -h. */
@@ -257,18 +257,6 @@ async function namesFor(resolver: NameResolver, addrs: string[]): Promise<Names>
 // ---------------------------------------------------------------------------------------
 // Running a command
 
-const LIST_DEFAULTS: ListOptions = {
-  numeric: false,
-  stats: false,
-  rate: false,
-  thresholds: false,
-  persistentConn: false,
-  tunInfo: false,
-  nosort: false,
-  exact: false,
-  json: false,
-};
-
 function errorText(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   return msg.endsWith('\n') ? msg : `${msg}\n`;
@@ -291,7 +279,7 @@ export async function runIpvsadm(argv: string[], io: IpvsadmIO, api: ControlApi)
 
   // ipvsadm with no arguments lists the table, names resolved.
   const cmd: Command | ParseError =
-    argv.length === 0 ? { cmd: 'list', view: 'services', opts: LIST_DEFAULTS } : await parseCommand(argv, env);
+    argv.length === 0 ? { cmd: 'list', view: 'services', opts: { ...LIST_DEFAULTS } } : await parseCommand(argv, env);
 
   switch (cmd.cmd) {
     case 'error':

@@ -9,6 +9,7 @@
  */
 import type { Attr } from '../../net/netlink.js';
 import { formatIPv6, parseIPv4, parseIPv6 } from '../../core/addr.js';
+import type { ConnTuple } from '../../core/types.js';
 import { nfnlMessage, NLM_F_ACK, NLM_F_REQUEST, u32be } from './netlink.js';
 
 // linux/netlink.h: NLM_F_ROOT | NLM_F_MATCH
@@ -66,21 +67,14 @@ const TCP_STATES = [
   'SYN_SENT2',
 ] as const;
 
-/** A tsvs connection as conntrack holds it (the same shape conntrack.ts always exported). */
-export interface CtEntry {
+/** A tsvs connection as conntrack holds it; `daddr:dport` (the real server) is the reply tuple's source. */
+export interface CtEntry extends ConnTuple {
   af: 4 | 6;
   protocol: 'tcp' | 'udp';
   /** Seconds until conntrack expires the entry. */
   timeout: number;
   /** conntrack's TCP state name (ESTABLISHED, TIME_WAIT, ...), '' for UDP. */
   state: string;
-  caddr: string;
-  cport: number;
-  vaddr: string;
-  vport: number;
-  /** The real server: the reply tuple's source. */
-  daddr: string;
-  dport: number;
   mark: number;
 }
 
