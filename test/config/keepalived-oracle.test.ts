@@ -97,6 +97,7 @@ const SAMPLE_FINDINGS: Record<string, RegExp> = {
   'keepalived.conf.fwmark': /protocol specified for fwmark - protocol will be ignored/,
   'keepalived.conf.track_interface': /cannot track route 192\.168\.112\.0\/24 with no interface specified/,
   'keepalived.conf.vrrp.lvs_syncd': /Unknown keyword 'VI_2'/,
+  'keepalived.conf.vrrp.routes': /"or" for routes is deprecated/,
   'keepalived.conf.vrrp.rules': /Invalid rule to address 192\.168\.100\.\/24/,
   'keepalived.conf.vrrp.static_ipaddress': /cannot track route 192\.168\.112\.0\/24 with no interface specified/,
 };
