@@ -91,7 +91,8 @@ Options:
                         $TMPDIR/tsvs-UID/tsvsd.sock)
   --dataplane NAME      userspace (default) or nftables
   --api HOST:PORT       also serve the HTTP API on TCP
-  --api-token-file FILE bearer token for the TCP API (also $TSVS_API_TOKEN); it is
+  --api-token-file FILE bearer token for the TCP API (also $TSVS_API_TOKEN), at
+                        least 32 characters (openssl rand -hex 16); it is
                         required for every call, reads included; without one the
                         TCP API is read-only and open
   --api-public-read     with a token, let reads (GET routes, /metrics, the
