@@ -246,3 +246,57 @@ describe('API listener bounds', () => {
     assert.match(viaSocket, /^HTTP\/1\.1 200 /);
   });
 });
+
+describe('the issue #13 flood: 1,100 idle connections to --api under ulimit -n 1024', () => {
+  test('tsvsadm still answers on the control socket, the connections over the cap are closed', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsvs-api-flood-'));
+    const socket = join(dir, 'tsvsd.sock');
+    // The default caps (64 socket, 256 TCP) under the fd limit that failed before.
+    const proc = spawn(
+      '/bin/sh',
+      ['-c', 'ulimit -n 1024 && exec "$0" "$@"', process.execPath, ENTRY('tsvsd'), '--socket', socket, '--api', '127.0.0.1:0'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let logs = '';
+    proc.stdout.on('data', (b: Buffer) => (logs += b.toString()));
+    const held: Socket[] = [];
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!/"api":"127\.0\.0\.1:\d+"/.test(logs) && Date.now() < deadline && proc.exitCode === null) await sleep(100);
+      const port = Number(/"api":"127\.0\.0\.1:(\d+)"/.exec(logs)?.[1]);
+      assert.ok(port, logs);
+      let closed = 0;
+      let failed = 0;
+      await Promise.all(
+        Array.from(
+          { length: 1100 },
+          () =>
+            new Promise<void>((resolve) => {
+              const s = connect(port, '127.0.0.1');
+              held.push(s);
+              s.resume();
+              s.on('close', () => closed++);
+              s.once('connect', () => resolve());
+              s.once('error', (e: NodeJS.ErrnoException) => {
+                if (e.code === 'EMFILE') failed++;
+                resolve();
+              });
+            }),
+        ),
+      );
+      if (failed) return t.skip(`this test process may not open 1,100 sockets (EMFILE ${failed} times)`);
+      await sleep(500);
+      const r = await tsvsadm(socket, ['-Ln']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /IP Virtual Server version/);
+      assert.ok(closed >= 1100 - 256, `${closed} connections closed; every one over the TCP cap of 256 should be`);
+      assert.match(logs, /"reason":"max-connections"/);
+    } finally {
+      for (const s of held) s.destroy();
+      proc.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
