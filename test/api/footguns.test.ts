@@ -10,7 +10,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, sta
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { HostNames, parseApiHostName } from '../../src/api/listener.js';
+import { HostNames, ListenerStats, parseApiHostName } from '../../src/api/listener.js';
 import { socketDirProblem } from '../../src/api/socket.js';
 import { ENTRY, startTsvsd } from '../daemon/spawn.js';
 
@@ -172,4 +172,19 @@ describe('tsvsd API options', () => {
       assert.equal(h.allows(bad), false, bad);
     assert.equal(new HostNames('director1').allows('director1:9180'), true);
   });
+});
+
+test('ListenerStats: every hit counts, one log line per reason every 10 s, the next says how many were not logged', () => {
+  const lines: string[] = [];
+  const limits = { maxConnections: 1, headerTimeoutMs: 1000, bodyTimeoutMs: 1000, idleTimeoutMs: 1000 };
+  const st = new ListenerStats('tcp', limits, (_l, msg) => lines.push(msg), '127.0.0.1:9180');
+  for (let i = 0; i < 100; i++) st.hit('max-connections', 'connection refused', 'warn', 1000 + i);
+  st.hit('header-timeout', 'slow headers', 'warn', 1050);
+  st.hit('max-connections', 'connection refused', 'warn', 11_000);
+  assert.equal(st.hits['max-connections'], 101);
+  assert.deepEqual(lines, [
+    'API tcp 127.0.0.1:9180: connection refused',
+    'API tcp 127.0.0.1:9180: slow headers',
+    'API tcp 127.0.0.1:9180: connection refused (and 99 more since the last such line)',
+  ]);
 });
