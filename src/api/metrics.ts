@@ -12,6 +12,7 @@
  * scrape time, which is the "custom collector" case prom-client handles least directly.
  */
 import { HEALTH_STATES } from '../health/source.js';
+import { limitReasons, type ListenerStats } from './listener.js';
 import type { ServerStatus, ServiceStatus, StatusView } from './routes/view.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -79,6 +80,8 @@ function backendLabels(s: ServiceStatus, d: ServerStatus): Labels {
 export interface MetricsExtra {
   /** Configuration reloads so far, by result. */
   reloads?: { success: number; failure: number };
+  /** The API listeners (control socket, TCP) and their bounds. */
+  api?: readonly ListenerStats[] | undefined;
 }
 
 /** The whole /metrics page for one status snapshot. */
@@ -222,5 +225,22 @@ export function renderMetrics(v: StatusView, extra: MetricsExtra = {}): string {
   const reloads = e.family('tsvs_config_reloads_total', 'counter', 'Configuration reloads, by result.');
   reloads({ result: 'success' }, extra.reloads?.success ?? 0);
   reloads({ result: 'failure' }, extra.reloads?.failure ?? 0);
+  if (extra.api?.length) apiFamilies(e, extra.api);
   return e.text();
+}
+
+/** The API listeners: open connections, their cap, and the bounds hit (src/api/listener.ts). */
+function apiFamilies(e: Exposition, listeners: readonly ListenerStats[]): void {
+  const open = e.family('tsvs_api_connections', 'gauge', 'Open connections of the API listener (socket or tcp).');
+  const max = e.family('tsvs_api_connections_limit', 'gauge', 'Most connections the API listener takes; more are closed at once.');
+  const hits = e.family(
+    'tsvs_api_limit_hits_total',
+    'counter',
+    'Connections or requests the API listener refused or closed, by reason (max-connections, header-timeout, body-timeout, idle-timeout, bad-host).',
+  );
+  for (const l of listeners) {
+    open({ listener: l.name }, l.open);
+    max({ listener: l.name }, l.limits.maxConnections);
+    for (const r of limitReasons()) hits({ listener: l.name, reason: r }, l.hits[r]);
+  }
 }

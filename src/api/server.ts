@@ -20,6 +20,7 @@ import type { SyncDaemonView } from './control.js';
 import type { VrrpSource } from '../ha/source.js';
 import type { HealthSource } from '../health/source.js';
 import type { ApiDirector } from './director.js';
+import type { HostNames, ListenerStats } from './listener.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import { failingOpIndex } from './failing-op.js';
 import { openApiDocument } from './openapi.js';
@@ -59,6 +60,17 @@ export interface ApiOptions {
   sync?: SyncControl;
   /** Milliseconds between /v1/events frames (default 1000). */
   eventIntervalMs?: number;
+  /**
+   * The multicast interface of the configuration's sync daemon: POST /v1/sync without
+   * `mcastIfn` uses it, and is refused when there is none.
+   */
+  syncInterface?: string | undefined;
+  /** TCP listener: the Host names it answers to (DNS rebinding); others get 421. The control socket takes any Host. */
+  hostNames?: HostNames;
+  /** This listener's counters: a refused Host counts here. */
+  listener?: ListenerStats;
+  /** Every API listener's counters, for /metrics. */
+  listeners?: readonly ListenerStats[];
 }
 
 /** What the API needs of the sync daemons (src/sync/manager.ts SyncManager). */
@@ -132,6 +144,29 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
     await next();
     return undefined;
   };
+
+  // Before anything else, the TCP listener refuses a Host it does not answer to (DNS rebinding).
+  const hostNames = opts.hostNames;
+  if (hostNames) {
+    app.use('*', async (c, next) => {
+      const host = c.req.header('host');
+      if (hostNames.allows(host)) return next();
+      const shown = JSON.stringify(host!.slice(0, 100));
+      opts.listener?.hit('bad-host', `request with Host ${shown} refused: not a name of this API (add --api-host if it is one)`);
+      return c.json(
+        {
+          error: {
+            code: 'MISDIRECTED',
+            message: `Host ${shown} is not a name of this API`,
+            detail:
+              `Host ${shown}: tsvsd's TCP API answers only to IP addresses, localhost and the names given with --api-host ` +
+              "(a check against DNS rebinding); if this name is the director's, start tsvsd with --api-host NAME",
+          },
+        },
+        421,
+      );
+    });
+  }
 
   // Request bodies are bounded: a batch of operations may be large (a restore of 50,000
   // lines is about 12 MB), anything else is small.
@@ -213,6 +248,17 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
       body = await c.req.json();
     } catch {
       return errorResponse(c, new TsvsError('BAD_REQUEST', 'request body is not valid JSON', 'Request body is not valid JSON'));
+    }
+    // No default interface: a sync daemon on a guessed one (ipvsadm's eth0) would sync nothing.
+    const b = body as Record<string, unknown> | null;
+    if (b && typeof b === 'object' && !Array.isArray(b) && (b.mcastIfn === undefined || b.mcastIfn === null || b.mcastIfn === '')) {
+      if (!opts.syncInterface) {
+        const detail =
+          'sync daemon: the field "mcastIfn" (the multicast interface, ipvsadm --mcast-interface) is missing and the configuration names none; ' +
+          'send it, e.g. {"state":"master","mcastIfn":"eth1"}';
+        return errorResponse(c, new TsvsError('BAD_REQUEST', detail, 'Missing field "mcastIfn" (the sync interface)'));
+      }
+      body = { ...b, mcastIfn: opts.syncInterface };
     }
     await opts.sync.start(body as SyncDaemonView);
     return c.json({ ok: true }, 201);
@@ -335,7 +381,9 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
   app.get('/v1/openapi.json', (c) => c.json(openApiDocument()));
   app.get('/metrics', async (c) => {
     await fresh();
-    return c.body(renderMetrics(statusView(ctx), { reloads: ctx.reloads }), 200, { 'content-type': METRICS_CONTENT_TYPE });
+    return c.body(renderMetrics(statusView(ctx), { reloads: ctx.reloads, api: opts.listeners }), 200, {
+      'content-type': METRICS_CONTENT_TYPE,
+    });
   });
 
   dashboardRoutes(app);

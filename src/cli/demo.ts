@@ -160,7 +160,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     }
     const socket = values.socket ?? defaultSocketPath();
     // The dashboard and the API on TCP, with a fresh token that only this run's URL carries.
-    const apiToken = randomBytes(18).toString('base64url');
+    const apiToken = randomBytes(24).toString('base64url');
     // Reads are open (curl /metrics works); drain and weight changes need the token, which
     // goes in the environment rather than on tsvsd's command line (ps shows that).
     const env = { ...process.env, TSVS_API_TOKEN: apiToken };

@@ -4,22 +4,33 @@
  * step each (startDaemon). `bin/tsvsd.ts` calls `runDaemon` with process.argv; `tsvs demo`
  * runs that bin as a child process.
  */
-import { mkdirSync, promises as fsp, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { connect } from 'node:net';
+import { promises as fsp, readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
 import { availableParallelism } from 'node:os';
-import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { getRequestListener } from '@hono/node-server';
 import { pino, type Logger } from 'pino';
 import { createControlApp, reloadCounted, type ApiOptions } from '../api/server.js';
-import { defaultSocketPath, formatListenAddress, parseHostPort } from '../api/socket.js';
+import {
+  createApiServer,
+  DEFAULT_API_MAX_CONNECTIONS,
+  DEFAULT_BODY_TIMEOUT_MS,
+  DEFAULT_HEADER_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_SOCKET_MAX_CONNECTIONS,
+  HostNames,
+  ListenerStats,
+  parseApiHostName,
+  type ListenerLimits,
+} from '../api/listener.js';
+import { defaultSocketPath, formatListenAddress, parseHostPort, prepareSocketPath, socketAnswers, socketInUse } from '../api/socket.js';
 import { isTsvsError } from '../core/errors.js';
 import { destId, serviceLabel } from '../core/service.js';
 import { VrrpSpeaker } from '../ha/speaker.js';
 import { setupSync, type SyncSetup } from '../sync/ha.js';
 import { IpvsTable } from '../core/table.js';
 import { getScheduler } from '../schedulers/index.js';
+import type { LogFn } from '../core/log.js';
 import type { Op } from '../core/types.js';
 import type { DataPlane } from '../dataplane/dataplane.js';
 import { createDataPlane, DATAPLANE_NAMES, type DataPlaneName } from '../dataplane/index.js';
@@ -39,6 +50,11 @@ interface DaemonOptions {
   apiToken?: string | undefined;
   /** With a token: let reads through without it (the token still guards changes). */
   apiPublicRead?: boolean | undefined;
+  /** --api-host: more names the TCP API answers to (DNS rebinding check). */
+  apiHosts: string[];
+  /** The bounds of the control socket's and the TCP API's connections. */
+  socketLimits: ListenerLimits;
+  apiLimits: ListenerLimits;
   logLevel: string;
   drainMs: number;
   /** Userspace plane worker threads (--workers N|auto); default 1. */
@@ -75,11 +91,20 @@ Options:
                         $TMPDIR/tsvs-UID/tsvsd.sock)
   --dataplane NAME      userspace (default) or nftables
   --api HOST:PORT       also serve the HTTP API on TCP
-  --api-token-file FILE bearer token for the TCP API (also $TSVS_API_TOKEN); it is
+  --api-token-file FILE bearer token for the TCP API (also $TSVS_API_TOKEN), at
+                        least 32 characters (openssl rand -hex 16); it is
                         required for every call, reads included; without one the
                         TCP API is read-only and open
   --api-public-read     with a token, let reads (GET routes, /metrics, the
                         dashboard) through without it; changes still need it
+  --api-host NAME       a DNS name of this director that the TCP API answers to
+                        (repeatable); besides it, only IP addresses and localhost
+                        are accepted in Host (DNS rebinding protection)
+  --api-max-conns N     open TCP API connections at most (default 256)
+  --socket-max-conns N  open control socket connections at most (default 64)
+  --api-header-timeout SECS  request headers must arrive within SECS (default 10)
+  --api-body-timeout SECS    the whole request within SECS (default 60)
+  --api-idle-timeout SECS    close a kept-alive connection idle for SECS (default 5)
   --drain-timeout SECS  on SIGTERM, wait this long for open connections (default 10)
   --workers N|auto      userspace plane: N threads carry TCP on SO_REUSEPORT
                         listeners, one scheduler (default 1; auto = one per core)
@@ -101,6 +126,12 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
       api: { type: 'string' },
       'api-token-file': { type: 'string' },
       'api-public-read': { type: 'boolean' },
+      'api-host': { type: 'string', multiple: true },
+      'api-max-conns': { type: 'string' },
+      'socket-max-conns': { type: 'string' },
+      'api-header-timeout': { type: 'string' },
+      'api-body-timeout': { type: 'string' },
+      'api-idle-timeout': { type: 'string' },
       'drain-timeout': { type: 'string' },
       workers: { type: 'string' },
       'log-level': { type: 'string' },
@@ -129,9 +160,30 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
   if (workers > 1 && dataplane !== 'userspace')
     throw new Error('--workers applies to the userspace data plane only (the nftables plane carries packets in the kernel)');
   let apiToken = process.env.TSVS_API_TOKEN || undefined;
+  let tokenFrom = '$TSVS_API_TOKEN';
   if (values['api-token-file']) {
     apiToken = readFileSync(values['api-token-file'], 'utf8').trim();
-    if (!apiToken) throw new Error(`--api-token-file ${values['api-token-file']}: file is empty`);
+    tokenFrom = `--api-token-file ${values['api-token-file']}`;
+    if (!apiToken) throw new Error(`${tokenFrom}: file is empty`);
+  }
+  // 32 characters of `openssl rand -hex 16` are 128 random bits: beyond guessing over the network.
+  if (apiToken !== undefined && (values.api !== undefined || values['api-token-file']) && apiToken.length < MIN_TOKEN_LENGTH) {
+    throw new Error(
+      `${tokenFrom}: the API token has ${apiToken.length} characters; tsvsd needs at least ${MIN_TOKEN_LENGTH} ` +
+        '(a short token can be guessed by trying): make one with openssl rand -hex 16',
+    );
+  }
+  const apiHosts = (values['api-host'] ?? []).map(parseApiHostName);
+  const timeouts = {
+    headerTimeoutMs: secondsOption(values['api-header-timeout'], '--api-header-timeout', DEFAULT_HEADER_TIMEOUT_MS),
+    bodyTimeoutMs: secondsOption(values['api-body-timeout'], '--api-body-timeout', DEFAULT_BODY_TIMEOUT_MS),
+    idleTimeoutMs: secondsOption(values['api-idle-timeout'], '--api-idle-timeout', DEFAULT_IDLE_TIMEOUT_MS),
+  };
+  if (timeouts.headerTimeoutMs > timeouts.bodyTimeoutMs) {
+    throw new Error(
+      `--api-header-timeout ${timeouts.headerTimeoutMs / 1000} is longer than --api-body-timeout ${timeouts.bodyTimeoutMs / 1000}: ` +
+        'the body timeout counts the whole request, headers included',
+    );
   }
   return {
     config: values.config,
@@ -141,33 +193,43 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
     api: values.api,
     apiToken,
     apiPublicRead: values['api-public-read'],
+    apiHosts,
+    socketLimits: {
+      maxConnections: countOption(values['socket-max-conns'], '--socket-max-conns', DEFAULT_SOCKET_MAX_CONNECTIONS),
+      ...timeouts,
+    },
+    apiLimits: { maxConnections: countOption(values['api-max-conns'], '--api-max-conns', DEFAULT_API_MAX_CONNECTIONS), ...timeouts },
     logLevel: level,
     drainMs: drain * 1000,
     workers,
   };
 }
 
-/** True when something accepts connections on the control socket (a live tsvsd). */
-function socketAnswers(path: string): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
+/** The shortest API token tsvsd takes (32 hex characters are 16 random bytes). */
+const MIN_TOKEN_LENGTH = 32;
+
+/** A --*-timeout option in seconds (fractions allowed), as milliseconds. */
+function secondsOption(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || n <= 0 || n > 86_400) throw new Error(`${name} "${v}": must be a number of seconds > 0 and <= 86400`);
+  return Math.max(1, Math.round(n * 1000));
 }
 
-function socketInUse(path: string): string {
-  return `control socket ${path} is in use: another tsvsd is running there (stop it, or pass --socket)`;
+/** A --*-max-conns option. */
+function countOption(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!/^\d{1,6}$/.test(v) || n < 1) throw new Error(`${name} "${v}": must be a number of connections from 1 to 999999`);
+  return n;
 }
 
-/** Binds the control socket, refusing to take over one that a live tsvsd still answers on. */
+/**
+ * Binds the control socket, refusing to take over one that a live tsvsd still answers on,
+ * an unsafe directory, or a path that is not a stale socket (prepareSocketPath).
+ */
 async function listenControlSocket(server: Server, path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  if (await socketAnswers(path)) throw new Error(socketInUse(path));
-  await fsp.rm(path, { force: true });
+  await prepareSocketPath(path);
   // The socket is created 0600: only its owner (root on a director) may change the table.
   const old = process.umask(0o177);
   try {
@@ -370,13 +432,27 @@ async function startApi(
   opts: DaemonOptions,
   director: Director,
   api: ApiOptions,
+  log: Logger,
 ): Promise<{ control: Server; apiServer: Server | null; apiAddress: string | null }> {
-  const control = createServer(getRequestListener(createControlApp(director, api).fetch));
+  // Each listener has its own connection cap, so the TCP port cannot use up the socket's.
+  const logFn: LogFn = (level, msg, fields) => log[level]({ ...fields }, msg);
+  const socketStats = new ListenerStats('socket', opts.socketLimits, logFn, opts.socket);
+  const tcpStats = opts.api ? new ListenerStats('tcp', opts.apiLimits, logFn, opts.api) : null;
+  const listeners = tcpStats ? [socketStats, tcpStats] : [socketStats];
+  const control = createApiServer(getRequestListener(createControlApp(director, { ...api, listeners }).fetch), socketStats);
   await listenControlSocket(control, opts.socket);
-  if (!opts.api) return { control, apiServer: null, apiAddress: null };
+  if (!opts.api || !tcpStats) return { control, apiServer: null, apiAddress: null };
   const { host, port } = parseHostPort(opts.api);
-  const tcpApp = createControlApp(director, { token: opts.apiToken, readOnly: true, protectReads: !opts.apiPublicRead, ...api });
-  const apiServer = createServer(getRequestListener(tcpApp.fetch));
+  const tcpApp = createControlApp(director, {
+    token: opts.apiToken,
+    readOnly: true,
+    protectReads: !opts.apiPublicRead,
+    ...api,
+    hostNames: new HostNames(host, opts.apiHosts),
+    listener: tcpStats,
+    listeners,
+  });
+  const apiServer = createApiServer(getRequestListener(tcpApp.fetch), tcpStats);
   try {
     await new Promise<void>((resolve, reject) => {
       apiServer.once('error', reject);
@@ -387,7 +463,9 @@ async function startApi(
     await fsp.rm(opts.socket, { force: true });
     throw new Error(`--api ${opts.api}: ${(e as Error).message}`);
   }
-  return { control, apiServer, apiAddress: formatListenAddress(apiServer.address()) };
+  const apiAddress = formatListenAddress(apiServer.address());
+  tcpStats.address = apiAddress ?? opts.api;
+  return { control, apiServer, apiAddress };
 }
 
 /** Starts a director process: each step below, in order; a step that fails takes the earlier ones down again. */
@@ -412,7 +490,8 @@ async function startDaemon(opts: DaemonOptions): Promise<DaemonHandle> {
     const configApi: ApiOptions = manager
       ? { health: manager.engine, reload, vrrp: vrrpSource, sync: sync.manager }
       : { vrrp: vrrpSource, sync: sync.manager };
-    const { control, apiServer, apiAddress } = await startApi(opts, director, configApi);
+    configApi.syncInterface = loaded?.config.sync?.daemon?.mcastIfn || undefined;
+    const { control, apiServer, apiAddress } = await startApi(opts, director, configApi, log);
     log.info({ socket: opts.socket, api: apiAddress, dataplane: director.dataplane.name, state: opts.state ?? null }, 'tsvsd started');
 
     let stopping: Promise<void> | null = null;

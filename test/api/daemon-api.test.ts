@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { startTsvsd } from '../daemon/spawn.js';
 import { freePort } from '../helper.js';
 
-const TOKEN = 'daemon-api-token-0123456789';
+const TOKEN = 'daemon-api-token-0123456789abcdef';
 
 async function withDaemon(args: string[], f: (url: string, logs: () => string) => Promise<void>) {
   const dir = mkdtempSync(join(tmpdir(), 'tsvs-daemon-api-'));
@@ -55,6 +55,22 @@ test('tsvsd --api with a token: reads and changes need it; 401 without it or wit
       [`tcp:127.0.0.1:${port}`],
     );
     assert.doesNotMatch(logs(), new RegExp(TOKEN));
+  });
+});
+
+test('tsvsd --api with a token: every GET route of the OpenAPI document needs it, except the document and the dashboard page', async () => {
+  await withDaemon(['--api-token-file', 'TOKENFILE'], async (url) => {
+    const doc = (await (await fetch(`${url}/v1/openapi.json`)).json()) as { paths: Record<string, { get?: unknown }> };
+    const gets = Object.entries(doc.paths)
+      .filter(([, v]) => v.get)
+      .map(([p]) => p.replace('{service}', 'tcp:127.0.0.1:80').replace('{server}', '127.0.0.1:8080'));
+    assert.ok(gets.length > 15, gets.join(' '));
+    for (const path of gets) {
+      const r = await fetch(`${url}${path}`);
+      const open = path === '/v1/openapi.json' || path === '/dashboard';
+      assert.equal(r.status, open ? 200 : 401, path);
+      await r.body?.cancel();
+    }
   });
 });
 

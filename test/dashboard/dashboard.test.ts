@@ -17,7 +17,7 @@ import { freePort, httpGet } from '../helper.js';
 import { haveChromium, launchBrowser, type Browser } from './browser.js';
 import { startRsProcess, type RsProc } from './rsproc.js';
 
-const TOKEN = 'dashboard-test-token';
+const TOKEN = 'dashboard-test-token-0123456789ab';
 
 const skip = haveChromium() ? false : 'Debian chromium is not installed (/usr/bin/chromium)';
 

@@ -21,7 +21,7 @@ import { freePort, httpGet, startEchoServer } from '../helper.js';
 import { haveChromium, launchBrowser } from './browser.js';
 import { startRsProcess } from './rsproc.js';
 
-const TOKEN = 'health-dashboard-token';
+const TOKEN = 'health-dashboard-token-0123456789';
 
 test('the dashboard shows health: up for both, then down with the reason when a real server stops', {
   skip: haveChromium() ? false : 'no /usr/bin/chromium',

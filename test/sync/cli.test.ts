@@ -148,4 +148,30 @@ describe('tsvsadm sync daemon commands through the API', () => {
     await run('--stop-daemon', 'backup');
     await run('-C');
   });
+
+  it('POST /v1/sync without mcastIfn is refused, naming the field; nothing starts', async () => {
+    const r = await fetch(`${server.url}/v1/sync`, { method: 'POST', body: JSON.stringify({ state: 'master' }) });
+    assert.equal(r.status, 400);
+    const e = ((await r.json()) as { error: { code: string; message: string; detail: string } }).error;
+    assert.equal(e.code, 'BAD_REQUEST');
+    assert.match(e.message, /Missing field "mcastIfn"/);
+    assert.match(e.detail, /the field "mcastIfn" \(the multicast interface, ipvsadm --mcast-interface\) is missing/);
+    assert.deepEqual(await client.getSyncDaemons(), []);
+  });
+
+  it("POST /v1/sync without mcastIfn uses the configuration's sync interface when there is one", async () => {
+    const m = new SyncManager({ table: d.table, log: () => {}, sockets: fakeSockets });
+    const s = await listen(createControlApp(d.director, { sync: m, syncInterface: 'lo' }));
+    try {
+      const r = await fetch(`${s.url}/v1/sync`, { method: 'POST', body: JSON.stringify({ state: 'backup', syncid: 7 }) });
+      assert.equal(r.status, 201, await r.text());
+      assert.deepEqual(
+        m.list().map((x) => [x.state, x.mcastIfn, x.syncid]),
+        [['backup', 'lo', 7]],
+      );
+    } finally {
+      await m.close();
+      await s.close();
+    }
+  });
 });
