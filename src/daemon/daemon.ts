@@ -14,7 +14,7 @@ import { getRequestListener } from '@hono/node-server';
 import { pino, type Logger } from 'pino';
 import { createControlApp, reloadCounted, type ApiOptions } from '../api/server.js';
 import { defaultSocketPath, formatListenAddress, parseHostPort } from '../api/socket.js';
-import { isTsvsError } from '../core/errors.js';
+import { ERROR_CODES, isTsvsError } from '../core/errors.js';
 import { destId, serviceLabel } from '../core/service.js';
 import { VrrpSpeaker } from '../ha/speaker.js';
 import { setupSync, type SyncSetup } from '../sync/ha.js';
@@ -528,7 +528,12 @@ export async function runDaemon(argv: string[]): Promise<number> {
   try {
     handle = await startDaemon(opts);
   } catch (e) {
-    const msg = isTsvsError(e) ? `${e.message} (${e.detail})` : (e as Error).message;
+    // The detail names the object and what to do, and may end with a command to copy: it goes last.
+    const msg = isTsvsError(e)
+      ? e.message === ERROR_CODES[e.code].message
+        ? e.detail
+        : `${e.message}: ${e.detail}`
+      : (e as Error).message;
     process.stderr.write(`tsvsd: ${msg}\n`);
     return 1;
   }

@@ -425,7 +425,9 @@ export class StateStore {
     await this.compaction?.done;
     await this.exclusive(async () => {
       if (this.compaction?.written) await this.switchJournal(this.compaction);
-      if (this.source && this.fh && (this.needSnapshot || this.journalBytes > JOURNAL_HEADER.length)) await this.rebase(this.source, false);
+      // A store whose journal was closed by a failed write (or never opened) tries once more too.
+      if (this.source && (!this.fh || this.needSnapshot || this.journalBytes > JOURNAL_HEADER.length))
+        await this.rebase(this.source, false);
       await this.fh?.close();
       this.fh = null;
     });
@@ -626,8 +628,12 @@ export class StateStore {
         await writeAll(fh, data);
         await fh.datasync();
       } catch (e) {
-        // What reached the file is unknown: the next write is a whole snapshot.
+        // What reached the file is unknown: the next write is a whole snapshot, which opens a new
+        // journal. Closing this one now holds no file open for writing while the disk is full,
+        // so that the operator may remount it (read-only, for a check) meanwhile.
         this.needSnapshot = true;
+        this.fh = null;
+        await fh.close().catch(() => undefined);
         this.log('error', 'could not append to the state journal', { journal: this.journalPath, err: (e as Error).message });
         this.markUnsaved(e, group.length, 'journal');
         for (const p of group) p.fail(e);
@@ -660,6 +666,10 @@ export class StateStore {
       await this.newJournal([]);
     } catch (e) {
       this.needSnapshot = true;
+      // The next write is a whole snapshot again, with a new journal: hold no file open for writing meanwhile.
+      const fh = this.fh;
+      this.fh = null;
+      await fh?.close().catch(() => undefined);
       // While unsaved, the periodic warning speaks for every failed retry.
       if (!this.unsaved) this.log('error', 'could not write the state file', { path: this.path, err: (e as Error).message });
       if (!rethrow) this.markUnsaved(e, covered.length, 'snapshot');
