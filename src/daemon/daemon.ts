@@ -69,7 +69,9 @@ Options:
                         or ipvsadm rules (ipvsadm -S format, loaded when there is
                         no saved state); the format is detected from the file
   --state FILE          the live table, restored at start: a snapshot in FILE
-                        and every change since appended to FILE.journal
+                        and every change since appended to FILE.journal; on a
+                        full or read-only disk changes stay applied, tsvsd runs
+                        unsaved and saves again by itself (docs/state.md)
   --socket PATH         control socket (default: $TSVS_SOCKET, else
                         /run/tsvs/tsvsd.sock as root, else $XDG_RUNTIME_DIR or
                         $TMPDIR/tsvs-UID/tsvsd.sock)
