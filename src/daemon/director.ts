@@ -78,24 +78,27 @@ export class Director implements ApiDirector {
   async restoreEach(ops: readonly Op[]): Promise<RestoreReport> {
     const report: RestoreReport = { unbound: [], skipped: [] };
     for (const group of groupByService(ops)) {
-      try {
-        await this.enqueue(group.ops, 'restore');
-        continue;
-      } catch (e) {
-        if (e instanceof BindError) {
-          try {
-            await this.enqueue(group.ops, 'unbound');
-            report.unbound.push(group.label);
-            continue;
-          } catch (e2) {
-            report.skipped.push({ service: group.label, reason: reasonOf(e2) });
-            continue;
-          }
-        }
-        report.skipped.push({ service: group.label, reason: reasonOf(e) });
-      }
+      const outcome = await this.restoreGroup(group.ops);
+      if (outcome === 'unbound') report.unbound.push(group.label);
+      else if (outcome !== 'up') report.skipped.push({ service: group.label, reason: outcome.reason });
     }
     return report;
+  }
+
+  /** One service of restoreEach: up, in the table but not bound yet, or left out with the reason. */
+  private async restoreGroup(ops: Op[]): Promise<'up' | 'unbound' | { reason: string }> {
+    try {
+      await this.enqueue(ops, 'restore');
+      return 'up';
+    } catch (e) {
+      if (!(e instanceof BindError)) return { reason: reasonOf(e) };
+    }
+    try {
+      await this.enqueue(ops, 'unbound');
+      return 'unbound';
+    } catch (e) {
+      return { reason: reasonOf(e) };
+    }
   }
 
   private enqueue(ops: readonly Op[], mode: ApplyMode): Promise<void> {

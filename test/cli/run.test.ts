@@ -132,7 +132,10 @@ describe('-R', () => {
     const r = await run(['-R'], api, { stdin: input });
     assert.equal(r.code, EXIT_NOT_SAVED);
     assert.equal(EXIT_NOT_SAVED, 3);
-    assert.match(r.stderr, /^Change applied but not saved: ENOSPC\nipvsadm: -R: all \d+ change\(s\) were applied, but tsvsd could not save them: state file \/s: ENOSPC/);
+    assert.match(
+      r.stderr,
+      /^Change applied but not saved: ENOSPC\nipvsadm: -R: all \d+ change\(s\) were applied, but tsvsd could not save them: state file \/s: ENOSPC/,
+    );
   });
 
   it('when the daemon says which operation it refused, the line is named', async () => {

@@ -334,7 +334,11 @@ describe('state file: snapshot + journal', () => {
     writeFileSync(journal, damaged);
     // A record missing in the middle: caught by the seq numbers.
     writeFileSync(journal, `${[all[0], all[1], all[3], all[4]].join('\n')}\n`);
-    await fails(new RegExp(`state journal ${journal} line 3 \\(byte ${goodBytes}\\): record seq 3 after seq 1: record 2 is missing; .*truncate -s ${goodBytes} `));
+    await fails(
+      new RegExp(
+        `state journal ${journal} line 3 \\(byte ${goodBytes}\\): record seq 3 after seq 1: record 2 is missing; .*truncate -s ${goodBytes} `,
+      ),
+    );
     // Not a journal at all.
     writeFileSync(journal, `${secret}\n`);
     await fails(new RegExp(`state journal ${journal} line 1 \\(byte 0\\): not a tsvs journal`));
@@ -714,6 +718,9 @@ describe('state file: snapshot + journal', () => {
     assert.equal(store.status().saved, false);
     assert.match(store.status().lastError ?? '', /EROFS/);
     await store.close();
-    await assert.rejects(new StateStore(join(dir, 'no', 'such', 'state.json')).open(() => table.config()), /ENOENT/);
+    await assert.rejects(
+      new StateStore(join(dir, 'no', 'such', 'state.json')).open(() => table.config()),
+      /ENOENT/,
+    );
   });
 });
