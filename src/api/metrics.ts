@@ -222,6 +222,27 @@ export function renderMetrics(v: StatusView, extra: MetricsExtra = {}): string {
     for (const [reason, n] of Object.entries(i.dropped ?? {})) vdrop({ instance: i.name, reason }, n);
   }
   for (const [reason, n] of Object.entries(v.vrrp.dropped ?? {})) vdrop({ instance: '', reason }, n);
+  // The state file (--state): 1 while changes are live but not on disk (full or read-only disk).
+  if (v.state) {
+    e.family(
+      'tsvs_state_unsaved',
+      'gauge',
+      'Whether tsvsd runs unsaved: changes applied that the state file does not hold (1) or not (0).',
+    )({}, v.state.saved ? 0 : 1);
+    e.family('tsvs_state_unsaved_changes', 'gauge', 'Changes applied since tsvsd began running unsaved.')({}, v.state.unsavedChanges);
+    e.family('tsvs_state_write_failures_total', 'counter', 'Writes of the state file or its journal that failed.')({}, v.state.failures);
+  }
+  const unbound = e.family(
+    'tsvs_dataplane_service_unbound',
+    'gauge',
+    'Services in the table that the data plane could not bring up (e.g. a port in use), by service and errno; retried.',
+  );
+  for (const u of v.unbound ?? []) unbound({ service: u.service, errno: u.errno }, 1);
+  e.family(
+    'tsvs_dataplane_services_unbound',
+    'gauge',
+    'Services in the table that the data plane does not carry yet.',
+  )({}, v.unbound?.length ?? 0);
   const reloads = e.family('tsvs_config_reloads_total', 'counter', 'Configuration reloads, by result.');
   reloads({ result: 'success' }, extra.reloads?.success ?? 0);
   reloads({ result: 'failure' }, extra.reloads?.failure ?? 0);

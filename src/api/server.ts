@@ -193,6 +193,9 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
       ipvsVersion: table.view().version,
       // What a client may do here: the dashboard shows its buttons only when changes are possible.
       changes: opts.readOnly && opts.token === undefined ? 'disabled' : opts.token !== undefined ? 'token' : 'open',
+      // Whether the live table is on disk (null without --state), and the services the plane could not bring up.
+      state: director.saveStatus?.() ?? null,
+      unbound: director.dataplane.unbound?.() ?? [],
     }),
   );
   // Listings first catch up with a polling data plane, so they show the traffic just sent.

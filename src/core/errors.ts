@@ -33,6 +33,12 @@ export const ERROR_CODES = {
   NO_DESTINATION: { message: 'no destination available', status: 503 },
   UNAUTHORIZED: { message: 'Unauthorized', status: 401 },
   INTERNAL: { message: 'Internal error', status: 500 },
+  /**
+   * The change is live but the state file could not hold it (full or read-only disk):
+   * tsvsd runs unsaved until the disk takes the whole table again. 507 Insufficient
+   * Storage; tsvsadm exits 3 for it, not 255 (docs/state.md).
+   */
+  NOT_SAVED: { message: 'Change applied but not saved', status: 507 },
 } as const satisfies Record<string, { message: string; status: number }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

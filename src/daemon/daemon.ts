@@ -24,7 +24,7 @@ import {
   type ListenerLimits,
 } from '../api/listener.js';
 import { defaultSocketPath, formatListenAddress, parseHostPort, prepareSocketPath, socketAnswers, socketInUse } from '../api/socket.js';
-import { isTsvsError } from '../core/errors.js';
+import { ERROR_CODES, isTsvsError } from '../core/errors.js';
 import { destId, serviceLabel } from '../core/service.js';
 import { VrrpSpeaker } from '../ha/speaker.js';
 import { setupSync, type SyncSetup } from '../sync/ha.js';
@@ -85,7 +85,9 @@ Options:
                         or ipvsadm rules (ipvsadm -S format, loaded when there is
                         no saved state); the format is detected from the file
   --state FILE          the live table, restored at start: a snapshot in FILE
-                        and every change since appended to FILE.journal
+                        and every change since appended to FILE.journal; on a
+                        full or read-only disk changes stay applied, tsvsd runs
+                        unsaved and saves again by itself (docs/state.md)
   --socket PATH         control socket (default: $TSVS_SOCKET, else
                         /run/tsvs/tsvsd.sock as root, else $XDG_RUNTIME_DIR or
                         $TMPDIR/tsvs-UID/tsvsd.sock)
@@ -312,17 +314,65 @@ async function openState(
       await director.restore(initial);
     } catch (e) {
       const why = isTsvsError(e) ? `${e.detail} (${e.message})` : (e as Error).message;
-      throw new Error(`cannot restore the table from ${source}: ${why}`);
+      log.warn({ source, err: why }, `the table from ${source} does not come up whole (${why}); restoring it one service at a time`);
+      await restoreEach(director, initial, source, saved && store ? store : null, log);
     }
     log.info({ services: director.table.list().length, source }, 'table restored');
   }
   if (store) {
     // A fresh snapshot of the restored table and an empty journal; then every change is journaled.
+    // A full or read-only disk does not stop the start: tsvsd runs unsaved, says so, and retries (docs/state.md).
     try {
       await store.open(() => director.table.config());
     } catch (e) {
-      throw new Error(`cannot write the state file ${store.path}: ${(e as Error).message}`);
+      throw new Error(`cannot write the state file ${store.path}: ${(e as Error).message} (check the --state path)`);
     }
+    const st = store.status();
+    if (!st.saved) {
+      process.stderr.write(
+        `tsvsd: warning: state file ${store.path} cannot be written (${st.lastError}): running UNSAVED; changes are applied but a restart loses them until the disk takes the table again (tsvsadm exits 3 for each)\n`,
+      );
+    }
+  }
+}
+
+/**
+ * Brings up every service of a restore that did not apply whole (Director.restoreEach) and
+ * reports the rest. A service whose port another program holds is in the table, and the
+ * data plane retries it. A service whose saved entry does not apply is left out; the state
+ * files are then copied to FILE.corrupt-<time> first, since the fresh snapshot written next
+ * no longer holds it (no copy, no start).
+ */
+async function restoreEach(director: Director, ops: Op[], source: string, store: StateStore | null, log: Logger): Promise<void> {
+  const report = await director.restoreEach(ops);
+  for (const s of report.unbound) {
+    log.error(
+      { service: s, source },
+      `${s}: restored into the table, but the data plane cannot carry it yet; it keeps trying (GET /v1/status "unbound")`,
+    );
+  }
+  if (!report.skipped.length) return;
+  let kept = '';
+  if (store) {
+    const stamp = new Date().toISOString().replace(/[-:]|\.\d+/g, '');
+    try {
+      for (const f of [store.path, store.journalPath]) {
+        await fsp.copyFile(f, `${f}.corrupt-${stamp}`).catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'ENOENT') throw e;
+        });
+      }
+    } catch (e) {
+      const first = report.skipped[0]!;
+      throw new Error(
+        `cannot restore ${first.service} from ${source} (${first.reason}), and cannot keep a copy of the state file to start without it: ${(e as Error).message}`,
+      );
+    }
+    kept = ` The state files as they were are kept as ${store.path}.corrupt-${stamp} (and .journal.corrupt-${stamp}).`;
+  }
+  for (const s of report.skipped) {
+    const msg = `${s.service}: not restored from ${source}: ${s.reason}; every other service is up.${kept} Add it again once fixed (tsvsadm -A ...).`;
+    log.error({ service: s.service, source, reason: s.reason }, msg);
+    process.stderr.write(`tsvsd: ${msg}\n`);
   }
 }
 
@@ -559,7 +609,12 @@ export async function runDaemon(argv: string[]): Promise<number> {
   try {
     handle = await startDaemon(opts);
   } catch (e) {
-    const msg = isTsvsError(e) ? `${e.message} (${e.detail})` : (e as Error).message;
+    // The detail names the object and what to do, and may end with a command to copy: it goes last.
+    const msg = isTsvsError(e)
+      ? e.message === ERROR_CODES[e.code].message
+        ? e.detail
+        : `${e.message}: ${e.detail}`
+      : (e as Error).message;
     process.stderr.write(`tsvsd: ${msg}\n`);
     return 1;
   }

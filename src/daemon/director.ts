@@ -7,14 +7,26 @@
 import type { Logger } from 'pino';
 import type { ApiDirector } from '../api/director.js';
 import { TsvsError } from '../core/errors.js';
-import { serviceLabel, destId } from '../core/service.js';
+import { serviceLabel, destId, serviceId } from '../core/service.js';
 import type { IpvsTable } from '../core/table.js';
 import type { Op } from '../core/types.js';
-import type { DataPlane } from '../dataplane/dataplane.js';
+import { BindError, type DataPlane } from '../dataplane/dataplane.js';
+import type { SaveStatus } from '../api/director.js';
 import type { StateStore } from './state.js';
 
 /** Batches up to this size are logged op by op. */
 const MAX_LOGGED_OPS = 50;
+
+/** How a batch goes in: saved (a change), restored (saved whole later), or restored past a plane that cannot bind it yet. */
+type ApplyMode = 'save' | 'restore' | 'unbound';
+
+/** What a restore that went service by service could not bring up whole. */
+export interface RestoreReport {
+  /** Services in the table that the data plane does not carry yet: it keeps trying to bind them. */
+  unbound: string[];
+  /** Services left out of the table, with the reason: their saved entry does not apply. */
+  skipped: Array<{ service: string; reason: string }>;
+}
 
 const FWD_NAMES = { masq: 'Masq (-m)', route: 'Route (-g)', tunnel: 'Tunnel (-i)', fullnat: 'FullNat' } as const;
 
@@ -45,7 +57,7 @@ export class Director implements ApiDirector {
    * one is still being written, so that batches waiting for the disk share one write.
    */
   apply(ops: readonly Op[]): Promise<void> {
-    return this.enqueue(ops, true);
+    return this.enqueue(ops, 'save');
   }
 
   /**
@@ -53,24 +65,63 @@ export class Director implements ApiDirector {
    * then saves whole (StateStore.open).
    */
   restore(ops: readonly Op[]): Promise<void> {
-    return this.enqueue(ops, false);
+    return this.enqueue(ops, 'restore');
   }
 
-  private enqueue(ops: readonly Op[], save: boolean): Promise<void> {
-    const run = this.queue.then(() => this.applyNow(ops, save));
+  /**
+   * A restore that did not apply whole, again one service at a time (its operations in
+   * their order, operations without a service on their own): every service that applies
+   * comes up. One whose address the data plane cannot bind (a port another program holds)
+   * goes into the table anyway, and the plane keeps trying to bind it (UserspaceDataPlane
+   * `unbound()`); one that does not apply at all is left out and reported.
+   */
+  async restoreEach(ops: readonly Op[]): Promise<RestoreReport> {
+    const report: RestoreReport = { unbound: [], skipped: [] };
+    for (const group of groupByService(ops)) {
+      const outcome = await this.restoreGroup(group.ops);
+      if (outcome === 'unbound') report.unbound.push(group.label);
+      else if (outcome !== 'up') report.skipped.push({ service: group.label, reason: outcome.reason });
+    }
+    return report;
+  }
+
+  /** One service of restoreEach: up, in the table but not bound yet, or left out with the reason. */
+  private async restoreGroup(ops: Op[]): Promise<'up' | 'unbound' | { reason: string }> {
+    try {
+      await this.enqueue(ops, 'restore');
+      return 'up';
+    } catch (e) {
+      if (!(e instanceof BindError)) return { reason: reasonOf(e) };
+    }
+    try {
+      await this.enqueue(ops, 'unbound');
+      return 'unbound';
+    } catch (e) {
+      return { reason: reasonOf(e) };
+    }
+  }
+
+  private enqueue(ops: readonly Op[], mode: ApplyMode): Promise<void> {
+    const run = this.queue.then(() => this.applyNow(ops, mode));
     this.queue = run.catch(() => undefined);
     // The queue moves on once the batch is applied; the caller also waits for the save.
     return run.then((r) => r.saved);
   }
 
-  private async applyNow(ops: readonly Op[], save: boolean): Promise<{ saved: Promise<void> }> {
+  private async applyNow(ops: readonly Op[], mode: ApplyMode): Promise<{ saved: Promise<void> }> {
     if (!Array.isArray(ops)) throw new TsvsError('BAD_REQUEST', 'ops must be an array of operations');
     const t0 = performance.now();
-    const store = save ? this.store : null;
+    const store = mode === 'save' ? this.store : null;
     // Bounded: a batch waits here while too many are waiting for the disk.
     if (store) await store.room();
     const checked = this.table.validate(ops);
     this.checkMethods(checked);
+    if (mode === 'unbound') {
+      // The plane binds what it finds in the table late, and retries (see restoreEach).
+      this.table.applyAll(checked);
+      this.logBatch(checked, performance.now() - t0);
+      return { saved: Promise.resolve() };
+    }
     await this.dataplane.prepare(checked);
     try {
       this.table.applyAll(checked);
@@ -83,11 +134,11 @@ export class Director implements ApiDirector {
     this.logBatch(checked, performance.now() - t0);
     return {
       saved: saved.catch((e: unknown) => {
-        // The change is live but not durable: say so loudly rather than pretend.
-        this.log.error({ err: (e as Error).message, path: store!.path }, 'could not save state file');
+        // The change is live but not durable: say so rather than pretend (the store keeps saying so, and retries).
+        this.log.error({ err: (e as Error).message, path: store!.path }, 'change applied but not saved to the state file');
         throw new TsvsError(
-          'INTERNAL',
-          `state file ${store!.path}: ${(e as Error).message}`,
+          'NOT_SAVED',
+          `state file ${store!.path}: ${(e as Error).message}; the change is applied, tsvsd runs unsaved and writes the whole table again once the disk takes it`,
           `Change applied but not saved: ${(e as Error).message}`,
         );
       }),
@@ -124,6 +175,11 @@ export class Director implements ApiDirector {
     }
   }
 
+  /** Whether the live table is on disk; null without --state. */
+  saveStatus(): SaveStatus | null {
+    return this.store?.status() ?? null;
+  }
+
   /** Stops the tick and drains the data plane. */
   async stop(drainMs: number): Promise<void> {
     if (this.ticker) clearInterval(this.ticker);
@@ -131,6 +187,32 @@ export class Director implements ApiDirector {
     await this.dataplane.stop(drainMs);
     await this.store?.close();
   }
+}
+
+/** A restore's operations split by service, in their order; operations without a service stand alone. */
+function groupByService(ops: readonly Op[]): Array<{ label: string; ops: Op[] }> {
+  const groups: Array<{ label: string; ops: Op[] }> = [];
+  const byId = new Map<string, { label: string; ops: Op[] }>();
+  for (const op of ops) {
+    const svc = 'service' in op ? op.service : undefined;
+    if (!svc) {
+      groups.push({ label: describeOp(op), ops: [op] });
+      continue;
+    }
+    const id = serviceId(svc);
+    let g = byId.get(id);
+    if (!g) {
+      g = { label: serviceLabel(svc), ops: [] };
+      byId.set(id, g);
+      groups.push(g);
+    }
+    g.ops.push(op);
+  }
+  return groups;
+}
+
+function reasonOf(e: unknown): string {
+  return e instanceof TsvsError ? `${e.detail} (${e.message})` : (e as Error).message;
 }
 
 /** A one-line description of an operation for logs, in ipvsadm's terms. */

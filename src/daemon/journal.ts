@@ -23,6 +23,8 @@ export interface JournalRecord {
   ops: Op[];
   /** 1-based line number in the file, for messages. */
   line: number;
+  /** Byte offset in the file where the record's line starts: a journal cut there keeps every record before it. */
+  offset: number;
 }
 
 /** What a journal file holds. */
@@ -32,13 +34,14 @@ export interface ParsedJournal {
   torn: { line: number; bytes: number; problem: string } | null;
 }
 
-/** A damaged journal (not a torn end): `line` is 1-based. */
+/** A damaged journal (not a torn end): `line` is 1-based, `offset` the byte where that line starts. */
 export class JournalError extends Error {
   constructor(
     readonly line: number,
     readonly problem: string,
+    readonly offset = 0,
   ) {
-    super(`line ${line}: ${problem}`);
+    super(`line ${line} (byte ${offset}): ${problem}`);
   }
 }
 
@@ -58,7 +61,7 @@ export function encodeRecord(seq: number, ops: readonly Op[]): string {
 }
 
 /** Decodes one line (without its newline); returns the problem as a string when it is not a whole record. */
-function decodeRecord(text: string, line: number): JournalRecord | string {
+function decodeRecord(text: string, line: number, offset: number): JournalRecord | string {
   if (!text.startsWith(SUM_PREFIX) || text.slice(BODY_AT - 2, BODY_AT) !== '",') return 'not a journal record';
   const body = text.slice(BODY_AT);
   if (digest(body) !== text.slice(SUM_PREFIX.length, SUM_PREFIX.length + SUM_LEN)) return 'checksum mismatch';
@@ -71,7 +74,7 @@ function decodeRecord(text: string, line: number): JournalRecord | string {
   }
   if (!Number.isSafeInteger(rec.seq) || (rec.seq as number) < 1) return 'no valid seq';
   if (!Array.isArray(rec.ops)) return 'no ops';
-  return { seq: rec.seq as number, ops: rec.ops as Op[], line };
+  return { seq: rec.seq as number, ops: rec.ops as Op[], line, offset };
 }
 
 /**
@@ -84,7 +87,7 @@ export function parseJournal(buf: Buffer): ParsedJournal {
   if (buf.length === 0) return { records: [], torn: null };
   const header = Buffer.from(JOURNAL_HEADER);
   if (buf.length < header.length || !buf.subarray(0, header.length).equals(header)) {
-    throw new JournalError(1, 'not a tsvs journal (the first line is not its header)');
+    throw new JournalError(1, 'not a tsvs journal (the first line is not its header)', 0);
   }
   const records: JournalRecord[] = [];
   let firstBad: { line: number; offset: number; problem: string } | null = null;
@@ -92,13 +95,14 @@ export function parseJournal(buf: Buffer): ParsedJournal {
   for (let line = 2; offset < buf.length; line++) {
     const nl = buf.indexOf(10, offset);
     const end = nl < 0 ? buf.length : nl;
-    const rec = nl < 0 ? 'incomplete (no end of line)' : decodeRecord(buf.toString('utf8', offset, end), line);
+    const rec = nl < 0 ? 'incomplete (no end of line)' : decodeRecord(buf.toString('utf8', offset, end), line, offset);
     if (typeof rec === 'string') {
       firstBad ??= { line, offset, problem: rec };
     } else if (firstBad) {
       throw new JournalError(
         firstBad.line,
         `record is damaged (${firstBad.problem}) and whole records follow it (the first at line ${line}), so this is not an append cut short by a crash`,
+        firstBad.offset,
       );
     } else {
       records.push(rec);

@@ -15,7 +15,14 @@
  * old or the new file, never half of one. A batch is acknowledged only once its record is
  * fdatasynced. And records carry a sequence number that the snapshot also holds, so a
  * replay skips what the snapshot already contains whatever point a compaction reached.
+ *
+ * When the disk refuses a write (ENOSPC, EROFS, EIO), the change stays live and its caller
+ * hears "applied but not saved" (tsvsadm exit 3): the store runs unsaved, logs so every
+ * `warnEveryMs`, shows it in `status()` (/v1/status, /metrics `tsvs_state_unsaved`), and
+ * tries to write the whole live table again with a bounded backoff until the disk takes
+ * it. docs/state.md says why a change is not refused instead.
  */
+import type { SaveStatus } from '../api/director.js';
 import type { LogFn } from '../core/log.js';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -34,6 +41,13 @@ export const MAX_STATE_BYTES = 256 * 1024 * 1024;
 /** Default floor for compaction; see StateStoreOptions.compactBytes. */
 const COMPACT_BYTES = 256 * 1024;
 const MAX_PENDING = 1024;
+/** While unsaved: the first retry of a whole snapshot, doubled after each failure up to RETRY_MAX_MS. */
+const RETRY_MS = 1000;
+const RETRY_MAX_MS = 10_000;
+/** While unsaved: how often a warning says so. */
+const WARN_EVERY_MS = 30_000;
+/** Errors that mean --state names a path that cannot be a state file (a mistake, not a full or read-only disk). */
+const PATH_ERRORS = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG', 'ELOOP']);
 
 interface StateFile {
   format: typeof FORMAT;
@@ -59,6 +73,11 @@ export interface StateStoreOptions {
   compactBytes?: number;
   /** At most this many batches wait for the disk; a further change waits for room (default 1024). */
   maxPending?: number;
+  /** While unsaved: first retry after this many ms, doubling up to `retryMaxMs` (defaults 1000 and 10000). */
+  retryMs?: number;
+  retryMaxMs?: number;
+  /** While unsaved: a warning line this often (default 30000 ms). */
+  warnEveryMs?: number;
 }
 
 interface Pending {
@@ -163,20 +182,37 @@ async function snapshotText(table: TableConfig, seq: number): Promise<string> {
 /** Why JSON.parse refused a file, without quoting it (V8's messages can include a piece of the text). */
 function jsonProblem(e: unknown, text: string): string {
   const msg = (e as Error).message;
-  if (/end of JSON input/.test(msg)) return 'it ends early (truncated)';
+  if (/end of JSON input/.test(msg)) return `it ends early, at byte ${Buffer.byteLength(text)} (truncated)`;
   const pos = /position (\d+)/.exec(msg);
   if (!pos) return 'invalid JSON';
   const at = Number(pos[1]);
-  if (at >= text.trimEnd().length - 1) return 'it ends early (truncated)';
+  if (at >= text.trimEnd().length - 1) return `it ends early, at byte ${Buffer.byteLength(text)} (truncated)`;
   const before = text.slice(0, at);
   const line = before.split('\n').length;
-  return `invalid JSON at line ${line} column ${at - before.lastIndexOf('\n')}`;
+  return `invalid JSON at line ${line} column ${at - before.lastIndexOf('\n')} (byte ${Buffer.byteLength(before)})`;
 }
 
-const SNAPSHOT_HINT =
-  'restore it from a backup, or move it (and its .journal) aside to start with an empty table and load rules again (tsvsadm-restore)';
-const JOURNAL_HINT =
-  'restore both files from a backup, or move the journal aside to start from the snapshot alone (the changes recorded after it are then lost)';
+/** A name for a damaged file moved aside: `FILE.corrupt-20261208T023000Z`. */
+function corruptName(path: string): string {
+  return `${path}.corrupt-${new Date().toISOString().replace(/[-:]|\.\d+/g, '')}`;
+}
+
+/** What to do about a damaged snapshot: the exact commands. tsvsd does not move it itself (docs/state.md). */
+function snapshotHint(path: string, journalPath: string): string {
+  return (
+    `tsvsd does not start on it and changes nothing. Restore ${path} and ${journalPath} from a backup, or keep them for inspection ` +
+    `and start with an empty table: mv ${path} ${corruptName(path)}; mv ${journalPath} ${corruptName(journalPath)} ` +
+    '(then load your rules again, e.g. tsvsadm -R < rules)'
+  );
+}
+
+/** What to do about a damaged journal whose records before `offset` are good: cut it there. */
+function journalHint(journalPath: string, offset: number): string {
+  return (
+    `tsvsd does not start on it and changes nothing. Restore the state files from a backup, or keep a copy and start from the snapshot and the good records before byte ${offset} ` +
+    `(the changes recorded from there on are lost): cp ${journalPath} ${corruptName(journalPath)} && truncate -s ${offset} ${journalPath}`
+  );
+}
 
 /**
  * Saves the table as it changes. `load` reads the snapshot and replays the journal; `open`
@@ -206,6 +242,14 @@ export class StateStore {
   private compaction: Compaction | null = null;
   /** After a failed compaction, wait until the journal has grown this far before trying again. */
   private retryAt = 0;
+  private readonly retryMs: number;
+  private readonly retryMaxMs: number;
+  private readonly warnEveryMs: number;
+  /** Set while the live table holds changes the disk does not: since when, and how many. */
+  private unsaved: { since: number; changes: number; lastWarn: number; delay: number } | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private lastError: string | null = null;
+  private failures = 0;
 
   constructor(
     readonly path: string,
@@ -215,6 +259,22 @@ export class StateStore {
     this.log = opts.log ?? (() => undefined);
     this.compactBytes = opts.compactBytes ?? COMPACT_BYTES;
     this.maxPending = opts.maxPending ?? MAX_PENDING;
+    this.retryMs = opts.retryMs ?? RETRY_MS;
+    this.retryMaxMs = Math.max(opts.retryMaxMs ?? RETRY_MAX_MS, this.retryMs);
+    this.warnEveryMs = opts.warnEveryMs ?? WARN_EVERY_MS;
+  }
+
+  /** Whether the live table is on disk, for the API and /metrics. */
+  status(): SaveStatus {
+    const u = this.unsaved;
+    return {
+      path: this.path,
+      saved: !u,
+      unsavedSince: u ? new Date(u.since).toISOString() : null,
+      unsavedChanges: u?.changes ?? 0,
+      lastError: this.lastError,
+      failures: this.failures,
+    };
   }
 
   /**
@@ -251,7 +311,7 @@ export class StateStore {
               : `records ${this.seq + 1} to ${r.seq - 1} are missing`;
         throw new TsvsError(
           'BAD_REQUEST',
-          `state journal ${this.journalPath} line ${r.line}: record seq ${r.seq} after seq ${this.seq}: ${missing}; ${JOURNAL_HINT}`,
+          `state journal ${this.journalPath} line ${r.line} (byte ${r.offset}): record seq ${r.seq} after seq ${this.seq}: ${missing}; ${journalHint(this.journalPath, r.offset)}`,
         );
       }
       this.seq = r.seq;
@@ -281,7 +341,10 @@ export class StateStore {
     try {
       replay(0);
     } catch (e) {
-      return new TsvsError('BAD_REQUEST', `state file ${this.path}: the saved table does not load (${why(e)}); ${SNAPSHOT_HINT}`);
+      return new TsvsError(
+        'BAD_REQUEST',
+        `state file ${this.path}: the saved table does not load (${why(e)}); ${snapshotHint(this.path, this.journalPath)}`,
+      );
     }
     // replay(lo) applies, replay(hi) does not.
     let lo = 0;
@@ -300,7 +363,7 @@ export class StateStore {
     const r = todo[hi - 1]!;
     return new TsvsError(
       'BAD_REQUEST',
-      `state journal ${this.journalPath} line ${r.line}: record seq ${r.seq} does not apply to the saved table (${why(err)}); ${JOURNAL_HINT}`,
+      `state journal ${this.journalPath} line ${r.line} (byte ${r.offset}): record seq ${r.seq} does not apply to the saved table (${why(err)}); ${journalHint(this.journalPath, r.offset)}`,
     );
   }
 
@@ -312,7 +375,14 @@ export class StateStore {
    */
   async open(source: () => TableConfig): Promise<void> {
     this.source = source;
-    await this.exclusive(() => this.rebase(source, true));
+    await this.removeStaleTemps();
+    try {
+      await this.exclusive(() => this.rebase(source, true));
+    } catch (e) {
+      // A wrong --state path is a mistake to fix before starting; a full or read-only disk is a condition to ride out.
+      if (PATH_ERRORS.has((e as NodeJS.ErrnoException).code ?? '')) throw e;
+      this.markUnsaved(e, 0, 'start');
+    }
   }
 
   /** Writes `cfg` as the whole saved table (snapshot + empty journal); resolves once it is durable. */
@@ -350,13 +420,29 @@ export class StateStore {
    */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     await this.compaction?.done;
     await this.exclusive(async () => {
       if (this.compaction?.written) await this.switchJournal(this.compaction);
-      if (this.source && this.fh && (this.needSnapshot || this.journalBytes > JOURNAL_HEADER.length)) await this.rebase(this.source, false);
+      // A store whose journal was closed by a failed write (or never opened) tries once more too.
+      if (this.source && (!this.fh || this.needSnapshot || this.journalBytes > JOURNAL_HEADER.length))
+        await this.rebase(this.source, false);
       await this.fh?.close();
       this.fh = null;
     });
+    const u = this.unsaved;
+    if (u) {
+      this.log(
+        'error',
+        `state file ${this.path}: stopped with ${u.changes} change(s) not on disk; the next start restores the table as last saved`,
+        {
+          path: this.path,
+          unsavedChanges: u.changes,
+          err: this.lastError,
+        },
+      );
+    }
   }
 
   // ------------------------------------------------------------------ reading
@@ -398,7 +484,10 @@ export class StateStore {
     try {
       parsed = JSON.parse(text) as Partial<StateFile>;
     } catch (e) {
-      throw new TsvsError('BAD_REQUEST', `state file ${this.path}: not valid JSON (${jsonProblem(e, text)}); ${SNAPSHOT_HINT}`);
+      throw new TsvsError(
+        'BAD_REQUEST',
+        `state file ${this.path}: not valid JSON (${jsonProblem(e, text)}); ${snapshotHint(this.path, this.journalPath)}`,
+      );
     }
     if (parsed?.format !== FORMAT || typeof parsed.version !== 'number' || !parsed.table) {
       throw new TsvsError('BAD_REQUEST', `state file ${this.path}: not a tsvs state file (format "${FORMAT}"); check the --state path`);
@@ -411,10 +500,13 @@ export class StateStore {
     }
     const t = parsed.table;
     if (!Array.isArray(t.services) || !t.timeouts)
-      throw new TsvsError('BAD_REQUEST', `state file ${this.path}: table has no services or timeouts; ${SNAPSHOT_HINT}`);
+      throw new TsvsError(
+        'BAD_REQUEST',
+        `state file ${this.path}: table has no services or timeouts; ${snapshotHint(this.path, this.journalPath)}`,
+      );
     const seq = parsed.seq ?? 0;
     if (!Number.isSafeInteger(seq) || seq < 0)
-      throw new TsvsError('BAD_REQUEST', `state file ${this.path}: seq is not a count; ${SNAPSHOT_HINT}`);
+      throw new TsvsError('BAD_REQUEST', `state file ${this.path}: seq is not a count; ${snapshotHint(this.path, this.journalPath)}`);
     return { seq, table: t };
   }
 
@@ -426,7 +518,7 @@ export class StateStore {
       parsed = parseJournal(buf);
     } catch (e) {
       if (!(e instanceof JournalError)) throw e;
-      throw new TsvsError('BAD_REQUEST', `state journal ${this.journalPath} ${e.message}; ${JOURNAL_HINT}`);
+      throw new TsvsError('BAD_REQUEST', `state journal ${this.journalPath} ${e.message}; ${journalHint(this.journalPath, e.offset)}`);
     }
     if (parsed.torn) {
       // Only the last write can be cut short, and it was never acknowledged.
@@ -498,7 +590,9 @@ export class StateStore {
         // Not expected (write errors are handled in the loop), but no batch may wait forever.
         this.needSnapshot = true;
         this.log('error', 'state store: unexpected error', { err: (e as Error).message });
-        for (const p of this.takePending()) p.fail(e);
+        const failed = this.takePending();
+        this.markUnsaved(e, failed.length, 'unexpected');
+        for (const p of failed) p.fail(e);
       },
     );
   }
@@ -534,9 +628,14 @@ export class StateStore {
         await writeAll(fh, data);
         await fh.datasync();
       } catch (e) {
-        // What reached the file is unknown: the next write is a whole snapshot.
+        // What reached the file is unknown: the next write is a whole snapshot, which opens a new
+        // journal. Closing this one now holds no file open for writing while the disk is full,
+        // so that the operator may remount it (read-only, for a check) meanwhile.
         this.needSnapshot = true;
+        this.fh = null;
+        await fh.close().catch(() => undefined);
         this.log('error', 'could not append to the state journal', { journal: this.journalPath, err: (e as Error).message });
+        this.markUnsaved(e, group.length, 'journal');
         for (const p of group) p.fail(e);
         continue;
       }
@@ -567,7 +666,13 @@ export class StateStore {
       await this.newJournal([]);
     } catch (e) {
       this.needSnapshot = true;
-      this.log('error', 'could not write the state file', { path: this.path, err: (e as Error).message });
+      // The next write is a whole snapshot again, with a new journal: hold no file open for writing meanwhile.
+      const fh = this.fh;
+      this.fh = null;
+      await fh?.close().catch(() => undefined);
+      // While unsaved, the periodic warning speaks for every failed retry.
+      if (!this.unsaved) this.log('error', 'could not write the state file', { path: this.path, err: (e as Error).message });
+      if (!rethrow) this.markUnsaved(e, covered.length, 'snapshot');
       for (const p of covered) p.fail(e);
       if (rethrow) throw e;
       return;
@@ -575,6 +680,73 @@ export class StateStore {
     this.needSnapshot = false;
     this.retryAt = 0;
     for (const p of covered) p.ok();
+    this.markSaved();
+  }
+
+  /**
+   * A write failed: `changes` batches are live but not on disk. The first failure says so
+   * loudly and starts the retries; later ones only count (the retry loop warns on a timer).
+   */
+  private markUnsaved(e: unknown, changes: number, what: string): void {
+    this.failures++;
+    this.lastError = (e as Error).message;
+    const now = Date.now();
+    if (this.unsaved) {
+      this.unsaved.changes += changes;
+      return;
+    }
+    this.unsaved = { since: now, changes, lastWarn: now, delay: this.retryMs };
+    this.log(
+      'error',
+      `state file ${this.path}: running UNSAVED: ${what === 'start' ? 'it cannot be written' : 'a write failed'} (${this.lastError}); changes are applied but not saved, and a crash or restart now restores the table as last saved; tsvsd writes the whole table again as soon as the disk takes it`,
+      { path: this.path, err: this.lastError, retryMs: this.retryMs },
+    );
+    this.scheduleRetry();
+  }
+
+  /** A whole snapshot of the live table is on disk again. */
+  private markSaved(): void {
+    const u = this.unsaved;
+    if (!u) return;
+    this.unsaved = null;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const secs = Math.round((Date.now() - u.since) / 1000);
+    this.log('warn', `state file ${this.path}: saved again after ${secs} s unsaved; the live table is on disk`, {
+      path: this.path,
+      unsavedSeconds: secs,
+      changes: u.changes,
+    });
+  }
+
+  /** Tries a whole snapshot after the current delay; doubles the delay (bounded) while it fails. */
+  private scheduleRetry(): void {
+    const u = this.unsaved;
+    if (!u || this.retryTimer || this.closed) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (!this.unsaved || this.closed || !this.source) return;
+      const source = this.source;
+      void this.exclusive(async () => {
+        // A change may have saved everything meanwhile.
+        if (this.unsaved) await this.rebase(source, false);
+      }).then(() => {
+        const still = this.unsaved;
+        if (!still) return;
+        still.delay = Math.min(still.delay * 2, this.retryMaxMs);
+        const now = Date.now();
+        if (now - still.lastWarn >= this.warnEveryMs) {
+          still.lastWarn = now;
+          this.log(
+            'warn',
+            `state file ${this.path}: still UNSAVED after ${Math.round((now - still.since) / 1000)} s: ${still.changes} change(s) not on disk (${this.lastError}); retrying every ${Math.round(still.delay / 1000)} s`,
+            { path: this.path, unsavedChanges: still.changes, err: this.lastError },
+          );
+        }
+        this.scheduleRetry();
+      });
+    }, u.delay);
+    this.retryTimer.unref();
   }
 
   /** Starts a compaction in the background once the journal has outgrown its bound. */

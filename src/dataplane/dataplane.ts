@@ -7,7 +7,33 @@
  * refuse a batch it cannot carry before anything changes.
  */
 import type { IpvsTable } from '../core/table.js';
+import { TsvsError } from '../core/errors.js';
 import type { FwdMethod, Op } from '../core/types.js';
+
+/** A plane could not bind a service's address (code DATAPLANE): `errno` says why (EADDRINUSE, EADDRNOTAVAIL, EACCES, ...). */
+export class BindError extends TsvsError {
+  constructor(
+    detail: string,
+    message: string,
+    readonly errno: string,
+  ) {
+    super('DATAPLANE', detail, message);
+  }
+}
+
+/** A service in the table that the plane could not put into effect yet (a port another program holds). */
+export interface UnboundService {
+  /** ipvsadm's name for it: "TCP 127.0.0.1:8080". */
+  service: string;
+  /** The errno of the last try, e.g. EADDRINUSE. */
+  errno: string;
+  /** The whole reason, with what to do. */
+  message: string;
+  /** When it first failed (ISO 8601). */
+  since: string;
+  /** Tries so far; the plane keeps trying with a bounded backoff while the service is in the table. */
+  attempts: number;
+}
 
 export interface DataPlane {
   /** `userspace` or `nftables`, as `tsvsd --dataplane` names it. */
@@ -32,6 +58,8 @@ export interface DataPlane {
    * Listings call it first, so `tsvsadm -Ln --stats` right after traffic shows that traffic.
    */
   refresh?(): Promise<void>;
+  /** Services in the table that the plane does not carry yet and keeps trying to (the userspace plane's binds). */
+  unbound?(): UnboundService[];
   /**
    * Stops accepting new connections, waits up to `drainMs` for open ones to finish, then
    * closes everything and detaches from the table.

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 
 import { BatchError } from '../../src/api/client.js';
 import { TsvsError } from '../../src/core/errors.js';
-import { usageText, versionLine } from '../../src/cli/ipvsadm/run.js';
+import { EXIT_NOT_SAVED, usageText, versionLine } from '../../src/cli/ipvsadm/run.js';
 import { FakeApi, run, stubResolver } from './fake-api.js';
 import { ipv4Table } from './fixtures/tables.js';
 
@@ -30,6 +30,19 @@ describe('commands become one api.apply call each', () => {
       api.applied.map((ops) => ops.map((o) => o.op)),
       [['add-service'], ['add-server'], ['delete-service'], ['flush'], ['zero'], ['set-timeouts']],
     );
+  });
+});
+
+describe('exit codes of a change: 0 done, 255 refused, 3 applied but not saved', () => {
+  it('-A: refusal 255, NOT_SAVED 3 with its message', async () => {
+    const api = new FakeApi();
+    api.applyError = new TsvsError('SERVICE_EXISTS', 'TCP 10.0.0.1:80: service already exists');
+    assert.equal((await run(['-A', '-t', '10.0.0.1:80'], api)).code, 255);
+    api.applyError = new TsvsError('NOT_SAVED', 'state file /s: EROFS', 'Change applied but not saved: EROFS: read-only file system');
+    const r = await run(['-A', '-t', '10.0.0.1:80'], api);
+    assert.deepEqual(r, { code: 3, stdout: '', stderr: 'Change applied but not saved: EROFS: read-only file system\n' });
+    api.applyError = null;
+    assert.equal((await run(['-A', '-t', '10.0.0.1:80'], api)).code, 0);
   });
 });
 
@@ -111,6 +124,18 @@ describe('-R', () => {
       stderr: 'Service already exists\nipvsadm: -R: TCP 10.0.0.1:80: service already exists; nothing was applied\n',
     });
     assert.equal(api.applied.length, 1);
+  });
+
+  it('applied but not saved (full disk) exits 3, not 255, and says all of it was applied', async () => {
+    const api = new FakeApi();
+    api.applyError = new TsvsError('NOT_SAVED', 'state file /s: ENOSPC: no space left on device', 'Change applied but not saved: ENOSPC');
+    const r = await run(['-R'], api, { stdin: input });
+    assert.equal(r.code, EXIT_NOT_SAVED);
+    assert.equal(EXIT_NOT_SAVED, 3);
+    assert.match(
+      r.stderr,
+      /^Change applied but not saved: ENOSPC\nipvsadm: -R: all \d+ change\(s\) were applied, but tsvsd could not save them: state file \/s: ENOSPC/,
+    );
   });
 
   it('when the daemon says which operation it refused, the line is named', async () => {

@@ -8,11 +8,12 @@ import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync, mkdtempSync, promises as fsp, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { TsvsError } from '../../src/core/errors.js';
 import { newTable } from '../table.js';
+import { waitFor } from '../helper.js';
 import type { Op, ServiceConfig, TableConfig } from '../../src/core/types.js';
 import type { DataPlane } from '../../src/dataplane/dataplane.js';
 import { Director } from '../../src/daemon/director.js';
@@ -319,17 +320,28 @@ describe('state file: snapshot + journal', () => {
     };
     // Line 3 (the second record) damaged, whole records after it.
     writeFileSync(journal, `${[all[0], all[1], `${all[2]!.slice(0, 30)}${secret}`, all[3], all[4]].join('\n')}\n`);
+    const goodBytes = Buffer.byteLength(`${all[0]}\n${all[1]}\n`);
     await fails(
       new RegExp(
-        `state journal ${journal} line 3: record is damaged .*not an append cut short.*restore both files from a backup, or move the journal aside`,
+        `state journal ${journal} line 3 \\(byte ${goodBytes}\\): record is damaged .*not an append cut short.*Restore the state files from a backup, or keep a copy .*: cp ${journal} ${journal}\\.corrupt-\\d{8}T\\d{6}Z && truncate -s ${goodBytes} ${journal}$`,
       ),
     );
+    // The command it names keeps the good prefix: the (empty) snapshot and record 1.
+    const damaged = readFileSync(journal);
+    await fsp.truncate(journal, goodBytes);
+    const prefix = (await loadFresh(path)).cfg;
+    assert.deepEqual(prefix, expected(1), 'the snapshot and the good records before the damage');
+    writeFileSync(journal, damaged);
     // A record missing in the middle: caught by the seq numbers.
     writeFileSync(journal, `${[all[0], all[1], all[3], all[4]].join('\n')}\n`);
-    await fails(new RegExp(`state journal ${journal} line 3: record seq 3 after seq 1: record 2 is missing`));
+    await fails(
+      new RegExp(
+        `state journal ${journal} line 3 \\(byte ${goodBytes}\\): record seq 3 after seq 1: record 2 is missing; .*truncate -s ${goodBytes} `,
+      ),
+    );
     // Not a journal at all.
     writeFileSync(journal, `${secret}\n`);
-    await fails(new RegExp(`state journal ${journal} line 1: not a tsvs journal`));
+    await fails(new RegExp(`state journal ${journal} line 1 \\(byte 0\\): not a tsvs journal`));
     writeFileSync(journal, `${all.join('\n')}\n`);
     assert.deepEqual((await loadFresh(path)).cfg, expected(4));
 
@@ -340,7 +352,7 @@ describe('state file: snapshot + journal', () => {
       assert.match(
         e.detail,
         new RegExp(
-          `state journal ${journal} line 4: record seq 3 does not apply to the saved table \\(.*already exists\\); restore both files`,
+          `state journal ${journal} line 4 \\(byte \\d+\\): record seq 3 does not apply to the saved table \\(.*already exists\\); .*truncate -s \\d+ ${journal}`,
         ),
       );
       return true;
@@ -349,9 +361,13 @@ describe('state file: snapshot + journal', () => {
     // The snapshot: cut short, garbage, another format.
     const snap = readFileSync(path, 'utf8');
     writeFileSync(path, snap.slice(0, 100));
-    await fails(new RegExp(`state file ${path}: not valid JSON \\(it ends early \\(truncated\\)\\); restore it from a backup`));
+    await fails(
+      new RegExp(
+        `state file ${path}: not valid JSON \\(it ends early, at byte 100 \\(truncated\\)\\); tsvsd does not start on it and changes nothing\\. Restore ${path} and ${journal} from a backup, or keep them .*: mv ${path} ${path}\\.corrupt-\\d{8}T\\d{6}Z; mv ${journal} ${journal}\\.corrupt-`,
+      ),
+    );
     writeFileSync(path, `{"format": "tsvs-state", ${secret}}`);
-    await fails(new RegExp(`state file ${path}: not valid JSON \\(invalid JSON at line 1 column \\d+\\)`));
+    await fails(new RegExp(`state file ${path}: not valid JSON \\(invalid JSON at line 1 column \\d+ \\(byte \\d+\\)\\)`));
     writeFileSync(path, JSON.stringify({ format: 'something', secret }));
     await fails(/not a tsvs state file/);
     // The snapshot gone while its journal holds changes.
@@ -596,7 +612,7 @@ describe('state file: snapshot + journal', () => {
     assert.deepEqual((await loadFresh(path)).cfg, expected(4));
   });
 
-  test('the director answers INTERNAL "Change applied but not saved" when the save fails, and the change is live', async () => {
+  test('the director answers NOT_SAVED "Change applied but not saved" when the save fails, and the change is live', async () => {
     const path = join(tempDir(), 'state.json');
     const store = new StateStore(path);
     const table = newTable();
@@ -616,10 +632,13 @@ describe('state file: snapshot + journal', () => {
     const proto = await handleProto();
     const real = proto.write as () => Promise<void>;
     proto.write = () => Promise.reject(new Error('EIO: i/o error, write'));
+    const st = () => director.saveStatus()!;
+    assert.equal(st().saved, true);
     try {
       await assert.rejects(director.apply(batch(5)), (e: unknown) => {
         assert.ok(e instanceof TsvsError);
-        assert.equal(e.code, 'INTERNAL');
+        assert.equal(e.code, 'NOT_SAVED');
+        assert.equal(e.status, 507);
         assert.match(e.message, /^Change applied but not saved: EIO/);
         assert.match(e.detail, new RegExp(`state file ${path}: EIO`));
         return true;
@@ -628,6 +647,8 @@ describe('state file: snapshot + journal', () => {
       proto.write = real;
     }
     assert.ok(table.get(svc(5)), 'live');
+    assert.equal(st().saved, false);
+    assert.equal(st().unsavedChanges, 1);
     assert.deepEqual((await loadFresh(path)).cfg, expected(2), 'on disk: the batches acknowledged as saved');
     // A clean stop saves the whole live table, the unsaved change included.
     await director.stop(0);
@@ -635,6 +656,71 @@ describe('state file: snapshot + journal', () => {
     assert.deepEqual(
       saved.services.map((s) => s.addr),
       [svc(1).addr, svc(2).addr, svc(5).addr],
+    );
+  });
+
+  test('running unsaved: the store says so, warns on a timer, and saves the whole live table again with no change needed', async () => {
+    const path = join(tempDir(), 'state.json');
+    const logs: string[] = [];
+    const table = newTable();
+    const store = new StateStore(path, { log: (level, msg) => logs.push(`${level} ${msg}`), retryMs: 20, retryMaxMs: 40, warnEveryMs: 0 });
+    await store.open(() => table.config());
+    const change = (ops: Op[]) => {
+      const checked = table.validate(ops);
+      table.applyAll(checked);
+      return store.record(checked);
+    };
+    await change(batch(1));
+    const proto = await handleProto();
+    const real = proto.writeFile as () => Promise<void>;
+    const realWrite = proto.write as () => Promise<void>;
+    const enospc = () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
+    proto.writeFile = enospc;
+    proto.write = enospc;
+    try {
+      await assert.rejects(change(batch(2)), /ENOSPC/);
+      await assert.rejects(change(batch(3)), /ENOSPC/);
+      assert.equal(store.status().saved, false);
+      assert.equal(store.status().unsavedChanges, 2);
+      assert.match(store.status().lastError ?? '', /ENOSPC/);
+      // The retries run on their own and keep saying so.
+      await waitFor(() => logs.filter((l) => /still UNSAVED/.test(l)).length >= 2, 5000, 'repeated warnings');
+      assert.equal(logs.filter((l) => /running UNSAVED/.test(l)).length, 1, 'one loud line when it starts');
+      assert.deepEqual(
+        readdirSync(dirname(path)).filter((n) => n.endsWith('.tmp')),
+        [],
+        'no temp file left by a failed write',
+      );
+    } finally {
+      proto.writeFile = real;
+      proto.write = realWrite;
+    }
+    await waitFor(() => store.status().saved, 5000, 'saved again');
+    assert.ok(logs.some((l) => /saved again after \d+ s unsaved/.test(l)));
+    // Without a clean stop: the files as they are hold the live table.
+    assert.deepEqual((await loadFresh(path)).cfg, plain(table.config()));
+    assert.deepEqual((await loadFresh(path)).cfg, expected(3));
+    await store.close();
+  });
+
+  test('open() on a directory that cannot be written starts unsaved; a wrong --state path is refused', async () => {
+    const dir = tempDir();
+    const table = newTable();
+    const proto = await handleProto();
+    const real = proto.sync as () => Promise<void>;
+    proto.sync = () => Promise.reject(Object.assign(new Error('EROFS: read-only file system, fsync'), { code: 'EROFS' }));
+    const store = new StateStore(join(dir, 'state.json'), { retryMs: 10_000 });
+    try {
+      await store.open(() => table.config());
+    } finally {
+      proto.sync = real;
+    }
+    assert.equal(store.status().saved, false);
+    assert.match(store.status().lastError ?? '', /EROFS/);
+    await store.close();
+    await assert.rejects(
+      new StateStore(join(dir, 'no', 'such', 'state.json')).open(() => table.config()),
+      /ENOENT/,
     );
   });
 });

@@ -7,7 +7,8 @@ import { destId, serviceId, serviceLabel, type VirtualService } from '../../core
 import type { ConnView, DestView, Rates, ServiceView, Stats, Timeouts } from '../../core/types.js';
 import { NO_VRRP, type VrrpSource, type VrrpStatus } from '../../ha/source.js';
 import { UNCHECKED, type HealthSource, type ServerHealth } from '../../health/source.js';
-import type { ApiDirector } from '../director.js';
+import type { UnboundService } from '../../dataplane/dataplane.js';
+import type { ApiDirector, SaveStatus } from '../director.js';
 import { dataPlaneCounters, type DataPlaneCounters } from '../health.js';
 
 /** A real server as the API shows it. */
@@ -44,6 +45,10 @@ export interface StatusView {
   connections: number;
   dataplaneCounters: DataPlaneCounters | null;
   vrrp: VrrpStatus;
+  /** Whether the live table is on disk (null without --state); `saved: false` while tsvsd runs unsaved. */
+  state?: SaveStatus | null;
+  /** Services in the table that the data plane could not bring up yet, and keeps trying to (e.g. a port in use). */
+  unbound?: UnboundService[];
 }
 
 /** Connection states that are over: the entry only lingers so that late packets match it. */
@@ -231,5 +236,7 @@ export function statusView(ctx: ApiContext): StatusView {
     connections: director.table.conns.size,
     dataplaneCounters: counters,
     vrrp: ctx.vrrp.status(),
+    state: director.saveStatus?.() ?? null,
+    unbound: director.dataplane.unbound?.() ?? [],
   };
 }

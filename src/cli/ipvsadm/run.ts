@@ -268,9 +268,22 @@ function sameService(s: ServiceView, k: ServiceKey): boolean {
 }
 
 /**
+ * tsvsadm's own exit status, beside ipvsadm's 0, 1, 2 and 255: the change was applied (the
+ * table and the data plane carry it) but tsvsd could not write it to its state file (full
+ * or read-only disk). Not 255, which means "refused, nothing changed" (docs/state.md).
+ */
+export const EXIT_NOT_SAVED = 3;
+
+/** The exit status for a change the daemon did not acknowledge: 3 applied but not saved, else 255 refused. */
+function changeFailed(e: unknown): number {
+  return isTsvsError(e) && e.code === 'NOT_SAVED' ? EXIT_NOT_SAVED : 255;
+}
+
+/**
  * Runs one tsvsadm invocation (argv without the program name) and returns its exit
- * status: 0 success, 1 a listing failed, 2 a bad command line, 255 the daemon refused a
- * change or the command was not a command at all (ipvsadm's exit(-1)).
+ * status: 0 success, 1 a listing failed, 2 a bad command line, 3 a change applied but not
+ * saved (EXIT_NOT_SAVED), 255 the daemon refused a change or the command was not a command
+ * at all (ipvsadm's exit(-1)).
  */
 export async function runIpvsadm(argv: string[], io: IpvsadmIO, api: ControlApi): Promise<number> {
   const progName = io.progName ?? 'tsvsadm';
@@ -334,7 +347,7 @@ async function applyOps(ops: Op[], io: IpvsadmIO, api: ControlApi): Promise<numb
   } catch (e) {
     // A TsvsError's message is the text ipvsadm prints for the kernel's errno.
     io.stderr(errorText(e));
-    return 255;
+    return changeFailed(e);
   }
 }
 
@@ -394,18 +407,24 @@ async function restore(io: IpvsadmIO, api: ControlApi, env: ParseEnv): Promise<n
         return 2;
     }
   }
+  let notSaved = false;
   if (ops.length) {
     try {
       await api.apply(ops);
     } catch (e) {
       io.stderr(errorText(e));
-      if (isTsvsError(e)) {
-        // Which line it was, when tsvsd says which operation failed.
-        const index = (e as { index?: unknown }).index;
-        const where = typeof index === 'number' && opLines[index] !== undefined ? `line ${opLines[index]}: ` : '';
-        io.stderr(`${env.progName}: -R: ${where}${e.detail}; nothing was applied\n`);
+      if (isTsvsError(e) && e.code === 'NOT_SAVED') {
+        io.stderr(`${env.progName}: -R: all ${ops.length} change(s) were applied, but tsvsd could not save them: ${e.detail}\n`);
+        notSaved = true;
+      } else {
+        if (isTsvsError(e)) {
+          // Which line it was, when tsvsd says which operation failed.
+          const index = (e as { index?: unknown }).index;
+          const where = typeof index === 'number' && opLines[index] !== undefined ? `line ${opLines[index]}: ` : '';
+          io.stderr(`${env.progName}: -R: ${where}${e.detail}; nothing was applied\n`);
+        }
+        return 255;
       }
-      return 255;
     }
   }
   // Sync daemon lines run after the table is in place, in their order.
@@ -413,7 +432,7 @@ async function restore(io: IpvsadmIO, api: ControlApi, env: ParseEnv): Promise<n
     const code = await syncDaemon(d, io, api);
     if (code) return code;
   }
-  return 0;
+  return notSaved ? EXIT_NOT_SAVED : 0;
 }
 
 /** Bytes gathered before one write to stdout: few writes, no listing-sized string. */

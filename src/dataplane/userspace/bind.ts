@@ -6,6 +6,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { formatAddrPort } from '../../core/addr.js';
 import { TsvsError } from '../../core/errors.js';
+import { BindError } from '../dataplane.js';
 import { destId, serviceLabel } from '../../core/service.js';
 import type { DestConfig, ServiceConfig, ServiceKey } from '../../core/types.js';
 import { KEEPALIVE_MS } from './context.js';
@@ -75,7 +76,7 @@ export function checkDestSupported(svc: ServiceKey, d: DestConfig): void {
 }
 
 /** Turns a bind failure into a DATAPLANE error naming the address and what to do. */
-export function bindError(k: ServiceKey, err: unknown): TsvsError {
+export function bindError(k: ServiceKey, err: unknown): BindError {
   const code = (err as NodeJS.ErrnoException)?.code ?? 'EUNKNOWN';
   const label = serviceLabel(k);
   const where = formatAddrPort(k.addr, k.port);
@@ -99,7 +100,7 @@ export function bindError(k: ServiceKey, err: unknown): TsvsError {
     default:
       message = `Cannot bind ${proto} ${where}: ${code} (${(err as Error)?.message ?? String(err)}).`;
   }
-  return new TsvsError('DATAPLANE', `${label}: cannot bind: ${code}`, message);
+  return new BindError(`${label}: cannot bind: ${code}`, message, code);
 }
 
 /** Listens on the service's address:port. Sockets arrive paused, so nothing is read before a server is connected. */

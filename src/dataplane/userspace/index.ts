@@ -39,13 +39,17 @@ import { serviceId, serviceLabel, type VirtualService } from '../../core/service
 import type { IpvsTable, TableEvent, TableListener } from '../../core/table.js';
 import type { FwdMethod, Op, ServiceConfig, ServiceKey } from '../../core/types.js';
 import { loadSocketLib, transparentProblem } from '../../net/socket.js';
-import type { DataPlane } from '../dataplane.js';
+import { BindError, type DataPlane, type UnboundService } from '../dataplane.js';
 import { bindTcp, bindUdp, checkDestSupported, checkServiceOptions, checkServiceSupported } from './bind.js';
 import { CLOCK_MS, ProxyContext, type ServiceListener } from './context.js';
 import { TcpListener, TcpSession } from './tcp.js';
 import { TransparentRouting, type TransparentRoutingOptions } from './transparent.js';
 import { UdpFlow, UdpListener } from './udp.js';
 import { WorkerPool, WorkerSessionRef } from './workers.js';
+
+/** A service whose late bind failed is tried again after this, doubled per failure up to BIND_RETRY_MAX_MS. */
+const BIND_RETRY_MS = 1000;
+const BIND_RETRY_MAX_MS = 30_000;
 
 export interface UserspaceOptions {
   /** Where the plane logs (JSON-line logger of the daemon); silent by default. */
@@ -96,6 +100,8 @@ export class UserspaceDataPlane implements DataPlane {
   private readonly parked = new Map<string, ServiceListener>();
   /** Services added without `prepare` and being bound now. */
   private readonly late = new Set<string>();
+  /** Services in the table whose bind failed (a restore at start): retried with a bounded backoff. */
+  private readonly unboundRetry = new Map<string, { info: UnboundService; delay: number; timer: NodeJS.Timeout | null }>();
   private readonly workers: number;
   private pool: WorkerPool | null = null;
   private readonly routing: TransparentRouting | null;
@@ -273,6 +279,7 @@ export class UserspaceDataPlane implements DataPlane {
     this.live.clear();
     this.prepared.clear();
     this.parked.clear();
+    for (const id of [...this.unboundRetry.keys()]) this.forgetUnbound(id);
     await this.pool?.stop();
     this.pool = null;
     await this.routing?.teardown();
@@ -290,6 +297,11 @@ export class UserspaceDataPlane implements DataPlane {
       noDestination: ctx?.noDestination ?? 0,
       connectFailures: ctx ? Object.fromEntries(ctx.connectFailures) : {},
     };
+  }
+
+  /** Services in the table that could not be bound yet (a port another program holds); retried. */
+  unbound(): UnboundService[] {
+    return [...this.unboundRetry.values()].map((u) => ({ ...u.info }));
   }
 
   /** With --workers N: how many clients each worker thread has taken since start (else null). */
@@ -325,6 +337,7 @@ export class UserspaceDataPlane implements DataPlane {
         return;
       }
       case 'service-deleted': {
+        this.forgetUnbound(ev.svc.id);
         const l = this.live.get(ev.svc.id);
         if (!l) return;
         this.live.delete(ev.svc.id);
@@ -378,14 +391,64 @@ export class UserspaceDataPlane implements DataPlane {
       ([l]) => {
         this.late.delete(svc.id);
         // Still wanted? The table may have moved on while we were binding.
-        if (this.ctx === ctx && ctx.table.get(svc) === svc && !this.live.has(svc.id)) this.attach(svc, l!);
-        else l!.close();
+        if (this.ctx === ctx && ctx.table.get(svc) === svc && !this.live.has(svc.id)) {
+          this.attach(svc, l!);
+          const u = this.unboundRetry.get(svc.id);
+          if (u)
+            this.log('info', `${svc.label}: bound after ${u.info.attempts} failed tries; the service is carried now`, {
+              service: svc.label,
+            });
+        } else l!.close();
+        this.forgetUnbound(svc.id);
       },
       (e: unknown) => {
         this.late.delete(svc.id);
-        this.log('error', (e as Error).message, { service: svc.label });
+        this.retryBind(ctx, svc, e);
       },
     );
+  }
+
+  /**
+   * A service in the table could not be bound: it stays in the table (and the state file),
+   * is listed by `unbound()`, and is tried again after 1 s, 2 s, 4 s ... up to 30 s apart
+   * until it binds or leaves the table. The first failure logs the reason; then one line per
+   * try at debug.
+   */
+  private retryBind(ctx: ProxyContext, svc: VirtualService, e: unknown): void {
+    if (this.ctx !== ctx || ctx.table.get(svc) !== svc) {
+      this.forgetUnbound(svc.id);
+      return;
+    }
+    const errno = e instanceof BindError ? e.errno : ((e as NodeJS.ErrnoException).code ?? 'EUNKNOWN');
+    const message = (e as Error).message;
+    let u = this.unboundRetry.get(svc.id);
+    if (!u) {
+      u = { info: { service: svc.label, errno, message, since: new Date().toISOString(), attempts: 0 }, delay: BIND_RETRY_MS, timer: null };
+      this.unboundRetry.set(svc.id, u);
+      this.log('error', `${svc.label}: not carried: ${message} Retrying, at most ${BIND_RETRY_MAX_MS / 1000} s apart.`, {
+        service: svc.label,
+        errno,
+      });
+    } else {
+      this.log('debug', `${svc.label}: still cannot bind (${errno})`, { service: svc.label, errno, attempts: u.info.attempts + 1 });
+    }
+    u.info.attempts++;
+    u.info.errno = errno;
+    u.info.message = message;
+    const entry = u;
+    entry.timer = setTimeout(() => {
+      entry.timer = null;
+      if (this.unboundRetry.get(svc.id) === entry) this.bindLate(svc);
+    }, entry.delay);
+    entry.timer.unref();
+    entry.delay = Math.min(entry.delay * 2, BIND_RETRY_MAX_MS);
+  }
+
+  private forgetUnbound(id: string): void {
+    const u = this.unboundRetry.get(id);
+    if (!u) return;
+    if (u.timer) clearTimeout(u.timer);
+    this.unboundRetry.delete(id);
   }
 
   private requireStarted(): ProxyContext {
