@@ -55,6 +55,13 @@ export const TCP_DEFAULT_TIMEOUTS: readonly number[] = [
 /** UDP entries have one state, re-armed by every packet (`udp_timeouts[]`). */
 export const UDP_DEFAULT_TIMEOUT = 5 * 60;
 
+/** What `ipvsadm -L --timeout` shows on a fresh table: established TCP, TCP after FIN, UDP. */
+export const DEFAULT_TIMEOUTS: Readonly<{ tcp: number; tcpfin: number; udp: number }> = {
+  tcp: TCP_DEFAULT_TIMEOUTS[TcpState.ESTABLISHED]!,
+  tcpfin: TCP_DEFAULT_TIMEOUTS[TcpState.FIN_WAIT]!,
+  udp: UDP_DEFAULT_TIMEOUT,
+};
+
 /**
  * Which direction a packet travelled. `inputOnly` is used while the director sees only
  * the client side (DR/TUN: replies bypass it).

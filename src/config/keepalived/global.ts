@@ -3,6 +3,7 @@
  * (lvs_sync_daemon) and vrrp_version; every other global keyword is reported.
  */
 import { MAX_TIMEOUT } from '../../core/schema.js';
+import { DEFAULT_TIMEOUTS } from '../../core/tcpstate.js';
 import type { TsvsConfig } from '../model.js';
 import type { Stmt } from './lexer.js';
 import type { Reader } from './reader.js';
@@ -11,7 +12,7 @@ import type { Reader } from './reader.js';
 export function readGlobals(r: Reader, st: Stmt, cfg: TsvsConfig): void {
   for (const s of st.block ?? []) {
     if (s.words[0] === 'lvs_timeouts') {
-      const t = { tcp: 900, tcpfin: 120, udp: 300 };
+      const t = { ...DEFAULT_TIMEOUTS };
       for (let i = 1; i < s.words.length; i += 2) {
         const k = s.words[i]!;
         if (k !== 'tcp' && k !== 'tcpfin' && k !== 'udp') {

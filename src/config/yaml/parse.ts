@@ -6,6 +6,7 @@
  */
 import { isScalar, LineCounter, parseDocument, type Node } from 'yaml';
 import { bounds, TimeoutsSchema } from '../../core/schema.js';
+import { DEFAULT_TIMEOUTS } from '../../core/tcpstate.js';
 import { ConfigError } from '../errors.js';
 import type { TsvsConfig } from '../model.js';
 import { checkModel } from '../schema.js';
@@ -39,7 +40,7 @@ export function parseYamlConfig(text: string, file: string): TsvsConfig {
     const udp = t.int('udp', bounds(T.udp));
     t.done(['tcp', 'tcpfin', 'udp']);
     if (tcp !== undefined || tcpfin !== undefined || udp !== undefined)
-      cfg.timeouts = { tcp: tcp ?? 900, tcpfin: tcpfin ?? 120, udp: udp ?? 300 };
+      cfg.timeouts = { tcp: tcp ?? DEFAULT_TIMEOUTS.tcp, tcpfin: tcpfin ?? DEFAULT_TIMEOUTS.tcpfin, udp: udp ?? DEFAULT_TIMEOUTS.udp };
   }
   const dp = top.oneOf('dataplane', ['userspace', 'nftables']);
   if (dp) cfg.dataplane = dp;

@@ -14,7 +14,7 @@ import { CONN_F_NOOUTPUT, type Conn } from '../../core/conn.js';
 import { TsvsError } from '../../core/errors.js';
 import type { Dest, VirtualService } from '../../core/service.js';
 import type { IpvsTable } from '../../core/table.js';
-import { tcpStateByName } from '../../core/tcpstate.js';
+import { DEFAULT_TIMEOUTS, tcpStateByName } from '../../core/tcpstate.js';
 import type { Family, Op, TunType } from '../../core/types.js';
 import { tunnelRefusal } from '../tunnel/support.js';
 import { compileDr, drTransaction, parseDrTable, splitDr, type DrRuleset, type DrService } from './dr.js';
@@ -66,7 +66,7 @@ export class DrPlanner {
         throw tunnelError(`${labelOf(svc)} real server ${d.addr}`, type, svc.af);
       }
     }
-    const timeouts = table?.timeouts() ?? { tcp: 900, tcpfin: 120, udp: 300 };
+    const timeouts = table?.timeouts() ?? { ...DEFAULT_TIMEOUTS };
     let split: ReturnType<typeof splitDr>;
     try {
       split = splitDr(model);
