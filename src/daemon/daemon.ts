@@ -23,6 +23,7 @@ import { getScheduler } from '../schedulers/index.js';
 import type { Op } from '../core/types.js';
 import type { DataPlane } from '../dataplane/dataplane.js';
 import { createDataPlane, DATAPLANE_NAMES, type DataPlaneName } from '../dataplane/index.js';
+import { LIMIT_ARG_OPTIONS, LIMIT_ARG_USAGE, type LimitArgs, parseLimitArgs } from '../dataplane/limits-args.js';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { Director } from './director.js';
 import { ConfigManager, type ReloadResult } from './reload.js';
@@ -43,6 +44,8 @@ interface DaemonOptions {
   drainMs: number;
   /** Userspace plane worker threads (--workers N|auto); default 1. */
   workers?: number | undefined;
+  /** Connection limits and redispatch (--max-conns ..., dataplane/limits-args.ts). */
+  limits?: LimitArgs | undefined;
 }
 
 /** A running director process, as runDaemon holds it until a signal stops it. */
@@ -83,7 +86,7 @@ Options:
   --drain-timeout SECS  on SIGTERM, wait this long for open connections (default 10)
   --workers N|auto      userspace plane: N threads carry TCP on SO_REUSEPORT
                         listeners, one scheduler (default 1; auto = one per core)
-  --log-level LEVEL     trace, debug, info (default), warn, error
+${LIMIT_ARG_USAGE}  --log-level LEVEL     trace, debug, info (default), warn, error
   -h, --help            this text
   -v, --version         print the version
 `;
@@ -103,6 +106,7 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
       'api-public-read': { type: 'boolean' },
       'drain-timeout': { type: 'string' },
       workers: { type: 'string' },
+      ...LIMIT_ARG_OPTIONS,
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
@@ -144,6 +148,7 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
     logLevel: level,
     drainMs: drain * 1000,
     workers,
+    limits: parseLimitArgs(values),
   };
 }
 
@@ -192,6 +197,7 @@ async function buildDirector(opts: DaemonOptions, log: Logger): Promise<{ direct
   const dataplane = await createDataPlane(opts.dataplane, {
     log: (level, msg, fields) => log[level]({ ...fields, component: opts.dataplane }, msg),
     workers: opts.workers,
+    limits: opts.limits,
   });
   const store = opts.state
     ? new StateStore(opts.state, { log: (level, msg, fields) => log[level]({ ...fields, component: 'state' }, msg) })
