@@ -173,7 +173,7 @@ export const GLOBAL_LIMIT_COUNTER = 'limg';
 /** The named counters of a service's connection limits. */
 export const serviceLimitCounter = (id: number) => `lims${id}`;
 export const clientLimitCounter = (id: number) => `limc${id}`;
-const clientLimitSet = (id: number) => `limc${id}`;
+const clientLimitSet = (id: number) => `clients${id}`;
 
 /**
  * The objects every family table holds, whatever the services; `snat`: networks to
