@@ -101,7 +101,10 @@ export function limitsModel(): NftModel {
   nextMark = 40;
   return {
     services: [
-      svc(11, '198.18.0.1', 80, { limits: { conns: 500, perClient: 20, global: true }, dests: [d('198.19.0.12', 80), d('198.19.0.11', 80)] }),
+      svc(11, '198.18.0.1', 80, {
+        limits: { conns: 500, perClient: 20, global: true },
+        dests: [d('198.19.0.12', 80), d('198.19.0.11', 80)],
+      }),
       svc(12, '198.18.0.1', 53, { protocol: 'udp', limits: { conns: 0, perClient: 0, global: true }, dests: [d('198.19.0.11', 53)] }),
       svc(13, '2001:db8::1', 80, { limits: { conns: 0, perClient: 8, global: true }, dests: [d('2001:db8:1::11', 80)] }),
     ],

@@ -425,7 +425,11 @@ describe('nftables plane', privileged(['ip', 'nft', 'conntrack']), () => {
     };
     await h.apply([
       { op: 'add-service', service: svc },
-      { op: 'add-server', service: svc, dest: { af: 4, addr: a!.addr, port: a!.port, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 } },
+      {
+        op: 'add-server',
+        service: svc,
+        dest: { af: 4, addr: a!.addr, port: a!.port, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
+      },
     ]);
     const [c1, c2] = h.clientAddrs;
     const open = (localAddress: string) => openEcho(h.vip, h.vport, { localAddress, timeoutMs: 1500 });
@@ -440,8 +444,14 @@ describe('nftables plane', privileged(['ip', 'nft', 'conntrack']), () => {
     await h.plane.pollLimits();
     const rows = h.plane.counters().limitRefused;
     const label = `TCP ${h.vip}:${h.vport}`;
-    assert.ok(rows.find((r) => r.service === label && r.limit === 'client' && r.count >= 1), JSON.stringify(rows));
-    assert.ok(rows.find((r) => r.service === label && r.limit === 'service' && r.count >= 1), JSON.stringify(rows));
+    assert.ok(
+      rows.find((r) => r.service === label && r.limit === 'client' && r.count >= 1),
+      JSON.stringify(rows),
+    );
+    assert.ok(
+      rows.find((r) => r.service === label && r.limit === 'service' && r.count >= 1),
+      JSON.stringify(rows),
+    );
   });
 
   runDataPlaneScenarios('nftables IPv6', () => makeNftablesHarness(6), {
