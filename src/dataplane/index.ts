@@ -20,7 +20,7 @@ export interface DataPlaneOptions {
 
 export async function createDataPlane(name: DataPlaneName, opts: DataPlaneOptions): Promise<DataPlane> {
   switch (name) {
-    case 'userspace':
+    case 'userspace': {
       // TSVS_TRANSPARENT_SETUP=1: install (and remove at exit) the reply routing of
       // transparent services (nft table inet tsvs, ip rule, local route); docs/userspace.md.
       const { redispatchRetries, ...limits } = opts.limits ?? {};
@@ -31,6 +31,7 @@ export async function createDataPlane(name: DataPlaneName, opts: DataPlaneOption
         limits,
         ...(redispatchRetries !== undefined ? { redispatchRetries } : {}),
       });
+    }
     case 'nftables': {
       // Loaded on demand: only a kernel-NAT director needs it. TSVS_NFT_SETUP=sysctl lets it
       // set forwarding and rp_filter itself, TSVS_NFT_SNAT=NET adds the outbound masquerade

@@ -434,7 +434,9 @@ describe('nftables plane', privileged(['ip', 'nft', 'conntrack']), () => {
     const [c1, c2] = h.clientAddrs;
     const open = (localAddress: string) => openEcho(h.vip, h.vport, { localAddress, timeoutMs: 1500 });
     const held = [await open(c1!), await open(c1!)];
-    t.after(() => held.forEach((c) => c.destroy()));
+    t.after(() => {
+      for (const c of held) c.destroy();
+    });
     // A third from the same client: its SYN is dropped (no answer), the client limit counts it.
     await assert.rejects(open(c1!), /timed out/);
     // Another client still gets in, up to the service's 3.

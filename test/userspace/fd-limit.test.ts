@@ -85,7 +85,9 @@ const addWith = (svc: ServiceConfig, rs: TestServer): Op[] => [
 /** Opens `n` TCP connections from 127.0.0.2.. (100 per address) and leaves them idle; resolves when each is open or refused. */
 async function idleConns(t: TestContext, port: number, n: number): Promise<net.Socket[]> {
   const socks: net.Socket[] = [];
-  t.after(() => socks.forEach((s) => s.destroy()));
+  t.after(() => {
+    for (const s of socks) s.destroy();
+  });
   await Promise.all(
     Array.from(
       { length: n },
@@ -106,7 +108,9 @@ async function idleConns(t: TestContext, port: number, n: number): Promise<net.S
 /** Sends one datagram from each of `n` sockets (one UDP flow each), and keeps them open. */
 async function udpFlows(t: TestContext, port: number, n: number): Promise<void> {
   const socks: dgram.Socket[] = [];
-  t.after(() => socks.forEach((s) => s.close()));
+  t.after(() => {
+    for (const s of socks) s.close();
+  });
   for (let i = 0; i < n; i++) {
     const s = dgram.createSocket('udp4');
     socks.push(s);

@@ -42,7 +42,9 @@ describe('userspace plane: connection limits', () => {
     const h = await harness(t, { maxConnsPerClient: 2 });
     await echoService(h);
     const held: EchoConn[] = [];
-    t.after(() => held.forEach((c) => c.destroy()));
+    t.after(() => {
+      for (const c of held) c.destroy();
+    });
     for (let i = 0; i < 2; i++) held.push(await openEcho(h.vip, h.vport, { localAddress: '127.0.0.2' }));
     assert.ok(await refused(h.vport, '127.0.0.2'), 'third from 127.0.0.2 refused');
     held.push(await openEcho(h.vip, h.vport, { localAddress: '127.0.0.3' }));
@@ -65,7 +67,9 @@ describe('userspace plane: connection limits', () => {
     const other = h.vport + 1;
     await echoService(h, { port: other });
     const held: EchoConn[] = [];
-    t.after(() => held.forEach((c) => c.destroy()));
+    t.after(() => {
+      for (const c of held) c.destroy();
+    });
     for (let i = 0; i < 2; i++) held.push(await openEcho(h.vip, h.vport));
     assert.ok(await refused(h.vport), 'third on the first service refused by its maxConns');
     held.push(await openEcho(h.vip, other));
@@ -85,7 +89,9 @@ describe('userspace plane: connection limits', () => {
       { op: 'add-server', service: svc, dest: destOf(h, rs!) },
     ]);
     const clients = await Promise.all([0, 1, 2, 3].map(() => udpClient(h.vip, h.vport)));
-    t.after(() => clients.forEach((c) => c.close()));
+    t.after(() => {
+      for (const c of clients) c.close();
+    });
     assert.equal((await clients[0]!.ask('a')).server, 'rs-u');
     assert.equal((await clients[1]!.ask('b')).server, 'rs-u');
     // Both flows active just now: the third client's datagram is dropped.
@@ -108,7 +114,9 @@ describe('userspace plane: connection limits', () => {
     const h = await harness(t, { fdLimit: counted + 40, fdReserve: 20 });
     await echoService(h);
     const held: EchoConn[] = [];
-    t.after(() => held.forEach((c) => c.destroy()));
+    t.after(() => {
+      for (const c of held) c.destroy();
+    });
     let refusedAt = -1;
     for (let i = 0; i < 30 && refusedAt < 0; i++) {
       if (await refused(h.vport)) refusedAt = i;

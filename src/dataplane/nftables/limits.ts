@@ -66,7 +66,7 @@ export class NftLimitCounters {
       if (frag.counters.includes(serviceLimitCounter(id))) want(frag.f, serviceLimitCounter(id), svc.label, 'service');
       if (frag.counters.includes(clientLimitCounter(id))) want(frag.f, clientLimitCounter(id), svc.label, 'client');
     }
-    let values;
+    let values: Awaited<ReturnType<typeof nftCounters>>;
     try {
       values = await nftCounters(this.run, names);
     } catch (e) {
