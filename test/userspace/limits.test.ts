@@ -11,6 +11,8 @@ import { openEcho, tcpOutcome, udpClient, waitFor, type EchoConn } from '../help
 import { destOf, serviceOf } from '../dataplane/scenarios.js';
 import { makeUserspaceHarness, type UserspaceHarness } from './harness.js';
 import type { ServiceConfig } from '../../src/core/types.js';
+import { parseYamlConfig } from '../../src/config/yaml/parse.js';
+import { newTable } from '../table.js';
 
 async function harness(t: TestContext, limits: LimitOptions): Promise<UserspaceHarness> {
   const h = await makeUserspaceHarness({ limits });
@@ -130,5 +132,32 @@ describe('userspace plane: connection limits', () => {
     assert.ok(h.logs.some((l) => /file descriptors nearly exhausted/.test(l.msg)));
     // The connections already open keep working.
     assert.equal(String(await held[0]!.echo('ok')), 'ok');
+  });
+});
+
+describe('per-service limits: where they are set', () => {
+  test('YAML max_conns / max_conns_per_client reach the service; out-of-range values are refused by name', () => {
+    const yaml = (extra: string) =>
+      `services:\n  - address: 127.0.0.1\n    port: 80\n${extra}    real_servers: [{ address: 127.0.0.1, port: 8080 }]\n`;
+    const cfg = parseYamlConfig(yaml('    max_conns: 500\n    max_conns_per_client: 20\n'), 'limits.yaml');
+    assert.equal(cfg.services[0]!.maxConns, 500);
+    assert.equal(cfg.services[0]!.maxConnsPerClient, 20);
+    assert.throws(() => parseYamlConfig(yaml('    max_conns: -1\n'), 'bad.yaml'), /max_conns/);
+  });
+
+  test('the API: maxConns is checked, kept in the service, and an edit without it leaves it', () => {
+    const table = newTable();
+    const svc: ServiceConfig = { ...serviceOf({ vip: '127.0.0.1', vport: 80 } as never), maxConns: 5 };
+    assert.throws(
+      () => table.validate([{ op: 'add-service', service: { ...svc, maxConns: -5 } }]),
+      /TCP 127\.0\.0\.1:80: maxConns -5 must be an integer 0\.\.2147483647/,
+    );
+    table.applyAll(table.validate([{ op: 'add-service', service: svc }]));
+    assert.equal(table.list()[0]!.config().maxConns, 5);
+    const { maxConns: _, ...withoutLimit } = svc;
+    table.applyAll(table.validate([{ op: 'edit-service', service: { ...withoutLimit, scheduler: 'rr' } }]));
+    assert.equal(table.list()[0]!.maxConns, 5, 'absent in an edit: unchanged');
+    table.applyAll(table.validate([{ op: 'edit-service', service: { ...svc, maxConns: 0 } }]));
+    assert.equal(table.list()[0]!.config().maxConns, undefined, '0: back to the tsvsd default');
   });
 });
