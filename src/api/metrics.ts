@@ -191,6 +191,32 @@ export function renderMetrics(v: StatusView, extra: MetricsExtra = {}): string {
     'counter',
     'New connections refused because no real server was available.',
   )({}, v.dataplaneCounters?.noDestination ?? 0);
+  // Limits (both planes) and redispatches (userspace): src/dataplane/userspace/limits.ts, nftables ct count.
+  const dc = v.dataplaneCounters;
+  const limited = e.family(
+    'tsvs_limit_refused_total',
+    'counter',
+    'New connections (or UDP flows) refused by a limit, by service and limit (global, service, client, udp-flows, fd-reserve).',
+  );
+  for (const r of dc?.limitRefused ?? []) limited({ service: r.service, limit: r.limit }, r.count);
+  const redisp = e.family(
+    'tsvs_redispatch_total',
+    'counter',
+    'New connections sent to another real server after a failed connect, by service.',
+  );
+  for (const [service, n] of Object.entries(dc?.redispatches ?? {})) redisp({ service }, n);
+  if (dc?.udpFlowsReaped !== undefined)
+    e.family('tsvs_udp_flows_reaped_total', 'counter', 'Idle UDP flows closed to make room for new ones.')({}, dc.udpFlowsReaped);
+  if (dc?.fds) {
+    e.family(
+      'tsvs_dataplane_fds_open',
+      'gauge',
+      'File descriptors open in the director process (estimate between samples).',
+    )({}, dc.fds.open);
+    if (dc.fds.limit !== null)
+      e.family('tsvs_dataplane_fds_limit', 'gauge', 'The file descriptor limit (ulimit -n) of the director process.')({}, dc.fds.limit);
+    e.family('tsvs_dataplane_fds_reserve', 'gauge', 'File descriptors kept free of client traffic (--fd-reserve).')({}, dc.fds.reserve);
+  }
   e.family('tsvs_connection_table_entries', 'gauge', 'Entries in the connection table, persistence templates included.')({}, v.connections);
 
   e.family(

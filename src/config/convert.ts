@@ -89,6 +89,8 @@ function service(s: VirtualServiceConfig): Record<string, unknown> {
   if (s.pe) o.pe = s.pe;
   if (s.proxyProtocol && s.proxyProtocol !== 'none') o.proxy_protocol = s.proxyProtocol;
   if (s.transparent) o.transparent = true;
+  if (s.maxConns) o.max_conns = s.maxConns;
+  if (s.maxConnsPerClient) o.max_conns_per_client = s.maxConnsPerClient;
   if (s.quorum !== 1) o.quorum = s.quorum;
   if (s.hysteresis) o.hysteresis = s.hysteresis;
   if (s.quorumUp) o.quorum_up = s.quorumUp;

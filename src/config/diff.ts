@@ -36,7 +36,14 @@ const SVC_FIELDS = ['scheduler', 'schedFlags', 'persistent', 'netmask', 'ops', '
 
 /** The userspace options, with "unset" spelled one way ('none', false) on both sides. */
 function sameOptions(a: ServiceConfig, b: ServiceConfig): boolean {
-  return (a.proxyProtocol ?? 'none') === (b.proxyProtocol ?? 'none') && (a.transparent ?? false) === (b.transparent ?? false);
+  return (
+    (a.proxyProtocol ?? 'none') === (b.proxyProtocol ?? 'none') && (a.transparent ?? false) === (b.transparent ?? false) && sameLimits(a, b)
+  );
+}
+
+/** The connection limits, with "unset" spelled 0 on both sides. */
+function sameLimits(a: ServiceConfig, b: ServiceConfig): boolean {
+  return (a.maxConns ?? 0) === (b.maxConns ?? 0) && (a.maxConnsPerClient ?? 0) === (b.maxConnsPerClient ?? 0);
 }
 
 function keyOf(s: ServiceKey): ServiceKey {
@@ -109,7 +116,11 @@ export function planReload(
       continue;
     }
     if (SVC_FIELDS.some((f) => have[f] !== want.service[f]) || !sameOptions(have, want.service)) {
-      ops.push({ op: 'edit-service', service: want.service });
+      // A limit that left the config goes back to tsvsd's default (0): absent would keep it.
+      const service = sameLimits(have, want.service)
+        ? want.service
+        : { ...want.service, maxConns: want.service.maxConns ?? 0, maxConnsPerClient: want.service.maxConnsPerClient ?? 0 };
+      ops.push({ op: 'edit-service', service });
       summary.push(`edit service ${id}`);
     }
     const dOps = destOps(key, have.dests, dests);

@@ -92,6 +92,13 @@ const serviceShape = {
     description:
       'Userspace plane, TCP: connect to real servers from the client address (root; docs/userspace.md). In an edit, absent = unchanged.',
   }),
+  maxConns: int(0, MAX_THRESHOLD).optional().meta({
+    description:
+      "Connections (TCP plus UDP flows) this service takes at once; 0 = tsvsd's --max-conns-per-service. In an edit, absent = unchanged. Not in ipvsadm -S.",
+  }),
+  maxConnsPerClient: int(0, MAX_THRESHOLD).optional().meta({
+    description: "The same per client address; 0 = tsvsd's --max-conns-per-client. In an edit, absent = unchanged. Not in ipvsadm -S.",
+  }),
 } satisfies { [K in keyof ServiceConfig]-?: z.ZodType };
 /** A virtual service as ipvsadm -A / -E set it. */
 export const ServiceConfigSchema = z

@@ -164,6 +164,9 @@ export class VirtualService {
   proxyProtocol: ProxyProtocolVersion | undefined;
   /** Userspace plane: connect from the client's address (see ServiceConfig). */
   transparent: boolean | undefined;
+  /** This service's own connection limits (see ServiceConfig); undefined: tsvsd's default. */
+  maxConns: number | undefined;
+  maxConnsPerClient: number | undefined;
   /** Kernel list order: a new server is inserted at the head. */
   readonly dests: Dest[] = [];
   /** The same servers by destId, so finding one does not walk the list. */
@@ -189,6 +192,8 @@ export class VirtualService {
     this.pe = cfg.pe;
     this.proxyProtocol = cfg.proxyProtocol === 'none' ? undefined : cfg.proxyProtocol;
     this.transparent = cfg.transparent || undefined;
+    this.maxConns = cfg.maxConns || undefined;
+    this.maxConnsPerClient = cfg.maxConnsPerClient || undefined;
   }
 
   get label(): string {
@@ -219,6 +224,8 @@ export class VirtualService {
     // Absent: unchanged (tsvsadm -E does not know them); 'none' / false: off.
     if (c.proxyProtocol !== undefined) this.proxyProtocol = c.proxyProtocol === 'none' ? undefined : c.proxyProtocol;
     if (c.transparent !== undefined) this.transparent = c.transparent || undefined;
+    if (c.maxConns !== undefined) this.maxConns = c.maxConns || undefined;
+    if (c.maxConnsPerClient !== undefined) this.maxConnsPerClient = c.maxConnsPerClient || undefined;
     if (schedChanged) {
       this.sched.done?.();
       this.scheduler = c.scheduler;
@@ -301,6 +308,8 @@ export class VirtualService {
     };
     if (this.proxyProtocol) c.proxyProtocol = this.proxyProtocol;
     if (this.transparent) c.transparent = true;
+    if (this.maxConns) c.maxConns = this.maxConns;
+    if (this.maxConnsPerClient) c.maxConnsPerClient = this.maxConnsPerClient;
     return c;
   }
 

@@ -79,6 +79,14 @@ export interface ServiceConfig extends ServiceKey {
    * proxyProtocol; in an edit, absent leaves it as is and false turns it off.
    */
   transparent?: boolean;
+  /**
+   * Connection limit of this service (TCP connections plus UDP flows), on both planes; 0 =
+   * tsvsd's --max-conns-per-service. Same storage as proxyProtocol; in an edit, absent
+   * leaves it as is.
+   */
+  maxConns?: number;
+  /** The same per client address within this service; 0 = tsvsd's --max-conns-per-client. */
+  maxConnsPerClient?: number;
 }
 
 /** PROXY protocol versions a service can send (haproxy's proxy-protocol.txt). */

@@ -178,6 +178,7 @@ const FWMARK = bounds(SVC.fwmark);
 const PORT = bounds(SVC.port);
 const SCHED_FLAGS = bounds(SVC.schedFlags);
 const PERSISTENT = bounds(SVC.persistent);
+const MAX_CONNS = bounds(SVC.maxConns);
 const NETMASK4 = bounds(SVC.netmask);
 const DEST_PORT = bounds(RS.port);
 const WEIGHT = bounds(RS.weight);
@@ -272,6 +273,11 @@ function checkServiceConfig(raw: ServiceConfig): ServiceConfig {
   if (r.transparent !== undefined) {
     if (typeof r.transparent !== 'boolean') bad(`${label}: transparent must be true or false`);
     out.transparent = r.transparent;
+  }
+  for (const f of ['maxConns', 'maxConnsPerClient'] as const) {
+    if (r[f] === undefined) continue;
+    if (!isInt(r[f], MAX_CONNS)) bad(`${label}: ${f} ${JSON.stringify(r[f])} must be an integer ${MAX_CONNS.min}..${MAX_CONNS.max}`);
+    out[f] = r[f];
   }
   return out;
 }

@@ -34,6 +34,7 @@ import type { LogFn } from '../core/log.js';
 import type { Op } from '../core/types.js';
 import type { DataPlane } from '../dataplane/dataplane.js';
 import { createDataPlane, DATAPLANE_NAMES, type DataPlaneName } from '../dataplane/index.js';
+import { LIMIT_ARG_OPTIONS, LIMIT_ARG_USAGE, type LimitArgs, parseLimitArgs } from '../dataplane/limits-args.js';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { Director } from './director.js';
 import { ConfigManager, type ReloadResult } from './reload.js';
@@ -59,6 +60,8 @@ interface DaemonOptions {
   drainMs: number;
   /** Userspace plane worker threads (--workers N|auto); default 1. */
   workers?: number | undefined;
+  /** Connection limits and redispatch (--max-conns ..., dataplane/limits-args.ts). */
+  limits?: LimitArgs | undefined;
 }
 
 /** A running director process, as runDaemon holds it until a signal stops it. */
@@ -110,7 +113,7 @@ Options:
   --drain-timeout SECS  on SIGTERM, wait this long for open connections (default 10)
   --workers N|auto      userspace plane: N threads carry TCP on SO_REUSEPORT
                         listeners, one scheduler (default 1; auto = one per core)
-  --log-level LEVEL     trace, debug, info (default), warn, error
+${LIMIT_ARG_USAGE}  --log-level LEVEL     trace, debug, info (default), warn, error
   -h, --help            this text
   -v, --version         print the version
 `;
@@ -136,6 +139,7 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
       'api-idle-timeout': { type: 'string' },
       'drain-timeout': { type: 'string' },
       workers: { type: 'string' },
+      ...LIMIT_ARG_OPTIONS,
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
@@ -204,6 +208,7 @@ function parseDaemonArgs(argv: string[]): DaemonOptions | { help: true } | { ver
     logLevel: level,
     drainMs: drain * 1000,
     workers,
+    limits: parseLimitArgs(values),
   };
 }
 
@@ -256,6 +261,7 @@ async function buildDirector(opts: DaemonOptions, log: Logger): Promise<{ direct
   const dataplane = await createDataPlane(opts.dataplane, {
     log: (level, msg, fields) => log[level]({ ...fields, component: opts.dataplane }, msg),
     workers: opts.workers,
+    limits: opts.limits,
   });
   const store = opts.state
     ? new StateStore(opts.state, { log: (level, msg, fields) => log[level]({ ...fields, component: 'state' }, msg) })

@@ -100,6 +100,11 @@ export interface ScenarioOptions {
   oneShotRefused?: string;
   /** Per-scenario limit, so a hang fails instead of stalling the run (default 30 s). */
   timeoutMs?: number;
+  /**
+   * The plane sends a client whose connect failed to another server (the userspace
+   * plane's redispatch): server-down then expects an answer from the live server.
+   */
+  redispatch?: boolean;
 }
 
 // ------------------------------------------------------------------ building ops
@@ -381,8 +386,13 @@ export function runDataPlaneScenarios(name: string, makeHarness: () => Promise<H
       const svc = serviceOf(h);
       await h.apply([{ op: 'add-service', service: svc }, ...addServers(h, svc, [a!, b!])]);
       await b!.close(); // rs-b, added last, is scheduled first
-      const first = await tcpOutcome(h.vip, h.vport, { send: 'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n' });
-      assert.equal(first.received.length, 0, 'nothing but a close came back');
+      if (opts.redispatch) {
+        // Nothing reached the client when the connect failed: it is sent on to rs-a.
+        assert.deepEqual(await newHttpConnections(1, h.vip, h.vport), ['rs-a'], 'redispatched to the live server');
+      } else {
+        const first = await tcpOutcome(h.vip, h.vport, { send: 'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n' });
+        assert.equal(first.received.length, 0, 'nothing but a close came back');
+      }
       const second = await newHttpConnections(1, h.vip, h.vport);
       assert.deepEqual(second, ['rs-a']);
       assert.equal((await destView(h, b!)).stats.conns, 1, 'the failed connection was scheduled to rs-b');

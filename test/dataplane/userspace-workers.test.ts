@@ -13,7 +13,7 @@ import { httpGet, openEcho, udpClient, waitFor, type EchoConn } from '../helper.
 import { makeUserspaceHarness, type UserspaceHarness } from '../userspace/harness.js';
 import { destOf, runDataPlaneScenarios, serviceOf } from './scenarios.js';
 
-runDataPlaneScenarios('userspace --workers 2', () => makeUserspaceHarness({ workers: 2 }));
+runDataPlaneScenarios('userspace --workers 2', () => makeUserspaceHarness({ workers: 2 }), { redispatch: true });
 
 async function harness(t: TestContext): Promise<UserspaceHarness> {
   const h = await makeUserspaceHarness({ workers: 2 });

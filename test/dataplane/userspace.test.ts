@@ -33,7 +33,7 @@ import {
 import { makeUserspaceHarness, type UserspaceHarness } from '../userspace/harness.js';
 import { destOf, runDataPlaneScenarios, serviceOf, type Harness } from './scenarios.js';
 
-runDataPlaneScenarios('userspace', () => makeUserspaceHarness());
+runDataPlaneScenarios('userspace', () => makeUserspaceHarness(), { redispatch: true });
 
 /** A harness closed when the test ends. */
 async function harness(t: TestContext, opts: Parameters<typeof makeUserspaceHarness>[0] = {}): Promise<UserspaceHarness> {
@@ -263,7 +263,8 @@ describe('userspace data plane: following the table', { timeout: 30_000 }, () =>
   });
 
   test('a real server that does not answer: the client is reset after the connect timeout, counted', async (t) => {
-    const h = await harness(t, { connectTimeoutMs: 300 });
+    // Without redispatch (--redispatch-retries 0): redispatch.test.ts covers the retry.
+    const h = await harness(t, { connectTimeoutMs: 300, redispatchRetries: 0 });
     // A listener with a full accept queue never answers a SYN: the kernel drops it.
     const py = spawn(
       'python3',

@@ -20,7 +20,7 @@ import { parseSnat, type NftModel } from '../../src/dataplane/nftables/ruleset.j
 import { fullLoad, removal } from '../../src/dataplane/nftables/txn.js';
 import { toolCommand } from '../../src/lab/lab.js';
 import { privileged } from '../privileged.js';
-import { change, d, load, queueModel, representativeModel, seedModel, svc } from './models.js';
+import { change, d, limitsModel, load, loadLimited, queueModel, representativeModel, seedModel, svc } from './models.js';
 
 const ns = `tsvs-k-${process.pid % 1_000_000}`;
 const ns2 = `tsvs-k2-${process.pid % 1_000_000}`;
@@ -64,6 +64,7 @@ describe('nftables rulesets in the kernel', privileged(['ip', 'nft']), () => {
         ['representative', load(representativeModel())],
         ['incremental', change(representativeModel(), changed)],
         ['queue', load(queueModel())],
+        ['limits', loadLimited(limitsModel())],
         ['snat', fullLoad([], parseSnat('198.19.0.0/24,2001:db8:19::/64')).txn.commands()],
       ];
       for (const [name, cmds] of steps) {

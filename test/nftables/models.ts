@@ -95,6 +95,25 @@ export function queueModel(): NftModel {
   };
 }
 
+/** Connection limits: the director-wide chain, a service limit, per-client sets (IPv4 and IPv6). */
+export const LIMITS_MAX_CONNS = 10000;
+export function limitsModel(): NftModel {
+  nextMark = 40;
+  return {
+    services: [
+      svc(11, '198.18.0.1', 80, {
+        limits: { conns: 500, perClient: 20, global: true },
+        dests: [d('198.19.0.12', 80), d('198.19.0.11', 80)],
+      }),
+      svc(12, '198.18.0.1', 53, { protocol: 'udp', limits: { conns: 0, perClient: 0, global: true }, dests: [d('198.19.0.11', 53)] }),
+      svc(13, '2001:db8::1', 80, { limits: { conns: 0, perClient: 8, global: true }, dests: [d('2001:db8:1::11', 80)] }),
+    ],
+  };
+}
+
+/** The first transaction of a model with the director-wide limit. */
+export const loadLimited = (m: NftModel): Cmd[] => fullLoad(m.services.map(compileService), [], LIMITS_MAX_CONNS).txn.commands();
+
 /** The first transaction of a model: its whole table. */
 export const load = (m: NftModel): Cmd[] => fullLoad(m.services.map(compileService), m.snat ?? []).txn.commands();
 

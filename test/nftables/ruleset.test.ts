@@ -26,7 +26,7 @@ import {
   type NftModel,
 } from '../../src/dataplane/nftables/ruleset.js';
 import { fullLoad } from '../../src/dataplane/nftables/txn.js';
-import { change, d, load, queueModel, representativeModel, seedModel, svc } from './models.js';
+import { change, d, limitsModel, load, loadLimited, queueModel, representativeModel, seedModel, svc } from './models.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 
@@ -47,6 +47,22 @@ describe('nftables ruleset: golden', () => {
 
   test('wrr+persistence, sh-fallback UDP, mh port-zero, IPv6 dh', () => {
     golden('representative', load(representativeModel()));
+  });
+
+  test('connection limits: ct count per service, per client (dynamic set), director-wide chain', () => {
+    const cmds = loadLimited(limitsModel());
+    golden('limits', cmds);
+    const text = commandsText(cmds);
+    assert.match(text, /add rule ip tsvs climit ct count over 10000 counter name "limg" drop/);
+    assert.match(text, /add rule ip tsvs svc11 ct count over 500 counter name "lims11" drop/);
+    assert.match(text, /add rule ip tsvs svc11 add @clients11 \{ ip saddr ct count over 20 \} counter name "limc11" drop/);
+    assert.match(text, /add set ip6 tsvs clients13 \{ type ipv6_addr; size 65535; flags dynamic; \}/);
+    // The limits come before the scheduler's rule.
+    const svc11 = text.split('\n').filter((l) => l.startsWith('add rule ip tsvs svc11 '));
+    assert.match(svc11[0]!, /jump climit/);
+    assert.match(svc11.at(-1)!, /reject/);
+    // No limit, no rules: the other goldens do not change.
+    assert.doesNotMatch(commandsText(load(representativeModel())), /ct count|climit/);
   });
 
   test('an incremental change touches only the services that changed, keeps counters and sets, and deletes what left', () => {

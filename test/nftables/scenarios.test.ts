@@ -191,10 +191,13 @@ let nextPort = 8000;
 const ONE_SHOT =
   'refused by the nftables plane: conntrack keeps one NAT binding per UDP flow, so its datagrams cannot go to different servers (docs/nftables.md)';
 
-async function makeNftablesHarness(af: 4 | 6 = 4): Promise<Harness & { plane: NftablesDataPlane }> {
+async function makeNftablesHarness(
+  af: 4 | 6 = 4,
+  limits?: { maxConns: number; perService: number; perClient: number },
+): Promise<Harness & { plane: NftablesDataPlane }> {
   buildNetwork();
   const table = newTable();
-  const plane = new NftablesDataPlane({ log: () => {}, netns: DIRECTOR });
+  const plane = new NftablesDataPlane({ log: () => {}, netns: DIRECTOR, ...(limits ? { limits } : {}) });
   try {
     await plane.start(table);
   } catch (e) {
@@ -397,6 +400,60 @@ describe('nftables plane', privileged(['ip', 'nft', 'conntrack']), () => {
       for (let i = 0; i < 4; i++) names.push((await curl(h)).split(' ')[0]!);
       assert.deepEqual(names.slice().sort(), ['rs-a', 'rs-a', 'rs-b', 'rs-b'], `${names}`);
     });
+  });
+
+  test('connection limits: ct count per client and per service drop the connection over the limit, counted in limitRefused', {
+    timeout: 60_000,
+  }, async (t) => {
+    const h = await makeNftablesHarness(4, { maxConns: 0, perService: 3, perClient: 0 });
+    t.after(() => h.close());
+    const [a] = await h.makeRealServers('echo', ['rs-a']);
+    const svc = {
+      af: 4 as const,
+      protocol: 'tcp' as const,
+      addr: h.vip,
+      port: h.vport,
+      fwmark: 0,
+      scheduler: 'rr',
+      schedFlags: 0,
+      persistent: 0,
+      netmask: 0xffffffff,
+      ops: false,
+      pe: '',
+      // Its own per-client limit; the service limit comes from the plane (--max-conns-per-service 3).
+      maxConnsPerClient: 2,
+    };
+    await h.apply([
+      { op: 'add-service', service: svc },
+      {
+        op: 'add-server',
+        service: svc,
+        dest: { af: 4, addr: a!.addr, port: a!.port, weight: 1, fwd: 'masq', uThreshold: 0, lThreshold: 0 },
+      },
+    ]);
+    const [c1, c2] = h.clientAddrs;
+    const open = (localAddress: string) => openEcho(h.vip, h.vport, { localAddress, timeoutMs: 1500 });
+    const held = [await open(c1!), await open(c1!)];
+    t.after(() => {
+      for (const c of held) c.destroy();
+    });
+    // A third from the same client: its SYN is dropped (no answer), the client limit counts it.
+    await assert.rejects(open(c1!), /timed out/);
+    // Another client still gets in, up to the service's 3.
+    held.push(await open(c2!));
+    await assert.rejects(open(c2!), /timed out/);
+    assert.equal((await held[0]!.echo('still there')).toString(), 'still there');
+    await h.plane.pollLimits();
+    const rows = h.plane.counters().limitRefused;
+    const label = `TCP ${h.vip}:${h.vport}`;
+    assert.ok(
+      rows.find((r) => r.service === label && r.limit === 'client' && r.count >= 1),
+      JSON.stringify(rows),
+    );
+    assert.ok(
+      rows.find((r) => r.service === label && r.limit === 'service' && r.count >= 1),
+      JSON.stringify(rows),
+    );
   });
 
   runDataPlaneScenarios('nftables IPv6', () => makeNftablesHarness(6), {

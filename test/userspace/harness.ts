@@ -8,6 +8,7 @@ import { newTable } from '../table.js';
 import type { Op } from '../../src/core/types.js';
 import type { LogLevel } from '../../src/core/log.js';
 import { UserspaceDataPlane } from '../../src/dataplane/userspace/index.js';
+import type { LimitOptions } from '../../src/dataplane/userspace/limits.js';
 import { freePort, startServer, type TestServer, type TestServerKind } from '../helper.js';
 import type { Harness } from '../dataplane/scenarios.js';
 
@@ -24,7 +25,14 @@ export interface UserspaceHarness extends Harness {
  * 1 s tick as the daemon runs it. `start` false leaves the plane unstarted.
  */
 export async function makeUserspaceHarness(
-  opts: { vip?: string; connectTimeoutMs?: number; table?: IpvsTable; workers?: number } = {},
+  opts: {
+    vip?: string;
+    connectTimeoutMs?: number;
+    table?: IpvsTable;
+    workers?: number;
+    limits?: LimitOptions;
+    redispatchRetries?: number;
+  } = {},
 ): Promise<UserspaceHarness> {
   const vip = opts.vip ?? '127.0.0.1';
   let skew = 0;
@@ -34,6 +42,8 @@ export async function makeUserspaceHarness(
     log: (level, msg) => logs.push({ level, msg }),
     connectTimeoutMs: opts.connectTimeoutMs ?? 5000,
     workers: opts.workers ?? 1,
+    ...(opts.limits ? { limits: opts.limits } : {}),
+    ...(opts.redispatchRetries !== undefined ? { redispatchRetries: opts.redispatchRetries } : {}),
   });
   await plane.start(table);
   const tick = setInterval(() => table.tick(), 1000);

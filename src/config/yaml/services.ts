@@ -36,6 +36,7 @@ const RS = RealServerSchema.shape;
 /** The `fwmark` key makes a fwmark service, so 0 (the schema's "none") is not a value here. */
 const FWMARK: Bounds = { ...bounds(SVC.fwmark), min: 1 };
 const PORT = bounds(SVC.port);
+const MAX_CONNS = bounds(SVC.maxConns);
 /** `persistence: N` turns persistence on, so 0 is not a value here. */
 const PERSISTENCE: Bounds = { ...bounds(SVC.persistent), min: 1 };
 const NETMASK4 = bounds(SVC.netmask);
@@ -74,6 +75,8 @@ const SERVICE_KEYS = [
   'virtualhost',
   'proxy_protocol',
   'transparent',
+  'max_conns',
+  'max_conns_per_client',
 ];
 
 /** One entry of `services:`; undefined when it cannot become a service (the problems are reported). */
@@ -133,6 +136,11 @@ export function readService(ctx: Ctx, n: Node, path: string): VirtualServiceConf
   const pp = m.oneOf('proxy_protocol', PROXY_PROTOCOL);
   if (pp) svc.proxyProtocol = pp;
   if (m.bool('transparent')) svc.transparent = true;
+  // Connection limits, both planes (docs/userspace.md, docs/nftables.md).
+  const maxConns = m.int('max_conns', MAX_CONNS);
+  const maxPerClient = m.int('max_conns_per_client', MAX_CONNS);
+  if (maxConns) svc.maxConns = maxConns;
+  if (maxPerClient) svc.maxConnsPerClient = maxPerClient;
   const qu = m.str('quorum_up');
   const qd = m.str('quorum_down');
   if (qu) svc.quorumUp = qu;

@@ -40,6 +40,8 @@ export class NftModel {
   private readonly marks = new Map<string, number>();
   /** The marks in use (a new one must not collide). */
   private readonly markTaken = new Set<number>();
+  /** tsvsd's connection limits (0: none); a service's own maxConns / maxConnsPerClient come first. */
+  limits = { maxConns: 0, perService: 0, perClient: 0 };
 
   /**
    * A server's mark is a hash of its service and address, so that it is the same after a
@@ -100,7 +102,16 @@ export class NftModel {
         fwd: d.fwd,
       })),
       wrr: wrrSnapshot(s.sched),
+      ...this.limitsOf(s),
     };
+  }
+
+  /** The limits compiled into a service's chain, if any. */
+  private limitsOf(s: VirtualService): Pick<NftService, 'limits'> {
+    const conns = s.maxConns ?? this.limits.perService;
+    const perClient = s.maxConnsPerClient ?? this.limits.perClient;
+    const global = this.limits.maxConns > 0;
+    return conns || perClient || global ? { limits: { conns, perClient, global } } : {};
   }
 
   /** How many fragments use the first-packet path. */

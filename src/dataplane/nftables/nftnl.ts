@@ -54,6 +54,7 @@ const NFTA_VERDICT_CHAIN = 2;
 const NFT_JUMP = -3;
 const NFT_GOTO = -4;
 const NFT_RETURN = -5;
+const NF_DROP = 0;
 const NFT_DATA_VERDICT = 0xffffff00;
 const NFT_OBJECT_COUNTER = 1;
 const SET_F = { ANONYMOUS: 0x1, CONSTANT: 0x2, INTERVAL: 0x4, MAP: 0x8, TIMEOUT: 0x10, EVAL: 0x20, OBJECT: 0x40 } as const;
@@ -140,6 +141,9 @@ const bitwise = (reg: number, mask: Buffer) =>
   expr('bitwise', [u(1, reg), u(2, reg), u(3, mask.length), value(4, mask), value(5, Buffer.alloc(mask.length))]);
 const lookup = (set: string, sreg: number, dreg?: number) =>
   expr('lookup', [str(1, set), u(2, sreg), ...(dreg !== undefined ? [u(3, dreg)] : [])]);
+/** NFTA_CONNLIMIT_COUNT, NFTA_CONNLIMIT_FLAGS with NFT_CONNLIMIT_F_INV: "ct count over N". */
+const connlimitAttrs = (count: number): WAttr[] => [u(1, count), u(2, 1)];
+const connlimit = (count: number) => expr('connlimit', connlimitAttrs(count));
 const immediate = (dreg: number, data: WAttr[]) => expr('immediate', [u(1, dreg), n(2, data)]);
 
 const saddrOffset = (af: Family) => (af === 6 ? 8 : 12);
@@ -277,6 +281,27 @@ function ruleExprs(rule: readonly Item[], anon: (s: Omit<AnonSet, 'name'>) => st
         // NFT_REJECT_ICMP_UNREACH with port unreachable: ICMP code 3, ICMPv6 code 4.
         out.push(expr('reject', [u(1, 0), a(2, u8(it.af === 6 ? 4 : 3))]));
         break;
+      case 'ctcount-over':
+        out.push(connlimit(it.count));
+        break;
+      case 'ctcount-set-over':
+        // dynset ADD of the client address, with a connlimit of its own per element.
+        out.push(
+          payload(REG_1, 'nh', saddrOffset(it.af), addrLen(it.af)),
+          expr('dynset', [
+            str(1, it.set),
+            u(3, 0),
+            u(4, REG_1),
+            n(7, [str(NFTA_EXPR_NAME, 'connlimit'), n(NFTA_EXPR_DATA, connlimitAttrs(it.count))]),
+          ]),
+        );
+        break;
+      case 'counter-named':
+        out.push(expr('objref', [u(1, NFT_OBJECT_COUNTER), str(2, it.name)]));
+        break;
+      case 'drop':
+        out.push(immediate(REG_VERDICT, verdict(NF_DROP)));
+        break;
       case 'goto':
         out.push(immediate(REG_VERDICT, verdict(NFT_GOTO, it.chain)));
         break;
@@ -341,6 +366,9 @@ function setAttrs(s: SetDef, id: number): WAttr[] {
   if (s.timeout !== undefined) {
     flags |= SET_F.TIMEOUT | SET_F.EVAL;
     tail.push(a(11, u64be(s.timeout * 1000)), n(9, [u(1, 65535)]));
+  } else if (s.dynamic) {
+    flags |= SET_F.EVAL;
+    tail.push(n(9, [u(1, 65535)]));
   } else if (s.data === 'verdict') {
     flags |= SET_F.MAP;
     tail.push(u(6, NFT_DATA_VERDICT));

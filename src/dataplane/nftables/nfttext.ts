@@ -72,6 +72,14 @@ export function itemText(it: Item): string {
       return 'masquerade';
     case 'reject':
       return `reject with ${it.af === 6 ? 'icmpv6' : 'icmp'} port-unreachable`;
+    case 'ctcount-over':
+      return `ct count over ${it.count}`;
+    case 'ctcount-set-over':
+      return `add @${it.set} { ${ipf(it.af)} saddr ct count over ${it.count} }`;
+    case 'counter-named':
+      return `counter name "${it.name}"`;
+    case 'drop':
+      return 'drop';
     case 'goto':
       return `goto ${it.chain}`;
     case 'jump':
@@ -100,6 +108,7 @@ function setText(s: SetDef): string {
   const key =
     s.key === 'vip3' ? `${a} . inet_proto . inet_service` : s.key === 'vip2' ? `${a} . inet_proto` : s.key === 'mark' ? 'mark' : a;
   if (s.timeout !== undefined) return `set ${s.name} { type ${key}; size 65535; flags dynamic,timeout; timeout ${s.timeout}s; }`;
+  if (s.dynamic) return `set ${s.name} { type ${key}; size 65535; flags dynamic; }`;
   if (!s.data) return `set ${s.name} { type ${key}; }`;
   const data = s.data === 'addrport' ? `${a} . inet_service` : s.data === 'addr' ? a : s.data;
   return `map ${s.name} { type ${key} : ${data}; }`;

@@ -37,6 +37,7 @@ import { ReadBack } from './readback.js';
 import { KERNEL_SCHEDULERS, parseSnat, persistSet, QUEUE_SCHEDULERS, type NftService } from './ruleset.js';
 import { DIRECTOR_SYSCTLS, readSysctl, writeSysctl } from './sysctl.js';
 import { loadHead, removal, TxnBuilder } from './txn.js';
+import { NftLimitCounters } from './limits.js';
 
 /** How the nftables plane is set up (tsvsd fills these from its TSVS_NFT_* variables). */
 export interface NftablesOptions {
@@ -57,6 +58,8 @@ export interface NftablesOptions {
   queue?: number;
   /** How long a new flow's first packet waits for the scheduler before the kernel fallback takes it (default 200 ms). */
   queueTimeoutMs?: number;
+  /** Connection limits, compiled as `ct count` rules (0: none): tsvsd --max-conns, --max-conns-per-service, --max-conns-per-client. */
+  limits?: { maxConns: number; perService: number; perClient: number };
 }
 
 /** Services per kernel transaction (see sendChunked). */
@@ -83,9 +86,13 @@ export class NftablesDataPlane implements DataPlane {
   private stopped = false;
   private readonly run: Runner;
   private readonly snat: string[];
+  /** What the connection limits dropped, read back from their counters. */
+  private readonly limitCounters: NftLimitCounters;
 
   constructor(private readonly opts: NftablesOptions) {
     this.run = makeRunner(opts.netns);
+    if (opts.limits) this.model.limits = { ...opts.limits };
+    this.limitCounters = new NftLimitCounters(this.run, this.model, opts.log);
     const queueNo = opts.queue ?? queueFromEnv(process.env.TSVS_NFT_QUEUE) ?? 4242;
     this.dr = new DrPlanner(this.run);
     const nsPath = opts.netns ? `/run/netns/${opts.netns}` : undefined;
@@ -137,6 +144,7 @@ export class NftablesDataPlane implements DataPlane {
     this.readback.startEvents();
     this.unsubscribe = table.subscribe({ change: (ev) => this.onChange(ev) });
     this.readback.schedulePoll(this.opts.pollMs ?? 1000);
+    this.limitCounters.start(() => this.table?.list() ?? [], this.opts.pollMs ?? 1000);
     if (this.snat.length)
       this.opts.log('warn', `masquerading outbound connections from ${this.snat.join(', ')} because TSVS_NFT_SNAT is set`);
     this.opts.log('info', 'nftables data plane started: rules in tables ip tsvs and ip6 tsvs');
@@ -193,6 +201,7 @@ export class NftablesDataPlane implements DataPlane {
     // rules are gone; new connections to the VIPs are no longer balanced.
     this.stopped = true;
     this.readback.stop();
+    this.limitCounters.stop();
     this.unsubscribe?.();
     this.unsubscribe = null;
     await this.firstPacket.stop();
@@ -236,6 +245,20 @@ export class NftablesDataPlane implements DataPlane {
 
   refresh(): Promise<void> {
     return this.poll();
+  }
+
+  /** What the plane counts beyond the table's counters, for metrics: the connection limits' drops. */
+  counters(): {
+    noDestination: number;
+    connectFailures: Record<string, number>;
+    limitRefused: Array<{ service: string; limit: string; count: number }>;
+  } {
+    return { noDestination: 0, connectFailures: {}, limitRefused: this.limitCounters.rows() };
+  }
+
+  /** Reads the connection-limit counters now (tests; the plane also does it every poll period). */
+  pollLimits(): Promise<void> {
+    return this.limitCounters.poll(this.table?.list() ?? []);
   }
 
   /**
@@ -299,6 +322,7 @@ export class NftablesDataPlane implements DataPlane {
     const { head, queueFams } = loadHead(
       nat.map(([, f]) => f),
       this.snat,
+      this.model.limits.maxConns,
     );
     const sent = this.sendChunked(
       nat.map(([, f]) => [undefined, f]),

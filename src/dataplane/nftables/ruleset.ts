@@ -63,6 +63,18 @@ export interface NftService {
    * there. Absent: from a fresh start.
    */
   wrr?: WrrState | null;
+  /** Connection limits compiled into the service's chain (nat.ts); absent: none. */
+  limits?: NftLimits;
+}
+
+/** A service's connection limits in the kernel: 0 = none. */
+export interface NftLimits {
+  /** `ct count over` for the service's connections (--max-conns-per-service). */
+  conns: number;
+  /** The same per client address (--max-conns-per-client). */
+  perClient: number;
+  /** Jump to the director-wide limit chain (--max-conns). */
+  global: boolean;
 }
 
 export interface NftModel {

@@ -107,20 +107,20 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
  * What the first transaction starts with: whatever an earlier run left in tables `tsvs`
  * is replaced by the fixed objects (and the queue objects of the families that need them).
  */
-export function loadHead(frags: readonly Fragment[], snat: readonly string[]): { head: Cmd[]; queueFams: Set<Fam> } {
+export function loadHead(frags: readonly Fragment[], snat: readonly string[], maxConns = 0): { head: Cmd[]; queueFams: Set<Fam> } {
   const queueFams = new Set(frags.filter((x) => x.queued).map((x) => x.f));
   const head: Cmd[] = [];
   for (const f of FAMS) {
-    head.push({ c: 'add-table', f }, { c: 'delete-table', f }, { c: 'add-table', f }, ...baseCommands(f, snat));
+    head.push({ c: 'add-table', f }, { c: 'delete-table', f }, { c: 'add-table', f }, ...baseCommands(f, snat, maxConns));
     if (queueFams.has(f)) head.push(...queueBaseCommands(f));
   }
   return { head, queueFams };
 }
 
 /** The whole table as one transaction: `loadHead` and every service's fragment (tests, goldens). */
-export function fullLoad(frags: Iterable<Fragment>, snat: readonly string[]): { txn: TxnBuilder; queueFams: Set<Fam> } {
+export function fullLoad(frags: Iterable<Fragment>, snat: readonly string[], maxConns = 0): { txn: TxnBuilder; queueFams: Set<Fam> } {
   const list = [...frags];
-  const { head, queueFams } = loadHead(list, snat);
+  const { head, queueFams } = loadHead(list, snat, maxConns);
   const txn = new TxnBuilder();
   txn.prepend(head);
   for (const x of list) txn.fragment(undefined, x);

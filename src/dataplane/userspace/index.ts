@@ -18,8 +18,13 @@
  *   proxy that kept relaying to a removed server would be worse still, since health
  *   checks remove servers that no longer answer.
  * - Setting a weight to 0 only stops new connections; open ones continue.
- * - A real server that refuses or does not answer within `connectTimeoutMs`: the client's
- *   connection is reset, and the failure is counted per server (`counters()`).
+ * - A real server that refuses or does not answer within `connectTimeoutMs`: the failure is
+ *   counted per server (`counters()`), the server is skipped by new connections for
+ *   FAILING_HOLD_MS, and the client, who has seen nothing yet, goes to another server (up
+ *   to `redispatchRetries` times, haproxy's `option redispatch`); only then is it reset.
+ * - Connection limits (global, per service, per client, UDP flows) and a reserve of file
+ *   descriptors (limits.ts): a refused TCP client is reset at accept, a refused UDP
+ *   datagram dropped, each counted and logged.
  * - Packet counters count chunks read (one or more segments) and datagrams; byte counters
  *   count payload bytes exactly.
  * - Per service, `proxyProtocol` puts a PROXY protocol header (v1/v2, src/net/proxyproto.ts)
@@ -41,7 +46,8 @@ import type { FwdMethod, Op, ServiceConfig, ServiceKey } from '../../core/types.
 import { loadSocketLib, transparentProblem } from '../../net/socket.js';
 import { BindError, type DataPlane, type UnboundService } from '../dataplane.js';
 import { bindTcp, bindUdp, checkDestSupported, checkServiceOptions, checkServiceSupported } from './bind.js';
-import { CLOCK_MS, ProxyContext, type ServiceListener } from './context.js';
+import { CLOCK_MS, DEFAULT_REDISPATCH_RETRIES, ProxyContext, type ServiceListener } from './context.js';
+import { type LimitName, type LimitOptions, Limits } from './limits.js';
 import { TcpListener, TcpSession } from './tcp.js';
 import { TransparentRouting, type TransparentRoutingOptions } from './transparent.js';
 import { UdpFlow, UdpListener } from './udp.js';
@@ -68,6 +74,10 @@ export interface UserspaceOptions {
    * a local route (transparent.ts). Off by default: the operator asks for it.
    */
   transparentRouting?: boolean | TransparentRoutingOptions;
+  /** Connection limits and the descriptor reserve (limits.ts); none but the default reserve by default. */
+  limits?: LimitOptions;
+  /** Other real servers a new TCP connection tries after a failed connect; default 2, 0 = reset at once. */
+  redispatchRetries?: number;
 }
 
 /** What the plane counts beyond the table's counters, for metrics. */
@@ -76,6 +86,14 @@ export interface UserspaceCounters {
   noDestination: number;
   /** Connections to a real server that failed (refused, timed out, unreachable), by server `addr:port`. */
   connectFailures: Record<string, number>;
+  /** Clients refused by a limit, by service label and limit (tsvs_limit_refused_total). */
+  limitRefused: Array<{ service: string; limit: LimitName; count: number }>;
+  /** New connections sent to another real server after a failed connect, by service label. */
+  redispatches: Record<string, number>;
+  /** UDP flows closed to make room for new ones. */
+  udpFlowsReaped: number;
+  /** Descriptors open in the process (estimate) and its limit (`ulimit -n`; null if unlimited). */
+  fds: { open: number; limit: number | null; reserve: number };
 }
 
 /** The userspace proxy plane (`tsvsd --dataplane userspace`); see the file comment. */
@@ -85,6 +103,8 @@ export class UserspaceDataPlane implements DataPlane {
 
   private readonly log: LogFn;
   private readonly connectTimeoutMs: number;
+  private readonly limitOptions: LimitOptions;
+  private readonly redispatchRetries: number;
   private ctx: ProxyContext | null = null;
   private unsubscribe: (() => void) | null = null;
   private clockTimer: NodeJS.Timeout | null = null;
@@ -112,6 +132,8 @@ export class UserspaceDataPlane implements DataPlane {
     this.log = opts.log ?? (() => {});
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
     this.workers = opts.workers ?? 1;
+    this.limitOptions = opts.limits ?? {};
+    this.redispatchRetries = opts.redispatchRetries ?? DEFAULT_REDISPATCH_RETRIES;
     if (!Number.isInteger(this.workers) || this.workers < 1 || this.workers > 256) {
       throw new TsvsError(
         'INVALID',
@@ -140,6 +162,10 @@ export class UserspaceDataPlane implements DataPlane {
     await this.checkTransparent(services.map((s) => s.config()));
     const ctx = new ProxyContext(table, this.connectTimeoutMs, this.log);
     ctx.udpTimeoutMs = table.timeouts().udp * 1000;
+    ctx.redispatchRetries = this.redispatchRetries;
+    ctx.limits = new Limits(this.limitOptions);
+    await ctx.limits.sampleNow();
+    this.log('info', 'userspace data plane limits', { ...ctx.limits.describe(), redispatchRetries: this.redispatchRetries });
     if (this.routing) await this.routing.setup();
     if (this.workers > 1) {
       try {
@@ -177,6 +203,7 @@ export class UserspaceDataPlane implements DataPlane {
     this.unsubscribe = table.subscribe(this.listener);
     this.clockTimer = setInterval(() => {
       ctx.clock = table.now();
+      ctx.limits.sample(ctx.clock);
     }, CLOCK_MS);
     this.clockTimer.unref();
     if (services.length)
@@ -293,9 +320,18 @@ export class UserspaceDataPlane implements DataPlane {
   /** The plane's own counters (refusals, failed connects), for metrics. */
   counters(): UserspaceCounters {
     const ctx = this.ctx;
+    const lim = ctx?.limits;
     return {
       noDestination: ctx?.noDestination ?? 0,
       connectFailures: ctx ? Object.fromEntries(ctx.connectFailures) : {},
+      limitRefused: lim?.refusedRows() ?? [],
+      redispatches: ctx ? Object.fromEntries(ctx.redispatches) : {},
+      udpFlowsReaped: lim?.reaped ?? 0,
+      fds: {
+        open: lim?.fdsInUse() ?? 0,
+        limit: lim && Number.isFinite(lim.fdLimit) ? lim.fdLimit : null,
+        reserve: lim?.fdReserve ?? 0,
+      },
     };
   }
 

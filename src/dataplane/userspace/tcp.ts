@@ -13,6 +13,12 @@
  *   reset / error ..... RST         -> CLOSE
  *   connect failed .... output RST  SYN_RECV -> CLOSE (as if the server had refused)
  *
+ * A connect that fails (refused, timed out, unreachable) happens before anything reached
+ * the client, so the client is not reset at once: the env's `redispatch` drops the entry,
+ * marks the server failing and schedules the client again, up to `redispatchRetries` times
+ * (haproxy's `option redispatch` with `retries`). Only when no other server takes it is the
+ * client reset.
+ *
  * so a closed connection stays as an InActConn in TIME_WAIT until its timer runs out,
  * exactly as `ipvsadm -Ln` shows it for kernel NAT.
  */
@@ -47,6 +53,13 @@ export interface TcpEnv {
   dropConn(c: SessionConn): void;
   /** The connection to the real server failed (refused, timed out, unreachable). */
   serverFailed(c: SessionConn, reason: string): void;
+  /** Other servers a connection tries after a failed connect (0: none). */
+  readonly redispatchRetries: number;
+  /**
+   * After serverFailed: drops `c`'s entry, marks its server failing and schedules the same
+   * client again; the new entry, or null when no other server can take it.
+   */
+  redispatch(c: SessionConn): SessionConn | null | Promise<SessionConn | null>;
   sessionOpened(c: SessionConn): void;
   /** Both sockets of the session are closed. */
   sessionClosed(c: SessionConn): void;
@@ -167,11 +180,14 @@ export class TcpSession {
   /** Coarse-clock time after which the next client / server chunk re-arms the entry. */
   private armIn = 0;
   private armOut = 0;
+  /** Other servers tried after failed connects. */
+  private tries = 0;
 
   constructor(
     private readonly listener: TcpListener,
     readonly client: net.Socket,
-    readonly conn: SessionConn,
+    /** The connection entry; a redispatch replaces it. */
+    public conn: SessionConn,
     private readonly svc: ListenerService,
   ) {
     const ctx = listener.ctx;
@@ -180,6 +196,13 @@ export class TcpSession {
     ctx.sessionOpened(conn);
     client.on('error', this.onClientError);
     client.on('close', this.onSocketClose);
+    this.connectServer();
+  }
+
+  /** Opens the connection to the entry's real server. */
+  private connectServer(): void {
+    const { conn, svc } = this;
+    const ctx = this.listener.ctx;
     if (svc.transparent) {
       // From the client's own address (IP_TRANSPARENT): the socket is made through libc and
       // handed to Node once connected; see src/net/socket.ts.
@@ -203,9 +226,9 @@ export class TcpSession {
           this.onConnect();
         },
         (err: unknown) => {
-          // No server socket will ever close: account for it here.
-          this.connectFailed(errText(err));
-          this.onSocketClose();
+          // No server socket will ever close: account for it here (unless another server is tried).
+          if (this.done) return this.onSocketClose();
+          if (!this.connectFailed(errText(err))) this.onSocketClose();
         },
       );
       return;
@@ -323,15 +346,63 @@ export class TcpSession {
     }
   };
 
-  /** The real server refused, timed out or is unreachable: reset the client. */
-  private connectFailed(reason: string): void {
-    if (this.done) return;
-    this.done = true;
+  /**
+   * The real server refused, timed out or is unreachable: try another one (redispatch),
+   * else reset the client. Returns true when another server is being tried.
+   */
+  private connectFailed(reason: string): boolean {
+    if (this.done) return false;
     const ctx = this.listener.ctx;
     ctx.tcpEvent(this.conn, 'output', 'rst');
     ctx.serverFailed(this.conn, reason);
+    if (this.tries < ctx.redispatchRetries && !this.client.destroyed) {
+      this.tries++;
+      // The failed socket leaves quietly: its close must not count as one of the session's two.
+      const old = this.server;
+      if (old) {
+        old.removeAllListeners();
+        old.on('error', ignore);
+        old.destroy();
+      }
+      this.server = null;
+      const prev = this.conn;
+      if (prev.handle === this) prev.handle = null;
+      const next = ctx.redispatch(prev);
+      if (next instanceof Promise)
+        next.then(
+          (c) => this.redispatched(c, reason),
+          () => this.redispatched(null, reason),
+        );
+      else this.redispatched(next, reason);
+      return true;
+    }
+    this.done = true;
     this.server?.destroy();
     reset(this.client);
+    return false;
+  }
+
+  /** The answer to a redispatch: connect to the new server, or reset the client. */
+  private redispatched(next: SessionConn | null, reason: string): void {
+    if (next === null || this.done || this.client.destroyed) {
+      this.done = true;
+      if (next) this.listener.ctx.tcpEvent(next, 'output', 'rst');
+      this.listener.ctx.logLimited(
+        'warn',
+        `noredispatch ${this.svc.id}`,
+        `${this.svc.label}: connect failed (${reason}) and no other real server took the client`,
+        {
+          service: this.svc.label,
+        },
+      );
+      reset(this.client);
+      // No server socket is open: account for it here.
+      this.onSocketClose();
+      return;
+    }
+    this.conn = next;
+    next.handle = this;
+    this.connectServer();
   }
 
   /** One side reset or failed: the RST travels on to the other side. */

@@ -8,6 +8,10 @@
  * 300 s by default) and its expiry closes the flow. With one-packet scheduling (`-o`) each
  * datagram is scheduled on its own and its entry expires at once, as in the kernel; its
  * socket stays open for replies until the UDP timeout passes without one.
+ *
+ * Each flow holds a socket, so flows are bounded (limits.ts): a new client over the flow
+ * cap or the descriptor ceiling first reaps the flow idle longest, and its datagram is
+ * dropped (counted and logged) only when there is none to reap.
  */
 import { errText } from '../../core/log.js';
 import dgram from 'node:dgram';
@@ -15,7 +19,7 @@ import { unmapAddr } from '../../core/addr.js';
 import { CONN_F_ONE_PACKET, type Conn } from '../../core/conn.js';
 import type { Dest, VirtualService } from '../../core/service.js';
 import { encodeProxyHeader } from '../../net/proxyproto.js';
-import { REARM_MS, type ProxyContext, type ServiceListener } from './context.js';
+import { REARM_MS, type ProxyContext, type Reapable, type ServiceListener } from './context.js';
 
 /** Datagrams held per flow while its upstream socket connects (a few microseconds). */
 const MAX_PENDING = 64;
@@ -86,8 +90,10 @@ export class UdpListener implements ServiceListener {
     const svc = this.svc;
     if (svc === null) return;
     const caddr = unmapAddr(rinfo.address);
+    if (!this.ctx.admit(svc, caddr, true, 1)) return;
     const conn = this.ctx.table.schedule(svc, { protocol: 'udp', caddr, cport: rinfo.port, vaddr: svc.addr, vport: svc.port });
     if (conn === null) {
+      this.ctx.limits.release(svc.id, caddr, true, 1);
       this.ctx.refused(svc, caddr);
       return;
     }
@@ -130,7 +136,7 @@ export class UdpListener implements ServiceListener {
 const ONE_PACKET_HOLD_MS = 10_000;
 
 /** One client address:port and its socket towards the real server. */
-export class UdpFlow {
+export class UdpFlow implements Reapable {
   private readonly upstream: dgram.Socket;
   /** PROXY protocol v2 (DGRAM) header put in front of every datagram, when the service asks for it. */
   private readonly header: Buffer | null;
@@ -141,6 +147,8 @@ export class UdpFlow {
   /** One-packet flows: closes the socket after ONE_PACKET_HOLD_MS (or the UDP timeout) without replies. */
   private idle: NodeJS.Timeout | null = null;
   private closed = false;
+  /** The service and client its limits slot was taken for (ProxyContext.admit). */
+  private readonly slot: { svc: string; caddr: string };
 
   constructor(
     private readonly listener: UdpListener,
@@ -154,6 +162,8 @@ export class UdpFlow {
     this.header = pp
       ? encodeProxyHeader(pp, { protocol: 'udp', srcAddr: conn.caddr, srcPort: conn.cport, dstAddr: conn.vaddr, dstPort: conn.vport })
       : null;
+    this.slot = { svc: conn.svc.id, caddr: conn.caddr };
+    listener.ctx.udpIdle.set(this, listener.ctx.clock);
     const up = dgram.createSocket(conn.af === 6 ? 'udp6' : 'udp4');
     this.upstream = up;
     up.on('message', this.onReply);
@@ -202,6 +212,9 @@ export class UdpFlow {
   /** Re-arms the entry (the kernel does it per datagram; once a second is enough). */
   private rearm(): void {
     const ctx = this.listener.ctx;
+    // Most recently active last: the reaper takes the first.
+    ctx.udpIdle.delete(this);
+    ctx.udpIdle.set(this, ctx.clock);
     ctx.table.datagram(this.conn);
     // A one-packet entry expires at once whatever we do: arm it once only.
     this.armAt = this.oneShot ? Infinity : ctx.clock + Math.min(REARM_MS, this.conn.timeoutMs >>> 2);
@@ -212,9 +225,20 @@ export class UdpFlow {
     this.listener.ctx.connectFailed(this.conn.svc, this.conn.dest, errText(err));
   };
 
+  /** Closed to make room for a new flow (limits): its entry goes too. */
+  reap(): void {
+    if (this.closed) return;
+    const c = this.conn;
+    this.close();
+    if (!c.dead) this.listener.ctx.table.dropConn(c);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    const ctx = this.listener.ctx;
+    ctx.udpIdle.delete(this);
+    ctx.limits.release(this.slot.svc, this.slot.caddr, true, 1);
     if (this.idle !== null) clearTimeout(this.idle);
     if (this.conn.handle === this) this.conn.handle = null;
     try {

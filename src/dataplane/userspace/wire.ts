@@ -12,6 +12,7 @@
  *   ['cnt', cid, inPkts, inBytes, outPkts, outBytes]   traffic since the last report
  *   ['drop', cid]                               remove the entry now
  *   ['fail', cid, reason]                       the connect to the real server failed
+ *   ['redispatch', req, cid]                    after a 'fail': pick another server (answered by 'sched', same cid)
  *   ['closed', cid]                             both sockets are closed
  *   ['log', level, key, msg, fields]
  * Main -> worker, posted at once (as a one-element array, the shape workers read):
@@ -41,6 +42,7 @@ export type UpMsg =
   | ['cnt', number, number, number, number, number]
   | ['drop', number]
   | ['fail', number, string]
+  | ['redispatch', number, number]
   | ['closed', number]
   | ['log', LogLevel, string, string, Record<string, unknown>];
 
@@ -59,6 +61,8 @@ export interface WorkerInit {
   entry: string;
   index: number;
   connectTimeoutMs: number;
+  /** Other servers a connection tries after a failed connect. */
+  redispatchRetries: number;
 }
 
 export function wireService(s: WireService): WireService {

@@ -104,6 +104,27 @@ const env: TcpEnv = {
   serverFailed(c: SessionConn, reason: string) {
     post(['fail', (c as RemoteConn).cid, reason]);
   },
+  redispatchRetries: init.redispatchRetries,
+  redispatch(c: SessionConn) {
+    const old = c as RemoteConn;
+    report(old);
+    dirty.delete(old);
+    const req = nextReq++;
+    post(['redispatch', req, old.cid]);
+    flush();
+    return new Promise<SessionConn | null>((resolve) => {
+      pending.set(req, (n) => {
+        if (n) {
+          const rc = n as { caddr: string; cport: number; vaddr: string; vport: number };
+          rc.caddr = old.caddr;
+          rc.cport = old.cport;
+          rc.vaddr = old.vaddr;
+          rc.vport = old.vport;
+        }
+        resolve(n);
+      });
+    });
+  },
   sessionOpened() {
     // Counted by the main thread when it scheduled the connection.
   },

@@ -77,7 +77,12 @@ export class WorkerPool {
     const boot = bootUrl();
     const ready: Array<Promise<void>> = [];
     for (let i = 0; i < this.size; i++) {
-      const init: WorkerInit = { entry, index: i, connectTimeoutMs: this.ctx.connectTimeoutMs };
+      const init: WorkerInit = {
+        entry,
+        index: i,
+        connectTimeoutMs: this.ctx.connectTimeoutMs,
+        redispatchRetries: this.ctx.redispatchRetries,
+      };
       const w = new Worker(boot, { workerData: init });
       this.workers.push(w);
       ready.push(
@@ -217,6 +222,22 @@ export class WorkerPool {
           if (c) this.ctx.connectFailed(c.svc, c.dest, m[2]);
           break;
         }
+        case 'redispatch': {
+          const [, req, cid] = m;
+          const c = this.conns.get(cid);
+          const next = c && !this.stopping ? (this.ctx.redispatch(c) as Conn | null) : null;
+          if (next === null) {
+            this.send(wi, { t: 'sched', req, cid: 0, daddr: '', dport: 0 });
+            break;
+          }
+          // The same cid now names the new entry: the worker's later reports apply to it.
+          const sid = c!.handle instanceof WorkerSessionRef ? c!.handle.sid : this.sidOf(next);
+          c!.handle = null;
+          this.conns.set(cid, next);
+          next.handle = new WorkerSessionRef(this, wi, cid, sid);
+          this.send(wi, { t: 'sched', req, cid, daddr: next.daddr, dport: next.dport });
+          break;
+        }
         case 'closed':
           this.closed(m[1]);
           break;
@@ -233,6 +254,11 @@ export class WorkerPool {
           break;
       }
     }
+  }
+
+  private sidOf(c: Conn): string {
+    for (const [sid, l] of this.listeners) if (l.svc === c.svc) return sid;
+    return c.svc.id;
   }
 
   private closed(cid: number): void {
