@@ -14,8 +14,10 @@ export interface FuzzProperty {
   name: string;
   // biome-ignore lint/suspicious/noExplicitAny: a property of any input type
   property: () => fc.IRawProperty<any, boolean>;
-  /** Runs in a short run (npm test). */
+  /** Runs in a short run (npm test); a long run (bench/fuzz.ts) shares its inputs out in these proportions. */
   runs: number;
+  /** The most runs in a long run, for a property whose inputs are costly (megabyte bodies). */
+  maxRuns?: number;
   /** Inputs always tried first: the counterexamples of bugs found and fixed. */
   examples?: unknown[][];
   /** Set where the property finds a bug that another helper's branch fixes: the test is a todo. */

@@ -275,6 +275,7 @@ export const apiTarget: FuzzTarget = {
     {
       name: 'deeply nested JSON (up to 100,000 levels) in any body is refused cleanly',
       runs: 20,
+      maxRuns: 2000,
       property: () =>
         fc.asyncProperty(
           fc.constantFrom(...ROUTE_PATHS),
@@ -291,6 +292,7 @@ export const apiTarget: FuzzTarget = {
     {
       name: 'a long value (10 KB to 1 MB) is not echoed back: the refusal stays under 4 KiB',
       runs: 20,
+      maxRuns: 2000,
       todo: 'issue 13 item 9 (inputs echoed back), fixed on branch harden-config',
       property: () =>
         fc.asyncProperty(
