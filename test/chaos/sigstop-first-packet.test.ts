@@ -11,7 +11,7 @@
  * The NFQUEUE rule carries `bypass` (no reader bound: accept) and the queue is configured
  * fail-open (queue full: accept); a reader that is bound but stopped is neither, and the
  * 200 ms answer bound lives in the reader thread, which SIGSTOP stops with the process.
- * Today the connections wait (curl times out after 4 s each): the test is a todo until the
+ * Today the connections wait (curl times out after 3 s each): the test is a todo until the
  * plane has a fallback that a stopped tsvsd cannot hold up.
  */
 import { strict as assert } from 'node:assert';
@@ -37,7 +37,7 @@ describe('chaos: SIGSTOP of tsvsd with the first-packet path', privileged(['ip',
     new Promise<{ name: string; secs: number }>((resolve) => {
       const p = spawn(
         'ip',
-        ['netns', 'exec', lab!.client, 'curl', '-s', '--max-time', '4', '-w', ' %{time_total}', `http://${VIP_ADDR}/name`],
+        ['netns', 'exec', lab!.client, 'curl', '-s', '--max-time', '3', '-w', ' %{time_total}', `http://${VIP_ADDR}/name`],
         {
           stdio: ['ignore', 'pipe', 'ignore'],
         },
@@ -120,7 +120,7 @@ describe('chaos: SIGSTOP of tsvsd with the first-packet path', privileged(['ip',
     try {
       await sleep(200);
       stopped = [];
-      for (let i = 0; i < 4; i++) stopped.push(await curl());
+      for (let i = 0; i < 3; i++) stopped.push(await curl());
     } finally {
       process.kill(pid, 'SIGCONT');
     }
