@@ -203,7 +203,12 @@ export const keepalivedTarget: FuzzTarget = {
       name: 'throws nothing but a ConfigError with placed, short diagnostics; accepted files round-trip through toYaml',
       runs: 400,
       // An include pattern with a "[" and no "]", or a range upside down, threw a SyntaxError out of the reader.
-      examples: [['virtual_server 10.0.0.1 443 {\n  include inc.wO|qa6[\n}\n'], ['include [z-a].conf\n']],
+      examples: [
+        ['virtual_server 10.0.0.1 443 {\n  include inc.wO|qa6[\n}\n'],
+        ['include [z-a].conf\n'],
+        // A stray "{" in a virtual_server_group threw a TypeError (bench/fuzz.ts, seed 1313).
+        ['virtual_server_group G1{ {\n  10.0.0.1 80\n}\n'],
+      ],
       property: () =>
         fc.property(mutatedText(SEEDS, PIECES), (t) => {
           const cfg = parseOrRefuse(() => parseKeepalivedConfig(t, MAIN, { configId: 'fuzz', readFile }), 'parseKeepalivedConfig', t);
