@@ -15,7 +15,8 @@ const MAX_CANDIDATES = 4;
 
 /** Whether an error detail is about this operation's object ("TCP 10.0.0.1:80: ..."). */
 function names(detail: string, op: Op): boolean {
-  if (!('service' in op) || !op.service || typeof op.service !== 'object') return false;
+  // The batch is what a client sent: an item may be no object at all (the refusal says so).
+  if (!op || typeof op !== 'object' || !('service' in op) || !op.service || typeof op.service !== 'object') return false;
   let label: string;
   try {
     label = serviceLabel(op.service);

@@ -18,6 +18,7 @@ import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from '../core/addr.js';
 
 export const IPPROTO_VRRP = 112;
 export const VRRP_GROUP4 = '224.0.0.18';
+export const VRRP_GROUP6 = 'ff02::12';
 export const VRRP_TTL = 255;
 export const VRRP_VERSION = 3;
 export const VRRP_TYPE_ADVERT = 1;

@@ -23,6 +23,11 @@ export function readGroup(r: Reader, st: Stmt): ServiceAddr[] {
   const out: ServiceAddr[] = [];
   for (const e of st.block ?? []) {
     const w = e.words;
+    // A bare "{" in the group opens a block with no words: no address to read.
+    if (!w.length) {
+      r.error(e, `virtual_server_group ${st.words[1]}: a block where an address was expected (a stray "{"?)`);
+      continue;
+    }
     if (w[0] === 'fwmark') {
       const mark = r.int(e, 1, 1, 0xffffffff);
       const af: Family = w[2] === 'inet6' ? 6 : 4;

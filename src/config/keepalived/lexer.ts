@@ -212,12 +212,18 @@ function glob(pattern: string): string[] {
         next.push(join(b, part));
         continue;
       }
-      const re = new RegExp(
-        `^${part
-          .replace(/[.+^${}()|\\]/g, '\\$&')
-          .replace(/\*/g, '.*')
-          .replace(/\?/g, '.')}$`,
-      );
+      let re: RegExp;
+      try {
+        re = new RegExp(
+          `^${part
+            .replace(/[.+^${}()|\\]/g, '\\$&')
+            .replace(/\*/g, '.*')
+            .replace(/\?/g, '.')}$`,
+        );
+      } catch {
+        // A "[" without its "]" (or a range such as [z-a]) is no class: glob(3) takes the name literally.
+        re = new RegExp(`^${part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+      }
       let names: string[] = [];
       try {
         names = readdirSync(b);

@@ -325,6 +325,8 @@ export function parseIpTuple(p: Buffer): Omit<QueuedPacket, 'id'> | null {
   if (v === 4) {
     if (p.length < 20) return null;
     l4 = (p[0]! & 15) * 4;
+    // IHL below 5 is no IPv4 header: the ports would be read from inside it.
+    if (l4 < 20) return null;
     proto = p[9]!;
     caddr = `${p[12]}.${p[13]}.${p[14]}.${p[15]}`;
     vaddr = `${p[16]}.${p[17]}.${p[18]}.${p[19]}`;
