@@ -63,15 +63,18 @@ export interface LoadStats {
   errors: string[];
   /** Requests answered, by the real server's name (its body). */
   by: Map<string, number>;
+  /** When each failed request started (performance.now()), to tell in-flight ones from new ones. */
+  failedStarts: number[];
 }
 
 /** Keeps `workers` loops of new-connection GETs through the VIP running until `stop()` (bounded by `maxMs`). */
 export function load(vport: number, workers: number, maxMs = 60_000) {
   let running = true;
   const end = Date.now() + maxMs;
-  const stats: LoadStats = { ok: 0, failed: 0, errors: [], by: new Map() };
+  const stats: LoadStats = { ok: 0, failed: 0, errors: [], by: new Map(), failedStarts: [] };
   const loops = Array.from({ length: workers }, async () => {
     while (running && Date.now() < end) {
+      const started = performance.now();
       try {
         const r = await get(vport, '/', 5000);
         if (r.status === 200) {
@@ -80,10 +83,12 @@ export function load(vport: number, workers: number, maxMs = 60_000) {
           stats.by.set(who, (stats.by.get(who) ?? 0) + 1);
         } else {
           stats.failed++;
+          stats.failedStarts.push(started);
           stats.errors.push(`HTTP ${r.status}`);
         }
       } catch (e) {
         stats.failed++;
+        stats.failedStarts.push(started);
         stats.errors.push((e as Error).message);
       }
     }
