@@ -12,7 +12,6 @@ import { test } from 'node:test';
 /** One property of one target; `runs` is its share of a short run. */
 export interface FuzzProperty {
   name: string;
-  // biome-ignore lint/suspicious/noExplicitAny: a property of any input type
   property: () => fc.IRawProperty<any, boolean>;
   /** Runs in a short run (npm test); a long run (bench/fuzz.ts) shares its inputs out in these proportions. */
   runs: number;
