@@ -35,7 +35,8 @@ before(async () => {
   await writeSharedContent(join(dir, 'www'));
   rs = [await startRsProcess('rs1', join(dir, 'www')), await startRsProcess('rs2', join(dir, 'www'))];
   writeFileSync(join(dir, 'token'), `${TOKEN}\n`);
-  d = await startTsvsd(['--api', '127.0.0.1:0', '--api-token-file', join(dir, 'token')], { dir });
+  // No redispatch: the connections rr sends to a stopped server must fail, so the page has failures to count.
+  d = await startTsvsd(['--api', '127.0.0.1:0', '--api-token-file', join(dir, 'token'), '--redispatch-retries', '0'], { dir });
   const apiAddr = /"api":"([^"]+)"/.exec(d.logs())?.[1];
   assert.ok(apiAddr, d.logs());
   assert.doesNotMatch(d.logs(), new RegExp(TOKEN), 'the token is never logged');
