@@ -12,6 +12,7 @@
  * scrape time, which is the "custom collector" case prom-client handles least directly.
  */
 import { HEALTH_STATES } from '../health/source.js';
+import { CONFIG_LIMIT_NAMES, limitHits } from '../config/read.js';
 import type { ServerStatus, ServiceStatus, StatusView } from './routes/view.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -222,5 +223,7 @@ export function renderMetrics(v: StatusView, extra: MetricsExtra = {}): string {
   const reloads = e.family('tsvs_config_reloads_total', 'counter', 'Configuration reloads, by result.');
   reloads({ result: 'success' }, extra.reloads?.success ?? 0);
   reloads({ result: 'failure' }, extra.reloads?.failure ?? 0);
+  const limits = e.family('tsvs_config_limit_hits_total', 'counter', 'Config loads that hit a bound of docs/config.md "Limits", by bound.');
+  for (const l of CONFIG_LIMIT_NAMES) limits({ limit: l }, limitHits.get(l) ?? 0);
   return e.text();
 }

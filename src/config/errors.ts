@@ -5,18 +5,31 @@
  */
 import { TsvsError } from '../core/errors.js';
 import type { Diagnostic } from './model.js';
+import { CONFIG_LIMITS, countLimit } from './read.js';
 
 export function formatDiagnostic(d: Diagnostic): string {
   return `${d.file}:${d.line}:${d.column}: ${d.message}`;
 }
 
+/**
+ * Every problem of a file, at most CONFIG_LIMITS.maxDiagnostics of them listed: the rest
+ * collapse into one "... and N more" line, so that no file makes a megabyte of errors.
+ */
 export class ConfigError extends TsvsError {
+  /** The diagnostics listed (at most CONFIG_LIMITS.maxDiagnostics). */
   readonly diagnostics: Diagnostic[];
-  constructor(diagnostics: Diagnostic[]) {
-    const text = diagnostics.map(formatDiagnostic).join('\n');
+  /** How many there were in all; `total - diagnostics.length` were left out. */
+  readonly total: number;
+  /** `total`: how many there were, when `diagnostics` is already a cut list (from a worker thread). */
+  constructor(diagnostics: Diagnostic[], total = diagnostics.length) {
+    const listed = diagnostics.slice(0, CONFIG_LIMITS.maxDiagnostics);
+    const more = total - listed.length;
+    if (more > 0 && total === diagnostics.length) countLimit('diagnostics');
+    const text = listed.map(formatDiagnostic).join('\n') + (more ? `\n... and ${more} more error${more === 1 ? '' : 's'}` : '');
     super('BAD_REQUEST', text, `invalid configuration:\n${text}`);
     this.name = 'ConfigError';
-    this.diagnostics = diagnostics;
+    this.diagnostics = listed;
+    this.total = total;
   }
 }
 

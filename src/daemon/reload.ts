@@ -68,15 +68,18 @@ export class ConfigManager {
 
   private async reloadNow(): Promise<ReloadResult> {
     let loaded: LoadedConfig;
+    const t0 = performance.now();
     try {
-      loaded = await loadConfig(this.path);
+      loaded = await loadConfig(this.path, { thread: 'worker' });
     } catch (e) {
       const why = isTsvsError(e) ? e.detail : (e as Error).message;
       this.log.error({ config: this.path, err: why }, `reload refused: ${this.path} has errors; the running table is unchanged`);
       return { ok: false, changes: [], error: why };
     }
+    const readMs = Math.round(performance.now() - t0);
     this.reportUnsupported(loaded.config);
     try {
+      const t1 = performance.now();
       const changes = await this.engine.exclusive(async () => {
         const prepared = this.engine.prepare(loaded.config);
         const plan = planReload(this.director.table.config(), this.current?.services ?? null, prepared.desired(), loaded.config.timeouts);
@@ -88,7 +91,7 @@ export class ConfigManager {
       });
       for (const c of changes) this.log.info({ config: this.path }, `reload: ${c}`);
       this.log.info(
-        { config: this.path, changes: changes.length },
+        { config: this.path, changes: changes.length, readMs, applyMs: Math.round(performance.now() - t1) },
         changes.length ? `reloaded ${this.path}: ${changes.length} change(s)` : `reloaded ${this.path}: no change`,
       );
       return { ok: true, changes };
