@@ -6,6 +6,7 @@
 import { TsvsError } from '../core/errors.js';
 import type { Diagnostic } from './model.js';
 import { CONFIG_LIMITS, countLimit } from './read.js';
+import { QUOTE_MAX } from '../core/quote.js';
 
 export function formatDiagnostic(d: Diagnostic): string {
   return `${d.file}:${d.line}:${d.column}: ${d.message}`;
@@ -47,6 +48,8 @@ function distance(a: string, b: string): number {
 
 /** The closest known word, when it is close enough to be a likely typo. */
 export function suggest(word: string, known: readonly string[]): string | undefined {
+  // Levenshtein is quadratic: a long word is no typo of a keyword, and would cost seconds.
+  if (word.length > QUOTE_MAX) return undefined;
   let best: string | undefined;
   let bestD = Infinity;
   for (const k of known) {

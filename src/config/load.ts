@@ -19,7 +19,7 @@ import { ConfigError } from './errors.js';
 import { parseKeepalivedConfigAsync } from './keepalived/index.js';
 import { type ConfigLimit, ConfigReadError, countLimit, readConfigFile } from './read.js';
 import { Worker } from 'node:worker_threads';
-import { clip } from '../core/quote.js';
+import { clip, quote } from '../core/quote.js';
 import type { Diagnostic, TsvsConfig, VirtualServiceConfig } from './model.js';
 import { validateServices } from './validate.js';
 import { parseYamlConfig } from './yaml/parse.js';
@@ -182,7 +182,7 @@ function rulesToConfig(rules: Array<{ op: Op; line: number }>, file: string): Ts
         break;
       default:
         throw new ConfigError([
-          { ...origin, message: `"${op.op}" does not belong in a config file: only -A, -a, -C and --set describe a table` },
+          { ...origin, message: `${quote(op.op)} does not belong in a config file: only -A, -a, -C and --set describe a table` },
         ]);
     }
   }

@@ -8,25 +8,34 @@
 export const QUOTE_MAX = 64;
 
 /**
- * `"value"`, with control characters escaped; past `max` characters, the first `max` then
- * `…` and the input's length: `"aaaa…" (10485760 bytes)`.
+ * An input as a message shows it: a string `"quoted"` with control characters escaped,
+ * anything else as JSON (`5`, `null`, `{"a":1}`); past `max` characters, the first `max`
+ * then `…` and the input's length: `"aaaa…" (10485760 bytes)`. Never throws (a value too
+ * deep for JSON is shown by its type).
  */
 export function quote(value: unknown, max = QUOTE_MAX): string {
-  const s = typeof value === 'string' ? value : String(value);
-  if (s.length <= max) return JSON.stringify(s);
-  // Cut on a code point, so a surrogate pair is never split.
-  const head = Array.from(s.slice(0, max + 1))
+  if (typeof value === 'string') {
+    if (value.length <= max) return JSON.stringify(value);
+    return `${JSON.stringify(`${head(value, max)}…`)} (${Buffer.byteLength(value, 'utf8')} bytes)`;
+  }
+  let s: string;
+  try {
+    s = JSON.stringify(value) ?? String(value);
+  } catch {
+    s = Array.isArray(value) ? '[an array too deep to show]' : `[${typeof value}]`;
+  }
+  return s.length <= max ? s : `${head(s, max)}… (${Buffer.byteLength(s, 'utf8')} bytes)`;
+}
+
+/** The first `max` characters, cut on a code point so that a surrogate pair is never split. */
+function head(s: string, max: number): string {
+  return Array.from(s.slice(0, max + 1))
     .slice(0, max)
     .join('');
-  return `${JSON.stringify(`${head}…`)} (${Buffer.byteLength(s, 'utf8')} bytes)`;
 }
 
 /** `quote` without the quotation marks, for inputs that a message shows bare (file names, addresses). */
 export function clip(value: unknown, max = QUOTE_MAX): string {
   const s = typeof value === 'string' ? value : String(value);
-  if (s.length <= max) return s;
-  const head = Array.from(s.slice(0, max + 1))
-    .slice(0, max)
-    .join('');
-  return `${head}… (${Buffer.byteLength(s, 'utf8')} bytes)`;
+  return s.length <= max ? s : `${head(s, max)}… (${Buffer.byteLength(s, 'utf8')} bytes)`;
 }

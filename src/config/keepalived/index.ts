@@ -16,6 +16,7 @@ import { KEEPALIVED_KEYWORDS } from './keywords.js';
 import { lexKeepalived, lexKeepalivedAsync, type LexOptions, type Stmt } from './lexer.js';
 import { Reader } from './reader.js';
 import { readVrrp, readVrrpScript } from './vrrp.js';
+import { quote } from '../../core/quote.js';
 
 /** Top-level keywords tsvs does not act on (reported as unsupported). */
 const TOP_LEVEL = new Set([
@@ -80,7 +81,7 @@ function readStatements(r: Reader, stmts: Stmt[], file: string): TsvsConfig {
         break;
       default:
         if (TOP_LEVEL.has(kw)) r.unsupportedKw(st, 'the top level', st.block ? 'block ignored' : 'ignored');
-        else if (KEEPALIVED_KEYWORDS.has(kw)) r.error(st, `"${kw}" belongs inside a block, not at the top level (a misplaced "}"?)`);
+        else if (KEEPALIVED_KEYWORDS.has(kw)) r.error(st, `${quote(kw)} belongs inside a block, not at the top level (a misplaced "}"?)`);
         else r.other(st, 'the top level');
     }
   }
