@@ -104,9 +104,10 @@ export const WORKER_HEAP_MB = 512;
 export const WORKER_TIMEOUT_MS = 60_000;
 
 function loadInWorker(path: string): Promise<LoadedConfig> {
-  // Under tsx (tests) this module is load.ts and the worker load-worker.ts; built, both are .js.
-  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-  const worker = new Worker(new URL(`./load-worker${ext}`, import.meta.url), {
+  // Run from source (tsx, in-process tests), a worker cannot load .ts: read on this thread,
+  // asynchronously. The built daemon (dist/, what test/config/reload-pathological runs) uses the worker.
+  if (import.meta.url.endsWith('.ts')) return loadConfig(path);
+  const worker = new Worker(new URL('./load-worker.js', import.meta.url), {
     workerData: { path },
     resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB },
   });

@@ -77,6 +77,11 @@ export class ConfigManager {
       return { ok: false, changes: [], error: why };
     }
     const readMs = Math.round(performance.now() - t0);
+    const emptying = this.wouldEmpty(loaded);
+    if (emptying) {
+      this.log.error({ config: this.path, err: emptying }, `reload refused: ${emptying}; the running table is unchanged`);
+      return { ok: false, changes: [], error: emptying };
+    }
     this.reportUnsupported(loaded.config);
     try {
       const t1 = performance.now();
@@ -103,6 +108,18 @@ export class ConfigManager {
       );
       return { ok: false, changes: [], error: why };
     }
+  }
+
+  /**
+   * Why a reload would remove every service the running config declares without saying so,
+   * or null: a YAML file left empty, or without its `services:` key (truncated, or the wrong
+   * file), is refused; `services: []` removes them all on purpose.
+   */
+  private wouldEmpty(loaded: LoadedConfig): string | null {
+    const running = this.current?.services.length ?? 0;
+    const cfg = loaded.config;
+    if (loaded.format !== 'yaml' || cfg.services.length || cfg.noServicesOnPurpose || !running) return null;
+    return `${this.path} declares no services (an empty file, or no "services:" key), which would remove all ${running} running; write "services: []" to remove every service on purpose`;
   }
 
   async stop(): Promise<void> {

@@ -102,3 +102,33 @@ describe('the parsers quote at most a prefix', () => {
     }
   });
 });
+
+describe('non-ASCII digits (issue #13 item 10)', () => {
+  const FULLWIDTH = '127.0.0.\uff11';
+  test('"127.0.0.１" is no address anywhere: core, YAML, and ipvsadm with the real resolver (which maps it to 127.0.0.1)', async () => {
+    const { canonicalAddr } = await import('../../src/core/addr.js');
+    const { lookup } = await import('node:dns/promises');
+    assert.equal(canonicalAddr(FULLWIDTH), null);
+    assert.throws(
+      () => parseYamlConfig(`services:\n  - address: ${FULLWIDTH}\n    port: 80\n`, 'x.yaml'),
+      /expected an IPv4 or IPv6 address/,
+    );
+    // The resolver does map it, which is why the ipvsadm parser must not ask it.
+    assert.equal((await lookup(FULLWIDTH, { family: 4 })).address, '127.0.0.1');
+    const env = {
+      progName: 'tsvsadm',
+      services: builtinServices,
+      lookupHost: async (n: string) => {
+        try {
+          return (await lookup(n, { family: 4 })).address;
+        } catch {
+          return null;
+        }
+      },
+    };
+    const cmd = await parseCommand(['-A', '-t', `${FULLWIDTH}:80`, '-s', 'rr'], env);
+    assert.equal(cmd.cmd, 'error');
+    const ok = await parseCommand(['-A', '-t', '127.0.0.1:80', '-s', 'rr'], env);
+    assert.equal(ok.cmd, 'apply');
+  });
+});
