@@ -13,6 +13,7 @@
  */
 import { HEALTH_STATES } from '../health/source.js';
 import { limitReasons, type ListenerStats } from './listener.js';
+import { CONFIG_LIMIT_NAMES, limitHits } from '../config/read.js';
 import type { ServerStatus, ServiceStatus, StatusView } from './routes/view.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -273,6 +274,8 @@ export function renderMetrics(v: StatusView, extra: MetricsExtra = {}): string {
   reloads({ result: 'success' }, extra.reloads?.success ?? 0);
   reloads({ result: 'failure' }, extra.reloads?.failure ?? 0);
   if (extra.api?.length) apiFamilies(e, extra.api);
+  const limits = e.family('tsvs_config_limit_hits_total', 'counter', 'Config loads that hit a bound of docs/config.md "Limits", by bound.');
+  for (const l of CONFIG_LIMIT_NAMES) limits({ limit: l }, limitHits.get(l) ?? 0);
   return e.text();
 }
 

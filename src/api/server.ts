@@ -29,6 +29,7 @@ import { dashboardRoutes } from './routes/dashboard.js';
 import { serviceRoutes } from './routes/services.js';
 import { statusPageRoutes } from './routes/status-page.js';
 import { apiContext, counterHistory, runReload, statusView, type ReloadOutcome } from './routes/view.js';
+import { readJsonBody } from './body.js';
 
 export type { ReloadOutcome };
 
@@ -248,9 +249,9 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
       throw new TsvsError('NOT_SUPPORTED', 'this tsvsd has no connection sync', 'Connection sync is not available in this tsvsd');
     let body: unknown;
     try {
-      body = await c.req.json();
-    } catch {
-      return errorResponse(c, new TsvsError('BAD_REQUEST', 'request body is not valid JSON', 'Request body is not valid JSON'));
+      body = await readJsonBody(c);
+    } catch (e) {
+      return errorResponse(c, e as TsvsError);
     }
     // No default interface: a sync daemon on a guessed one (ipvsadm's eth0) would sync nothing.
     const b = body as Record<string, unknown> | null;
@@ -278,9 +279,9 @@ export function createControlApp(director: ApiDirector, opts: ApiOptions = {}): 
   app.post('/v1/ops', mutating, async (c) => {
     let body: unknown;
     try {
-      body = await c.req.json();
-    } catch {
-      return errorResponse(c, new TsvsError('BAD_REQUEST', 'request body is not valid JSON', 'Request body is not valid JSON'));
+      body = await readJsonBody(c);
+    } catch (e) {
+      return errorResponse(c, e as TsvsError);
     }
     const ops = (body as { ops?: unknown } | null)?.ops;
     if (!Array.isArray(ops)) {

@@ -29,7 +29,9 @@ export async function runConfig(argv: string[], out = process.stdout, err = proc
   } catch (e) {
     if (e instanceof ConfigError) {
       for (const d of e.diagnostics) err.write(`${formatDiagnostic(d)}\n`);
-      err.write(`${file}: ${e.diagnostics.length} error${e.diagnostics.length === 1 ? '' : 's'}\n`);
+      const more = e.total - e.diagnostics.length;
+      if (more) err.write(`... and ${more} more error${more === 1 ? '' : 's'}\n`);
+      err.write(`${file}: ${e.total} error${e.total === 1 ? '' : 's'}\n`);
     } else err.write(`${isTsvsError(e) ? e.detail : (e as Error).message}\n`);
     return 1;
   }

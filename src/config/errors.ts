@@ -5,18 +5,32 @@
  */
 import { TsvsError } from '../core/errors.js';
 import type { Diagnostic } from './model.js';
+import { CONFIG_LIMITS, countLimit } from './read.js';
+import { QUOTE_MAX } from '../core/quote.js';
 
 export function formatDiagnostic(d: Diagnostic): string {
   return `${d.file}:${d.line}:${d.column}: ${d.message}`;
 }
 
+/**
+ * Every problem of a file, at most CONFIG_LIMITS.maxDiagnostics of them listed: the rest
+ * collapse into one "... and N more" line, so that no file makes a megabyte of errors.
+ */
 export class ConfigError extends TsvsError {
+  /** The diagnostics listed (at most CONFIG_LIMITS.maxDiagnostics). */
   readonly diagnostics: Diagnostic[];
-  constructor(diagnostics: Diagnostic[]) {
-    const text = diagnostics.map(formatDiagnostic).join('\n');
+  /** How many there were in all; `total - diagnostics.length` were left out. */
+  readonly total: number;
+  /** `total`: how many there were, when `diagnostics` is already a cut list (from a worker thread). */
+  constructor(diagnostics: Diagnostic[], total = diagnostics.length) {
+    const listed = diagnostics.slice(0, CONFIG_LIMITS.maxDiagnostics);
+    const more = total - listed.length;
+    if (more > 0 && total === diagnostics.length) countLimit('diagnostics');
+    const text = listed.map(formatDiagnostic).join('\n') + (more ? `\n... and ${more} more error${more === 1 ? '' : 's'}` : '');
     super('BAD_REQUEST', text, `invalid configuration:\n${text}`);
     this.name = 'ConfigError';
-    this.diagnostics = diagnostics;
+    this.diagnostics = listed;
+    this.total = total;
   }
 }
 
@@ -34,6 +48,8 @@ function distance(a: string, b: string): number {
 
 /** The closest known word, when it is close enough to be a likely typo. */
 export function suggest(word: string, known: readonly string[]): string | undefined {
+  // Levenshtein is quadratic: a long word is no typo of a keyword, and would cost seconds.
+  if (word.length > QUOTE_MAX) return undefined;
   let best: string | undefined;
   let bestD = Infinity;
   for (const k of known) {

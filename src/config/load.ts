@@ -7,17 +7,20 @@
  *     restores at boot): each line parsed exactly as `tsvsadm -R` parses it.
  * All three become the same model (TsvsConfig); rules files have no health checks.
  */
-import { promises as fsp, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
-import { TsvsError } from '../core/errors.js';
+import { type ErrorCode, TsvsError } from '../core/errors.js';
 import { serviceId } from '../core/service.js';
 import type { Op } from '../core/types.js';
 import { parseCommand } from '../ipvsadm/parse.js';
 import { builtinServices, parseServices, type ServicesDb } from '../ipvsadm/services.js';
 import { detectFormat, type ConfigFormat } from './detect.js';
 import { ConfigError } from './errors.js';
-import { parseKeepalivedConfig } from './keepalived/index.js';
-import type { TsvsConfig, VirtualServiceConfig } from './model.js';
+import { parseKeepalivedConfigAsync } from './keepalived/index.js';
+import { type ConfigLimit, ConfigReadError, countLimit, readConfigFile } from './read.js';
+import { Worker } from 'node:worker_threads';
+import { clip, quote } from '../core/quote.js';
+import type { Diagnostic, TsvsConfig, VirtualServiceConfig } from './model.js';
 import { validateServices } from './validate.js';
 import { parseYamlConfig } from './yaml/parse.js';
 
@@ -70,18 +73,86 @@ export interface LoadedConfig {
 
 async function readText(path: string): Promise<string> {
   try {
-    return await fsp.readFile(path, 'utf8');
+    return await readConfigFile(path);
   } catch (e) {
-    throw new TsvsError('BAD_REQUEST', `config ${path}: ${(e as Error).message}`, `Cannot read config ${path}: ${(e as Error).message}`);
+    if (e instanceof ConfigReadError) countLimit(e.limit);
+    const why = e instanceof ConfigReadError ? e.message : (e as Error).message;
+    throw new TsvsError('BAD_REQUEST', `config ${clip(path)}: ${why}`, `Cannot read config ${clip(path)}: ${why}`);
   }
 }
 
+export interface LoadOptions {
+  /**
+   * 'worker': read, parse and validate in a worker thread, so that the event loop serving
+   * traffic never waits on a large file (seconds of CPU for thousands of services) and a
+   * pathological one cannot exhaust the daemon's heap. Default: this thread (async reads).
+   */
+  thread?: 'this' | 'worker';
+}
+
+/** What a load worker posts back (load-worker.ts). */
+export type WorkerReply = { limits: Array<[ConfigLimit, number]> } & (
+  | { ok: true; loaded: LoadedConfig }
+  | { ok: false; kind: 'config'; diagnostics: Diagnostic[]; total: number }
+  | { ok: false; kind: 'tsvs'; code: ErrorCode; detail: string; message: string }
+  | { ok: false; kind: 'error'; message: string }
+);
+
+/** The most heap a load worker may use: a config that needs more is refused, the daemon stays up. */
+export const WORKER_HEAP_MB = 512;
+/** The longest a load may take in a worker before it is stopped and refused. */
+export const WORKER_TIMEOUT_MS = 60_000;
+
+function loadInWorker(path: string): Promise<LoadedConfig> {
+  // Run from source (tsx, in-process tests), a worker cannot load .ts: read on this thread,
+  // asynchronously. The built daemon (dist/, what test/config/reload-pathological runs) uses the worker.
+  if (import.meta.url.endsWith('.ts')) return loadConfig(path);
+  const worker = new Worker(new URL('./load-worker.js', import.meta.url), {
+    workerData: { path },
+    resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB },
+  });
+  return new Promise<LoadedConfig>((resolve, reject) => {
+    let settled = false;
+    const finish = (f: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      f();
+      void worker.terminate();
+    };
+    const timer = setTimeout(
+      () => finish(() => reject(new TsvsError('BAD_REQUEST', `config ${clip(path)}: not read within ${WORKER_TIMEOUT_MS / 1000} s`))),
+      WORKER_TIMEOUT_MS,
+    );
+    worker.once('message', (r: WorkerReply) =>
+      finish(() => {
+        for (const [limit, n] of r.limits) countLimit(limit, n);
+        if (r.ok) resolve(r.loaded);
+        else if (r.kind === 'config') reject(new ConfigError(r.diagnostics, r.total));
+        else if (r.kind === 'tsvs') reject(new TsvsError(r.code, r.detail, r.message));
+        else reject(new Error(r.message));
+      }),
+    );
+    worker.once('error', (e) =>
+      finish(() => {
+        const heap = (e as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY';
+        const why = heap ? `needs more than ${WORKER_HEAP_MB} MB to read` : `could not be read (${(e as Error).message})`;
+        reject(new TsvsError('BAD_REQUEST', `config ${clip(path)}: ${why}`));
+      }),
+    );
+    worker.once('exit', (code) =>
+      finish(() => reject(new TsvsError('BAD_REQUEST', `config ${clip(path)}: the reading thread exited (${code}) without an answer`))),
+    );
+  });
+}
+
 /** Reads and validates a config file of any of the three formats. Throws ConfigError/TsvsError naming file:line. */
-export async function loadConfig(path: string): Promise<LoadedConfig> {
+export async function loadConfig(path: string, opts: LoadOptions = {}): Promise<LoadedConfig> {
+  if (opts.thread === 'worker') return loadInWorker(path);
   const text = await readText(path);
   const format = detectFormat(text, path);
   if (format === 'yaml') return { format, config: parseYamlConfig(text, path) };
-  if (format === 'keepalived') return { format, config: parseKeepalivedConfig(text, path) };
+  if (format === 'keepalived') return { format, config: await parseKeepalivedConfigAsync(text, path) };
   const withLines = await parseRulesWithLines(text, path);
   return { format, config: rulesToConfig(withLines, path), ops: withLines.map((r) => r.op) };
 }
@@ -112,7 +183,7 @@ function rulesToConfig(rules: Array<{ op: Op; line: number }>, file: string): Ts
         break;
       default:
         throw new ConfigError([
-          { ...origin, message: `"${op.op}" does not belong in a config file: only -A, -a, -C and --set describe a table` },
+          { ...origin, message: `${quote(op.op)} does not belong in a config file: only -A, -a, -C and --set describe a table` },
         ]);
     }
   }

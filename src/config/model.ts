@@ -53,6 +53,11 @@ export interface TsvsConfig {
   format: 'yaml' | 'keepalived' | 'ipvsadm';
   file: string;
   services: VirtualServiceConfig[];
+  /**
+   * YAML: the file says `services: []`, so no services is meant. An empty file, or one with
+   * no `services:` key, is not taken as "delete every service" on reload (docs/config.md).
+   */
+  noServicesOnPurpose?: boolean;
   timeouts?: Timeouts;
   dataplane?: string;
   api?: { listen?: string };

@@ -12,6 +12,7 @@ import { CheckerSchema, ServiceHealthSchema } from '../health/schema.js';
 import type { Diagnostic, Origin, TsvsConfig } from './model.js';
 import { validateServices } from './validate.js';
 import { validateVrrp } from './vrrp.js';
+import { clip, quote } from '../core/quote.js';
 
 /** The instance fields config/vrrp.ts reports in its own words (with the schema's bounds). */
 const InstanceFields = VrrpInstanceSchema.omit({ advertInt: true, preemptDelay: true, trackInterface: true, trackScript: true });
@@ -56,7 +57,7 @@ function valueAt(v: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 function issueText(issue: z.core.$ZodIssue, got: unknown): string {
-  const shown = typeof got === 'string' ? JSON.stringify(got) : String(got);
+  const shown = typeof got === 'string' ? quote(got) : clip(got);
   if (issue.code === 'too_small' && issue.origin === 'number') return `expected at least ${String(issue.minimum)}, got ${shown}`;
   if (issue.code === 'too_big' && issue.origin === 'number') return `expected at most ${String(issue.maximum)}, got ${shown}`;
   return `${issue.message}, got ${shown}`;

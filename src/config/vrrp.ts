@@ -9,6 +9,7 @@ import { bounds } from '../core/schema.js';
 import { parseVip } from '../ha/model.js';
 import { TrackWeightSchema, VrrpInstanceSchema } from '../ha/schema.js';
 import type { Diagnostic, Origin, VrrpInstanceConfig, VrrpScriptConfig } from './model.js';
+import { quote } from '../core/quote.js';
 
 const ADVERT = bounds(VrrpInstanceSchema.shape.advertInt);
 const PREEMPT = bounds(VrrpInstanceSchema.shape.preemptDelay);
@@ -52,9 +53,9 @@ export function validateVrrp(instances: readonly VrrpInstanceConfig[], scripts: 
         err(v, 'virtual_ipaddress', `${vip.addr}: all addresses of an instance must be of one family (VRRP sends one family per instance)`);
     }
     if (v.unicastSrcIp !== undefined && !canonicalAddr(v.unicastSrcIp))
-      err(v, 'unicast_src_ip', `expected an address, got "${v.unicastSrcIp}"`);
-    for (const p of v.unicastPeer ?? []) if (!canonicalAddr(p)) err(v, 'unicast_peer', `expected an address, got "${p}"`);
-    for (const t of v.trackScript ?? []) if (!scriptNames.has(t.name)) err(v, 'track_script', `no vrrp_script "${t.name}" is defined`);
+      err(v, 'unicast_src_ip', `expected an address, got ${quote(v.unicastSrcIp)}`);
+    for (const p of v.unicastPeer ?? []) if (!canonicalAddr(p)) err(v, 'unicast_peer', `expected an address, got ${quote(p)}`);
+    for (const t of v.trackScript ?? []) if (!scriptNames.has(t.name)) err(v, 'track_script', `no vrrp_script ${quote(t.name)} is defined`);
     for (const t of [...(v.trackInterface ?? []), ...(v.trackScript ?? [])]) {
       if (t.weight !== undefined && (t.weight < WEIGHT.min || t.weight > WEIGHT.max))
         err(v, t.name, `weight ${t.weight} out of range ${WEIGHT.min}..${WEIGHT.max}`);

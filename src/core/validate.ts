@@ -5,6 +5,7 @@
  */
 import { canonicalAddr, familyOf, parseIPv4, parseIPv6 } from './addr.js';
 import { TsvsError } from './errors.js';
+import { quote } from './quote.js';
 import { destId, serviceId, serviceKeyOf, serviceLabel, type VirtualService } from './service.js';
 import {
   bounds,
@@ -44,7 +45,7 @@ export function validateBatch(
         if (!hasScheduler(cfg.scheduler) || !PE.includes(cfg.pe)) {
           throw new TsvsError(
             'SCHEDULER_NOT_FOUND',
-            `${serviceLabel(cfg)}: scheduler "${cfg.scheduler}"${cfg.pe ? ` or persistence engine "${cfg.pe}"` : ''} not found`,
+            `${serviceLabel(cfg)}: scheduler ${quote(cfg.scheduler)}${cfg.pe ? ` or persistence engine ${quote(cfg.pe)}` : ''} not found`,
           );
         }
         if (op.op === 'add-service') {
@@ -202,8 +203,7 @@ function bad(detail: string): never {
 function checkOpShape(raw: unknown): Op {
   if (!raw || typeof raw !== 'object') bad('operation must be an object');
   const op = (raw as { op?: unknown }).op;
-  if (typeof op !== 'string' || !OP_NAMES.includes(op))
-    bad(`unknown operation ${JSON.stringify(op)}; expected one of ${OP_NAMES.join(', ')}`);
+  if (typeof op !== 'string' || !OP_NAMES.includes(op)) bad(`unknown operation ${quote(op)}; expected one of ${OP_NAMES.join(', ')}`);
   return raw as Op;
 }
 
@@ -212,19 +212,19 @@ export function checkServiceKey(raw: unknown): ServiceKey {
   if (!raw || typeof raw !== 'object') bad('service must be an object');
   const k = raw as Record<string, unknown>;
   const fwmark = k.fwmark ?? 0;
-  if (!isInt(fwmark, FWMARK)) bad(`service fwmark ${JSON.stringify(k.fwmark)}: must be an integer ${FWMARK.min}..${FWMARK.max}`);
+  if (!isInt(fwmark, FWMARK)) bad(`service fwmark ${quote(k.fwmark)}: must be an integer ${FWMARK.min}..${FWMARK.max}`);
   if (fwmark) {
     const af = k.af ?? 4;
     if (af !== 4 && af !== 6) bad(`service FWM ${fwmark}: af must be 4 or 6`);
     return serviceKeyOf({ af, protocol: 'tcp', addr: '', port: 0, fwmark });
   }
   if (typeof k.protocol !== 'string' || !PROTOCOLS.includes(k.protocol))
-    bad(`service protocol ${JSON.stringify(k.protocol)}: must be ${orList(PROTOCOLS)}`);
+    bad(`service protocol ${quote(k.protocol)}: must be ${orList(PROTOCOLS)}`);
   const addr = typeof k.addr === 'string' ? canonicalAddr(k.addr) : null;
-  if (!addr) bad(`service address ${JSON.stringify(k.addr)}: not an IPv4 or IPv6 address`);
+  if (!addr) bad(`service address ${quote(k.addr)}: not an IPv4 or IPv6 address`);
   const af = familyOf(addr)!;
   if (k.af !== undefined && k.af !== af) bad(`service ${addr}: af ${String(k.af)} does not match the address`);
-  if (!isInt(k.port, PORT)) bad(`service ${addr}: port ${JSON.stringify(k.port)} must be an integer ${PORT.min}..${PORT.max}`);
+  if (!isInt(k.port, PORT)) bad(`service ${addr}: port ${quote(k.port)} must be an integer ${PORT.min}..${PORT.max}`);
   return { af, protocol: k.protocol as ServiceKey['protocol'], addr, port: k.port, fwmark: 0 };
 }
 
@@ -234,15 +234,15 @@ function checkServiceConfig(raw: ServiceConfig): ServiceConfig {
   const r = raw as unknown as Record<string, unknown>;
   const scheduler = r.scheduler ?? 'wlc';
   if (typeof scheduler !== 'string' || !SCHEDULER_NAME.test(scheduler))
-    bad(`${label}: scheduler ${JSON.stringify(r.scheduler)} is not a scheduler name`);
+    bad(`${label}: scheduler ${quote(r.scheduler)} is not a scheduler name`);
   const schedFlags = r.schedFlags ?? 0;
   if (!isInt(schedFlags, SCHED_FLAGS)) bad(`${label}: schedFlags must be an integer ${SCHED_FLAGS.min}..${SCHED_FLAGS.max}`);
   const persistent = r.persistent ?? 0;
   if (!isInt(persistent, PERSISTENT))
-    bad(`${label}: persistent timeout ${JSON.stringify(r.persistent)} must be ${PERSISTENT.min}..${PERSISTENT.max} seconds`);
+    bad(`${label}: persistent timeout ${quote(r.persistent)} must be ${PERSISTENT.min}..${PERSISTENT.max} seconds`);
   const netmask = r.netmask ?? (key.af === 4 ? NETMASK4.max : NETMASK6.max);
   if (!isInt(netmask, key.af === 4 ? NETMASK4 : NETMASK6)) {
-    throw new TsvsError('INVALID', `${label}: persistence netmask ${JSON.stringify(r.netmask)} is out of range`);
+    throw new TsvsError('INVALID', `${label}: persistence netmask ${quote(r.netmask)} is out of range`);
   }
   const ops = r.ops ?? false;
   if (typeof ops !== 'boolean') bad(`${label}: ops must be true or false`);
@@ -266,7 +266,7 @@ function checkServiceConfig(raw: ServiceConfig): ServiceConfig {
   // Userspace-plane options (never in -S output): kept only when set.
   if (r.proxyProtocol !== undefined) {
     if (typeof r.proxyProtocol !== 'string' || !PROXY.includes(r.proxyProtocol)) {
-      bad(`${label}: proxyProtocol ${JSON.stringify(r.proxyProtocol)} must be ${orList(PROXY.map((v) => `"${v}"`))}`);
+      bad(`${label}: proxyProtocol ${quote(r.proxyProtocol)} must be ${orList(PROXY.map((v) => `"${v}"`))}`);
     }
     out.proxyProtocol = r.proxyProtocol as NonNullable<ServiceConfig['proxyProtocol']>;
   }
@@ -286,9 +286,8 @@ function checkDestKey(raw: unknown, what: string): DestKey {
   if (!raw || typeof raw !== 'object') bad(`${what} must be an object`);
   const k = raw as Record<string, unknown>;
   const addr = typeof k.addr === 'string' ? canonicalAddr(k.addr) : null;
-  if (!addr) bad(`${what} address ${JSON.stringify(k.addr)}: not an IPv4 or IPv6 address`);
-  if (!isInt(k.port, DEST_PORT))
-    bad(`${what} ${addr}: port ${JSON.stringify(k.port)} must be an integer ${DEST_PORT.min}..${DEST_PORT.max}`);
+  if (!addr) bad(`${what} address ${quote(k.addr)}: not an IPv4 or IPv6 address`);
+  if (!isInt(k.port, DEST_PORT)) bad(`${what} ${addr}: port ${quote(k.port)} must be an integer ${DEST_PORT.min}..${DEST_PORT.max}`);
   return { af: familyOf(addr)!, addr, port: k.port };
 }
 
@@ -308,7 +307,7 @@ function checkDestConfig(raw: DestConfig, svc: ServiceKey, svcAf: 4 | 6): DestCo
   if (typeof weight !== 'number' || !Number.isInteger(weight)) bad(`${id}: weight must be an integer`);
   if (!isInt(weight, WEIGHT)) throw new TsvsError('OUT_OF_RANGE', `${id}: weight ${weight} is outside ${WEIGHT.min}..${WEIGHT.max}`);
   const fwd = r.fwd ?? 'route';
-  if (typeof fwd !== 'string' || !FWD.includes(fwd)) bad(`${id}: forwarding method ${JSON.stringify(r.fwd)} must be ${orList(FWD)}`);
+  if (typeof fwd !== 'string' || !FWD.includes(fwd)) bad(`${id}: forwarding method ${quote(r.fwd)} must be ${orList(FWD)}`);
   const u = r.uThreshold ?? 0;
   const l = r.lThreshold ?? 0;
   if (!isInt(u, U_THRESHOLD)) bad(`${id}: upper threshold must be an integer ${U_THRESHOLD.min}..${U_THRESHOLD.max}`);
@@ -329,8 +328,7 @@ function checkTunnel(raw: unknown, id: string): TunnelOptions {
   if (!raw || typeof raw !== 'object') bad(`${id}: tunnel must be an object`);
   const t = raw as Record<string, unknown>;
   const type = t.type ?? 'ipip';
-  if (typeof type !== 'string' || !TUN_TYPES.includes(type))
-    bad(`${id}: tunnel type ${JSON.stringify(t.type)} must be ${orList(TUN_TYPES)}`);
+  if (typeof type !== 'string' || !TUN_TYPES.includes(type)) bad(`${id}: tunnel type ${quote(t.type)} must be ${orList(TUN_TYPES)}`);
   const out: TunnelOptions = { type: type as TunnelOptions['type'] };
   if (type === 'gue') {
     if (!isInt(t.port, TUN_PORT)) bad(`${id}: a gue tunnel needs a port ${TUN_PORT.min}..${TUN_PORT.max}`);
@@ -341,8 +339,7 @@ function checkTunnel(raw: unknown, id: string): TunnelOptions {
   if (t.csum !== undefined) {
     // remcsum (remote checksum offload) exists only for gue.
     const ok = type === 'gue' ? CSUM : type === 'gre' ? CSUM.filter((c) => c !== 'remcsum') : [];
-    if (typeof t.csum !== 'string' || !ok.includes(t.csum))
-      bad(`${id}: checksum option ${JSON.stringify(t.csum)} is not valid for ${type}`);
+    if (typeof t.csum !== 'string' || !ok.includes(t.csum)) bad(`${id}: checksum option ${quote(t.csum)} is not valid for ${type}`);
     out.csum = t.csum as TunnelOptions['csum'];
   } else if (type !== 'ipip') {
     out.csum = 'nocsum';
@@ -355,7 +352,7 @@ function checkTimeouts(raw: unknown): Timeouts {
   const t = raw as Record<string, unknown>;
   for (const f of ['tcp', 'tcpfin', 'udp'] as const) {
     const b = TIMEOUTS[f];
-    if (!isInt(t[f], b)) bad(`timeout ${f} ${JSON.stringify(t[f])} must be an integer ${b.min}..${b.max} seconds`);
+    if (!isInt(t[f], b)) bad(`timeout ${f} ${quote(t[f])} must be an integer ${b.min}..${b.max} seconds`);
   }
   return { tcp: t.tcp as number, tcpfin: t.tcpfin as number, udp: t.udp as number };
 }

@@ -275,7 +275,7 @@ async function buildDirector(opts: DaemonOptions, log: Logger): Promise<{ direct
 async function loadDaemonConfig(path: string, dataplane: DataPlane): Promise<LoadedConfig> {
   let loaded: LoadedConfig;
   try {
-    loaded = await loadConfig(path);
+    loaded = await loadConfig(path, { thread: 'worker' });
   } catch (e) {
     // Every error of the file, one "file:line:column: message" per line.
     throw new Error(isTsvsError(e) ? `invalid configuration:\n${e.detail}` : (e as Error).message);

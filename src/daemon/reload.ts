@@ -68,15 +68,23 @@ export class ConfigManager {
 
   private async reloadNow(): Promise<ReloadResult> {
     let loaded: LoadedConfig;
+    const t0 = performance.now();
     try {
-      loaded = await loadConfig(this.path);
+      loaded = await loadConfig(this.path, { thread: 'worker' });
     } catch (e) {
       const why = isTsvsError(e) ? e.detail : (e as Error).message;
       this.log.error({ config: this.path, err: why }, `reload refused: ${this.path} has errors; the running table is unchanged`);
       return { ok: false, changes: [], error: why };
     }
+    const readMs = Math.round(performance.now() - t0);
+    const emptying = this.wouldEmpty(loaded);
+    if (emptying) {
+      this.log.error({ config: this.path, err: emptying }, `reload refused: ${emptying}; the running table is unchanged`);
+      return { ok: false, changes: [], error: emptying };
+    }
     this.reportUnsupported(loaded.config);
     try {
+      const t1 = performance.now();
       const changes = await this.engine.exclusive(async () => {
         const prepared = this.engine.prepare(loaded.config);
         const plan = planReload(this.director.table.config(), this.current?.services ?? null, prepared.desired(), loaded.config.timeouts);
@@ -88,7 +96,7 @@ export class ConfigManager {
       });
       for (const c of changes) this.log.info({ config: this.path }, `reload: ${c}`);
       this.log.info(
-        { config: this.path, changes: changes.length },
+        { config: this.path, changes: changes.length, readMs, applyMs: Math.round(performance.now() - t1) },
         changes.length ? `reloaded ${this.path}: ${changes.length} change(s)` : `reloaded ${this.path}: no change`,
       );
       return { ok: true, changes };
@@ -100,6 +108,18 @@ export class ConfigManager {
       );
       return { ok: false, changes: [], error: why };
     }
+  }
+
+  /**
+   * Why a reload would remove every service the running config declares without saying so,
+   * or null: a YAML file left empty, or without its `services:` key (truncated, or the wrong
+   * file), is refused; `services: []` removes them all on purpose.
+   */
+  private wouldEmpty(loaded: LoadedConfig): string | null {
+    const running = this.current?.services.length ?? 0;
+    const cfg = loaded.config;
+    if (loaded.format !== 'yaml' || cfg.services.length || cfg.noServicesOnPurpose || !running) return null;
+    return `${this.path} declares no services (an empty file, or no "services:" key), which would remove all ${running} running; write "services: []" to remove every service on purpose`;
   }
 
   async stop(): Promise<void> {

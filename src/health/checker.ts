@@ -31,6 +31,16 @@ export function since(t0: number): number {
   return Math.round((performance.now() - t0) * 10) / 10;
 }
 
+/**
+ * Why a target cannot be probed at all, or null: port 0 comes from a real server without a
+ * port (fwmark services, DR) checked without connect_port.
+ */
+export function targetProblem(t: CheckTarget): string | null {
+  if (!Number.isInteger(t.port) || t.port < 1 || t.port > 65535)
+    return `no port to check (port ${t.port}): give the checker a connect_port, or the real server a port`;
+  return null;
+}
+
 /** A verdict on one probe: up or down, and why. */
 export interface Verdict {
   ok: boolean;
@@ -68,8 +78,29 @@ export function udpExchange(
     const timer = setTimeout(() => done(silence), cfg.timeout * 1000);
     sock.once('error', (e) => done({ ok: false, reason: errText(e) }));
     sock.on('message', (msg) => done(judge(msg)));
-    const go = () => sock.connect(t.port, t.host, () => sock.send(payload, (e) => e && done({ ok: false, reason: errText(e) })));
-    if (cfg.bindto) sock.bind(0, cfg.bindto, go);
-    else go();
+    // connect() and send() throw synchronously on a bad port or address (ERR_SOCKET_BAD_PORT):
+    // inside a bind callback that would be an uncaught exception, so every throw is a failed check.
+    const go = () => {
+      try {
+        sock.connect(t.port, t.host, () => {
+          try {
+            sock.send(payload, (e) => e && done({ ok: false, reason: errText(e) }));
+          } catch (e) {
+            done({ ok: false, reason: errText(e) });
+          }
+        });
+      } catch (e) {
+        done({ ok: false, reason: errText(e) });
+      }
+    };
+    const bad = targetProblem(t);
+    if (bad) done({ ok: false, reason: bad });
+    else if (cfg.bindto) {
+      try {
+        sock.bind(0, cfg.bindto, go);
+      } catch (e) {
+        done({ ok: false, reason: errText(e) });
+      }
+    } else go();
   });
 }

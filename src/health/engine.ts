@@ -19,7 +19,8 @@ import { destId, serviceId, serviceLabel } from '../core/service.js';
 import type { DestConfig, Op, ServiceConfig, ServiceKey } from '../core/types.js';
 import { CHECKER_LABEL, checkerFingerprint, type CheckedDest, type CheckedService, type CheckerConfig } from './model.js';
 import type { HealthSource, ServerHealth } from './source.js';
-import type { CheckFn, CheckResult } from './checker.js';
+import { since, type CheckFn, type CheckResult, type CheckTarget } from './checker.js';
+import { errText } from '../core/log.js';
 import { CHECKERS } from './index.js';
 import { splitCommand } from './misc.js';
 
@@ -337,6 +338,22 @@ export class HealthEngine implements HealthSource {
     return out;
   }
 
+  /**
+   * The declared real servers of `service` that health checking keeps out of the table
+   * (a failed check, or a lost quorum with a sorry server), with their health, so that
+   * /v1/health, the dashboard and `tsvs top` still list them (docs/health.md).
+   */
+  removed(service: ServiceKey): Array<{ id: string; health: ServerHealth }> {
+    const s = this.services.get(serviceId(service));
+    if (!s) return [];
+    const out: Array<{ id: string; health: ServerHealth }> = [];
+    for (const [id, want] of this.desired(s)) {
+      if (want !== null || !s.servers.has(id)) continue;
+      out.push({ id, health: this.get(service, id) });
+    }
+    return out;
+  }
+
   // ---------------------------------------------------------------- internals
 
   private weightSum(s: ServiceRun): number {
@@ -370,7 +387,10 @@ export class HealthEngine implements HealthSource {
     const gen = c.generation;
     c.timer = setTimeout(() => {
       c.timer = null;
-      if (gen === c.generation) void this.cycle(s, srv, c, gen);
+      if (gen === c.generation)
+        this.cycle(s, srv, c, gen).catch((e: unknown) =>
+          this.log.error({ service: s.label, server: destId(srv.rs), err: errText(e) }, `${this.checkName(s, srv, c)}: internal error`),
+        );
     }, delayMs);
     c.timer.unref();
   }
@@ -395,7 +415,7 @@ export class HealthEngine implements HealthSource {
     let retries = 0;
     try {
       for (;;) {
-        result = await fn(c.cfg, target);
+        result = await probe(fn, c.cfg, target);
         if (gen !== c.generation) return;
         if (result.ok || c.counters.state === 'down' || retries >= c.cfg.retry) break;
         retries++;
@@ -495,6 +515,20 @@ export class HealthEngine implements HealthSource {
         this.log.error({ service: s.label, err: (e as Error).message }, `${s.label}: could not apply health change`);
       }
     });
+  }
+}
+
+/**
+ * One attempt through a checker, whatever it does: a checker that throws or rejects
+ * (a bad port, an address the socket refuses) gives a failed check with the error as its
+ * reason, never an uncaught exception in the director.
+ */
+async function probe(fn: CheckFn, cfg: CheckerConfig, target: CheckTarget): Promise<CheckResult> {
+  const t0 = performance.now();
+  try {
+    return await fn(cfg, target);
+  } catch (e) {
+    return { ok: false, reason: errText(e), latencyMs: since(t0) };
   }
 }
 

@@ -73,7 +73,9 @@ export async function parseAddrPort(buf: string, proto: Protocol | null, env: Na
 
 /** host_to_addr: gethostbyname, IPv4 answers only. */
 export async function lookupV4(name: string, env: Pick<NameLookup, 'lookupHost'>): Promise<string | null> {
-  if (name === '' || /[\s]/.test(name)) return null;
+  // ASCII host names only: the resolver maps a fullwidth digit to its ASCII twin (NFKC), so
+  // "127.0.0.１" would come back as 127.0.0.1; gethostbyname, as ipvsadm calls it, does not.
+  if (name === '' || /[^\x21-\x7e]/.test(name)) return null;
   const a = await env.lookupHost(name);
   if (a === null) return null;
   const v = parseIPv4(a);

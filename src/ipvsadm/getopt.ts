@@ -4,6 +4,7 @@
  * which options exist and whether each takes an argument; what an option means is the
  * parser's business (parse.ts).
  */
+import { clip } from '../core/quote.js';
 
 type ArgKind = 'none' | 'required' | 'optional';
 
@@ -126,9 +127,9 @@ export class OptionScanner {
     const name = eq >= 0 ? body.slice(0, eq) : body;
     const inline = eq >= 0 ? body.slice(eq + 1) : null;
     const def = OPTION_DEFS.find((d) => d.long === name);
-    if (!def) return { kind: 'error', text: `${word}: unknown option` };
+    if (!def) return { kind: 'error', text: `${clip(word)}: unknown option` };
     if (def.arg === 'none') {
-      if (inline !== null) return { kind: 'error', text: `${word}: option does not take an argument` };
+      if (inline !== null) return { kind: 'error', text: `${clip(word)}: option does not take an argument` };
       return { kind: 'opt', tag: def.tag, arg: null, word };
     }
     if (inline !== null) return { kind: 'opt', tag: def.tag, arg: inline, word };
@@ -142,7 +143,7 @@ export class OptionScanner {
     const def = OPTION_DEFS.find((d) => d.short === c);
     if (!def) {
       this.bundle = null;
-      return { kind: 'error', text: `${b.word}: unknown option` };
+      return { kind: 'error', text: `${clip(b.word)}: unknown option` };
     }
     if (def.arg === 'none') return { kind: 'opt', tag: def.tag, arg: null, word: b.word };
     this.bundle = null;
@@ -162,7 +163,7 @@ export class OptionScanner {
       }
       return { kind: 'opt', tag: def.tag, arg: null, word };
     }
-    if (nextWord === null) return { kind: 'error', text: `${word}: missing argument` };
+    if (nextWord === null) return { kind: 'error', text: `${clip(word)}: missing argument` };
     this.next++;
     this.lastWord = nextWord;
     return { kind: 'opt', tag: def.tag, arg: nextWord, word };

@@ -32,6 +32,7 @@ import { lookupV4, parseAddrPort, type NameLookup } from './address.js';
 import { OptionScanner } from './getopt.js';
 import { atoi, formatV4, inetAton, pton6, stringToNumber } from './libc.js';
 import { COMMAND_TAGS, Fail, fail, genericOptCheck, OptionsSeen, tunnelOptCheck, type CmdName, type OptName } from './options.js';
+import { clip } from '../core/quote.js';
 
 /** Scheduler used when -A/-E is given no -s. */
 const DEFAULT_SCHEDULER = 'wlc';
@@ -249,7 +250,7 @@ async function readOptions(p: Parse): Promise<void> {
     const handler = OPTION_HANDLERS[it.tag];
     // A second command (or -h/-v) after the first: ipvsadm names the argv word it was
     // reading, which for --start-daemon is the daemon state.
-    if (handler === undefined) fail(`invalid option \`${p.scan.lastWord}'`);
+    if (handler === undefined) fail(`invalid option \`${clip(p.scan.lastWord)}'`);
     // Only address options resolve names; awaiting the others would cost a tick each over a long -R.
     const pending = handler(p, it.arg ?? '', it.arg);
     if (pending) await pending;
@@ -336,11 +337,11 @@ function mcastGroup(p: Parse, arg: string): void {
   p.options.add('mcast-group');
   if (arg.includes(':')) {
     const g = pton6(arg);
-    if (g === null || !g.startsWith('ff')) fail(`invalid IPv6 mcast-group \`${arg}'`);
+    if (g === null || !g.startsWith('ff')) fail(`invalid IPv6 mcast-group \`${clip(arg)}'`);
     p.ce.daemon.group = g;
   } else {
     const g = parseIPv4(arg);
-    if (g === null || g >>> 28 !== 0xe) fail(`invalid IPv4 mcast-group \`${arg}'`);
+    if (g === null || g >>> 28 !== 0xe) fail(`invalid IPv4 mcast-group \`${clip(arg)}'`);
     p.ce.daemon.group = formatV4(g);
   }
 }
@@ -356,7 +357,7 @@ const OPTION_HANDLERS: Record<string, OptionHandler> = {
     p.ce.svc.af = 4;
     p.ce.svc.protocol = 'tcp';
     const mark = stringToNumber(arg, 1, UINT_MAX);
-    if (mark === null) fail(`invalid fwmark value \`${arg}' specified`);
+    if (mark === null) fail(`invalid fwmark value \`${clip(arg)}' specified`);
     p.ce.svc.fwmark = mark;
   },
   6: (p) => {
@@ -441,7 +442,7 @@ const OPTION_HANDLERS: Record<string, OptionHandler> = {
 function parseTimeout(s: string | null, min: number, max: number): number {
   if (s === null) return DEFAULT_PERSISTENT_TIMEOUT;
   const v = stringToNumber(s, min, max);
-  if (v === null) fail(`invalid timeout value \`${s}' specified`);
+  if (v === null) fail(`invalid timeout value \`${clip(s)}' specified`);
   return v;
 }
 
@@ -459,7 +460,7 @@ function readPositionals(p: Parse): void {
     p.ce.timeouts.udp = parseTimeout(args[2]!, 0, MAX_TIMEOUT);
     used = 3;
   }
-  if (args.length > used) fail(`unexpected argument ${args[used]}`);
+  if (args.length > used) fail(`unexpected argument ${clip(args[used])}`);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -500,9 +501,9 @@ function parseSchedFlags(sched: string, list: string): number {
         flags |= SCHED_FLAG_3;
         break;
       default:
-        fail(`invalid scheduler flag \`${flag}'`);
+        fail(`invalid scheduler flag \`${clip(flag)}'`);
     }
-    if (needs !== undefined && effective !== needs) fail(`incompatible scheduler flag \`${flag}'`);
+    if (needs !== undefined && effective !== needs) fail(`incompatible scheduler flag \`${clip(flag)}'`);
   }
   return flags;
 }

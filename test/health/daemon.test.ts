@@ -32,6 +32,20 @@ ${s.inhibit ? '        inhibit_on_failure: true\n' : ''}        checks:
   .join('')}`;
 }
 
+/** GET on the control socket; the body as text. */
+async function apiGet(d: Tsvsd, path: string): Promise<string> {
+  const { request } = await import('node:http');
+  return new Promise<string>((resolve, reject) => {
+    const r = request({ socketPath: d.socket, path }, (res) => {
+      let t = '';
+      res.on('data', (x) => (t += x));
+      res.on('end', () => resolve(t));
+    });
+    r.on('error', reject);
+    r.end();
+  });
+}
+
 async function destsOf(d: Tsvsd, vport: number): Promise<Map<number, number>> {
   const t = await d.client.getTable();
   const svc = t.services.find((s) => s.port === vport);
@@ -80,6 +94,19 @@ describe('tsvsd with health checks (YAML config, userspace data plane)', () => {
     const bodies: string[] = [];
     for (let i = 0; i < 20; i++) bodies.push((await httpGet(vport)).body.trim());
     assert.deepEqual([...new Set(bodies)], ['rs-b'], 'every request after removal went to rs-b and succeeded');
+    // Removed by its check, rs-a stays listed (docs/health.md): /v1/health with inTable false, the status page as removed.
+    const listed = (JSON.parse(await apiGet(d, '/v1/health')) as Array<Record<string, unknown>>).find(
+      (x) => x.server === `127.0.0.1:${a.port}`,
+    );
+    assert.equal(listed?.inTable, false, 'the removed server is listed with inTable: false');
+    assert.equal(listed?.state, 'down');
+    assert.equal((listed?.lastCheck as { ok: boolean } | undefined)?.ok, false);
+    const status = JSON.parse(await apiGet(d, '/v1/status')) as { services: Array<{ removed: Array<{ id: string }> }> };
+    assert.deepEqual(
+      status.services.flatMap((x) => x.removed.map((r) => r.id)),
+      [`127.0.0.1:${a.port}`],
+      'the status view (dashboard, tsvs top) lists it as removed',
+    );
     assert.match(
       d.logs(),
       new RegExp(`HTTP check of 127.0.0.1:${a.port} in TCP 127.0.0.1:${vport} failed after ${RETRY} retries \\([^)]*\\); removed`),
@@ -92,18 +119,9 @@ describe('tsvsd with health checks (YAML config, userspace data plane)', () => {
     assert.deepEqual([...back].sort(), ['rs-a', 'rs-b']);
     assert.match(d.logs(), /passed 2 times \(\/ ok\); restored with weight 1/);
     // The API sees the health state.
-    const health = await new Promise<string>((resolve, reject) => {
-      import('node:http').then(({ request }) => {
-        const r = request({ socketPath: d.socket, path: '/v1/health' }, (res) => {
-          let t = '';
-          res.on('data', (x) => (t += x));
-          res.on('end', () => resolve(t));
-        });
-        r.on('error', reject);
-        r.end();
-      });
-    });
+    const health = await apiGet(d, '/v1/health');
     assert.match(health, /"state":"up"/);
+    assert.doesNotMatch(health, /"inTable":false/);
   });
 
   test('inhibit_on_failure: weight 0 instead, and an open connection finishes', async () => {

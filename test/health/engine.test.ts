@@ -323,3 +323,66 @@ describe('health engine on loopback', () => {
     assert.deepEqual(scripts.slice(-2), ['/rs-b DOWN', '/down QUORUM_DOWN']);
   });
 });
+
+describe('a checker that cannot probe or throws (issue #13 item 6)', () => {
+  test('UDP_CHECK of a port-0 real server (fwmark, DR) is a failed check with a reason, not an uncaught ERR_SOCKET_BAD_PORT', async () => {
+    const uncaught: unknown[] = [];
+    const onErr = (e: unknown) => uncaught.push(e);
+    process.on('uncaughtException', onErr);
+    process.on('unhandledRejection', onErr);
+    const udp = checker('udp', { interval: 0.1, retry: 0, bindto: '127.0.0.1' });
+    const svc = vservice(0, [realServer(0, { fwd: 'route', checkers: [udp] }), realServer(0, { addr: '127.0.0.2', fwd: 'route' })], {
+      addr: '',
+      fwmark: 7,
+    });
+    const { table, logs, engine } = await startEngine([svc]);
+    const key = { af: 4 as const, protocol: 'tcp' as const, addr: '', port: 0, fwmark: 7 };
+    try {
+      await waitFor(() => table.get(key)!.dests.length === 1, 3000, 'the unprobeable server removed');
+      await sleep(300);
+      assert.deepEqual(uncaught, [], 'nothing escaped the checker');
+      assert.ok(
+        logs.messages().some((m) => /UDP check of 127\.0\.0\.1:0 .* failed \(no port to check \(port 0\)/.test(m)),
+        logs.messages().join('\n'),
+      );
+      const removed = engine.removed(key);
+      assert.deepEqual(
+        removed.map((r) => [r.id, r.health.state]),
+        [['127.0.0.1:0', 'down']],
+      );
+    } finally {
+      await engine.stop();
+      process.off('uncaughtException', onErr);
+      process.off('unhandledRejection', onErr);
+    }
+  });
+
+  test('a checker that throws or rejects gives a failed check with the error as reason', async () => {
+    const { director, table, logs } = await makeDirector();
+    const engine = new HealthEngine({
+      director,
+      log: logs.log,
+      checkers: {
+        tcp: () => {
+          throw new RangeError('boom from the checker');
+        },
+      },
+    });
+    const a = realServer(5001, { checkers: [checker('tcp', { interval: 0.1, retry: 0 })] });
+    const prepared = engine.prepare(config([vservice(8095, [a, realServer(5002)])]));
+    await director.apply(planReload(table.config(), null, prepared.desired()).ops);
+    engine.commit(prepared);
+    engine.start();
+    try {
+      await waitFor(() => !destsOf(table, 8095).has(5001), 3000, 'removal');
+      assert.ok(
+        logs.messages().some((m) => m.includes('failed (boom from the checker); removed')),
+        logs.messages().join('\n'),
+      );
+      const key = { af: 4 as const, protocol: 'tcp' as const, addr: '127.0.0.1', port: 8095, fwmark: 0 };
+      assert.equal(engine.removed(key)[0]?.health.lastCheck?.reason, 'boom from the checker');
+    } finally {
+      await engine.stop();
+    }
+  });
+});

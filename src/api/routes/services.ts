@@ -12,18 +12,14 @@ import type { VirtualService, Dest } from '../../core/service.js';
 import type { DestConfig, FwdMethod, Op, ServiceConfig } from '../../core/types.js';
 import { drainKey, openConnections, serviceStatus, statusView, type ApiContext } from './view.js';
 import { dataPlaneCounters } from '../health.js';
+import { readJsonBody } from '../body.js';
+import { clip, quote } from '../../core/quote.js';
 
 /** Forwarding methods in the order a REST client gets one when it names none. */
 const FWD_PREFERENCE: FwdMethod[] = ['masq', 'fullnat', 'route', 'tunnel'];
 
 async function readJson(c: Context): Promise<Record<string, unknown>> {
-  let body: unknown;
-  try {
-    const text = await c.req.text();
-    body = text.trim() === '' ? {} : JSON.parse(text);
-  } catch {
-    throw new TsvsError('BAD_REQUEST', 'request body is not valid JSON', 'Request body is not valid JSON');
-  }
+  const body = await readJsonBody(c, {});
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
     throw new TsvsError('BAD_REQUEST', 'request body must be a JSON object', 'Request body must be a JSON object');
   }
@@ -33,13 +29,13 @@ async function readJson(c: Context): Promise<Record<string, unknown>> {
 function findService(ctx: ApiContext, id: string): VirtualService {
   const svc = ctx.director.table.list().find((s) => s.id === id);
   if (!svc)
-    throw new TsvsError('NO_SERVICE', `service "${id}": no such service (ids look like tcp:10.0.0.1:80, udp:[2001:db8::1]:53, fwm:7)`);
+    throw new TsvsError('NO_SERVICE', `service ${quote(id)}: no such service (ids look like tcp:10.0.0.1:80, udp:[2001:db8::1]:53, fwm:7)`);
   return svc;
 }
 
 function findServer(_ctx: ApiContext, svc: VirtualService, id: string): Dest {
   const rs = svc.dests.find((d) => d.id === id);
-  if (!rs) throw new TsvsError('NO_DEST', `${svc.label}: no such real server ${id}`);
+  if (!rs) throw new TsvsError('NO_DEST', `${svc.label}: no such real server ${clip(id)}`);
   return rs;
 }
 

@@ -8,6 +8,7 @@ import { DNS_TYPES } from '../../health/dns.js';
 import { checkerDefaults, type CheckerConfig, type CheckerType, type HttpUrl } from '../../health/model.js';
 import type { Stmt } from './lexer.js';
 import { setIf, type Reader } from './reader.js';
+import { quote } from '../../core/quote.js';
 
 /** Checker keywords tsvs runs, to the checker type. */
 export const CHECKER_KEYWORDS: Record<string, CheckerType> = {
@@ -97,7 +98,7 @@ export function readChecker(r: Reader, st: Stmt, rsWhere: string, rsInh: Inherit
     if (type === 'udp' && ['payload', 'require_reply', 'min_reply_length', 'max_reply_length'].includes(k)) {
       if (k === 'payload') {
         if (r.args(s, 1, 1, 'hex bytes') && /^([0-9a-fA-F]{2})+$/.test(s.words[1]!)) udp.payload = s.words[1]!.toLowerCase();
-        else if (s.words.length === 2) r.error(s, `payload: expected hex bytes like 0a1b, got "${s.words[1]}"`);
+        else if (s.words.length === 2) r.error(s, `payload: expected hex bytes like 0a1b, got ${quote(s.words[1])}`);
       } else if (k === 'require_reply') {
         if (r.flag(s)) udp.requireReply = true;
       } else setIf(udp, k === 'min_reply_length' ? 'minReplyLength' : 'maxReplyLength', r.intArg(s, 'a length', 0, 65535));
@@ -108,7 +109,7 @@ export function readChecker(r: Reader, st: Stmt, rsWhere: string, rsInh: Inherit
       if (k === 'type') {
         const t = s.words[1]!.toUpperCase();
         if (t in DNS_TYPES) dns.type = t;
-        else r.error(s, `type: expected one of ${Object.keys(DNS_TYPES).join(', ')}, got "${s.words[1]}"`);
+        else r.error(s, `type: expected one of ${Object.keys(DNS_TYPES).join(', ')}, got ${quote(s.words[1])}`);
       } else dns.name = s.words[1]!;
       continue;
     }
@@ -161,7 +162,7 @@ function readHttpKeyword(r: Reader, s: Stmt, urls: HttpUrl[], inh: Inherit, wher
       return true;
     case 'http_protocol':
       if (r.args(s, 1, 1, '1.0, 1.0C or 1.1') && !['1.0', '1.0C', '1.1', '1.0c'].includes(s.words[1]!))
-        r.error(s, `http_protocol: expected 1.0, 1.0C or 1.1, got "${s.words[1]}"`);
+        r.error(s, `http_protocol: expected 1.0, 1.0C or 1.1, got ${quote(s.words[1])}`);
       else r.unsupportedKw(s, where, 'tsvs sends HTTP/1.1 with Connection: close');
       return true;
     case 'fast_recovery':
@@ -184,14 +185,15 @@ function readUrl(r: Reader, s: Stmt, where: string): HttpUrl {
       }
     } else if (k === 'digest') {
       if (r.args(u, 1, 1, 'an MD5 digest') && /^[0-9a-fA-F]{32}$/.test(u.words[1]!)) url.digest = u.words[1]!.toLowerCase();
-      else if (u.words.length === 2) r.error(u, `digest: expected an MD5 digest (32 hex digits), got "${u.words[1]}"`);
+      else if (u.words.length === 2) r.error(u, `digest: expected an MD5 digest (32 hex digits), got ${quote(u.words[1])}`);
     } else if (k === 'status_code') {
       if (!r.args(u, 1, 100, 'status codes or ranges')) continue;
       for (const code of u.words.slice(1)) {
         const m = /^(\d{3})(?:-(\d{3}))?$/.exec(code);
         const lo = m ? Number(m[1]) : NaN;
         const hi = m ? Number(m[2] ?? m[1]) : NaN;
-        if (!m || lo < 100 || hi > 599 || lo > hi) r.error(u, `status_code: expected a code or range like 200 or 200-299, got "${code}"`);
+        if (!m || lo < 100 || hi > 599 || lo > hi)
+          r.error(u, `status_code: expected a code or range like 200 or 200-299, got ${quote(code)}`);
         else url.statusCodes.push([lo, hi]);
       }
     } else if (k === 'virtualhost') {

@@ -7,6 +7,7 @@ import { DEFAULT_TIMEOUTS } from '../../core/tcpstate.js';
 import type { TsvsConfig } from '../model.js';
 import type { Stmt } from './lexer.js';
 import type { Reader } from './reader.js';
+import { quote } from '../../core/quote.js';
 
 /** Reads a `global_defs { ... }` block into `cfg`. */
 export function readGlobals(r: Reader, st: Stmt, cfg: TsvsConfig): void {
@@ -16,7 +17,7 @@ export function readGlobals(r: Reader, st: Stmt, cfg: TsvsConfig): void {
       for (let i = 1; i < s.words.length; i += 2) {
         const k = s.words[i]!;
         if (k !== 'tcp' && k !== 'tcpfin' && k !== 'udp') {
-          r.error(s, `lvs_timeouts: expected tcp, tcpfin or udp, got "${k}"`);
+          r.error(s, `lvs_timeouts: expected tcp, tcpfin or udp, got ${quote(k)}`);
           continue;
         }
         const v = r.int(s, i + 1, 0, MAX_TIMEOUT);
@@ -47,14 +48,14 @@ function readSyncDaemon(r: Reader, s: Stmt, cfg: TsvsConfig): void {
   for (; i < w.length; i += 2) {
     const k = w[i]!;
     if (!keys.has(k)) {
-      r.error(s, `lvs_sync_daemon: expected id, maxlen, port, ttl or group, got "${k}"`);
+      r.error(s, `lvs_sync_daemon: expected id, maxlen, port, ttl or group, got ${quote(k)}`);
       return;
     }
     if (k === 'group') {
       const g = r.addr(s, i + 1, 'a multicast address');
       if (g === undefined) return;
       if (g.includes(':') ? !g.startsWith('ff') : Number(g.split('.')[0]) >>> 4 !== 0xe) {
-        r.error(s, `lvs_sync_daemon: group "${g}" is not a multicast address`);
+        r.error(s, `lvs_sync_daemon: group ${quote(g)} is not a multicast address`);
         return;
       }
       d.group = g;

@@ -13,9 +13,10 @@ import { checkModel } from '../schema.js';
 import { readGlobals } from './global.js';
 import { readGroup, readVirtualServer, type ServiceAddr } from './ipvs.js';
 import { KEEPALIVED_KEYWORDS } from './keywords.js';
-import { lexKeepalived, type LexOptions, type Stmt } from './lexer.js';
+import { lexKeepalived, lexKeepalivedAsync, type LexOptions, type Stmt } from './lexer.js';
 import { Reader } from './reader.js';
 import { readVrrp, readVrrpScript } from './vrrp.js';
+import { quote } from '../../core/quote.js';
 
 /** Top-level keywords tsvs does not act on (reported as unsupported). */
 const TOP_LEVEL = new Set([
@@ -37,10 +38,22 @@ const TOP_LEVEL = new Set([
   'namespace_with_ipsets',
 ]);
 
-/** Parses keepalived.conf text into the tsvs model; throws ConfigError listing every error. */
+/** Parses keepalived.conf text into the tsvs model; throws ConfigError listing every error. Reads includes synchronously. */
 export function parseKeepalivedConfig(text: string, file: string, opts: LexOptions = {}): TsvsConfig {
   const r = new Reader();
-  const stmts = lexKeepalived(text, file, r.errors, opts);
+  return readStatements(r, lexKeepalived(text, file, r.errors, opts), file);
+}
+
+/**
+ * parseKeepalivedConfig for the daemon and `tsvs config check`: includes are read without
+ * blocking the event loop, within CONFIG_LIMITS (src/config/read.ts).
+ */
+export async function parseKeepalivedConfigAsync(text: string, file: string, opts: LexOptions = {}): Promise<TsvsConfig> {
+  const r = new Reader();
+  return readStatements(r, await lexKeepalivedAsync(text, file, r.errors, opts), file);
+}
+
+function readStatements(r: Reader, stmts: Stmt[], file: string): TsvsConfig {
   const cfg: TsvsConfig = { format: 'keepalived', file, services: [], vrrp: [], unsupported: r.unsupported };
   const groups = new Map<string, ServiceAddr[]>();
   const pending: Stmt[] = [];
@@ -68,7 +81,7 @@ export function parseKeepalivedConfig(text: string, file: string, opts: LexOptio
         break;
       default:
         if (TOP_LEVEL.has(kw)) r.unsupportedKw(st, 'the top level', st.block ? 'block ignored' : 'ignored');
-        else if (KEEPALIVED_KEYWORDS.has(kw)) r.error(st, `"${kw}" belongs inside a block, not at the top level (a misplaced "}"?)`);
+        else if (KEEPALIVED_KEYWORDS.has(kw)) r.error(st, `${quote(kw)} belongs inside a block, not at the top level (a misplaced "}"?)`);
         else r.other(st, 'the top level');
     }
   }

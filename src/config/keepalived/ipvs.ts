@@ -10,6 +10,7 @@ import type { RealServerConfig, VirtualServiceConfig } from '../model.js';
 import { CHECKER_KEYWORDS, readChecker, readCommon, UNSUPPORTED_CHECKERS, type Inherit } from './checkers.js';
 import type { Stmt } from './lexer.js';
 import { setIf, type Reader } from './reader.js';
+import { clip, quote } from '../../core/quote.js';
 
 const LB_KIND: Record<string, FwdMethod> = { NAT: 'masq', DR: 'route', TUN: 'tunnel', FNAT: 'fullnat', FULLNAT: 'fullnat' };
 /** The largest number of services one virtual_server_group range may expand to. */
@@ -37,7 +38,7 @@ export function readGroup(r: Reader, st: Stmt): ServiceAddr[] {
     const port = w[1] === undefined ? 0 : r.port(e, 1);
     const addrs = expandRange(w[0]!);
     if (typeof addrs === 'string') {
-      r.error(e, `virtual_server_group ${st.words[1]}: ${addrs}`);
+      r.error(e, `virtual_server_group ${clip(st.words[1])}: ${addrs}`);
       continue;
     }
     for (const a of addrs) out.push({ af: familyOf(a) ?? 4, addr: a, port: port ?? 0, fwmark: 0 });
@@ -58,8 +59,8 @@ function expandRange(s: string): string[] | string {
     const a = parseInt(v6[2]!, 16);
     const b = parseInt(v6[3]!, 16);
     const first = canonicalAddr(v6[1]! + v6[2]!);
-    if (!first || b < a) return `bad address range "${s}"`;
-    if (b - a + 1 > MAX_RANGE) return `range "${s}" has ${b - a + 1} addresses; at most ${MAX_RANGE} are supported`;
+    if (!first || b < a) return `bad address range ${quote(s)}`;
+    if (b - a + 1 > MAX_RANGE) return `range ${quote(s)} has ${b - a + 1} addresses; at most ${MAX_RANGE} are supported`;
     const out: string[] = [];
     for (let v = a; v <= b; v++) out.push(canonicalAddr(v6[1]! + v.toString(16))!);
     return out;
@@ -80,9 +81,9 @@ function expandRange(s: string): string[] | string {
       lo = base - (base % size);
       hi = lo + size - 1;
     }
-  } else return `expected an address, a range (a.b.c.d-e) or a prefix (a.b.c.d/nn), got "${s}"`;
-  if (lo === null || hi === null || hi < lo) return `bad address range "${s}"`;
-  if (hi - lo + 1 > MAX_RANGE) return `range "${s}" has ${hi - lo + 1} addresses; at most ${MAX_RANGE} are supported`;
+  } else return `expected an address, a range (a.b.c.d-e) or a prefix (a.b.c.d/nn), got ${quote(s)}`;
+  if (lo === null || hi === null || hi < lo) return `bad address range ${quote(s)}`;
+  if (hi - lo + 1 > MAX_RANGE) return `range ${quote(s)} has ${hi - lo + 1} addresses; at most ${MAX_RANGE} are supported`;
   const out: string[] = [];
   for (let v = lo; v <= hi; v++) out.push(formatIPv4(v));
   return out;
@@ -100,11 +101,11 @@ export function readVirtualServer(r: Reader, st: Stmt, groups: ReadonlyMap<strin
     if (!r.args(st, 2, 2, 'group NAME')) return [];
     const g = groups.get(w[2]!);
     if (!g) {
-      r.error(st, `virtual_server group ${w[2]}: no virtual_server_group "${w[2]}" is defined`);
+      r.error(st, `virtual_server group ${clip(w[2])}: no virtual_server_group ${quote(w[2])} is defined`);
       return [];
     }
     keys = g;
-    name = `group ${w[2]}`;
+    name = `group ${clip(w[2])}`;
   } else if (w[1] === 'fwmark') {
     if (!r.args(st, 2, 2, 'fwmark NUMBER')) return [];
     const mark = r.int(st, 2, 1, 0xffffffff);
@@ -161,7 +162,7 @@ export function readVirtualServer(r: Reader, st: Stmt, groups: ReadonlyMap<strin
       case 'protocol': {
         const p = s.words[1]?.toUpperCase();
         if (r.args(s, 1, 1, 'TCP, UDP or SCTP') && (p === 'TCP' || p === 'UDP' || p === 'SCTP')) protocol = p.toLowerCase() as Protocol;
-        else if (s.words.length === 2) r.error(s, `protocol: expected TCP, UDP or SCTP, got "${s.words[1]}"`);
+        else if (s.words.length === 2) r.error(s, `protocol: expected TCP, UDP or SCTP, got ${quote(s.words[1])}`);
         break;
       }
       case 'persistence_timeout':
@@ -172,7 +173,7 @@ export function readVirtualServer(r: Reader, st: Stmt, groups: ReadonlyMap<strin
         if (r.args(s, 1, 1, 'a netmask')) {
           const v = /^\d+$/.test(s.words[1]!) ? Number(s.words[1]) : parseMask4(s.words[1]!);
           if (v === null || !Number.isFinite(v))
-            r.error(s, `persistence_granularity: expected a netmask like 255.255.255.0 (IPv6: a prefix length), got "${s.words[1]}"`);
+            r.error(s, `persistence_granularity: expected a netmask like 255.255.255.0 (IPv6: a prefix length), got ${quote(s.words[1])}`);
           else netmask = v;
         }
         break;
@@ -185,7 +186,7 @@ export function readVirtualServer(r: Reader, st: Stmt, groups: ReadonlyMap<strin
       case 'ip_family':
         if (r.args(s, 1, 1, 'inet or inet6')) {
           if (s.words[1] === 'inet' || s.words[1] === 'inet6') ipFamily = s.words[1] === 'inet6' ? 6 : 4;
-          else r.error(s, `ip_family: expected inet or inet6, got "${s.words[1]}"`);
+          else r.error(s, `ip_family: expected inet or inet6, got ${quote(s.words[1])}`);
         }
         break;
       case 'virtualhost':
@@ -267,7 +268,7 @@ export function readVirtualServer(r: Reader, st: Stmt, groups: ReadonlyMap<strin
 function readMethod(r: Reader, s: Stmt): [FwdMethod, TunnelOptions | undefined] | undefined {
   const m = LB_KIND[(s.words[1] ?? '').toUpperCase()];
   if (!m) {
-    r.error(s, `${s.words[0]}: expected NAT, DR or TUN, got ${s.words[1] === undefined ? 'nothing' : `"${s.words[1]}"`}`);
+    r.error(s, `${s.words[0]}: expected NAT, DR or TUN, got ${s.words[1] === undefined ? 'nothing' : `${quote(s.words[1])}`}`);
     return undefined;
   }
   let tunnel: TunnelOptions | undefined;
@@ -278,10 +279,10 @@ function readMethod(r: Reader, s: Stmt): [FwdMethod, TunnelOptions | undefined] 
       const port = s.words[4] === 'port' ? r.port(s, 5) : undefined;
       if (port === undefined) r.error(s, `${s.words[0]}: TUN type gue needs "port NUMBER"`);
       else tunnel = { type: 'gue', port };
-    } else r.error(s, `${s.words[0]}: tunnel type must be ipip, gue or gre, got "${t ?? ''}"`);
+    } else r.error(s, `${s.words[0]}: tunnel type must be ipip, gue or gre, got ${quote(t ?? '')}`);
     const cs = s.words.find((x) => x === 'nocsum' || x === 'csum' || x === 'remcsum');
     if (tunnel && cs) tunnel.csum = cs as TunnelOptions['csum'];
-  } else if (s.words.length > 2) r.error(s, `${s.words[0]}: unexpected "${s.words.slice(2).join(' ')}"`);
+  } else if (s.words.length > 2) r.error(s, `${s.words[0]}: unexpected ${quote(s.words.slice(2).join(' '))}`);
   return [m, tunnel];
 }
 

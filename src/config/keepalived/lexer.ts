@@ -6,10 +6,13 @@
  * the host name, as `keepalived -i`), and `$NAME=value` definitions used as `$NAME` or
  * `${NAME}`. Unbalanced braces are errors naming the line of the brace.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { opendirSync, promises as fsp, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
+import { clip } from '../../core/quote.js';
 import type { Diagnostic, Origin } from '../model.js';
+import { CONFIG_LIMITS, type ConfigLimit, ConfigReadError, countLimit, readConfigFile, readConfigFileSync, utf8Bytes } from '../read.js';
+import { KEEPALIVED_KEYWORDS } from './keywords.js';
 
 export interface Stmt {
   /** The keyword and its arguments. */
@@ -23,8 +26,10 @@ export interface Stmt {
 export interface LexOptions {
   /** keepalived -i: which `@id` lines count. Default: the host name. */
   configId?: string;
-  /** Reads an included file; defaults to the file system. */
-  readFile?: (path: string) => string;
+  /** Reads an included file (sync lexing only); defaults to the file system, within CONFIG_LIMITS. */
+  readFile?: (path: string, budget: number) => string;
+  /** Told of each bound the read hit (CONFIG_LIMITS), for the daemon's log and metric. */
+  onLimit?: (limit: ConfigLimit) => void;
 }
 
 interface Token {
@@ -33,31 +38,97 @@ interface Token {
   at: Origin;
 }
 
-const MAX_INCLUDE_DEPTH = 8;
-
-/** Parses a keepalived.conf text (and its includes) into statements; syntax errors go into `diags`. */
-export function lexKeepalived(text: string, file: string, diags: Diagnostic[], opts: LexOptions = {}): Stmt[] {
-  const ctx = {
-    configId: opts.configId ?? hostname().split('.')[0]!,
-    read: opts.readFile ?? ((p: string) => readFileSync(p, 'utf8')),
-    vars: new Map<string, string>(),
-    diags,
-  };
-  const tokens: Array<Token | 'EOL'> = [];
-  tokenizeFile(text, file, ctx, tokens, 0);
-  return buildTree(tokens, diags);
-}
+/**
+ * What the tokenizer asks of the file system. The tokenizer is a generator, so that one
+ * implementation runs both synchronously (parseKeepalivedConfig on text in hand) and
+ * asynchronously (the daemon's loads, which must never block the event loop): the driver
+ * answers each request, and `pause` lets the async driver yield to the event loop.
+ */
+type IoRequest = { kind: 'read'; path: string; budget: number } | { kind: 'glob'; pattern: string } | { kind: 'pause' };
+type Lexing = Generator<IoRequest, void, unknown>;
 
 interface LexCtx {
   configId: string;
-  read: (p: string) => string;
   vars: Map<string, string>;
   diags: Diagnostic[];
+  /** Files read by include so far, and bytes read in total (the main file's included). */
+  files: number;
+  bytes: number;
+  /** A bound was hit: no further include is read (one diagnostic says so). */
+  stopped: boolean;
+  onLimit: (limit: ConfigLimit) => void;
 }
 
-function tokenizeFile(text: string, file: string, ctx: LexCtx, out: Array<Token | 'EOL'>, depth: number): void {
+/** Lines tokenized between two yields to the event loop (async lexing). */
+const LINES_PER_PAUSE = 2048;
+
+function newCtx(text: string, diags: Diagnostic[], opts: LexOptions): LexCtx {
+  return {
+    configId: opts.configId ?? hostname().split('.')[0]!,
+    vars: new Map<string, string>(),
+    diags,
+    files: 0,
+    bytes: utf8Bytes(text),
+    stopped: false,
+    onLimit: (limit) => {
+      countLimit(limit);
+      opts.onLimit?.(limit);
+    },
+  };
+}
+
+/** Parses a keepalived.conf text (and its includes) into statements; syntax errors go into `diags`. Reads includes synchronously. */
+export function lexKeepalived(text: string, file: string, diags: Diagnostic[], opts: LexOptions = {}): Stmt[] {
+  const ctx = newCtx(text, diags, opts);
+  const read = opts.readFile ?? readConfigFileSync;
+  const tokens: Array<Token | 'EOL'> = [];
+  const gen = tokenizeFile(text, file, ctx, tokens, 0);
+  let reply: { value?: unknown; error?: unknown } = {};
+  for (;;) {
+    const step = 'error' in reply ? gen.throw(reply.error) : gen.next(reply.value);
+    if (step.done) break;
+    const req = step.value;
+    try {
+      if (req.kind === 'read') reply = { value: read(req.path, req.budget) };
+      else if (req.kind === 'glob') reply = { value: globSync(req.pattern) };
+      else reply = {};
+    } catch (e) {
+      reply = { error: e };
+    }
+  }
+  return buildTree(tokens, diags);
+}
+
+/** lexKeepalived without blocking: includes are read asynchronously, and long files yield to the event loop. */
+export async function lexKeepalivedAsync(text: string, file: string, diags: Diagnostic[], opts: LexOptions = {}): Promise<Stmt[]> {
+  const ctx = newCtx(text, diags, opts);
+  const tokens: Array<Token | 'EOL'> = [];
+  const gen = tokenizeFile(text, file, ctx, tokens, 0);
+  let reply: { value?: unknown; error?: unknown } = {};
+  for (;;) {
+    const step = 'error' in reply ? gen.throw(reply.error) : gen.next(reply.value);
+    if (step.done) break;
+    const req = step.value;
+    try {
+      if (req.kind === 'read') reply = { value: await readConfigFile(req.path, req.budget) };
+      else if (req.kind === 'glob') reply = { value: await globAsync(req.pattern) };
+      else {
+        await new Promise((r) => setImmediate(r));
+        reply = {};
+      }
+    } catch (e) {
+      reply = { error: e };
+    }
+  }
+  await new Promise((r) => setImmediate(r));
+  return buildTree(tokens, diags);
+}
+
+function* tokenizeFile(text: string, file: string, ctx: LexCtx, out: Array<Token | 'EOL'>, depth: number): Lexing {
   const lines = text.split('\n');
+  let firstLine = depth > 0;
   for (let i = 0; i < lines.length; i++) {
+    if (i % LINES_PER_PAUSE === LINES_PER_PAUSE - 1) yield { kind: 'pause' };
     let line = lines[i]!.replace(/\r$/, '');
     const lineNo = i + 1;
     // Conditional configuration: "@id rest" applies only under that config id, "@^id" under any other.
@@ -73,34 +144,102 @@ function tokenizeFile(text: string, file: string, ctx: LexCtx, out: Array<Token 
       continue;
     }
     const words = splitLine(line, file, lineNo, ctx);
+    // An included file whose first word is no keepalived word (/etc/shadow, a binary) is not
+    // read at all: its content must not reach an error message.
+    if (firstLine && words.length) {
+      firstLine = false;
+      if (!looksKeepalived(words[0]!)) {
+        ctx.diags.push({
+          file,
+          line: lineNo,
+          column: 1,
+          message: `${clip(file)} is not a keepalived.conf (line ${lineNo} does not start with a keepalived keyword); not read`,
+        });
+        return;
+      }
+    }
     if (words.length && !words[0]!.quoted && words[0]!.text === 'include') {
       if (words.length < 2) ctx.diags.push({ ...words[0]!.at, message: 'include: missing file name' });
-      else includeFiles(words[1]!, file, ctx, out, depth);
+      else yield* includeFiles(words[1]!, file, ctx, out, depth);
       continue;
     }
     out.push(...words, 'EOL');
   }
 }
 
-function includeFiles(w: Token, from: string, ctx: LexCtx, out: Array<Token | 'EOL'>, depth: number): void {
-  if (depth >= MAX_INCLUDE_DEPTH) {
-    ctx.diags.push({ ...w.at, message: `include ${w.text}: nested more than ${MAX_INCLUDE_DEPTH} levels (an include loop?)` });
+/**
+ * Whether an included file's first word could start a keepalived.conf fragment: a keyword,
+ * a brace, or a value line of a block (an address of a virtual_server_group or
+ * virtual_ipaddress, a number).
+ */
+function looksKeepalived(w: Token): boolean {
+  if (w.quoted) return true;
+  const t = w.text;
+  return KEEPALIVED_KEYWORDS.has(t) || t === 'include' || t === '{' || t === '}' || /^[0-9A-Fa-f:.[\]/-]+$/.test(t);
+}
+
+/** A bound is hit: reported first (whatever else the file has), and no further include is read. */
+function limitHit(ctx: LexCtx, at: Origin, limit: ConfigLimit, message: string): void {
+  ctx.stopped = true;
+  ctx.onLimit(limit);
+  ctx.diags.unshift({ ...at, message });
+}
+
+function* includeFiles(w: Token, from: string, ctx: LexCtx, out: Array<Token | 'EOL'>, depth: number): Lexing {
+  const name = clip(w.text);
+  if (ctx.stopped) return;
+  if (depth >= CONFIG_LIMITS.maxIncludeDepth) {
+    limitHit(
+      ctx,
+      w.at,
+      'include_depth',
+      `include ${name}: nested more than ${CONFIG_LIMITS.maxIncludeDepth} levels (an include loop?); no further include is read`,
+    );
     return;
   }
   const pattern = isAbsolute(w.text) ? w.text : join(dirname(from), w.text);
+  const globbed = /[*?[]/.test(pattern);
   let files: string[];
-  files = /[*?[]/.test(pattern) ? glob(pattern) : [pattern];
-  if (!files.length) ctx.diags.push({ ...w.at, message: `include ${w.text}: no file matches` });
+  if (globbed) {
+    try {
+      files = (yield { kind: 'glob', pattern }) as string[];
+    } catch (e) {
+      if (e instanceof ConfigReadError) limitHit(ctx, w.at, e.limit, `include ${name}: ${e.message}`);
+      else ctx.diags.push({ ...w.at, message: `include ${name}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+      return;
+    }
+  } else files = [pattern];
+  if (!files.length) ctx.diags.push({ ...w.at, message: `include ${name}: no file matches` });
   for (const f of files) {
+    if (ctx.stopped) return;
+    if (ctx.files >= CONFIG_LIMITS.maxIncludeFiles) {
+      limitHit(
+        ctx,
+        w.at,
+        'include_files',
+        `include ${name}: more than ${CONFIG_LIMITS.maxIncludeFiles} files included in total; the rest are not read (an include loop?)`,
+      );
+      return;
+    }
     let text: string;
     try {
-      if (statSync(f).isDirectory()) continue;
-      text = ctx.read(f);
+      text = (yield { kind: 'read', path: f, budget: CONFIG_LIMITS.maxBytes - ctx.bytes }) as string;
     } catch (e) {
-      ctx.diags.push({ ...w.at, message: `include ${w.text}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} ${f}` });
+      // A directory among a glob's matches is skipped, as keepalived does; named, it is an error.
+      if (e instanceof ConfigReadError && e.code === 'EISDIR' && globbed) continue;
+      if (e instanceof ConfigReadError) {
+        if (e.limit === 'bytes') limitHit(ctx, w.at, 'bytes', `include ${name}: ${e.message}; the rest is not read`);
+        else {
+          ctx.onLimit(e.limit);
+          ctx.diags.push({ ...w.at, message: `include ${name}: ${clip(e.message, 200)}` });
+        }
+      } else
+        ctx.diags.push({ ...w.at, message: `include ${name}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} ${clip(f)}` });
       continue;
     }
-    tokenizeFile(text, f, ctx, out, depth + 1);
+    ctx.files++;
+    ctx.bytes += utf8Bytes(text);
+    yield* tokenizeFile(text, f, ctx, out, depth + 1);
   }
 }
 
@@ -200,39 +339,69 @@ function buildTree(tokens: Array<Token | 'EOL'>, diags: Diagnostic[]): Stmt[] {
   return root;
 }
 
-/** Expands * ? and [..] in each path component (Node 20 has no fs.globSync). Sorted, as glob(3). */
-function glob(pattern: string): string[] {
-  const parts = pattern.split('/');
-  let bases = [parts[0] === '' ? '/' : parts[0]!];
-  for (const part of parts.slice(1)) {
-    if (part === '') continue;
+/** A glob's pattern split into the path components to walk. */
+function globParts(pattern: string): { base: string; parts: string[] } {
+  // A relative pattern (a relative --config's includes) walks from the working directory.
+  const parts = pattern.split('/').filter((p) => p !== '');
+  return { base: isAbsolute(pattern) ? '/' : '.', parts };
+}
+
+function globRegExp(part: string): RegExp {
+  try {
+    return new RegExp(
+      `^${part
+        .replace(/[.+^${}()|\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`,
+    );
+  } catch {
+    // A "[" without its "]" (or a range such as [z-a]) is no class: glob(3) takes the name literally.
+    return new RegExp(`^${part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
+  }
+}
+
+function tooManyEntries(pattern: string): ConfigReadError {
+  return new ConfigReadError(
+    'EFBIG',
+    `${clip(pattern)} scans more than ${CONFIG_LIMITS.maxGlobEntries} directory entries; name the files more narrowly`,
+    'glob_entries',
+  );
+}
+
+/**
+ * Expands * ? and [..] in each path component (Node 20 has no fs.globSync). Sorted, as
+ * glob(3). Bounded: at most CONFIG_LIMITS.maxGlobEntries directory entries are scanned, and
+ * at most maxIncludeFiles + 1 matches kept (one more than any load may read).
+ */
+function globSync(pattern: string): string[] {
+  const { base, parts } = globParts(pattern);
+  let bases = [base];
+  let scanned = 0;
+  for (const part of parts) {
     const next: string[] = [];
     for (const b of bases) {
       if (!/[*?[]/.test(part)) {
         next.push(join(b, part));
         continue;
       }
-      let re: RegExp;
+      const re = globRegExp(part);
+      const names: string[] = [];
+      let dir: import('node:fs').Dir | null = null;
       try {
-        re = new RegExp(
-          `^${part
-            .replace(/[.+^${}()|\\]/g, '\\$&')
-            .replace(/\*/g, '.*')
-            .replace(/\?/g, '.')}$`,
-        );
-      } catch {
-        // A "[" without its "]" (or a range such as [z-a]) is no class: glob(3) takes the name literally.
-        re = new RegExp(`^${part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`);
-      }
-      let names: string[] = [];
-      try {
-        names = readdirSync(b);
-      } catch {
+        dir = opendirSync(b);
+        for (let e = dir.readSync(); e; e = dir.readSync()) {
+          if (++scanned > CONFIG_LIMITS.maxGlobEntries) throw tooManyEntries(pattern);
+          names.push(e.name);
+        }
+      } catch (e) {
+        if (e instanceof ConfigReadError) throw e;
         /* not a directory */
+      } finally {
+        dir?.closeSync();
       }
       for (const n of names.sort()) if (re.test(n) && !n.startsWith('.')) next.push(join(b, n));
     }
-    bases = next;
+    bases = next.slice(0, CONFIG_LIMITS.maxIncludeFiles + 1);
   }
   return bases.filter((f) => {
     try {
@@ -242,4 +411,47 @@ function glob(pattern: string): string[] {
       return false;
     }
   });
+}
+
+/** globSync without blocking the event loop. */
+async function globAsync(pattern: string): Promise<string[]> {
+  const { base, parts } = globParts(pattern);
+  let bases = [base];
+  let scanned = 0;
+  for (const part of parts) {
+    const next: string[] = [];
+    for (const b of bases) {
+      if (!/[*?[]/.test(part)) {
+        next.push(join(b, part));
+        continue;
+      }
+      const re = globRegExp(part);
+      const names: string[] = [];
+      let dir: import('node:fs').Dir | null = null;
+      try {
+        dir = await fsp.opendir(b);
+        for (let e = await dir.read(); e; e = await dir.read()) {
+          if (++scanned > CONFIG_LIMITS.maxGlobEntries) throw tooManyEntries(pattern);
+          names.push(e.name);
+        }
+      } catch (e) {
+        if (e instanceof ConfigReadError) throw e;
+        /* not a directory */
+      } finally {
+        await dir?.close().catch(() => undefined);
+      }
+      for (const n of names.sort()) if (re.test(n) && !n.startsWith('.')) next.push(join(b, n));
+    }
+    bases = next.slice(0, CONFIG_LIMITS.maxIncludeFiles + 1);
+  }
+  const out: string[] = [];
+  for (const f of bases) {
+    try {
+      await fsp.stat(f);
+      out.push(f);
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
 }

@@ -9,6 +9,7 @@ import { suggest } from '../errors.js';
 import type { Diagnostic, Origin } from '../model.js';
 import { KEEPALIVED_KEYWORDS } from './keywords.js';
 import type { Stmt } from './lexer.js';
+import { quote } from '../../core/quote.js';
 
 /** Sets `o[k]` when `v` is defined: an undefined value was refused (and reported), so the default stays. */
 export function setIf<T, K extends keyof T>(o: T, k: K, v: T[K] | undefined): void {
@@ -29,7 +30,7 @@ export class Reader {
     this.errors.push({ ...at, message: msg });
   }
   unsupportedKw(st: Stmt, where: string, effect = 'ignored'): void {
-    this.unsupported.push({ ...st.at, message: `unsupported keyword "${st.words[0]}" in ${where} (${effect})` });
+    this.unsupported.push({ ...st.at, message: `unsupported keyword ${quote(st.words[0])} in ${where} (${effect})` });
   }
   /** Reports a keyword this context does not handle: unsupported if keepalived knows it, else an error. */
   other(st: Stmt, where: string): void {
@@ -37,7 +38,7 @@ export class Reader {
     if (KEEPALIVED_KEYWORDS.has(kw)) this.unsupportedKw(st, where);
     else {
       const hint = suggest(kw, [...KEEPALIVED_KEYWORDS]);
-      this.error(st, `unknown keyword "${kw}" in ${where}${hint ? ` (did you mean "${hint}"?)` : ''}`);
+      this.error(st, `unknown keyword ${quote(kw)} in ${where}${hint ? ` (did you mean ${quote(hint)}?)` : ''}`);
     }
   }
   /** Whether the statement has a block; reports it if not. */
@@ -49,7 +50,7 @@ export class Reader {
   args(st: Stmt, min: number, max: number, usage: string): boolean {
     const n = st.words.length - 1;
     if (n < min || n > max) {
-      this.error(st, `${st.words[0]}: expected ${usage}, got ${n ? `"${st.words.slice(1).join(' ')}"` : 'nothing'}`);
+      this.error(st, `${st.words[0]}: expected ${usage}, got ${n ? `${quote(st.words.slice(1).join(' '))}` : 'nothing'}`);
       return false;
     }
     return true;
@@ -58,7 +59,7 @@ export class Reader {
     const s = st.words[i];
     const v = s !== undefined && /^-?\d+$/.test(s) ? Number(s) : NaN;
     if (!Number.isInteger(v) || v < min || v > max) {
-      this.error(st, `${st.words[0]}: expected an integer from ${min} to ${max}, got ${s === undefined ? 'nothing' : `"${s}"`}`);
+      this.error(st, `${st.words[0]}: expected an integer from ${min} to ${max}, got ${s === undefined ? 'nothing' : `${quote(s)}`}`);
       return undefined;
     }
     return v;
@@ -68,7 +69,7 @@ export class Reader {
     const s = st.words[i];
     const v = s !== undefined && /^\d+(\.\d+)?$/.test(s) ? Number(s) : NaN;
     if (!Number.isFinite(v) || v > MAX_TIMEOUT) {
-      this.error(st, `${st.words[0]}: expected a time in seconds, got ${s === undefined ? 'nothing' : `"${s}"`}`);
+      this.error(st, `${st.words[0]}: expected a time in seconds, got ${s === undefined ? 'nothing' : `${quote(s)}`}`);
       return undefined;
     }
     return v;
@@ -76,7 +77,7 @@ export class Reader {
   addr(st: Stmt, i: number, what = 'an IPv4 or IPv6 address'): string | undefined {
     const s = st.words[i];
     const c = s === undefined ? null : canonicalAddr(s);
-    if (!c) this.error(st, `${st.words[0]}: expected ${what}, got ${s === undefined ? 'nothing' : `"${s}"`}`);
+    if (!c) this.error(st, `${st.words[0]}: expected ${what}, got ${s === undefined ? 'nothing' : `${quote(s)}`}`);
     return c ?? undefined;
   }
   port(st: Stmt, i: number): number | undefined {

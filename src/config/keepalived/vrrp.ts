@@ -8,6 +8,7 @@ import type { VrrpInstanceConfig, VrrpScriptConfig } from '../model.js';
 import { KEEPALIVED_KEYWORDS } from './keywords.js';
 import type { Stmt } from './lexer.js';
 import { setIf, type Reader } from './reader.js';
+import { clip, quote } from '../../core/quote.js';
 
 /** Script keywords of vrrp_instance, to the model's fields. */
 const VRRP_NOTIFY = {
@@ -29,9 +30,9 @@ function readTrackLine(r: Reader, s: Stmt, where: string): { name: string; weigh
       t.weight = v;
       i++;
     } else if (w[i] === 'reverse' || w[i] === 'no_reverse') {
-      r.unsupported.push({ ...s.at, message: `unsupported keyword "${w[i]}" in ${where} (ignored: the weight applies as written)` });
+      r.unsupported.push({ ...s.at, message: `unsupported keyword ${quote(w[i])} in ${where} (ignored: the weight applies as written)` });
     } else {
-      r.error(s, `${where}: expected "${w[0]} [weight N]", got "${w.slice(1).join(' ')}"`);
+      r.error(s, `${where}: expected "${w[0]} [weight N]", got ${quote(w.slice(1).join(' '))}`);
       return undefined;
     }
   }
@@ -41,7 +42,7 @@ function readTrackLine(r: Reader, s: Stmt, where: string): { name: string; weigh
 /** Reads a `vrrp_instance NAME { ... }` block; every keyword is also kept as written (raw). */
 export function readVrrp(r: Reader, st: Stmt): VrrpInstanceConfig {
   const v: VrrpInstanceConfig = { name: st.words[1]!, virtualIpaddress: [], raw: {}, at: {}, origin: st.at };
-  const where = `vrrp_instance ${v.name}`;
+  const where = `vrrp_instance ${clip(v.name)}`;
   let version3 = false;
   const mark = r.errors.length;
   for (const s of st.block ?? []) {
@@ -55,7 +56,7 @@ export function readVrrp(r: Reader, st: Stmt): VrrpInstanceConfig {
     switch (k) {
       case 'state':
         if (s.words[1] === 'MASTER' || s.words[1] === 'BACKUP') v.state = s.words[1];
-        else r.error(s, `${where}: state: expected MASTER or BACKUP, got "${s.words[1] ?? ''}"`);
+        else r.error(s, `${where}: state: expected MASTER or BACKUP, got ${quote(s.words[1] ?? '')}`);
         break;
       case 'interface':
         setIf(v, 'interface', r.word(s, 'an interface name'));
@@ -91,7 +92,7 @@ export function readVrrp(r: Reader, st: Stmt): VrrpInstanceConfig {
           const a = r.addr(p, 0, 'a peer address');
           if (a) v.unicastPeer.push(a);
           if (p.words.length > 1)
-            r.unsupported.push({ ...p.at, message: `unsupported keyword "${p.words[1]}" in unicast_peer of ${where} (ignored)` });
+            r.unsupported.push({ ...p.at, message: `unsupported keyword ${quote(p.words[1])} in unicast_peer of ${where} (ignored)` });
         }
         break;
       case 'track_interface':
@@ -101,7 +102,7 @@ export function readVrrp(r: Reader, st: Stmt): VrrpInstanceConfig {
           .map((b) => {
             const t = readTrackLine(r, b, `${k} of ${where}`);
             if (t && k === 'track_script' && r.removedScripts.has(t.name)) {
-              r.unsupported.push({ ...b.at, message: `track_script of ${where}: "${t.name}" has no script; not tracked` });
+              r.unsupported.push({ ...b.at, message: `track_script of ${where}: ${quote(t.name)} has no script; not tracked` });
               return undefined;
             }
             return t;
@@ -141,7 +142,7 @@ export function readVrrp(r: Reader, st: Stmt): VrrpInstanceConfig {
 /** Reads a `vrrp_script NAME { ... }` block; one without a script is dropped, as keepalived does. */
 export function readVrrpScript(r: Reader, st: Stmt): VrrpScriptConfig | undefined {
   const name = st.words[1]!;
-  const where = `vrrp_script ${name}`;
+  const where = `vrrp_script ${clip(name)}`;
   const sc: VrrpScriptConfig = { name, script: '', interval: 1, timeout: 0, weight: 0, rise: 1, fall: 1, initFail: false, origin: st.at };
   for (const s of st.block ?? []) {
     const k = s.words[0]!;
@@ -161,7 +162,7 @@ export function readVrrpScript(r: Reader, st: Stmt): VrrpScriptConfig | undefine
         if (!r.args(s, 1, 2, 'a weight (-253..253) [reverse]')) break;
         const n = r.int(s, 1, -253, 253);
         if (n !== undefined) sc.weight = n;
-        if (s.words[2]) r.unsupported.push({ ...s.at, message: `unsupported keyword "${s.words[2]}" in ${where} (ignored)` });
+        if (s.words[2]) r.unsupported.push({ ...s.at, message: `unsupported keyword ${quote(s.words[2])} in ${where} (ignored)` });
         break;
       }
       case 'rise':
@@ -178,7 +179,7 @@ export function readVrrpScript(r: Reader, st: Stmt): VrrpScriptConfig | undefine
   if (!sc.timeout) sc.timeout = sc.interval;
   if (!sc.script) {
     // keepalived removes it with a warning (e.g. every "script" line was for another config id).
-    r.unsupported.push({ ...st.at, message: `vrrp_script "${name}" has no script set: removed, as keepalived does` });
+    r.unsupported.push({ ...st.at, message: `vrrp_script ${quote(name)} has no script set: removed, as keepalived does` });
     r.removedScripts.add(name);
     return undefined;
   }

@@ -50,7 +50,9 @@ export function parseYamlConfig(text: string, file: string): TsvsConfig {
     api.done(['listen']);
     cfg.api = listen === undefined ? {} : { listen };
   }
-  cfg.services = top.list('services', (n, path) => readService(ctx, n, path)) ?? [];
+  const services = top.list('services', (n, path) => readService(ctx, n, path));
+  cfg.services = services ?? [];
+  if (services?.length === 0) cfg.noServicesOnPurpose = true;
   cfg.vrrp = top.list('vrrp', (n, path) => readVrrp(ctx, n, path)) ?? [];
   const scripts = top.list('vrrp_scripts', (n, path) => readVrrpScript(ctx, n, path));
   if (scripts) cfg.vrrpScripts = scripts;

@@ -8,6 +8,7 @@ import { canonicalAddr } from '../../core/addr.js';
 import type { Bounds } from '../../core/schema.js';
 import { suggest } from '../errors.js';
 import type { Diagnostic, Origin } from '../model.js';
+import { clip, quote } from '../../core/quote.js';
 
 /** Collects diagnostics with positions from one parsed document. */
 export class Ctx {
@@ -26,7 +27,8 @@ export class Ctx {
   }
 }
 
-export const show = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : String(v));
+/** An input value as a message quotes it (a short prefix, core/quote.ts). */
+export const show = (v: unknown) => (typeof v === 'string' ? quote(v) : clip(v));
 
 /** Reads one mapping: typed getters that report and return undefined on a bad value; `done` reports unknown keys. */
 export class MapReader {
@@ -160,7 +162,7 @@ export class MapReader {
   }
   require(k: string, what = 'is required'): boolean {
     if (this.has(k)) return true;
-    this.ctx.error(this.node, this.path, `"${k}" ${what}`);
+    this.ctx.error(this.node, this.path, `${quote(k)} ${what}`);
     return false;
   }
   /** Reports every key not read. Call after all getters. */
@@ -169,7 +171,7 @@ export class MapReader {
     for (const [k, p] of this.pairs) {
       if (this.used.has(k)) continue;
       const hint = suggest(k, all);
-      this.ctx.error(p.key as Node, this.sub(k), `unknown key${hint ? ` (did you mean "${hint}"?)` : ''}`);
+      this.ctx.error(p.key as Node, this.sub(k), `unknown key${hint ? ` (did you mean ${quote(hint)}?)` : ''}`);
     }
   }
 }

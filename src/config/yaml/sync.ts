@@ -2,6 +2,7 @@
 import { familyOf } from '../../core/addr.js';
 import type { SyncSettings } from '../../sync/ha.js';
 import type { Ctx, MapReader } from './reader.js';
+import { quote } from '../../core/quote.js';
 
 /**
  * `sync:` state sync between directors (src/sync): `daemon` is keepalived's
@@ -29,7 +30,7 @@ export function readSync(ctx: Ctx, top: MapReader): SyncSettings | undefined {
     const group = d.addr('group');
     if (group !== undefined) {
       if (familyOf(group) === 4 ? Number(group.split('.')[0]) >>> 4 !== 0xe : !group.startsWith('ff'))
-        ctx.error(d.node_('group'), d.sub('group'), `expected a multicast address, got "${group}"`);
+        ctx.error(d.node_('group'), d.sub('group'), `expected a multicast address, got ${quote(group)}`);
       else daemon.group = group;
     }
     d.done(['interface', 'instance', 'syncid', 'maxlen', 'port', 'ttl', 'group']);

@@ -293,7 +293,6 @@ export const apiTarget: FuzzTarget = {
       name: 'a long value (10 KB to 1 MB) is not echoed back: the refusal stays under 4 KiB',
       runs: 20,
       maxRuns: 2000,
-      todo: 'issue 13 item 9 (inputs echoed back), fixed on branch harden-config',
       property: () =>
         fc.asyncProperty(
           fc.integer({ min: 10_000, max: 1_000_000 }),
