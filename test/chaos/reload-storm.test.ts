@@ -69,7 +69,8 @@ describe('chaos: a storm of reloads under load', () => {
     await until(async () => (await d!.client.getTable()).services.length === 1, 10_000, 'the first config');
 
     const url = `http://127.0.0.1:${web}/`;
-    const seconds = 12;
+    // Long enough for 17 reloads: each one now reads its config in a worker thread (a few hundred ms under load).
+    const seconds = 25;
     const loadEnd = Date.now() + seconds * 1000;
     const loads = hasWrk ? [wrk(url, seconds, []), wrk(url, seconds, ['-H', 'Connection: close'])] : [];
     const nodeLoad = hasWrk ? null : load(web, 8, seconds * 1000);
