@@ -368,12 +368,16 @@ function tooManyEntries(pattern: string): ConfigReadError {
   );
 }
 
+/** What the glob walk asks of the file system: a directory's names (at most `limit`), or whether a path exists. */
+type GlobIo = { op: 'list'; dir: string; limit: number } | { op: 'exists'; path: string };
+
 /**
  * Expands * ? and [..] in each path component (Node 20 has no fs.globSync). Sorted, as
  * glob(3). Bounded: at most CONFIG_LIMITS.maxGlobEntries directory entries are scanned, and
- * at most maxIncludeFiles + 1 matches kept (one more than any load may read).
+ * at most maxIncludeFiles + 1 matches kept (one more than any load may read). The walk is
+ * written once; its I/O is yielded, so globSync and globAsync only answer it.
  */
-function globSync(pattern: string): string[] {
+function* globWalk(pattern: string): Generator<GlobIo, string[], string[] | boolean> {
   const { base, parts } = globParts(pattern);
   let bases = [base];
   let scanned = 0;
@@ -385,73 +389,79 @@ function globSync(pattern: string): string[] {
         continue;
       }
       const re = globRegExp(part);
-      const names: string[] = [];
-      let dir: import('node:fs').Dir | null = null;
-      try {
-        dir = opendirSync(b);
-        for (let e = dir.readSync(); e; e = dir.readSync()) {
-          if (++scanned > CONFIG_LIMITS.maxGlobEntries) throw tooManyEntries(pattern);
-          names.push(e.name);
-        }
-      } catch (e) {
-        if (e instanceof ConfigReadError) throw e;
-        /* not a directory */
-      } finally {
-        dir?.closeSync();
-      }
-      for (const n of names.sort()) if (re.test(n) && !n.startsWith('.')) next.push(join(b, n));
-    }
-    bases = next.slice(0, CONFIG_LIMITS.maxIncludeFiles + 1);
-  }
-  return bases.filter((f) => {
-    try {
-      statSync(f);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
-
-/** globSync without blocking the event loop. */
-async function globAsync(pattern: string): Promise<string[]> {
-  const { base, parts } = globParts(pattern);
-  let bases = [base];
-  let scanned = 0;
-  for (const part of parts) {
-    const next: string[] = [];
-    for (const b of bases) {
-      if (!/[*?[]/.test(part)) {
-        next.push(join(b, part));
-        continue;
-      }
-      const re = globRegExp(part);
-      const names: string[] = [];
-      let dir: import('node:fs').Dir | null = null;
-      try {
-        dir = await fsp.opendir(b);
-        for (let e = await dir.read(); e; e = await dir.read()) {
-          if (++scanned > CONFIG_LIMITS.maxGlobEntries) throw tooManyEntries(pattern);
-          names.push(e.name);
-        }
-      } catch (e) {
-        if (e instanceof ConfigReadError) throw e;
-        /* not a directory */
-      } finally {
-        await dir?.close().catch(() => undefined);
-      }
+      const names = (yield { op: 'list', dir: b, limit: CONFIG_LIMITS.maxGlobEntries - scanned }) as string[];
+      scanned += names.length;
       for (const n of names.sort()) if (re.test(n) && !n.startsWith('.')) next.push(join(b, n));
     }
     bases = next.slice(0, CONFIG_LIMITS.maxIncludeFiles + 1);
   }
   const out: string[] = [];
-  for (const f of bases) {
-    try {
-      await fsp.stat(f);
-      out.push(f);
-    } catch {
-      /* gone */
-    }
-  }
+  for (const f of bases) if ((yield { op: 'exists', path: f }) as boolean) out.push(f);
   return out;
+}
+
+function globSync(pattern: string): string[] {
+  const walk = globWalk(pattern);
+  for (let step = walk.next(); ; ) {
+    if (step.done) return step.value;
+    const io = step.value;
+    if (io.op === 'exists') {
+      let ok = true;
+      try {
+        statSync(io.path);
+      } catch {
+        ok = false;
+      }
+      step = walk.next(ok);
+      continue;
+    }
+    const names: string[] = [];
+    let dir: import('node:fs').Dir | null = null;
+    try {
+      dir = opendirSync(io.dir);
+      for (let e = dir.readSync(); e; e = dir.readSync()) {
+        if (names.length >= io.limit) throw tooManyEntries(pattern);
+        names.push(e.name);
+      }
+    } catch (e) {
+      if (e instanceof ConfigReadError) throw e;
+      /* not a directory */
+    } finally {
+      dir?.closeSync();
+    }
+    step = walk.next(names);
+  }
+}
+
+/** globSync without blocking the event loop. */
+async function globAsync(pattern: string): Promise<string[]> {
+  const walk = globWalk(pattern);
+  for (let step = walk.next(); ; ) {
+    if (step.done) return step.value;
+    const io = step.value;
+    if (io.op === 'exists') {
+      step = walk.next(
+        await fsp.stat(io.path).then(
+          () => true,
+          () => false,
+        ),
+      );
+      continue;
+    }
+    const names: string[] = [];
+    let dir: import('node:fs').Dir | null = null;
+    try {
+      dir = await fsp.opendir(io.dir);
+      for (let e = await dir.read(); e; e = await dir.read()) {
+        if (names.length >= io.limit) throw tooManyEntries(pattern);
+        names.push(e.name);
+      }
+    } catch (e) {
+      if (e instanceof ConfigReadError) throw e;
+      /* not a directory */
+    } finally {
+      await dir?.close().catch(() => undefined);
+    }
+    step = walk.next(names);
+  }
 }
