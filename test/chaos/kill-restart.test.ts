@@ -10,41 +10,16 @@
  * random moment drawn from a seeded PRNG (TSVS_CHAOS_SEED).
  */
 import { strict as assert } from 'node:assert';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import type { DestConfig, ServiceConfig } from '../../src/core/types.js';
-import { ENTRY, startTsvsd, type Tsvsd } from '../daemon/spawn.js';
+import { dest, service, startTsvsd, tsvsadm, type Tsvsd } from '../daemon/spawn.js';
 import { freePort } from '../helper.js';
 import { sleep } from './helper.js';
 
 const ROUNDS = Number(process.env.TSVS_CHAOS_KILLS ?? 4);
 const SEED = Number(process.env.TSVS_CHAOS_SEED ?? 13);
-
-const service = (addr: string, port: number): ServiceConfig => ({
-  af: 4,
-  protocol: 'tcp',
-  addr,
-  port,
-  fwmark: 0,
-  scheduler: 'wrr',
-  schedFlags: 0,
-  persistent: 0,
-  netmask: 0xffffffff,
-  ops: false,
-  pe: '',
-});
-const dest = (weight: number): DestConfig => ({ af: 4, addr: '127.0.0.2', port: 8080, weight, fwd: 'masq', uThreshold: 0, lThreshold: 0 });
-
-function tsvsadm(socket: string, args: string[]): Promise<boolean> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [ENTRY('tsvsadm'), ...args], { env: { ...process.env, TSVS_SOCKET: socket }, timeout: 20_000 }, (err) =>
-      resolve(!err),
-    );
-  });
-}
 
 /** mulberry32. */
 function prng(seed: number): () => number {

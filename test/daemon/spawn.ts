@@ -2,11 +2,12 @@
  * Starts the real tsvsd binary (node_modules/.bin/tsvsd, built by `npm test`'s pretest)
  * with its own socket and state file in a temp directory, and stops it by PID.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { HttpControlClient } from '../../src/api/client.js';
+import type { DestConfig, ServiceConfig } from '../../src/core/types.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BIN = (name: string) => join(ROOT, 'node_modules', '.bin', name);
@@ -74,4 +75,38 @@ export async function startTsvsd(extraArgs: string[] = [], opts: { dir?: string 
       if (!opts.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A TCP service at addr:port (wrr), as the kill -9 tests build their table. */
+export const service = (addr: string, port: number): ServiceConfig => ({
+  af: 4,
+  protocol: 'tcp',
+  addr,
+  port,
+  fwmark: 0,
+  scheduler: 'wrr',
+  schedFlags: 0,
+  persistent: 0,
+  netmask: 0xffffffff,
+  ops: false,
+  pe: '',
+});
+/** The one real server those tests weight up and down. */
+export const dest = (weight: number): DestConfig => ({
+  af: 4,
+  addr: '127.0.0.2',
+  port: 8080,
+  weight,
+  fwd: 'masq',
+  uThreshold: 0,
+  lThreshold: 0,
+});
+
+/** Runs this checkout's tsvsadm against `socket`; true when it exits 0. */
+export function tsvsadm(socket: string, args: string[]): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [ENTRY('tsvsadm'), ...args], { env: { ...process.env, TSVS_SOCKET: socket }, timeout: 20_000 }, (err) =>
+      resolve(!err),
+    );
+  });
 }

@@ -3,34 +3,9 @@
  * compaction of its state file: after a restart, every acknowledged change is there.
  */
 import { strict as assert } from 'node:assert';
-import { execFile } from 'node:child_process';
 import { after, describe, test } from 'node:test';
-import type { DestConfig, ServiceConfig } from '../../src/core/types.js';
 import { freePort } from '../helper.js';
-import { ENTRY, startTsvsd, type Tsvsd } from './spawn.js';
-
-const service = (addr: string, port: number): ServiceConfig => ({
-  af: 4,
-  protocol: 'tcp',
-  addr,
-  port,
-  fwmark: 0,
-  scheduler: 'wrr',
-  schedFlags: 0,
-  persistent: 0,
-  netmask: 0xffffffff,
-  ops: false,
-  pe: '',
-});
-const dest = (weight: number): DestConfig => ({ af: 4, addr: '127.0.0.2', port: 8080, weight, fwd: 'masq', uThreshold: 0, lThreshold: 0 });
-
-function tsvsadm(socket: string, args: string[]): Promise<boolean> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [ENTRY('tsvsadm'), ...args], { env: { ...process.env, TSVS_SOCKET: socket }, timeout: 20_000 }, (err) =>
-      resolve(!err),
-    );
-  });
-}
+import { dest, service, startTsvsd, tsvsadm, type Tsvsd } from './spawn.js';
 
 describe('tsvsd killed with SIGKILL during a stream of changes', () => {
   const daemons: Tsvsd[] = [];
